@@ -1,0 +1,150 @@
+//! The command line: clap definitions, dispatch to one function per command, and printing.
+//!
+//! Nothing here decides behaviour; each command calls the library and prints what it returns. No clap type
+//! leaves this module: flags become [`crate::config::FlagSetting`]s before they reach the library.
+
+mod configure;
+mod output;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::config::{FlagSetting, LoadOptions};
+use crate::logging::LogFormat;
+
+/// Run AI models offline (GGUF via llama.cpp, ONNX via ONNX Runtime) with a layered cache in front.
+#[derive(Debug, Parser)]
+#[command(name = "inferno", version, propagate_version = true, max_term_width = 110)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file to use instead of ./.inferno.toml (it must exist, except for `cache configure`).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Cache directory; overrides cache.base_dir, INFERNO_CACHE_DIR and config files.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// More log output: -v for debug, -vv for trace (overrides INFERNO_LOG_LEVEL).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only log errors (overrides INFERNO_LOG_LEVEL).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Print machine-readable JSON instead of text, for commands that print data.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Log line format on stderr: text (default) or json for containers; env INFERNO_LOG_FORMAT.
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect and configure the cache.
+    Cache {
+        /// What to do with the cache.
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+    /// Print a shell completion script, e.g. `inferno completions bash > /etc/bash_completion.d/inferno`.
+    Completions {
+        /// The shell to write completions for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `inferno cache ...` commands.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Show the effective configuration and where each value came from.
+    Status,
+    /// Write settings into the config file in effect (./.inferno.toml or --config), keeping comments.
+    Configure(configure::ConfigureArgs),
+}
+
+/// An error in how the command was called: printed like any error, but exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli { global, command } = cli;
+    match command {
+        Command::Completions { shell } => completions(&global, shell),
+        Command::Cache { command } => {
+            let options = load_options(&global)?;
+            match command {
+                CacheCommand::Status => status::run(&options, global.json),
+                CacheCommand::Configure(args) => configure::run(&options, &args, global.json),
+            }
+        }
+    }
+}
+
+fn completions(global: &GlobalArgs, shell: clap_complete::Shell) -> anyhow::Result<()> {
+    if global.json {
+        return Err(
+            UsageError("--json does not apply to `completions`, which prints a shell script".into()).into()
+        );
+    }
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "inferno", &mut script);
+    output::print(&String::from_utf8_lossy(&script))?;
+    Ok(())
+}
+
+/// Config loading options for this process, with the global flags as the highest layer.
+fn load_options(global: &GlobalArgs) -> anyhow::Result<LoadOptions> {
+    let mut options = LoadOptions::from_process()?;
+    options.config_file = global.config.clone();
+    if let Some(dir) = &global.cache_dir {
+        options.flags.push(FlagSetting {
+            key: "cache.base_dir".into(),
+            raw: dir.to_string_lossy().into_owned(),
+            flag: "--cache-dir".into(),
+        });
+    }
+    Ok(options)
+}
+
+impl ValueEnum for LogFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[LogFormat::Text, LogFormat::Json]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,206 @@
+//! The catalogue of configuration keys: name, kind, env var alias, one-line doc, and whether the behaviour
+//! behind it exists yet.
+//!
+//! `layers.rs` uses it to reject unknown keys (with a "did you mean"), to turn env and flag text into typed
+//! TOML values, and `cache status` uses it to say which settings are stored but not active yet.
+//! A test keeps it in step with the structs in `schema.rs`.
+
+use super::units::{BYTE, DAY, GB, HOUR, KB, SECOND};
+
+/// How a key's text (from an env var or a flag) becomes a TOML value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`).
+    Bool,
+    /// A whole number.
+    Integer,
+    /// A number that may have a fraction.
+    Float,
+    /// A word from a fixed set, or free text.
+    Text,
+    /// A filesystem path; relative paths are resolved against the file that sets them, or the cwd.
+    Path,
+    /// A size; a bare number is in the given number of bytes.
+    Size(u64),
+    /// A duration; a bare number is in the given number of seconds.
+    Duration(u64),
+    /// A list of words, comma-separated in env vars and flags.
+    List,
+}
+
+/// One configuration key.
+#[derive(Clone, Copy, Debug)]
+pub struct Key {
+    /// Dotted path, e.g. `cache.compression.level`.
+    pub path: &'static str,
+    /// How text becomes a value.
+    pub kind: Kind,
+    /// A short env var that sets it, besides the general `INFERNO_CACHE__...` form.
+    pub env_alias: Option<&'static str>,
+    /// One line for `status`, docs and the example file.
+    pub doc: &'static str,
+    /// False while the behaviour behind the key is not built yet: the value is stored and validated only.
+    pub active: bool,
+}
+
+const fn key(path: &'static str, kind: Kind, doc: &'static str) -> Key {
+    Key { path, kind, env_alias: None, doc, active: false }
+}
+
+const fn alias(mut key: Key, env: &'static str) -> Key {
+    key.env_alias = Some(env);
+    key
+}
+
+/// Every key, in the order `status` and the docs list them.
+pub const KEYS: &[Key] = &[
+    alias(key("cache.enabled", Kind::Bool, "master switch for every cache kind"), "INFERNO_CACHE_ENABLED"),
+    key("cache.type", Kind::Text, "memory | disk | persistent (RAM in front of disk)"),
+    alias(
+        key("cache.base_dir", Kind::Path, "directory of the disk tier, backups and lock file"),
+        "INFERNO_CACHE_DIR",
+    ),
+    key("cache.max_size_gb", Kind::Size(GB), "upper bound for cached bytes on disk"),
+    key(
+        "cache.default_ttl_hours",
+        Kind::Duration(HOUR),
+        "time to live for entries whose kind sets none; 0 = no expiry",
+    ),
+    key("cache.compression.enabled", Kind::Bool, "compress values; false stores them raw"),
+    alias(key("cache.compression.algorithm", Kind::Text, "none | gzip | zstd"), "INFERNO_CACHE_COMPRESS"),
+    key("cache.compression.level", Kind::Integer, "1-9 for gzip, 1-21 for zstd"),
+    key("cache.deduplication.enabled", Kind::Bool, "store identical values once"),
+    key("cache.deduplication.algorithm", Kind::Text, "content hash: blake3 | xxhash"),
+    key(
+        "cache.deduplication.chunk_size",
+        Kind::Size(BYTE),
+        "average chunk size for large values (256 B - 4 MiB)",
+    ),
+    key("cache.deduplication.enable_parallel", Kind::Bool, "hash large values on several threads"),
+    key("cache.deduplication.seed", Kind::Integer, "seed for xxhash"),
+    key("cache.deduplication.variant", Kind::Text, "xxhash function: xxh32 | xxh64 | xxh3"),
+    key("cache.model.max_models", Kind::Integer, "most model instances loaded at once"),
+    key("cache.model.memory_limit_gb", Kind::Size(GB), "most memory loaded models may take"),
+    key("cache.model.preload_strategy", Kind::Text, "which model is evicted first: lru | mru | frequency"),
+    key("cache.model.unload_policy", Kind::Text, "time_based | size_based | manual"),
+    key("cache.response.max_entries", Kind::Integer, "most responses in the memory tier"),
+    key("cache.response.max_size_gb", Kind::Size(GB), "most bytes of responses in the memory tier"),
+    key("cache.response.ttl_hours", Kind::Duration(HOUR), "time to live of a cached response; 0 = no expiry"),
+    key(
+        "cache.response.enable_streaming_cache",
+        Kind::Bool,
+        "cache streamed responses and replay them as a stream",
+    ),
+    key("cache.response.hash_algorithm", Kind::Text, "hash for response keys: blake3 | xxhash"),
+    key("cache.metadata.ttl_hours", Kind::Duration(HOUR), "time to live of model metadata; 0 = no expiry"),
+    key("cache.metadata.auto_refresh", Kind::Bool, "re-read metadata when the model file changes"),
+    key("cache.metadata.include_performance_stats", Kind::Bool, "add measured load time and tokens/s"),
+    key(
+        "cache.persistence.sync_interval_seconds",
+        Kind::Duration(SECOND),
+        "longest a write waits before it is durable",
+    ),
+    key(
+        "cache.persistence.compression_threshold_kb",
+        Kind::Size(KB),
+        "values smaller than this are stored raw",
+    ),
+    key("cache.persistence.enable_checksums", Kind::Bool, "store and verify a checksum with every value"),
+    key("cache.persistence.backup_copies", Kind::Integer, "backups kept by `cache backup`"),
+    key(
+        "cache.persistence.write_buffer_size",
+        Kind::Size(BYTE),
+        "bytes buffered before a write reaches the file",
+    ),
+    key("cache.persistence.read_ahead_size", Kind::Size(BYTE), "bytes read ahead of a sequential reader"),
+    key("cache.cleanup.auto_cleanup", Kind::Bool, "run cleanup periodically"),
+    key("cache.cleanup.cleanup_interval_hours", Kind::Duration(HOUR), "time between periodic cleanups"),
+    key(
+        "cache.cleanup.size_threshold_percent",
+        Kind::Integer,
+        "disk use (% of max_size_gb) that triggers cleanup",
+    ),
+    key(
+        "cache.cleanup.age_threshold_days",
+        Kind::Duration(DAY),
+        "entries older than this are removed by cleanup",
+    ),
+    key("cache.alerts.enabled", Kind::Bool, "raise alerts when a threshold is crossed"),
+    key("cache.alerts.channels", Kind::List, "where alerts go: email, slack, webhook"),
+    key("cache.alerts.thresholds.hit_ratio_min", Kind::Float, "alert below this hit ratio (0-1)"),
+    key(
+        "cache.alerts.thresholds.size_usage_max",
+        Kind::Float,
+        "alert above this fraction of max_size_gb (0-1)",
+    ),
+    key("cache.alerts.thresholds.compression_ratio_min", Kind::Float, "alert below this compression ratio"),
+    key("cache.alerts.thresholds.response_time_max_ms", Kind::Integer, "alert above this lookup time in ms"),
+    key("cache.distributed.enabled", Kind::Bool, "use the shared tier on Redis"),
+    key("cache.distributed.cluster_nodes", Kind::List, "seed addresses: host:port or redis:// URLs"),
+    key("cache.distributed.replication_factor", Kind::Integer, "copies of each entry the shared tier keeps"),
+    key("cache.metrics.prometheus_enabled", Kind::Bool, "export Prometheus metrics"),
+];
+
+/// The key at `path`, if there is one.
+pub fn find(path: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.path == path)
+}
+
+/// True when `path` names a table (`cache`, `cache.alerts`, ...) rather than a value.
+pub fn is_section(path: &str) -> bool {
+    KEYS.iter().any(|k| {
+        k.path.len() > path.len() && k.path.starts_with(path) && k.path[path.len()..].starts_with('.')
+    })
+}
+
+/// The closest known key or section to an unknown `path`, for a "did you mean" hint.
+pub fn suggest(path: &str) -> Option<String> {
+    let mut names: Vec<String> = KEYS.iter().map(|k| k.path.to_string()).collect();
+    for k in KEYS {
+        let mut prefix = k.path;
+        while let Some((head, _)) = prefix.rsplit_once('.') {
+            names.push(head.to_string());
+            prefix = head;
+        }
+    }
+    let leaf = |p: &str| p.rsplit('.').next().unwrap_or(p).to_string();
+    names
+        .into_iter()
+        .map(|name| {
+            let whole = strsim::jaro_winkler(path, &name);
+            let last = strsim::jaro_winkler(&leaf(path), &leaf(&name));
+            (whole.max(last * 0.98), name)
+        })
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, name)| name)
+}
+
+/// The general env var for a key: `cache.compression.level` is `INFERNO_CACHE__COMPRESSION__LEVEL`.
+pub fn general_env_name(path: &str) -> String {
+    format!("INFERNO_{}", path.replace('.', "__").to_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_and_suggestions() {
+        assert!(is_section("cache"));
+        assert!(is_section("cache.alerts"));
+        assert!(is_section("cache.alerts.thresholds"));
+        assert!(!is_section("cache.enabled"));
+        assert!(!is_section("cache.compress"));
+        assert_eq!(suggest("cache.compresion").as_deref(), Some("cache.compression"));
+        assert_eq!(suggest("cache.compression.levle").as_deref(), Some("cache.compression.level"));
+        assert_eq!(suggest("cache.max_size").as_deref(), Some("cache.max_size_gb"));
+        assert_eq!(suggest("zzzz"), None);
+    }
+
+    #[test]
+    fn env_names() {
+        assert_eq!(general_env_name("cache.compression.level"), "INFERNO_CACHE__COMPRESSION__LEVEL");
+        assert_eq!(general_env_name("cache.max_size_gb"), "INFERNO_CACHE__MAX_SIZE_GB");
+    }
+}

@@ -1,0 +1,583 @@
+//! The typed configuration: every key of `.inferno.toml`, its default, and the range checks.
+//!
+//! This file owns types and defaults only. Where a value came from (file, env, flag) is `layers.rs`'s job;
+//! the catalogue of key names, kinds and docs is `keys.rs`, kept in step with these structs by a test.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::units::{BYTE, DAY, GB, HOUR, KB, SECOND, Size, Span};
+
+/// The whole configuration file. Only `[cache]` exists today.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[cache]` and its sub-tables.
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`: the layered cache as a whole.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Master switch for every cache kind.
+    pub enabled: bool,
+    /// Which tiers hold entries.
+    #[serde(rename = "type")]
+    pub kind: CacheType,
+    /// Directory for the disk tier, backups and the lock file.
+    pub base_dir: PathBuf,
+    /// Upper bound for all cached bytes on disk.
+    pub max_size_gb: Size<GB>,
+    /// Time to live for entries whose kind sets none.
+    pub default_ttl_hours: Span<HOUR>,
+    /// `[cache.compression]`.
+    pub compression: CompressionConfig,
+    /// `[cache.deduplication]`.
+    pub deduplication: DeduplicationConfig,
+    /// `[cache.model]`.
+    pub model: ModelCacheConfig,
+    /// `[cache.response]`.
+    pub response: ResponseCacheConfig,
+    /// `[cache.metadata]`.
+    pub metadata: MetadataCacheConfig,
+    /// `[cache.persistence]`.
+    pub persistence: PersistenceConfig,
+    /// `[cache.cleanup]`.
+    pub cleanup: CleanupConfig,
+    /// `[cache.alerts]`.
+    pub alerts: AlertsConfig,
+    /// `[cache.distributed]`.
+    pub distributed: DistributedConfig,
+    /// `[cache.metrics]`.
+    pub metrics: MetricsConfig,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            kind: CacheType::Persistent,
+            base_dir: default_base_dir(),
+            max_size_gb: Size::units(10),
+            default_ttl_hours: Span::units(24),
+            compression: CompressionConfig::default(),
+            deduplication: DeduplicationConfig::default(),
+            model: ModelCacheConfig::default(),
+            response: ResponseCacheConfig::default(),
+            metadata: MetadataCacheConfig::default(),
+            persistence: PersistenceConfig::default(),
+            cleanup: CleanupConfig::default(),
+            alerts: AlertsConfig::default(),
+            distributed: DistributedConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+/// The XDG cache directory (`$XDG_CACHE_HOME/inferno`, else `~/.cache/inferno`).
+pub fn default_base_dir() -> PathBuf {
+    match dirs::cache_dir() {
+        Some(dir) => dir.join("inferno"),
+        None => PathBuf::from("/var/cache/inferno"),
+    }
+}
+
+/// `cache.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheType {
+    /// RAM only; nothing survives the process.
+    Memory,
+    /// Disk only; every read goes to the disk tier.
+    Disk,
+    /// RAM in front of disk, written behind.
+    Persistent,
+}
+
+/// `[cache.compression]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompressionConfig {
+    /// When false, values are stored raw whatever `algorithm` says.
+    pub enabled: bool,
+    /// The codec for new values.
+    pub algorithm: CompressionAlgorithm,
+    /// 1-9 for gzip, 1-21 for zstd.
+    pub level: u32,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        Self { enabled: true, algorithm: CompressionAlgorithm::Zstd, level: 3 }
+    }
+}
+
+/// `cache.compression.algorithm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionAlgorithm {
+    /// Store raw bytes.
+    None,
+    /// DEFLATE in gzip framing (flate2).
+    Gzip,
+    /// Zstandard.
+    Zstd,
+}
+
+impl CompressionAlgorithm {
+    /// The levels this codec accepts, or `None` when it takes no level.
+    pub fn level_range(self) -> Option<std::ops::RangeInclusive<u32>> {
+        match self {
+            Self::None => None,
+            Self::Gzip => Some(1..=9),
+            Self::Zstd => Some(1..=21),
+        }
+    }
+}
+
+/// `[cache.deduplication]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeduplicationConfig {
+    /// Content-address values so identical ones are stored once.
+    pub enabled: bool,
+    /// The content hash.
+    pub algorithm: HashAlgorithm,
+    /// Average chunk size for large values.
+    pub chunk_size: Size<BYTE>,
+    /// Hash large values on several threads.
+    pub enable_parallel: bool,
+    /// Seed for xxhash.
+    pub seed: u64,
+    /// Which xxhash function.
+    pub variant: XxhashVariant,
+}
+
+impl Default for DeduplicationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            algorithm: HashAlgorithm::Blake3,
+            chunk_size: Size(4096),
+            enable_parallel: true,
+            seed: 0,
+            variant: XxhashVariant::Xxh3,
+        }
+    }
+}
+
+/// `cache.deduplication.algorithm` and `cache.response.hash_algorithm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlgorithm {
+    /// BLAKE3, 256-bit.
+    Blake3,
+    /// xxHash (`variant` picks xxh32, xxh64 or xxh3).
+    Xxhash,
+}
+
+/// `cache.deduplication.variant`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XxhashVariant {
+    /// 32-bit xxHash.
+    Xxh32,
+    /// 64-bit xxHash.
+    Xxh64,
+    /// XXH3, 64-bit.
+    Xxh3,
+}
+
+/// `[cache.model]`: which loaded model instances stay resident.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelCacheConfig {
+    /// Most model instances loaded at once.
+    pub max_models: u32,
+    /// Most memory the loaded models may take.
+    pub memory_limit_gb: Size<GB>,
+    /// Which model goes first when room is needed.
+    pub preload_strategy: PreloadStrategy,
+    /// When models are unloaded.
+    pub unload_policy: UnloadPolicy,
+}
+
+impl Default for ModelCacheConfig {
+    fn default() -> Self {
+        Self {
+            max_models: 5,
+            memory_limit_gb: Size::units(8),
+            preload_strategy: PreloadStrategy::Lru,
+            unload_policy: UnloadPolicy::SizeBased,
+        }
+    }
+}
+
+/// `cache.model.preload_strategy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PreloadStrategy {
+    /// Evict the least recently used model.
+    Lru,
+    /// Evict the most recently used model.
+    Mru,
+    /// Evict the least frequently used model.
+    Frequency,
+}
+
+/// `cache.model.unload_policy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnloadPolicy {
+    /// Unload models idle for longer than their keep-alive.
+    TimeBased,
+    /// Unload only when a limit would be exceeded.
+    SizeBased,
+    /// Unload only on request.
+    Manual,
+}
+
+/// `[cache.response]`: cached inference responses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResponseCacheConfig {
+    /// Most responses held in the memory tier.
+    pub max_entries: u64,
+    /// Most bytes of responses held in the memory tier.
+    pub max_size_gb: Size<GB>,
+    /// Time to live of a cached response.
+    pub ttl_hours: Span<HOUR>,
+    /// Cache streamed responses and replay them as a stream.
+    pub enable_streaming_cache: bool,
+    /// Hash for response keys.
+    pub hash_algorithm: HashAlgorithm,
+}
+
+impl Default for ResponseCacheConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            max_size_gb: Size::units(2),
+            ttl_hours: Span::units(1),
+            enable_streaming_cache: true,
+            hash_algorithm: HashAlgorithm::Blake3,
+        }
+    }
+}
+
+/// `[cache.metadata]`: what each model file is, read without loading it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetadataCacheConfig {
+    /// Time to live of a metadata entry.
+    pub ttl_hours: Span<HOUR>,
+    /// Re-read when the model file's size or mtime changes.
+    pub auto_refresh: bool,
+    /// Add measured load time and tokens/s.
+    pub include_performance_stats: bool,
+}
+
+impl Default for MetadataCacheConfig {
+    fn default() -> Self {
+        Self { ttl_hours: Span::units(6), auto_refresh: true, include_performance_stats: true }
+    }
+}
+
+/// `[cache.persistence]`: how the disk tier writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersistenceConfig {
+    /// Longest time a write stays in memory before it is made durable.
+    pub sync_interval_seconds: Span<SECOND>,
+    /// Values smaller than this are stored uncompressed.
+    pub compression_threshold_kb: Size<KB>,
+    /// Store and verify a checksum with every value.
+    pub enable_checksums: bool,
+    /// How many backups `cache backup` keeps.
+    pub backup_copies: u32,
+    /// Bytes buffered before a write reaches the file.
+    pub write_buffer_size: Size<BYTE>,
+    /// Bytes read ahead of a sequential reader.
+    pub read_ahead_size: Size<BYTE>,
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        Self {
+            sync_interval_seconds: Span::units(300),
+            compression_threshold_kb: Size::units(1),
+            enable_checksums: true,
+            backup_copies: 2,
+            write_buffer_size: Size(1_000_000),
+            read_ahead_size: Size(512_000),
+        }
+    }
+}
+
+/// `[cache.cleanup]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CleanupConfig {
+    /// Run cleanup periodically.
+    pub auto_cleanup: bool,
+    /// Time between periodic cleanups.
+    pub cleanup_interval_hours: Span<HOUR>,
+    /// Disk use, in percent of `max_size_gb`, that triggers cleanup and compaction.
+    pub size_threshold_percent: u8,
+    /// Entries older than this are removed by cleanup.
+    pub age_threshold_days: Span<DAY>,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        Self {
+            auto_cleanup: true,
+            cleanup_interval_hours: Span::units(24),
+            size_threshold_percent: 90,
+            age_threshold_days: Span::units(7),
+        }
+    }
+}
+
+/// `[cache.alerts]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Raise alerts when a threshold is crossed.
+    pub enabled: bool,
+    /// Where alerts go.
+    pub channels: Vec<AlertChannel>,
+    /// `[cache.alerts.thresholds]`.
+    pub thresholds: AlertThresholds,
+}
+
+/// `cache.alerts.channels` entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertChannel {
+    /// Email.
+    Email,
+    /// Slack.
+    Slack,
+    /// An HTTP webhook.
+    Webhook,
+}
+
+/// `[cache.alerts.thresholds]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertThresholds {
+    /// Alert when the hit ratio falls below this (0-1).
+    pub hit_ratio_min: f64,
+    /// Alert when disk use exceeds this fraction of `max_size_gb` (0-1).
+    pub size_usage_max: f64,
+    /// Alert when the compression ratio falls below this.
+    pub compression_ratio_min: f64,
+    /// Alert when a cache lookup takes longer than this many milliseconds.
+    pub response_time_max_ms: u64,
+}
+
+impl Default for AlertThresholds {
+    fn default() -> Self {
+        Self {
+            hit_ratio_min: 0.80,
+            size_usage_max: 0.90,
+            compression_ratio_min: 2.0,
+            response_time_max_ms: 100,
+        }
+    }
+}
+
+/// `[cache.distributed]`: the shared tier for fleets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributedConfig {
+    /// Use the shared tier.
+    pub enabled: bool,
+    /// Seed addresses, `host:port` or `redis://` URLs.
+    pub cluster_nodes: Vec<String>,
+    /// Copies of each entry the shared tier should hold.
+    pub replication_factor: u32,
+}
+
+impl Default for DistributedConfig {
+    fn default() -> Self {
+        Self { enabled: false, cluster_nodes: Vec::new(), replication_factor: 1 }
+    }
+}
+
+/// `[cache.metrics]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Export Prometheus metrics.
+    pub prometheus_enabled: bool,
+}
+
+/// One failed range or consistency check, naming the key it is about.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Violation {
+    /// Dotted key, e.g. `cache.compression.level`.
+    pub key: &'static str,
+    /// What is wrong, with the allowed range.
+    pub message: String,
+    /// Another key the check read, whose origin helps explain the problem.
+    pub related: Option<&'static str>,
+}
+
+impl Config {
+    /// Checks every range and cross-key rule; returns all violations found.
+    pub fn validate(&self) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let c = &self.cache;
+        let mut check = |ok: bool, key: &'static str, message: String| {
+            if !ok {
+                out.push(Violation { key, message, related: None });
+            }
+        };
+        check(c.max_size_gb.bytes() > 0, "cache.max_size_gb", "must be more than 0".into());
+        let chunk = c.deduplication.chunk_size.bytes();
+        check(
+            (256..=4 * 1024 * 1024).contains(&chunk),
+            "cache.deduplication.chunk_size",
+            format!("{chunk} bytes is out of range (256 B to 4 MiB)"),
+        );
+        check(c.model.max_models >= 1, "cache.model.max_models", "must be at least 1".into());
+        check(
+            c.model.memory_limit_gb.bytes() > 0,
+            "cache.model.memory_limit_gb",
+            "must be more than 0".into(),
+        );
+        check(c.response.max_entries >= 1, "cache.response.max_entries", "must be at least 1".into());
+        check(c.response.max_size_gb.bytes() > 0, "cache.response.max_size_gb", "must be more than 0".into());
+        let sync = c.persistence.sync_interval_seconds.duration().as_secs();
+        check(
+            (1..=86_400).contains(&sync),
+            "cache.persistence.sync_interval_seconds",
+            format!("{sync} seconds is out of range (1 second to 1 day)"),
+        );
+        check(
+            c.persistence.backup_copies >= 1,
+            "cache.persistence.backup_copies",
+            "must be at least 1".into(),
+        );
+        check(
+            c.persistence.write_buffer_size.bytes() >= 4096,
+            "cache.persistence.write_buffer_size",
+            "must be at least 4KiB".into(),
+        );
+        check(
+            !c.cleanup.cleanup_interval_hours.duration().is_zero(),
+            "cache.cleanup.cleanup_interval_hours",
+            "must be more than 0".into(),
+        );
+        let pct = c.cleanup.size_threshold_percent;
+        check(
+            (1..=100).contains(&pct),
+            "cache.cleanup.size_threshold_percent",
+            format!("{pct} is out of range (1-100)"),
+        );
+        check(
+            !c.cleanup.age_threshold_days.duration().is_zero(),
+            "cache.cleanup.age_threshold_days",
+            "must be more than 0".into(),
+        );
+        let t = &c.alerts.thresholds;
+        for (key, v) in [
+            ("cache.alerts.thresholds.hit_ratio_min", t.hit_ratio_min),
+            ("cache.alerts.thresholds.size_usage_max", t.size_usage_max),
+        ] {
+            check((0.0..=1.0).contains(&v), key, format!("{v} is out of range (0.0-1.0)"));
+        }
+        let ratio = t.compression_ratio_min;
+        check(
+            ratio.is_finite() && ratio >= 0.0,
+            "cache.alerts.thresholds.compression_ratio_min",
+            format!("{ratio} must be a number of 0 or more"),
+        );
+        check(
+            c.distributed.replication_factor >= 1,
+            "cache.distributed.replication_factor",
+            "must be at least 1".into(),
+        );
+        for node in &c.distributed.cluster_nodes {
+            check(
+                is_node_address(node),
+                "cache.distributed.cluster_nodes",
+                format!("{node:?} is not host:port or a redis:// URL"),
+            );
+        }
+        check(
+            !c.distributed.enabled || !c.distributed.cluster_nodes.is_empty(),
+            "cache.distributed.enabled",
+            "needs at least one address in cache.distributed.cluster_nodes".into(),
+        );
+        if let Some(range) = c.compression.algorithm.level_range() {
+            let level = c.compression.level;
+            if !range.contains(&level) {
+                out.push(Violation {
+                    key: "cache.compression.level",
+                    message: format!(
+                        "level {level} is out of range for {:?} ({}-{})",
+                        c.compression.algorithm,
+                        range.start(),
+                        range.end()
+                    )
+                    .to_lowercase(),
+                    related: Some("cache.compression.algorithm"),
+                });
+            }
+        }
+        out
+    }
+}
+
+fn is_node_address(node: &str) -> bool {
+    if node.starts_with("redis://") || node.starts_with("rediss://") {
+        return node.len() > "redis://".len();
+    }
+    match node.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), vec![]);
+    }
+
+    #[test]
+    fn level_is_checked_against_the_algorithm() {
+        let mut config = Config::default();
+        config.cache.compression.algorithm = CompressionAlgorithm::Gzip;
+        config.cache.compression.level = 10;
+        let v = config.validate();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].key, "cache.compression.level");
+        assert!(v[0].message.contains("gzip (1-9)"), "{}", v[0].message);
+        config.cache.compression.algorithm = CompressionAlgorithm::Zstd;
+        assert!(config.validate().is_empty());
+        config.cache.compression.level = 22;
+        assert_eq!(config.validate()[0].key, "cache.compression.level");
+        config.cache.compression.algorithm = CompressionAlgorithm::None;
+        assert!(config.validate().is_empty());
+    }
+
+    #[test]
+    fn node_addresses() {
+        assert!(is_node_address("node1:9090"));
+        assert!(is_node_address("redis://10.0.0.1:6379"));
+        assert!(is_node_address("[::1]:7000"));
+        assert!(!is_node_address("node1"));
+        assert!(!is_node_address("node1:0"));
+        assert!(!is_node_address(":80"));
+        assert!(!is_node_address("redis://"));
+    }
+}

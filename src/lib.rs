@@ -1,0 +1,13 @@
+//! inferno runs AI models offline (GGUF through llama.cpp, ONNX through ONNX Runtime) behind a layered cache.
+//!
+//! The library holds all behaviour; the `inferno` binary is a thin front door onto it.
+//!
+//! - [`config`]: `.inferno.toml`, env vars and flags resolved into one validated [`config::Config`], with the
+//!   origin of every value.
+//! - [`cli`]: clap definitions and printing for the `inferno` binary.
+//! - [`logging`]: tracing setup.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod logging;

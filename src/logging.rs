@@ -1,0 +1,49 @@
+//! Logging with `tracing`: the level comes from `-v`/`-q` or `INFERNO_LOG_LEVEL`, the format from
+//! `--log-format` or `INFERNO_LOG_FORMAT`. Logs go to stderr so stdout stays clean for data and `--json`.
+//!
+//! Prompt and response text is only ever logged at debug level or below.
+
+use std::io::IsTerminal;
+
+use anyhow::{Context, bail};
+use tracing_subscriber::EnvFilter;
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured on a terminal.
+    Text,
+    /// One JSON object per line, for containers and log shippers.
+    Json,
+}
+
+/// The level used when neither flags nor `INFERNO_LOG_LEVEL` say otherwise.
+pub const DEFAULT_LEVEL: &str = "warn";
+
+/// Installs the global subscriber. `verbose` counts `-v` flags; `quiet` is `-q`.
+pub fn init(verbose: u8, quiet: bool, format: Option<LogFormat>) -> anyhow::Result<()> {
+    let env_level = std::env::var("INFERNO_LOG_LEVEL").ok().filter(|v| !v.trim().is_empty());
+    let directive = match (quiet, verbose) {
+        (true, _) => "error".to_string(),
+        (false, 0) => env_level.clone().unwrap_or_else(|| DEFAULT_LEVEL.to_string()),
+        (false, 1) => "debug".to_string(),
+        (false, _) => "trace".to_string(),
+    };
+    let filter = EnvFilter::builder().parse(&directive).with_context(|| {
+        format!("INFERNO_LOG_LEVEL={directive:?} is not a log level; use error, warn, info, debug or trace")
+    })?;
+    let format = match format {
+        Some(format) => format,
+        None => match std::env::var("INFERNO_LOG_FORMAT").as_deref() {
+            Err(_) | Ok("") | Ok("text") => LogFormat::Text,
+            Ok("json") => LogFormat::Json,
+            Ok(other) => bail!("INFERNO_LOG_FORMAT={other:?} is not a log format; use text or json"),
+        },
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
