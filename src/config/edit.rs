@@ -45,7 +45,7 @@ pub fn write_settings(path: &Path, settings: &[(String, toml::Value)]) -> Result
                 hint: None,
             })
         })?;
-        let new = new.to_string().trim().to_string();
+        let new = value_text(&new);
         if old.as_deref() != Some(new.as_str()) {
             changes.push(Change { key: key.clone(), old, new });
         }
@@ -75,7 +75,7 @@ fn set_dotted(doc: &mut DocumentMut, key: &str, value: toml_edit::Value) -> Resu
     }
     match table.get_mut(leaf) {
         Some(item) if item.is_value() => {
-            let old = item.as_value().map(|v| v.to_string().trim().to_string());
+            let old = item.as_value().map(value_text);
             let decor = item.as_value().map(|v| v.decor().clone());
             let mut value = value;
             if let Some(decor) = decor {
@@ -90,6 +90,13 @@ fn set_dotted(doc: &mut DocumentMut, key: &str, value: toml_edit::Value) -> Resu
             Ok(None)
         }
     }
+}
+
+/// A value as TOML text, without the comments and spacing around it.
+fn value_text(value: &toml_edit::Value) -> String {
+    let mut bare = value.clone();
+    bare.decor_mut().clear();
+    bare.to_string()
 }
 
 fn to_edit_value(value: &toml::Value) -> toml_edit::Value {

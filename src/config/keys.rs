@@ -203,4 +203,26 @@ mod tests {
         assert_eq!(general_env_name("cache.compression.level"), "INFERNO_CACHE__COMPRESSION__LEVEL");
         assert_eq!(general_env_name("cache.max_size_gb"), "INFERNO_CACHE__MAX_SIZE_GB");
     }
+
+    #[test]
+    fn every_key_is_documented_and_in_the_example() {
+        let docs = include_str!("../../docs/configuration.md");
+        let example = include_str!("../../.inferno.toml.example");
+        for key in KEYS {
+            assert!(docs.contains(&format!("| `{}` |", key.path)), "{} missing from docs/configuration.md", key.path);
+            assert!(docs.contains(&general_env_name(key.path)), "{} env form missing from docs", key.path);
+            if let Some(alias) = key.env_alias {
+                assert!(docs.contains(alias), "{alias} missing from docs/configuration.md");
+            }
+            let leaf = key.path.rsplit('.').next().unwrap();
+            let section = &key.path[..key.path.len() - leaf.len() - 1];
+            let in_section = example.split(&format!("[{section}]\n")).nth(1).expect(section);
+            let in_section = in_section.split("\n[").next().unwrap();
+            assert!(
+                in_section.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{leaf} = "))),
+                "{} missing from .inferno.toml.example",
+                key.path
+            );
+        }
+    }
 }
