@@ -77,7 +77,7 @@ pub enum CacheCommand {
     /// Show the effective configuration and where each value came from.
     Status,
     /// Write settings into the config file in effect (./.inferno.toml or --config), keeping comments.
-    Configure(configure::ConfigureArgs),
+    Configure(Box<configure::ConfigureArgs>),
 }
 
 /// An error in how the command was called: printed like any error, but exits with code 2.

@@ -212,7 +212,7 @@ pub fn setting_from_text(path: &str, raw: &str, origin: Origin, cwd: &Path) -> R
 /// `10GB` for a `_gb` key is stored as `10`; `512MB` stays text, which the key also accepts.
 fn whole_units_or_text(amount: u64, unit: u64, raw: &str) -> toml::Value {
     match i64::try_from(amount / unit) {
-        Ok(n) if amount % unit == 0 => toml::Value::Integer(n),
+        Ok(n) if amount.is_multiple_of(unit) => toml::Value::Integer(n),
         _ => toml::Value::String(raw.to_string()),
     }
 }

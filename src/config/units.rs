@@ -83,7 +83,7 @@ impl<const UNIT: u64> fmt::Display for Size<UNIT> {
 
 impl<const UNIT: u64> Serialize for Size<UNIT> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.0 % UNIT == 0 {
+        if self.0.is_multiple_of(UNIT) {
             serializer.serialize_u64(self.0 / UNIT)
         } else {
             serializer.serialize_str(&format!("{}B", self.0))
@@ -124,7 +124,7 @@ impl<const UNIT: u64> fmt::Display for Span<UNIT> {
 impl<const UNIT: u64> Serialize for Span<UNIT> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let secs = self.0.as_secs();
-        if self.0.subsec_nanos() == 0 && secs % UNIT == 0 {
+        if self.0.subsec_nanos() == 0 && secs.is_multiple_of(UNIT) {
             serializer.serialize_u64(secs / UNIT)
         } else {
             serializer.serialize_str(&humantime::format_duration(self.0).to_string())
