@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 
 use anyhow::{Context, bail};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 /// How log lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +26,10 @@ pub fn init(verbose: u8, quiet: bool, format: Option<LogFormat>) -> anyhow::Resu
     let env_level = std::env::var("INFERNO_LOG_LEVEL").ok().filter(|v| !v.trim().is_empty());
     let directive = match (quiet, verbose) {
         (true, _) => "error".to_string(),
-        (false, 0) => env_level.clone().unwrap_or_else(|| DEFAULT_LEVEL.to_string()),
+        (false, 0) => match env_level {
+            Some(level) => check_env_level(level)?,
+            None => DEFAULT_LEVEL.to_string(),
+        },
         (false, 1) => "debug".to_string(),
         (false, _) => "trace".to_string(),
     };
@@ -46,4 +50,34 @@ pub fn init(verbose: u8, quiet: bool, format: Option<LogFormat>) -> anyhow::Resu
         LogFormat::Json => builder.json().init(),
     }
     Ok(())
+}
+
+/// `INFERNO_LOG_LEVEL` must be a level (`debug`) or target directives (`inferno=debug,warn`). `EnvFilter` alone
+/// would take any bare word as a target name (`nonsense` would mean "trace for target nonsense"), so a part
+/// without `=` must be a level.
+fn check_env_level(level: String) -> anyhow::Result<String> {
+    let bare_word_is_not_a_level = level
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .any(|part| !part.contains('=') && part.parse::<LevelFilter>().is_err());
+    if bare_word_is_not_a_level {
+        bail!("INFERNO_LOG_LEVEL={level:?} is not a log level; use error, warn, info, debug or trace");
+    }
+    Ok(level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_level_must_name_a_level() {
+        for good in ["debug", "WARN", "off", "inferno=debug", "warn,inferno=trace", "info,"] {
+            assert!(check_env_level(good.into()).is_ok(), "{good}");
+        }
+        for bad in ["nonsense", "debug,verbose", "inferno"] {
+            assert!(check_env_level(bad.into()).is_err(), "{bad}");
+        }
+    }
 }

@@ -162,6 +162,12 @@ pub fn env_layer(vars: &[(String, String)], cwd: &Path) -> Result<Layer, ConfigE
     Ok(aliased)
 }
 
+/// True when `var` sets configuration: an alias such as `INFERNO_CACHE_DIR`, or an `INFERNO_..__..` name.
+pub fn is_config_var(var: &str) -> bool {
+    var.strip_prefix("INFERNO_")
+        .is_some_and(|rest| rest.contains("__") || keys::KEYS.iter().any(|k| k.env_alias == Some(var)))
+}
+
 /// A setting made from text (an env var's value or a flag's argument), typed by the key's kind.
 pub fn setting_from_text(path: &str, raw: &str, origin: Origin, cwd: &Path) -> Result<Setting, Problem> {
     let problem =

@@ -191,6 +191,12 @@ pub fn configure(options: &LoadOptions, settings: &[FlagSetting]) -> Result<Conf
     with_new.allow_missing_config_file = true;
     with_new.flags.extend_from_slice(settings);
     let resolved = load(&with_new)?;
+    // The file must also hold up without the env vars and flags above it now, or every later command run
+    // without them would fail on what we wrote.
+    let mut files_only = with_new.clone();
+    files_only.env.retain(|(var, _)| !layers::is_config_var(var));
+    files_only.flags = settings.to_vec();
+    load(&files_only)?;
     let path = with_new.files().pop().expect("the project file is always listed").path;
     let typed: Vec<(String, toml::Value)> =
         settings.iter().map(|s| (s.key.clone(), resolved.settings[&s.key].value.clone())).collect();

@@ -325,7 +325,7 @@ pub struct CleanupConfig {
     /// Time between periodic cleanups.
     pub cleanup_interval_hours: Span<HOUR>,
     /// Disk use, in percent of `max_size_gb`, that triggers cleanup and compaction.
-    pub size_threshold_percent: u8,
+    pub size_threshold_percent: u32,
     /// Entries older than this are removed by cleanup.
     pub age_threshold_days: Span<DAY>,
 }

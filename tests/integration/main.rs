@@ -1,0 +1,25 @@
+//! End-to-end tests that run the real `inferno` binary (with `assert_cmd`) in a fresh sandbox per test: the
+//! user guide's config blocks and `.inferno.toml.example` load, config layering and the origins `cache status`
+//! reports, bad configuration failing with exit 2 and a precise message, `cache configure` editing files
+//! safely, and the command line's help, completions, logging and exit codes.
+//!
+//! Every command runs with a cleared environment (see `util.rs`), so the machine's own config files and
+//! `INFERNO_*` variables never leak in.
+
+/// Sandbox and command helpers shared by every module.
+mod util;
+
+/// The guide's TOML blocks and `.inferno.toml.example` load with the right values and origins.
+mod guide_configs;
+
+/// Defaults < system < user < project / `--config` < env < flags, as `cache status` reports them.
+mod layering;
+
+/// Bad files, env vars and `--config` paths: exit 2 and messages naming file:line:column and key.
+mod bad_config;
+
+/// `cache configure`: guide invocations, round trips that keep comments, atomic refusal of bad values.
+mod configure;
+
+/// `--version`, `--help`, completions, usage errors, logging and broken pipes.
+mod cli;
