@@ -4,10 +4,12 @@
 //!
 //! - [`config`]: `.inferno.toml`, env vars and flags resolved into one validated [`config::Config`], with the
 //!   origin of every value.
+//! - [`cache`]: the cache engine (disk tier so far).
 //! - [`cli`]: clap definitions and printing for the `inferno` binary.
 //! - [`logging`]: tracing setup.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod logging;

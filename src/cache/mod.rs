@@ -1,0 +1,3 @@
+//! The cache engine: tiers, codecs and the manager that composes them.
+
+pub mod disk;
