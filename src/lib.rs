@@ -4,7 +4,7 @@
 //!
 //! - [`config`]: `.inferno.toml`, env vars and flags resolved into one validated [`config::Config`], with the
 //!   origin of every value.
-//! - [`cache`]: the cache engine: content hashing, chunking, response keys (and, to come, the tiers).
+//! - [`cache`]: the cache engine: disk tier, content hashing, chunking, response keys.
 //! - [`cli`]: clap definitions and printing for the `inferno` binary.
 //! - [`logging`]: tracing setup.
 #![deny(missing_docs)]

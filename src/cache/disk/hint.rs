@@ -1,0 +1,103 @@
+//! Hint files: for one segment, every record's offset, header, key, name and chunk references (no values),
+//! so opening a store reads hints instead of whole segments. A hint covers the segment up to `covered_len`;
+//! anything after that is scanned. A hint whose trailing checksum fails is ignored and the segment scanned.
+
+use std::io::Write;
+use std::path::Path;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::index::{Index, Loc};
+use super::record::{self, HEADER_LEN, REF_LEN};
+
+/// First eight bytes of a hint file.
+pub const HINT_MAGIC: [u8; 8] = *b"INFHINT\n";
+const HINT_HEADER_LEN: usize = 32;
+
+/// Collects hint lines while a segment is written or scanned.
+#[derive(Debug, Default, Clone)]
+pub struct HintBuilder {
+    bytes: Vec<u8>,
+    count: u64,
+}
+
+impl HintBuilder {
+    /// Adds the record at `offset`; `record_bytes` is the whole encoded record.
+    pub fn add(&mut self, offset: u64, record_bytes: &[u8]) {
+        let header = record::decode_header(record_bytes).expect("hint lines come from valid records");
+        let meta_len =
+            HEADER_LEN + header.key_len as usize + header.name_len as usize + header.refs as usize * REF_LEN;
+        self.bytes.extend_from_slice(&offset.to_le_bytes());
+        self.bytes.extend_from_slice(&record_bytes[..meta_len]);
+        self.count += 1;
+    }
+
+    /// Writes the hint for `segment` covering `covered_len` bytes, atomically (temp file + rename).
+    pub fn write(&self, path: &Path, segment: u32, covered_len: u64) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(HINT_HEADER_LEN + self.bytes.len() + 8);
+        out.extend_from_slice(&HINT_MAGIC);
+        out.extend_from_slice(&super::segment::FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&segment.to_le_bytes());
+        out.extend_from_slice(&covered_len.to_le_bytes());
+        out.extend_from_slice(&self.count.to_le_bytes());
+        out.extend_from_slice(&self.bytes);
+        let sum = xxh3_64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        let tmp = path.with_extension("hint.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&out)?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+/// Applies a hint file's lines for `segment` to `index`; returns the covered length and a builder holding
+/// the same lines (to extend while the segment is still written), or `None` when the hint is missing, for
+/// another segment, damaged, or covers more than the segment's `segment_len` bytes (then the caller scans
+/// the segment).
+pub fn load(path: &Path, segment: u32, segment_len: u64, index: &mut Index) -> Option<(u64, HintBuilder)> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.len() < HINT_HEADER_LEN + 8 || bytes[..8] != HINT_MAGIC {
+        return None;
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 8);
+    if xxh3_64(body) != u64::from_le_bytes(sum.try_into().ok()?) {
+        return None;
+    }
+    let version = u16::from_le_bytes([body[8], body[9]]);
+    let id = u32::from_le_bytes(body[12..16].try_into().ok()?);
+    if version != super::segment::FORMAT_VERSION || id != segment {
+        return None;
+    }
+    let covered = u64::from_le_bytes(body[16..24].try_into().ok()?);
+    let count = u64::from_le_bytes(body[24..32].try_into().ok()?);
+    if covered > segment_len {
+        return None;
+    }
+    let mut lines = Vec::with_capacity(count.min(1 << 24) as usize);
+    let mut pos = HINT_HEADER_LEN;
+    for _ in 0..count {
+        let offset = u64::from_le_bytes(body.get(pos..pos + 8)?.try_into().ok()?);
+        pos += 8;
+        let header = record::decode_header(body.get(pos..)?).ok()?;
+        pos += HEADER_LEN;
+        let key = body.get(pos..pos + header.key_len as usize)?;
+        pos += key.len();
+        let name = body.get(pos..pos + header.name_len as usize)?;
+        pos += name.len();
+        let refs = body.get(pos..pos + header.refs as usize * REF_LEN)?;
+        pos += refs.len();
+        lines.push((offset, header, key, name, refs));
+    }
+    if pos != body.len() {
+        return None;
+    }
+    let builder = HintBuilder { bytes: body[HINT_HEADER_LEN..].to_vec(), count };
+    for (offset, header, key, name, refs) in lines {
+        let refs = refs.chunks_exact(REF_LEN).map(|r| r.try_into().expect("REF_LEN bytes")).collect();
+        let loc = Loc { segment, offset, len: header.record_len() as u32 };
+        index.apply_parts(&header, key, name, refs, loc);
+    }
+    Some((covered, builder))
+}

@@ -1,0 +1,276 @@
+//! The in-memory index of a disk store: where the newest live record of every key is, chunk reference
+//! counts, and live/dead byte counts per segment (which drive compaction).
+//!
+//! Records may be applied in any order: the highest sequence number wins, and tombstones are remembered so
+//! an older entry seen later (e.g. after a compaction moved it) does not come back.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::record::{BlobRef, Header, Record, RecordType};
+
+/// The kind code of blob records (and of tombstones that remove a quarantined blob).
+pub const BLOB_KIND: u8 = 0;
+
+/// Where a record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loc {
+    /// Segment id.
+    pub segment: u32,
+    /// Offset of the record in the segment file.
+    pub offset: u64,
+    /// Length of the whole record.
+    pub len: u32,
+}
+
+/// An entry's key: kind code and key bytes.
+pub type EntryKey = (u8, Box<[u8]>);
+
+/// What the index keeps about a live entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntrySlot {
+    /// Where its record is.
+    pub loc: Loc,
+    /// Its write sequence number.
+    pub seq: u64,
+    /// Creation time (ms).
+    pub created_ms: u64,
+    /// Expiry time (ms), 0 = never.
+    pub expires_ms: u64,
+    /// Decoded length of the entry's own value (the envelope when deduplicated).
+    pub raw_len: u32,
+    /// Stored length of the entry's own value.
+    pub stored_len: u32,
+    /// Decoded length of the referenced chunks.
+    pub payload_len: u64,
+    /// The name used by pattern filters.
+    pub name: Box<str>,
+    /// Chunk references.
+    pub refs: Box<[BlobRef]>,
+}
+
+impl EntrySlot {
+    /// Decoded size of the whole value.
+    pub fn logical_len(&self) -> u64 {
+        self.raw_len as u64 + self.payload_len
+    }
+}
+
+/// What the index keeps about a chunk.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BlobSlot {
+    /// Where its record is, once seen.
+    pub loc: Option<Loc>,
+    /// Its write sequence number.
+    pub seq: u64,
+    /// Decoded length.
+    pub raw_len: u32,
+    /// Stored length.
+    pub stored_len: u32,
+    /// Live entries referring to it.
+    pub refcount: u32,
+}
+
+/// Bytes in one segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentUsage {
+    /// Bytes of records in the segment (excluding the file header).
+    pub total: u64,
+    /// Bytes of records that are still the newest for their key.
+    pub live: u64,
+}
+
+/// The index.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Live entries.
+    pub entries: HashMap<EntryKey, EntrySlot>,
+    /// Chunks, referenced or not.
+    pub blobs: HashMap<BlobRef, BlobSlot>,
+    /// Newest tombstone seq per key, for keys with no newer entry.
+    pub tombstones: HashMap<EntryKey, (u64, Loc)>,
+    /// Usage per segment.
+    pub segments: BTreeMap<u32, SegmentUsage>,
+    /// Highest sequence number seen.
+    pub max_seq: u64,
+}
+
+impl Index {
+    /// Applies one record found at `loc`.
+    pub fn apply(&mut self, record: &Record<'_>, loc: Loc) {
+        self.apply_parts(&record.header, record.key, record.name, record.refs().collect(), loc)
+    }
+
+    /// Applies a record given by its header and body parts (as read from a hint file).
+    pub fn apply_parts(&mut self, h: &Header, key: &[u8], name: &[u8], refs: Vec<BlobRef>, loc: Loc) {
+        self.max_seq = self.max_seq.max(h.seq);
+        self.segments.entry(loc.segment).or_default().total += loc.len as u64;
+        match h.record_type {
+            RecordType::Blob => {
+                let Ok(blob_ref) = BlobRef::try_from(key) else { return };
+                let slot = self.blobs.entry(blob_ref).or_default();
+                if slot.loc.is_some() && slot.seq > h.seq {
+                    return;
+                }
+                if let Some(old) = slot.loc {
+                    self.segments.entry(old.segment).or_default().live -= old.len as u64;
+                }
+                slot.loc = Some(loc);
+                slot.seq = h.seq;
+                slot.raw_len = h.raw_len;
+                slot.stored_len = h.value_len;
+                self.segments.entry(loc.segment).or_default().live += loc.len as u64;
+            }
+            RecordType::Entry => {
+                let entry_key: EntryKey = (h.kind, key.into());
+                if self.newer_than(&entry_key, h.seq) {
+                    return;
+                }
+                self.drop_key(&entry_key);
+                for r in &refs {
+                    self.blobs.entry(*r).or_default().refcount += 1;
+                }
+                self.segments.entry(loc.segment).or_default().live += loc.len as u64;
+                let slot = EntrySlot {
+                    loc,
+                    seq: h.seq,
+                    created_ms: h.created_ms,
+                    expires_ms: h.expires_ms,
+                    raw_len: h.raw_len,
+                    stored_len: h.value_len,
+                    payload_len: h.payload_len,
+                    name: String::from_utf8_lossy(name).into(),
+                    refs: refs.into(),
+                };
+                self.entries.insert(entry_key, slot);
+            }
+            RecordType::Tombstone if h.kind == BLOB_KIND => {
+                if let Ok(blob_ref) = BlobRef::try_from(key)
+                    && self.blobs.get(&blob_ref).is_some_and(|b| b.loc.is_some() && b.seq < h.seq)
+                {
+                    self.forget_blob(&blob_ref);
+                }
+                self.segments.entry(loc.segment).or_default().live += loc.len as u64;
+            }
+            RecordType::Tombstone => {
+                let entry_key: EntryKey = (h.kind, key.into());
+                if self.newer_than(&entry_key, h.seq) {
+                    return;
+                }
+                self.drop_key(&entry_key);
+                self.segments.entry(loc.segment).or_default().live += loc.len as u64;
+                self.tombstones.insert(entry_key, (h.seq, loc));
+            }
+        }
+    }
+
+    fn newer_than(&self, key: &EntryKey, seq: u64) -> bool {
+        self.entries.get(key).is_some_and(|e| e.seq > seq)
+            || self.tombstones.get(key).is_some_and(|t| t.0 > seq)
+    }
+
+    /// Forgets the entry or tombstone at `key`, releasing its chunk references and live bytes.
+    fn drop_key(&mut self, key: &EntryKey) {
+        if let Some(old) = self.entries.remove(key) {
+            self.segments.entry(old.loc.segment).or_default().live -= old.loc.len as u64;
+            for r in old.refs.iter() {
+                if let Some(blob) = self.blobs.get_mut(r) {
+                    blob.refcount = blob.refcount.saturating_sub(1);
+                }
+            }
+        }
+        if let Some((_, loc)) = self.tombstones.remove(key) {
+            self.segments.entry(loc.segment).or_default().live -= loc.len as u64;
+        }
+    }
+
+    /// Removes an entry from the index without a tombstone (used for quarantined records).
+    pub fn forget_entry(&mut self, key: &EntryKey) {
+        self.drop_key(key);
+    }
+
+    /// Removes a chunk from the index (used for quarantined records).
+    pub fn forget_blob(&mut self, blob: &BlobRef) {
+        if let Some(slot) = self.blobs.get_mut(blob)
+            && let Some(loc) = slot.loc.take()
+        {
+            self.segments.entry(loc.segment).or_default().live -= loc.len as u64;
+        }
+    }
+
+    /// Bytes of live records in the whole store.
+    pub fn live_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.live).sum()
+    }
+
+    /// Bytes of all records in the whole store.
+    pub fn total_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.total).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::{RecordRef, decode, encode};
+    use super::*;
+
+    fn rec(t: RecordType, seq: u64, key: &[u8], refs: &[BlobRef]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(
+            &RecordRef {
+                record_type: t,
+                kind: if t == RecordType::Blob { 0 } else { 1 },
+                codec: 0,
+                seq,
+                created_ms: 0,
+                expires_ms: 0,
+                key,
+                name: b"n",
+                refs,
+                value: b"vv",
+                raw_len: 2,
+                payload_len: 0,
+            },
+            &mut out,
+        );
+        out
+    }
+
+    fn apply(index: &mut Index, bytes: &[u8], segment: u32) {
+        let r = decode(bytes, true).unwrap();
+        index.apply(&r, Loc { segment, offset: 0, len: bytes.len() as u32 });
+    }
+
+    #[test]
+    fn newest_seq_wins_in_any_order() {
+        let blob = [7u8; 33];
+        let old = rec(RecordType::Entry, 1, b"k", &[blob]);
+        let tomb = rec(RecordType::Tombstone, 2, b"k", &[]);
+        let b = rec(RecordType::Blob, 0, &blob, &[]);
+        let mut in_order = Index::default();
+        for (bytes, seg) in [(&b, 1), (&old, 1), (&tomb, 2)] {
+            apply(&mut in_order, bytes, seg);
+        }
+        let mut reversed = Index::default();
+        for (bytes, seg) in [(&tomb, 2), (&old, 1), (&b, 1)] {
+            apply(&mut reversed, bytes, seg);
+        }
+        for index in [&in_order, &reversed] {
+            assert!(index.entries.is_empty());
+            assert_eq!(index.blobs[&blob].refcount, 0);
+            assert_eq!(index.live_bytes(), (b.len() + tomb.len()) as u64);
+            assert_eq!(index.total_bytes(), (b.len() + old.len() + tomb.len()) as u64);
+        }
+    }
+
+    #[test]
+    fn overwrite_moves_refcounts() {
+        let (a, b) = ([1u8; 33], [2u8; 33]);
+        let mut index = Index::default();
+        apply(&mut index, &rec(RecordType::Entry, 1, b"k", &[a]), 1);
+        apply(&mut index, &rec(RecordType::Entry, 2, b"j", &[a]), 1);
+        assert_eq!(index.blobs[&a].refcount, 2);
+        apply(&mut index, &rec(RecordType::Entry, 3, b"k", &[b]), 1);
+        assert_eq!(index.blobs[&a].refcount, 1);
+        assert_eq!(index.blobs[&b].refcount, 1);
+    }
+}

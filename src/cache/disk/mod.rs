@@ -1,0 +1,717 @@
+//! The disk tier: an append-only log of framed, checksummed records in segment files, an in-memory index
+//! rebuilt at open from hint files, and a writer lock. It stores bytes it is given (already compressed and
+//! chunked by the layers above) and never interprets values. The format is documented in docs/format.md.
+//!
+//! Durability: appends go to a buffer of `write_buffer_size` bytes, then to the OS; [`DiskStore::flush`]
+//! writes the buffer, fsyncs the segment and rewrites its hint. What was flushed survives `kill -9` and power
+//! loss; what was appended but not flushed survives `kill -9` only once it left the buffer.
+
+mod hint;
+mod index;
+mod lock;
+mod maintain;
+mod record;
+mod segment;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+pub use index::{BLOB_KIND, EntrySlot, Loc};
+pub use lock::{LOCK_FILE, holder};
+pub use maintain::{CompactReport, DamagedRecord, VerifyReport};
+pub use record::{BlobRef, REF_LEN, RecordType};
+
+use hint::HintBuilder;
+use index::Index;
+use lock::WriterLock;
+use record::RecordRef;
+use segment::{SEGMENT_HEADER_LEN, SegmentReader};
+
+/// Folder of segment and hint files inside the cache directory.
+pub const DATA_DIR: &str = "data";
+/// Folder that damaged records are copied to.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// Errors of the disk tier.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiskError {
+    /// Another live process holds the writer lock.
+    #[error(
+        "cache directory {} is in use by {}; stop it, or use a read-only command",
+        .dir.display(),
+        .pid.map_or("another process".to_string(), |p| format!("process {p}"))
+    )]
+    Locked {
+        /// The cache directory.
+        dir: PathBuf,
+        /// The pid written in the lock file, when readable.
+        pid: Option<u32>,
+    },
+    /// A file operation failed.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A write was attempted on a store opened read-only.
+    #[error("the cache was opened read-only")]
+    ReadOnly,
+    /// A key, name or value is larger than the format allows.
+    #[error("{what} is {len} bytes; the most the format allows is {max}")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DiskError + '_ {
+    move |source| DiskError::Io { path: path.to_path_buf(), source }
+}
+
+/// How to open a store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The cache directory (segments go in `data/` below it).
+    pub dir: PathBuf,
+    /// Open without the writer lock; writes fail with [`DiskError::ReadOnly`].
+    pub read_only: bool,
+    /// Bytes buffered before appends are written to the segment file.
+    pub write_buffer_size: usize,
+    /// A segment is sealed once it reaches this size.
+    pub segment_size: u64,
+    /// Verify each record's checksum on read (scans, verify and compaction always do).
+    pub verify_checksums: bool,
+}
+
+impl StoreOptions {
+    /// Defaults for `dir`: 1 MB write buffer, 64 MiB segments, checksums verified.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            read_only: false,
+            write_buffer_size: 1_000_000,
+            segment_size: 64 << 20,
+            verify_checksums: true,
+        }
+    }
+}
+
+/// An entry as stored: its own (maybe compressed) value and the chunks its payload is made of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEntry {
+    /// Codec id of `value`.
+    pub codec: u8,
+    /// Stored value bytes (the envelope when deduplicated, else the whole value).
+    pub value: Vec<u8>,
+    /// Decoded length of `value`.
+    pub raw_len: u32,
+    /// The payload's chunks, in order.
+    pub chunks: Vec<StoredChunk>,
+    /// Creation time (ms).
+    pub created_ms: u64,
+    /// Expiry time (ms), 0 = never.
+    pub expires_ms: u64,
+}
+
+/// One chunk as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredChunk {
+    /// Codec id of `bytes`.
+    pub codec: u8,
+    /// Stored bytes.
+    pub bytes: Vec<u8>,
+    /// Decoded length.
+    pub raw_len: u32,
+}
+
+/// An entry to write.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryWrite<'a> {
+    /// Kind code (1 response, 2 model, 3 metadata).
+    pub kind: u8,
+    /// Key bytes.
+    pub key: &'a [u8],
+    /// Name for pattern filters.
+    pub name: &'a str,
+    /// Codec id of `value`.
+    pub codec: u8,
+    /// Stored value bytes.
+    pub value: &'a [u8],
+    /// Decoded length of `value`.
+    pub raw_len: u32,
+    /// Chunk references of the payload (chunks must be written first).
+    pub refs: &'a [BlobRef],
+    /// Decoded length of all chunks.
+    pub payload_len: u64,
+    /// Creation time (ms).
+    pub created_ms: u64,
+    /// Expiry time (ms), 0 = never.
+    pub expires_ms: u64,
+}
+
+/// Counters kept by the store since it was opened.
+#[derive(Debug, Default)]
+pub struct DiskCounters {
+    /// Records whose checksum failed on read.
+    pub checksum_failures: AtomicU64,
+    /// Records copied to `quarantine/`.
+    pub quarantined: AtomicU64,
+    /// Bytes appended.
+    pub bytes_written: AtomicU64,
+    /// Records read.
+    pub reads: AtomicU64,
+    /// fsyncs done by `flush`.
+    pub syncs: AtomicU64,
+}
+
+struct State {
+    index: Index,
+    readers: BTreeMap<u32, Arc<SegmentReader>>,
+    /// Damaged ranges found by scans at open: (segment, damage).
+    damage: Vec<(u32, segment::Damage)>,
+}
+
+struct Writer {
+    id: u32,
+    file: File,
+    path: PathBuf,
+    buf: Vec<u8>,
+    /// Bytes of the segment already written to the file.
+    flushed: u64,
+    /// Bytes of the segment flushed and fsynced.
+    synced: u64,
+    hint: HintBuilder,
+    seq: u64,
+}
+
+impl Writer {
+    fn len(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
+    }
+
+    fn write_out(&mut self) -> Result<(), DiskError> {
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf).map_err(io_err(&self.path))?;
+            self.flushed += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+/// The disk tier of one cache directory.
+pub struct DiskStore {
+    options: StoreOptions,
+    data_dir: PathBuf,
+    state: RwLock<State>,
+    writer: Option<Mutex<Writer>>,
+    counters: DiskCounters,
+    _lock: Option<WriterLock>,
+}
+
+impl std::fmt::Debug for DiskStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskStore").field("dir", &self.options.dir).finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl DiskStore {
+    /// Opens (or, unless read-only, creates) the store in `options.dir`.
+    pub fn open(options: StoreOptions) -> Result<Self, DiskError> {
+        let data_dir = options.dir.join(DATA_DIR);
+        let lock = if options.read_only {
+            None
+        } else {
+            std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
+            Some(WriterLock::acquire(&options.dir)?)
+        };
+        let ids = list_segments(&data_dir, !options.read_only)?;
+        let mut state = State { index: Index::default(), readers: BTreeMap::new(), damage: Vec::new() };
+        let last = ids.last().copied();
+        let mut active_hint = HintBuilder::default();
+        let mut active_len = SEGMENT_HEADER_LEN;
+        for &id in &ids {
+            let path = segment::segment_path(&data_dir, id);
+            let map = segment::map_file(&path).map_err(io_err(&path))?;
+            let bytes = &map[..];
+            if let Err(why) = segment::check_file_header(bytes, id) {
+                tracing::warn!(segment = %path.display(), "skipping segment: {why}");
+                let damage = segment::Damage {
+                    offset: 0,
+                    len: bytes.len() as u64,
+                    error: record::FrameError::BadMagic,
+                };
+                state.damage.push((id, damage));
+                continue;
+            }
+            let is_active = !options.read_only && Some(id) == last;
+            let hint_path = segment::hint_path(&data_dir, id);
+            let hinted = hint::load(&hint_path, id, bytes.len() as u64, &mut state.index);
+            let covered = hinted.as_ref().map(|(covered, _)| *covered);
+            let mut builder = hinted.map(|(_, b)| b).unwrap_or_default();
+            let (records, damage) = segment::scan(bytes, covered.unwrap_or(SEGMENT_HEADER_LEN));
+            for scanned in &records {
+                let len = scanned.record.header.record_len();
+                let loc = Loc { segment: id, offset: scanned.offset, len: len as u32 };
+                state.index.apply(&scanned.record, loc);
+                builder.add(scanned.offset, &bytes[scanned.offset as usize..scanned.offset as usize + len]);
+            }
+            let valid_end = records.last().map_or(covered.unwrap_or(SEGMENT_HEADER_LEN), |s| {
+                s.offset + s.record.header.record_len() as u64
+            });
+            let torn_tail = damage.last().is_some_and(|d| {
+                d.error == record::FrameError::Truncated && d.offset + d.len == bytes.len() as u64
+            });
+            for d in damage {
+                let is_tail = torn_tail && d.offset + d.len == bytes.len() as u64;
+                if !(is_tail && is_active) {
+                    state.damage.push((id, d));
+                }
+            }
+            if is_active {
+                active_hint = builder;
+                active_len = if torn_tail { valid_end.max(SEGMENT_HEADER_LEN) } else { bytes.len() as u64 };
+            } else {
+                if covered != Some(bytes.len() as u64) && !options.read_only {
+                    let hint_path = segment::hint_path(&data_dir, id);
+                    builder.write(&hint_path, id, bytes.len() as u64).map_err(io_err(&hint_path))?;
+                }
+                state.readers.insert(id, Arc::new(SegmentReader::Mapped(map)));
+            }
+        }
+        let writer = if options.read_only {
+            None
+        } else {
+            let seq = state.index.max_seq;
+            let writer = match last {
+                Some(id) if active_len < options.segment_size => {
+                    reopen_active(&data_dir, id, active_len, active_hint, seq, &mut state)?
+                }
+                _ => new_segment(&data_dir, last.map_or(1, |id| id + 1), seq, &mut state)?,
+            };
+            Some(Mutex::new(writer))
+        };
+        Ok(Self {
+            options,
+            data_dir,
+            state: RwLock::new(state),
+            writer,
+            counters: DiskCounters::default(),
+            _lock: lock,
+        })
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Counters since open.
+    pub fn counters(&self) -> &DiskCounters {
+        &self.counters
+    }
+
+    fn writer(&self) -> Result<parking_lot::MutexGuard<'_, Writer>, DiskError> {
+        self.writer.as_ref().map(Mutex::lock).ok_or(DiskError::ReadOnly)
+    }
+
+    /// Appends one record under the writer lock and indexes it; returns its location.
+    fn append(&self, w: &mut Writer, mut rec: RecordRef<'_>) -> Result<Loc, DiskError> {
+        check_len("key", rec.key.len(), u16::MAX as usize)?;
+        check_len("name", rec.name.len(), u16::MAX as usize)?;
+        check_len("chunk list", rec.refs.len(), u16::MAX as usize)?;
+        check_len("value", rec.value.len(), u32::MAX as usize)?;
+        if w.len() >= self.options.segment_size {
+            self.roll(w)?;
+        }
+        w.seq += 1;
+        rec.seq = w.seq;
+        let offset = w.len();
+        let start = w.buf.len();
+        let len = record::encode(&rec, &mut w.buf);
+        let loc = Loc { segment: w.id, offset, len: len as u32 };
+        w.hint.add(offset, &w.buf[start..]);
+        let decoded = record::decode(&w.buf[start..], false).expect("a record just encoded decodes");
+        self.state.write().index.apply(&decoded, loc);
+        self.counters.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
+        if w.buf.len() >= self.options.write_buffer_size {
+            w.write_out()?;
+        }
+        Ok(loc)
+    }
+
+    /// Seals the active segment (flush, fsync, hint, map) and starts the next one.
+    fn roll(&self, w: &mut Writer) -> Result<(), DiskError> {
+        self.sync_locked(w)?;
+        let path = w.path.clone();
+        let reader = SegmentReader::map(&path).map_err(io_err(&path))?;
+        let mut state = self.state.write();
+        state.readers.insert(w.id, Arc::new(reader));
+        *w = new_segment(&self.data_dir, w.id + 1, w.seq, &mut state)?;
+        Ok(())
+    }
+
+    fn sync_locked(&self, w: &mut Writer) -> Result<(), DiskError> {
+        w.write_out()?;
+        if w.synced == w.flushed {
+            return Ok(());
+        }
+        w.file.sync_data().map_err(io_err(&w.path))?;
+        w.synced = w.flushed;
+        let hint_path = segment::hint_path(&self.data_dir, w.id);
+        w.hint.write(&hint_path, w.id, w.flushed).map_err(io_err(&hint_path))?;
+        self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Makes every write so far durable: writes the buffer, fsyncs the segment, rewrites its hint.
+    pub fn flush(&self) -> Result<(), DiskError> {
+        match &self.writer {
+            Some(w) => self.sync_locked(&mut w.lock()),
+            None => Ok(()),
+        }
+    }
+
+    /// True when a chunk with this reference is stored and readable.
+    pub fn has_blob(&self, blob: &BlobRef) -> bool {
+        self.state.read().index.blobs.get(blob).is_some_and(|b| b.loc.is_some())
+    }
+
+    /// Stores a chunk unless one with the same reference is already stored; returns true when written.
+    pub fn put_blob(
+        &self,
+        blob: &BlobRef,
+        codec: u8,
+        stored: &[u8],
+        raw_len: u32,
+    ) -> Result<bool, DiskError> {
+        let mut w = self.writer()?;
+        if self.has_blob(blob) {
+            return Ok(false);
+        }
+        self.append(
+            &mut w,
+            RecordRef {
+                record_type: RecordType::Blob,
+                kind: BLOB_KIND,
+                codec,
+                seq: 0,
+                created_ms: now_ms(),
+                expires_ms: 0,
+                key: blob,
+                name: b"",
+                refs: &[],
+                value: stored,
+                raw_len,
+                payload_len: 0,
+            },
+        )?;
+        Ok(true)
+    }
+
+    /// Stores an entry, replacing any older one with the same kind and key.
+    pub fn put_entry(&self, e: &EntryWrite<'_>) -> Result<(), DiskError> {
+        let mut w = self.writer()?;
+        self.append(
+            &mut w,
+            RecordRef {
+                record_type: RecordType::Entry,
+                kind: e.kind,
+                codec: e.codec,
+                seq: 0,
+                created_ms: e.created_ms,
+                expires_ms: e.expires_ms,
+                key: e.key,
+                name: e.name.as_bytes(),
+                refs: e.refs,
+                value: e.value,
+                raw_len: e.raw_len,
+                payload_len: e.payload_len,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Removes an entry; returns true when it existed.
+    pub fn remove(&self, kind: u8, key: &[u8]) -> Result<bool, DiskError> {
+        let mut w = self.writer()?;
+        if !self.state.read().index.entries.contains_key(&(kind, key.into())) {
+            return Ok(false);
+        }
+        self.write_tombstone(&mut w, kind, key)?;
+        Ok(true)
+    }
+
+    fn write_tombstone(&self, w: &mut Writer, kind: u8, key: &[u8]) -> Result<(), DiskError> {
+        let rec = RecordRef {
+            record_type: RecordType::Tombstone,
+            kind,
+            codec: 0,
+            seq: 0,
+            created_ms: now_ms(),
+            expires_ms: 0,
+            key,
+            name: b"",
+            refs: &[],
+            value: &[],
+            raw_len: 0,
+            payload_len: 0,
+        };
+        self.append(w, rec).map(|_| ())
+    }
+
+    /// Reads an entry and its chunks, verifying checksums. Expired, missing and damaged entries are `None`;
+    /// a damaged record is counted and quarantined, never returned.
+    pub fn get(&self, kind: u8, key: &[u8]) -> Result<Option<StoredEntry>, DiskError> {
+        let slot = {
+            let state = self.state.read();
+            match state.index.entries.get(&(kind, key.into())) {
+                Some(slot) => slot.clone(),
+                None => return Ok(None),
+            }
+        };
+        if slot.expires_ms != 0 && slot.expires_ms <= now_ms() {
+            return Ok(None);
+        }
+        let Some((codec, value, raw_len)) = self.read_value(slot.loc)? else {
+            self.quarantine_entry(kind, key, slot.loc)?;
+            return Ok(None);
+        };
+        let mut chunks = Vec::with_capacity(slot.refs.len());
+        for blob in slot.refs.iter() {
+            let loc = self.state.read().index.blobs.get(blob).and_then(|b| b.loc);
+            let chunk = match loc {
+                Some(loc) => self.read_value(loc)?,
+                None => None,
+            };
+            match chunk {
+                Some((codec, bytes, raw_len)) => chunks.push(StoredChunk { codec, bytes, raw_len }),
+                None => {
+                    if let Some(loc) = loc {
+                        self.quarantine_blob(blob, loc)?;
+                    }
+                    self.quarantine_entry(kind, key, slot.loc)?;
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(StoredEntry {
+            codec,
+            value,
+            raw_len,
+            chunks,
+            created_ms: slot.created_ms,
+            expires_ms: slot.expires_ms,
+        }))
+    }
+
+    /// Reads and checks the record at `loc`; `None` when it is damaged (counted).
+    fn read_value(&self, loc: Loc) -> Result<Option<(u8, Vec<u8>, u32)>, DiskError> {
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        let verify = self.options.verify_checksums;
+        let decode = |bytes: &[u8]| match record::decode(bytes, verify) {
+            Ok(r) => Some((r.header.codec, r.value.to_vec(), r.header.raw_len)),
+            Err(_) => None,
+        };
+        let found = {
+            let state = self.state.read();
+            match state.readers.get(&loc.segment) {
+                Some(reader) => {
+                    let mut buf = Vec::new();
+                    Some(reader.read(loc.offset, loc.len as usize, &mut buf).ok().and_then(decode))
+                }
+                None => None,
+            }
+        };
+        let found = match found {
+            Some(Some(found)) => Some(found),
+            // Not readable through the file: for the active segment it may still sit in the write buffer.
+            _ => {
+                let w = self.writer.as_ref().map(Mutex::lock);
+                match w {
+                    Some(w) if w.id == loc.segment && loc.offset >= w.flushed => {
+                        let start = (loc.offset - w.flushed) as usize;
+                        w.buf.get(start..start + loc.len as usize).and_then(decode)
+                    }
+                    // Written out by the writer since the first attempt: read the file again.
+                    Some(w) if w.id == loc.segment => {
+                        let state = self.state.read();
+                        let mut buf = Vec::new();
+                        let reader = state.readers.get(&loc.segment);
+                        let found = reader
+                            .and_then(|r| r.read(loc.offset, loc.len as usize, &mut buf).ok())
+                            .and_then(decode);
+                        drop(w);
+                        found
+                    }
+                    _ => None,
+                }
+            }
+        };
+        if found.is_none() {
+            self.counters.checksum_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(found)
+    }
+
+    /// Live entries' index slots, for listing and filtering.
+    pub fn entries(&self) -> Vec<(u8, Vec<u8>, EntrySlot)> {
+        let state = self.state.read();
+        state.index.entries.iter().map(|((kind, key), slot)| (*kind, key.to_vec(), slot.clone())).collect()
+    }
+
+    /// A consistent summary of what is stored.
+    pub fn stats(&self) -> DiskStats {
+        let state = self.state.read();
+        let index = &state.index;
+        let mut stats = DiskStats::default();
+        for ((kind, _), slot) in &index.entries {
+            let k = stats.kinds.entry(*kind).or_default();
+            k.entries += 1;
+            k.logical_bytes += slot.logical_len();
+            k.stored_bytes += slot.loc.len as u64;
+            stats.referenced_payload_bytes += slot.payload_len;
+        }
+        for blob in index.blobs.values().filter(|b| b.loc.is_some()) {
+            stats.blobs += 1;
+            stats.blob_raw_bytes += blob.raw_len as u64;
+            stats.blob_stored_bytes += blob.stored_len as u64;
+            if blob.refcount == 0 {
+                stats.unreferenced_blobs += 1;
+            }
+        }
+        stats.live_bytes = index.live_bytes();
+        stats.record_bytes = index.total_bytes();
+        stats.segments = index.segments.len() as u64;
+        stats.damaged_ranges = state.damage.len() as u64;
+        stats
+    }
+}
+
+/// What is stored, per kind and overall.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiskStats {
+    /// Per kind code.
+    pub kinds: BTreeMap<u8, KindStats>,
+    /// Chunks stored.
+    pub blobs: u64,
+    /// Chunks no live entry refers to (freed by compaction).
+    pub unreferenced_blobs: u64,
+    /// Decoded bytes of all stored chunks.
+    pub blob_raw_bytes: u64,
+    /// Stored bytes of all chunks.
+    pub blob_stored_bytes: u64,
+    /// Decoded payload bytes summed over entries (what storage would hold without dedup).
+    pub referenced_payload_bytes: u64,
+    /// Bytes of records still needed.
+    pub live_bytes: u64,
+    /// Bytes of all records (live + garbage awaiting compaction).
+    pub record_bytes: u64,
+    /// Segment files.
+    pub segments: u64,
+    /// Damaged byte ranges found when the store was opened.
+    pub damaged_ranges: u64,
+}
+
+/// Entries of one kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindStats {
+    /// Live entries.
+    pub entries: u64,
+    /// Decoded bytes of their values.
+    pub logical_bytes: u64,
+    /// Bytes of their entry records (chunks are counted in `DiskStats`).
+    pub stored_bytes: u64,
+}
+
+fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), DiskError> {
+    if len > max { Err(DiskError::TooLarge { what, len, max }) } else { Ok(()) }
+}
+
+/// Segment ids in `dir`, ascending; with `cleanup`, leftover temp files of interrupted writes are removed.
+fn list_segments(dir: &Path, cleanup: bool) -> Result<Vec<u32>, DiskError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(io_err(dir)(err)),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(id) = segment::parse_segment_name(&name) {
+            ids.push(id);
+        } else if cleanup && name.ends_with(".tmp") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+fn new_segment(dir: &Path, id: u32, seq: u64, state: &mut State) -> Result<Writer, DiskError> {
+    let path = segment::segment_path(dir, id);
+    let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+    file.write_all(&segment::file_header(id)).map_err(io_err(&path))?;
+    file.sync_all().map_err(io_err(&path))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    add_file_reader(state, id, &path)?;
+    Ok(Writer {
+        id,
+        file,
+        path,
+        buf: Vec::new(),
+        flushed: SEGMENT_HEADER_LEN,
+        synced: SEGMENT_HEADER_LEN,
+        hint: HintBuilder::default(),
+        seq,
+    })
+}
+
+fn reopen_active(
+    dir: &Path,
+    id: u32,
+    valid_len: u64,
+    hint: HintBuilder,
+    seq: u64,
+    state: &mut State,
+) -> Result<Writer, DiskError> {
+    let path = segment::segment_path(dir, id);
+    let file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
+    if file.metadata().map_err(io_err(&path))?.len() != valid_len {
+        tracing::warn!(segment = %path.display(), valid_len, "truncating a torn write at the end of the segment");
+        file.set_len(valid_len).map_err(io_err(&path))?;
+        file.sync_all().map_err(io_err(&path))?;
+    }
+    add_file_reader(state, id, &path)?;
+    Ok(Writer { id, file, path, buf: Vec::new(), flushed: valid_len, synced: valid_len, hint, seq })
+}
+
+/// Registers the active segment `id` for reads through `pread`.
+fn add_file_reader(state: &mut State, id: u32, path: &Path) -> Result<(), DiskError> {
+    state.index.segments.entry(id).or_default();
+    let file = File::open(path).map_err(io_err(path))?;
+    state.readers.insert(id, Arc::new(SegmentReader::File(file)));
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Store-level tests: round trips, reopen, durability of flushed writes, torn tails, compaction, damage.
+
+use super::*;
+
+fn opts(dir: &Path) -> StoreOptions {
+    StoreOptions { write_buffer_size: 4096, segment_size: 64 * 1024, ..StoreOptions::new(dir) }
+}
+
+fn put(store: &DiskStore, key: &str, value: &[u8]) {
+    store
+        .put_entry(&EntryWrite {
+            kind: 1,
+            key: key.as_bytes(),
+            name: "model-a",
+            codec: 0,
+            value,
+            raw_len: value.len() as u32,
+            refs: &[],
+            payload_len: 0,
+            created_ms: now_ms(),
+            expires_ms: 0,
+        })
+        .unwrap();
+}
+
+fn get(store: &DiskStore, key: &str) -> Option<Vec<u8>> {
+    store.get(1, key.as_bytes()).unwrap().map(|e| e.value)
+}
+
+fn value(i: usize) -> Vec<u8> {
+    format!("value number {i} ").repeat(20 + i % 7).into_bytes()
+}
+
+#[test]
+fn put_get_remove_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = DiskStore::open(opts(dir.path())).unwrap();
+        for i in 0..500 {
+            put(&store, &format!("k{i}"), &value(i));
+        }
+        put(&store, "k7", b"overwritten");
+        assert!(store.remove(1, b"k8").unwrap());
+        assert!(!store.remove(1, b"k8").unwrap());
+        assert_eq!(get(&store, "k7").as_deref(), Some(&b"overwritten"[..]));
+        assert_eq!(get(&store, "k9"), Some(value(9)));
+        assert_eq!(get(&store, "k8"), None);
+        store.flush().unwrap();
+        assert!(store.stats().segments > 1, "small segments roll over");
+    }
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    assert_eq!(store.entries().len(), 499);
+    assert_eq!(get(&store, "k7").as_deref(), Some(&b"overwritten"[..]));
+    assert_eq!(get(&store, "k8"), None);
+    for i in (0..500).filter(|i| *i != 7 && *i != 8) {
+        assert_eq!(get(&store, &format!("k{i}")), Some(value(i)), "k{i}");
+    }
+}
+
+#[test]
+fn second_writer_is_refused_and_readers_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    put(&store, "a", b"1");
+    store.flush().unwrap();
+    let err = DiskStore::open(opts(dir.path())).unwrap_err();
+    assert!(err.to_string().contains(&format!("process {}", std::process::id())), "{err}");
+    let reader = DiskStore::open(StoreOptions { read_only: true, ..opts(dir.path()) }).unwrap();
+    assert_eq!(get(&reader, "a").as_deref(), Some(&b"1"[..]));
+    assert!(matches!(reader.put_blob(&[0; REF_LEN], 0, b"x", 1), Err(DiskError::ReadOnly)));
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_earlier_records_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = DiskStore::open(opts(dir.path())).unwrap();
+        put(&store, "a", b"first");
+        put(&store, "b", b"second");
+        store.flush().unwrap();
+    }
+    let seg = segment::segment_path(&dir.path().join(DATA_DIR), 1);
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let file = OpenOptions::new().write(true).open(&seg).unwrap();
+    file.set_len(len - 3).unwrap();
+    drop(file);
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    assert_eq!(get(&store, "a").as_deref(), Some(&b"first"[..]));
+    assert_eq!(get(&store, "b"), None);
+    put(&store, "c", b"third");
+    store.flush().unwrap();
+    drop(store);
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    assert_eq!(get(&store, "c").as_deref(), Some(&b"third"[..]));
+    assert!(store.verify(false).unwrap().is_clean());
+}
+
+#[test]
+fn damaged_values_are_never_served_and_verify_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = DiskStore::open(opts(dir.path())).unwrap();
+        for i in 0..20 {
+            put(&store, &format!("k{i}"), &value(i));
+        }
+        store.flush().unwrap();
+    }
+    let seg = segment::segment_path(&dir.path().join(DATA_DIR), 1);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let needle = b"value number 5 ";
+    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    bytes[at + 3] ^= 0x20;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    let report = store.verify(false).unwrap();
+    let names: Vec<&str> = report.damaged.iter().map(|d| d.key.as_str()).collect();
+    assert!(names.contains(&"k5"), "{report:?}");
+    assert_eq!(get(&store, "k5"), None, "a damaged value is never served");
+    assert_eq!(store.counters().quarantined.load(Ordering::Relaxed), 1);
+    assert_eq!(get(&store, "k6"), Some(value(6)));
+    assert_eq!(std::fs::read_dir(dir.path().join(QUARANTINE_DIR)).unwrap().count(), 1);
+    drop(store);
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    assert_eq!(get(&store, "k5"), None, "the quarantine is remembered");
+}
+
+#[test]
+fn compaction_reclaims_space_and_keeps_live_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    for round in 0..5 {
+        for i in 0..200 {
+            put(&store, &format!("k{i}"), &value(i + round));
+        }
+    }
+    for i in 0..50 {
+        store.remove(1, format!("k{i}").as_bytes()).unwrap();
+    }
+    let blob = [3u8; REF_LEN];
+    store.put_blob(&blob, 0, b"orphan chunk", 12).unwrap();
+    let report = store.compact().unwrap();
+    assert!(report.bytes_after * 4 < report.bytes_before, "{report:?}");
+    assert_eq!(report.records_kept, 150);
+    assert!(!store.has_blob(&blob), "an unreferenced chunk is dropped");
+    for i in 50..200 {
+        assert_eq!(get(&store, &format!("k{i}")), Some(value(i + 4)));
+    }
+    put(&store, "after", b"x");
+    store.flush().unwrap();
+    drop(store);
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    assert_eq!(store.entries().len(), 151);
+    assert_eq!(get(&store, "k10"), None);
+    assert_eq!(get(&store, "after").as_deref(), Some(&b"x"[..]));
+}
+
+#[test]
+fn chunks_are_shared_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    let blob = [9u8; REF_LEN];
+    assert!(store.put_blob(&blob, 0, b"shared payload", 14).unwrap());
+    assert!(!store.put_blob(&blob, 0, b"shared payload", 14).unwrap());
+    for key in ["a", "b", "c"] {
+        store
+            .put_entry(&EntryWrite {
+                kind: 1,
+                key: key.as_bytes(),
+                name: "m",
+                codec: 0,
+                value: b"env",
+                raw_len: 3,
+                refs: &[blob],
+                payload_len: 14,
+                created_ms: 0,
+                expires_ms: 0,
+            })
+            .unwrap();
+    }
+    let got = store.get(1, b"b").unwrap().unwrap();
+    assert_eq!(got.chunks[0].bytes, b"shared payload");
+    let stats = store.stats();
+    assert_eq!(stats.blobs, 1);
+    assert_eq!(stats.referenced_payload_bytes, 42);
+    assert_eq!(stats.blob_raw_bytes, 14);
+}
+
+#[test]
+fn expired_entries_are_not_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    store
+        .put_entry(&EntryWrite {
+            kind: 1,
+            key: b"old",
+            name: "",
+            codec: 0,
+            value: b"v",
+            raw_len: 1,
+            refs: &[],
+            payload_len: 0,
+            created_ms: 1,
+            expires_ms: 2,
+        })
+        .unwrap();
+    assert_eq!(get(&store, "old"), None);
+    assert_eq!(store.compact().unwrap().records_kept, 0);
+}
