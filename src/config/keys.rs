@@ -209,7 +209,11 @@ mod tests {
         let docs = include_str!("../../docs/configuration.md");
         let example = include_str!("../../.inferno.toml.example");
         for key in KEYS {
-            assert!(docs.contains(&format!("| `{}` |", key.path)), "{} missing from docs/configuration.md", key.path);
+            assert!(
+                docs.contains(&format!("| `{}` |", key.path)),
+                "{} missing from docs/configuration.md",
+                key.path
+            );
             assert!(docs.contains(&general_env_name(key.path)), "{} env form missing from docs", key.path);
             if let Some(alias) = key.env_alias {
                 assert!(docs.contains(alias), "{alias} missing from docs/configuration.md");
