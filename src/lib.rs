@@ -2,12 +2,14 @@
 //!
 //! The library holds all behaviour; the `inferno` binary is a thin front door onto it.
 //!
+//! - [`cache`]: the cache engine: the memory tier, value codecs, and (to come) the disk tier and the manager.
 //! - [`config`]: `.inferno.toml`, env vars and flags resolved into one validated [`config::Config`], with the
 //!   origin of every value.
 //! - [`cli`]: clap definitions and printing for the `inferno` binary.
 //! - [`logging`]: tracing setup.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod logging;
