@@ -4,7 +4,7 @@
 //!
 //! - [`config`]: `.inferno.toml`, env vars and flags resolved into one validated [`config::Config`], with the
 //!   origin of every value.
-//! - [`cache`]: the cache engine: disk tier, content hashing, chunking, response keys.
+//! - [`cache`]: the cache engine: memory and disk tiers, codecs, dedup, response keys, and the manager.
 //! - [`cli`]: clap definitions and printing for the `inferno` binary.
 //! - [`logging`]: tracing setup.
 #![deny(missing_docs)]

@@ -1,0 +1,255 @@
+//! Value codecs: how a value's bytes are stored (raw, gzip or zstd) and read back.
+//!
+//! [`Codec`] turns `[cache.compression]` and `persistence.compression_threshold_kb` into one encode policy:
+//! values shorter than the threshold, and values that compression does not make strictly smaller, are
+//! stored raw. [`Codec::decode`] reads every codec whatever the current config says, because a record keeps
+//! the codec it was written with. Decoding treats its input as untrusted: it never panics and never produces
+//! more than the raw length recorded with the value. Compression contexts live per thread and are reused,
+//! since setting one up costs more than compressing a small response.
+//!
+//! Framing records and checksumming them is the disk tier's job, not this module's.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::config::{CacheConfig, CompressionAlgorithm, CompressionConfig};
+
+mod gzip;
+#[cfg(test)]
+mod tests;
+
+/// The codec a stored value was written with.
+///
+/// The numbers are part of the on-disk format: they never change and are never reused for another codec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum CodecId {
+    /// `0`: the value's bytes as they are.
+    None = 0,
+    /// `1`: one gzip member (RFC 1952) of DEFLATE data.
+    Gzip = 1,
+    /// `2`: one Zstandard frame (RFC 8878).
+    Zstd = 2,
+}
+
+impl CodecId {
+    /// The codec's name as `.inferno.toml` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CodecId::None => "none",
+            CodecId::Gzip => "gzip",
+            CodecId::Zstd => "zstd",
+        }
+    }
+}
+
+impl fmt::Display for CodecId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl TryFrom<u8> for CodecId {
+    type Error = CodecError;
+
+    fn try_from(byte: u8) -> Result<Self, CodecError> {
+        match byte {
+            0 => Ok(CodecId::None),
+            1 => Ok(CodecId::Gzip),
+            2 => Ok(CodecId::Zstd),
+            other => Err(CodecError::UnknownCodec(other)),
+        }
+    }
+}
+
+impl From<CompressionAlgorithm> for CodecId {
+    fn from(algorithm: CompressionAlgorithm) -> Self {
+        match algorithm {
+            CompressionAlgorithm::None => CodecId::None,
+            CompressionAlgorithm::Gzip => CodecId::Gzip,
+            CompressionAlgorithm::Zstd => CodecId::Zstd,
+        }
+    }
+}
+
+/// Why stored bytes could not be decoded.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The codec byte names no codec this build knows.
+    #[error("unknown codec id {0}: the value was written by a newer inferno, or its record is corrupt")]
+    UnknownCodec(u8),
+    /// The value decodes to another length than the one recorded with it.
+    #[error("{codec} value decodes to {found} bytes but its record says {expected}; the record is corrupt")]
+    LengthMismatch {
+        /// The codec the value was stored with.
+        codec: CodecId,
+        /// The raw length recorded with the value.
+        expected: u64,
+        /// The length the stored bytes decode (or claim to decode) to.
+        found: u64,
+    },
+    /// The value decodes to more bytes than the recorded raw length; decoding stopped there.
+    #[error("{codec} value decodes to more than the {expected} bytes its record says; the record is corrupt")]
+    TooLong {
+        /// The codec the value was stored with.
+        codec: CodecId,
+        /// The raw length recorded with the value.
+        expected: u64,
+    },
+    /// The stored bytes are not valid data for their codec.
+    #[error("stored {codec} data is corrupt: {reason}")]
+    Corrupt {
+        /// The codec the value was stored with.
+        codec: CodecId,
+        /// What the decoder found wrong.
+        reason: String,
+    },
+}
+
+/// The encode policy: which codec and level new values get, and below which size they stay raw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Codec {
+    id: CodecId,
+    level: u32,
+    threshold_bytes: u64,
+}
+
+impl Codec {
+    /// The policy for `config`; values shorter than `threshold_bytes` are stored raw.
+    ///
+    /// Compression is on when `config.enabled` is true and the algorithm is not `none`. The level is
+    /// clamped into the algorithm's range (1-9 for gzip, 1-21 for zstd).
+    pub fn new(config: &CompressionConfig, threshold_bytes: u64) -> Codec {
+        let id = if config.enabled { CodecId::from(config.algorithm) } else { CodecId::None };
+        let level = match config.algorithm.level_range() {
+            Some(range) => config.level.clamp(*range.start(), *range.end()),
+            None => 0,
+        };
+        Codec { id, level, threshold_bytes }
+    }
+
+    /// The policy `[cache]` asks for: `compression` with `persistence.compression_threshold_kb`.
+    pub fn from_cache_config(config: &CacheConfig) -> Codec {
+        Codec::new(&config.compression, config.persistence.compression_threshold_kb.bytes())
+    }
+
+    /// The codec new values are compressed with (`None` when compression is off).
+    pub fn id(&self) -> CodecId {
+        self.id
+    }
+
+    /// Encodes `raw`, returning the codec used and the bytes to store.
+    ///
+    /// The stored bytes are `raw` itself when the value stays raw (below the threshold, compression off, or
+    /// not strictly smaller once compressed), and otherwise live in `scratch`, which is overwritten. Reusing
+    /// one `scratch` across calls saves an allocation per value.
+    pub fn encode<'a>(&self, raw: &'a [u8], scratch: &'a mut Vec<u8>) -> (CodecId, &'a [u8]) {
+        if (raw.len() as u64) < self.threshold_bytes {
+            return (CodecId::None, raw);
+        }
+        let compressed = match self.id {
+            CodecId::None => false,
+            CodecId::Gzip => gzip::compress(raw, self.level, scratch),
+            CodecId::Zstd => zstd_compress(raw, self.level, scratch),
+        };
+        if compressed && scratch.len() < raw.len() {
+            (self.id, scratch.as_slice())
+        } else {
+            (CodecId::None, raw)
+        }
+    }
+
+    /// Decodes a value stored with codec `id` whose raw form is `raw_len` bytes long.
+    ///
+    /// Returns `stored` itself for [`CodecId::None`], otherwise the decoded bytes in `out` (overwritten).
+    /// Any input, however malformed, gives an error rather than a panic. At most `raw_len` bytes are ever
+    /// produced, so `raw_len` bounds the memory a decompression bomb can claim; it should come from a
+    /// checksummed record header.
+    pub fn decode<'a>(
+        id: CodecId,
+        stored: &'a [u8],
+        raw_len: usize,
+        out: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8], CodecError> {
+        match id {
+            CodecId::None if stored.len() == raw_len => Ok(stored),
+            CodecId::None => Err(CodecError::LengthMismatch {
+                codec: id,
+                expected: raw_len as u64,
+                found: stored.len() as u64,
+            }),
+            CodecId::Gzip => {
+                gzip::decompress(stored, raw_len, out)?;
+                Ok(out.as_slice())
+            }
+            CodecId::Zstd => {
+                zstd_decompress(stored, raw_len, out)?;
+                Ok(out.as_slice())
+            }
+        }
+    }
+}
+
+thread_local! {
+    static ZSTD_COMPRESSOR: RefCell<Option<(u32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static ZSTD_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// Compresses `raw` into `out` as one zstd frame (content size in the header, no checksum); false on failure.
+fn zstd_compress(raw: &[u8], level: u32, out: &mut Vec<u8>) -> bool {
+    ZSTD_COMPRESSOR.with_borrow_mut(|slot| {
+        match slot {
+            Some((current, compressor)) if *current != level => {
+                if compressor.set_compression_level(level as i32).is_err() {
+                    return false;
+                }
+                *current = level;
+            }
+            Some(_) => {}
+            None => match zstd::bulk::Compressor::new(level as i32) {
+                Ok(compressor) => *slot = Some((level, compressor)),
+                Err(_) => return false,
+            },
+        }
+        let Some((_, compressor)) = slot.as_mut() else { return false };
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        compressor.compress_to_buffer(raw, out).is_ok()
+    })
+}
+
+/// Decompresses one zstd frame into exactly `raw_len` bytes of `out`.
+fn zstd_decompress(stored: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let codec = CodecId::Zstd;
+    let corrupt = |reason: String| CodecError::Corrupt { codec, reason };
+    match zstd::zstd_safe::get_frame_content_size(stored) {
+        Ok(Some(size)) if size != raw_len as u64 => {
+            return Err(CodecError::LengthMismatch { codec, expected: raw_len as u64, found: size });
+        }
+        Ok(_) => {}
+        Err(_) => return Err(corrupt("no valid zstd frame header".to_string())),
+    }
+    out.clear();
+    out.resize(raw_len, 0);
+    let written = ZSTD_DECOMPRESSOR.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(e.to_string()))?);
+        }
+        let Some(decompressor) = slot.as_mut() else {
+            return Err(corrupt("no zstd decompression context".to_string()));
+        };
+        // The destination is exactly `raw_len` long, so a longer value fails here instead of growing.
+        // zstd reports a value longer than that as "Destination buffer is too small".
+        decompressor.decompress_to_buffer(stored, out.as_mut_slice()).map_err(|e| corrupt(e.to_string()))
+    })?;
+    if written != raw_len {
+        out.clear();
+        return Err(CodecError::LengthMismatch { codec, expected: raw_len as u64, found: written as u64 });
+    }
+    Ok(())
+}
