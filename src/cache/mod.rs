@@ -1,15 +1,26 @@
 //! The cache engine: tiers, codecs and the manager that composes them.
 //!
+//! Each tier is its own module and never names another tier, the CLI or the server; the manager is the only
+//! place that wires them together.
+//!
+//! - [`Manager`]: what the CLI and the server use; composes the tiers per `[cache]`.
+//! - [`memory`]: the in-RAM LRU tier, bounded by entry count and by bytes.
 //! - [`disk`]: the disk tier — framed, checksummed records in append-only segments.
+//! - [`codec`]: how a value's bytes are stored (raw, gzip or zstd), with the on-disk codec ids.
 //! - [`hash`]: content hashes as `[cache.deduplication]` configures them.
 //! - [`chunk`]: content-defined chunking of large values.
 //! - [`response`]: the response cache key and the envelope/payload split of responses.
-//! - [`codec`]: how a value's bytes are stored (raw, gzip or zstd), with the on-disk codec ids.
-//! - [`memory`]: the in-RAM LRU tier, bounded by entry count and by bytes.
 
 pub mod chunk;
 pub mod codec;
 pub mod disk;
 pub mod hash;
+mod kind;
+mod manager;
 pub mod memory;
 pub mod response;
+mod stats;
+
+pub use kind::Kind;
+pub use manager::{Access, CacheError, Manager};
+pub use stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot};

@@ -7,6 +7,7 @@
 mod canonical;
 mod envelope;
 mod key;
+mod record;
 
 use thiserror::Error;
 
@@ -15,6 +16,7 @@ pub use key::{
     CanonicalRequest, EXCLUDED_FIELDS, Endpoint, KEY_PREFIX, ModelIdentity, NUMERIC_FIELDS,
     canonical_request, is_deterministic, response_key,
 };
+pub use record::{join_record, split_record};
 
 /// Why a request could not be keyed or a stored response could not be rebuilt.
 #[derive(Debug, Error)]

@@ -1,0 +1,82 @@
+//! What a cache entry is: a response, a model or model metadata. The numeric codes are stored in every
+//! disk record (docs/format.md) and must never change.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The kind of a cache entry; `--type` filters speak about these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// An inference response (`[cache.response]`).
+    Response,
+    /// A model entry (`[cache.model]`).
+    Model,
+    /// Model metadata (`[cache.metadata]`).
+    Metadata,
+}
+
+impl Kind {
+    /// Every kind, in display order.
+    pub const ALL: [Kind; 3] = [Kind::Response, Kind::Model, Kind::Metadata];
+
+    /// The code stored on disk.
+    pub const fn code(self) -> u8 {
+        match self {
+            Kind::Response => 1,
+            Kind::Model => 2,
+            Kind::Metadata => 3,
+        }
+    }
+
+    /// The kind for a code stored on disk.
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Kind::Response),
+            2 => Some(Kind::Model),
+            3 => Some(Kind::Metadata),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name used by `--type` and in output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Response => "response",
+            Kind::Model => "model",
+            Kind::Metadata => "metadata",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| format!("unknown cache type {s:?}; use response, model or metadata"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_names_round_trip() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_code(kind.code()), Some(kind));
+            assert_eq!(kind.name().parse::<Kind>(), Ok(kind));
+        }
+        assert_eq!(Kind::from_code(0), None);
+        assert!("models".parse::<Kind>().is_err());
+    }
+}

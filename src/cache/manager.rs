@@ -1,0 +1,463 @@
+//! The cache manager: the one type the CLI and the server use. It composes the memory tier, the disk tier,
+//! the codec and content dedup according to `[cache]`, applies TTLs, and counts what happens.
+//!
+//! `type = memory` keeps entries in RAM only; `disk` reads and writes the disk tier only; `persistent`
+//! (the default) keeps a RAM tier in front of the disk tier and writes behind: every put is appended at once
+//! (compressed on the caller's thread) and made durable by a background flush every
+//! `persistence.sync_interval_seconds`, by [`Manager::flush`], and when the manager is dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::codec::{Codec, CodecId};
+use super::disk::{DiskError, DiskStore, EntryWrite, StoreOptions, StoredEntry, now_ms};
+use super::hash::ContentHasher;
+use super::kind::Kind;
+use super::memory::MemoryTier;
+use super::response::{join_record, join_response, split_record};
+use super::stats::Counters;
+use crate::config::{CacheConfig, CacheType};
+
+/// Errors of the cache engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The disk tier failed.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    /// The background flush thread could not be started.
+    #[error("cannot start the cache's background flush thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// A value or record could not be decoded although its checksum was right (a bug or a newer format).
+    #[error("entry {key} of kind {kind} could not be decoded: {reason}")]
+    Decode {
+        /// Entry kind.
+        kind: Kind,
+        /// Entry key.
+        key: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Whether the manager may write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Take the writer lock; fails if another process holds it.
+    ReadWrite,
+    /// Read what is on disk without the lock (works while a writer runs).
+    ReadOnly,
+}
+
+/// A value in the memory tier.
+#[derive(Clone, Debug)]
+struct Cached {
+    bytes: Arc<[u8]>,
+    expires_ms: u64,
+}
+
+fn weigh(key: &Arc<str>, value: &Cached) -> u64 {
+    (key.len() + value.bytes.len() + 48) as u64
+}
+
+fn memory_key(kind: Kind, key: &str) -> String {
+    let mut k = String::with_capacity(key.len() + 2);
+    k.push(char::from(b'0' + kind.code()));
+    k.push(':');
+    k.push_str(key);
+    k
+}
+
+/// The cache.
+pub struct Manager {
+    config: CacheConfig,
+    memory: Option<MemoryTier<Arc<str>, Cached>>,
+    disk: Option<Arc<DiskStore>>,
+    codec: Codec,
+    hasher: Option<ContentHasher>,
+    counters: Arc<Counters>,
+    flusher: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("type", &self.config.kind)
+            .field("disk", &self.disk)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager {
+    /// Opens the cache described by `config`.
+    pub fn open(config: &CacheConfig, access: Access) -> Result<Self, CacheError> {
+        let memory = match config.kind {
+            CacheType::Disk => None,
+            CacheType::Memory | CacheType::Persistent => {
+                let bytes = config.response.max_size_gb.bytes().min(config.max_size_gb.bytes());
+                Some(MemoryTier::new(config.response.max_entries, bytes, weigh))
+            }
+        };
+        let disk = match config.kind {
+            CacheType::Memory => None,
+            CacheType::Disk | CacheType::Persistent => {
+                let options = StoreOptions {
+                    read_only: access == Access::ReadOnly,
+                    write_buffer_size: config.persistence.write_buffer_size.bytes() as usize,
+                    verify_checksums: config.persistence.enable_checksums,
+                    ..StoreOptions::new(&config.base_dir)
+                };
+                Some(Arc::new(DiskStore::open(options)?))
+            }
+        };
+        let hasher = config.deduplication.enabled.then(|| ContentHasher::new(&config.deduplication));
+        let counters = Arc::new(Counters::default());
+        let mut manager = Self {
+            config: config.clone(),
+            memory,
+            disk,
+            codec: Codec::from_cache_config(config),
+            hasher,
+            counters,
+            flusher: None,
+        };
+        if access == Access::ReadWrite
+            && let Some(disk) = &manager.disk
+        {
+            let interval = config.persistence.sync_interval_seconds.duration();
+            manager.flusher = Some(spawn_flusher(disk.clone(), interval).map_err(CacheError::Thread)?);
+        }
+        Ok(manager)
+    }
+
+    /// The configuration the cache was opened with.
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    /// The disk tier, when the cache type has one.
+    pub fn disk(&self) -> Option<&DiskStore> {
+        self.disk.as_deref()
+    }
+
+    /// Counters since the cache was opened.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The TTL for a new entry of `kind` when the caller gives none; `None` = never expires.
+    pub fn default_ttl(&self, kind: Kind) -> Option<Duration> {
+        let ttl = match kind {
+            Kind::Response => self.config.response.ttl_hours.duration(),
+            Kind::Metadata => self.config.metadata.ttl_hours.duration(),
+            Kind::Model => self.config.default_ttl_hours.duration(),
+        };
+        (!ttl.is_zero()).then_some(ttl)
+    }
+
+    /// Stores `value` under `kind`/`key`. `name` is what `--pattern` filters match besides the key (the model
+    /// name for responses, the file name for models). `ttl: None` uses the kind's default TTL.
+    pub fn put(
+        &self,
+        kind: Kind,
+        key: &str,
+        name: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let now = now_ms();
+        let expires_ms = match ttl.or_else(|| self.default_ttl(kind)) {
+            Some(ttl) if !ttl.is_zero() => now.saturating_add(ttl.as_millis() as u64),
+            _ => 0,
+        };
+        if let Some(disk) = &self.disk {
+            self.write_disk(disk, kind, key, name, value, expires_ms)?;
+        }
+        if let Some(memory) = &self.memory {
+            let evicted =
+                memory.insert(memory_key(kind, key).into(), Cached { bytes: value.into(), expires_ms });
+            self.counters.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
+        }
+        self.counters.kind(kind).puts.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_put.fetch_add(value.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn write_disk(
+        &self,
+        disk: &DiskStore,
+        kind: Kind,
+        key: &str,
+        name: &str,
+        value: &[u8],
+        expires_ms: u64,
+    ) -> Result<(), CacheError> {
+        let mut refs = Vec::new();
+        let mut scratch = Vec::new();
+        let (head, payload_len) = match &self.hasher {
+            None => (value.to_vec(), 0),
+            Some(hasher) => {
+                let (head, payload) = match (kind, serde_json::from_slice::<Value>(value)) {
+                    (Kind::Response, Ok(record)) => split_record(&record),
+                    _ => (Vec::new(), value.to_vec()),
+                };
+                for chunk in hasher.chunk_and_hash(&payload) {
+                    let blob = chunk.hash.to_bytes();
+                    if !disk.has_blob(&blob) {
+                        let raw = &payload[chunk.range.clone()];
+                        let (codec, stored) = self.codec.encode(raw, &mut scratch);
+                        disk.put_blob(&blob, codec as u8, stored, raw.len() as u32)?;
+                    }
+                    refs.push(blob);
+                }
+                let payload_len = payload.len() as u64;
+                (head, payload_len)
+            }
+        };
+        let (codec, stored) = self.codec.encode(&head, &mut scratch);
+        disk.put_entry(&EntryWrite {
+            kind: kind.code(),
+            key: key.as_bytes(),
+            name,
+            codec: codec as u8,
+            value: stored,
+            raw_len: head.len() as u32,
+            refs: &refs,
+            payload_len,
+            created_ms: now_ms(),
+            expires_ms,
+        })?;
+        Ok(())
+    }
+
+    /// The value under `kind`/`key`, or `None` when absent, expired or damaged (damage is counted and the
+    /// record quarantined by the disk tier).
+    pub fn get(&self, kind: Kind, key: &str) -> Result<Option<Arc<[u8]>>, CacheError> {
+        let counters = self.counters.kind(kind);
+        if !self.config.enabled {
+            counters.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        if let Some(memory) = &self.memory {
+            let mkey = memory_key(kind, key);
+            if let Some(cached) = memory.get(mkey.as_str()) {
+                if cached.expires_ms == 0 || cached.expires_ms > now_ms() {
+                    counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(cached.bytes));
+                }
+                memory.remove(mkey.as_str());
+                counters.expired.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let Some(disk) = &self.disk else {
+            counters.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        let Some(stored) = disk.get(kind.code(), key.as_bytes())? else {
+            counters.misses.fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        let bytes: Arc<[u8]> = self.decode(kind, key, &stored)?.into();
+        counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(memory) = &self.memory {
+            let evicted = memory.insert(
+                memory_key(kind, key).into(),
+                Cached { bytes: bytes.clone(), expires_ms: stored.expires_ms },
+            );
+            self.counters.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
+        }
+        Ok(Some(bytes))
+    }
+
+    fn decode(&self, kind: Kind, key: &str, stored: &StoredEntry) -> Result<Vec<u8>, CacheError> {
+        let fail = |reason: String| CacheError::Decode { kind, key: key.to_string(), reason };
+        let codec = CodecId::try_from(stored.codec).map_err(|e| fail(e.to_string()))?;
+        let mut out = Vec::new();
+        let head = Codec::decode(codec, &stored.value, stored.raw_len as usize, &mut out)
+            .map_err(|e| fail(e.to_string()))?
+            .to_vec();
+        if stored.chunks.is_empty() && self.hasher.is_none() {
+            return Ok(head);
+        }
+        let mut payload = Vec::new();
+        for chunk in &stored.chunks {
+            let codec = CodecId::try_from(chunk.codec).map_err(|e| fail(e.to_string()))?;
+            let mut buf = Vec::new();
+            let raw = Codec::decode(codec, &chunk.bytes, chunk.raw_len as usize, &mut buf)
+                .map_err(|e| fail(e.to_string()))?;
+            payload.extend_from_slice(raw);
+        }
+        if head.is_empty() {
+            return Ok(payload);
+        }
+        if payload.is_empty() && kind != Kind::Response {
+            return Ok(head);
+        }
+        let record = join_record(&head, &payload).map_err(|e| fail(e.to_string()))?;
+        serde_json::to_vec(&record).map_err(|e| fail(e.to_string()))
+    }
+
+    /// A cached response record's `response`, served as a new answer would be: with a fresh `id` and
+    /// `created`. `None` when absent or when the stored value is not a response record.
+    pub fn get_response(&self, key: &str) -> Result<Option<Value>, CacheError> {
+        let Some(bytes) = self.get(Kind::Response, key)? else { return Ok(None) };
+        let Ok(record) = serde_json::from_slice::<Value>(&bytes) else { return Ok(None) };
+        let Some(response) = record.get("response") else { return Ok(None) };
+        let (envelope, payload) = super::response::split_response(response);
+        Ok(join_response(&envelope, payload.as_bytes(), true).ok())
+    }
+
+    /// Removes an entry from every tier; returns true when it existed.
+    pub fn remove(&self, kind: Kind, key: &str) -> Result<bool, CacheError> {
+        let in_memory =
+            self.memory.as_ref().is_some_and(|m| m.remove(memory_key(kind, key).as_str()).is_some());
+        let on_disk = match &self.disk {
+            Some(disk) => disk.remove(kind.code(), key.as_bytes())?,
+            None => false,
+        };
+        Ok(in_memory || on_disk)
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<(), CacheError> {
+        if let Some(disk) = &self.disk {
+            disk.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.flusher.take() {
+            stop.store(true, Ordering::Relaxed);
+            handle.thread().unpark();
+            let _ = handle.join();
+        }
+        if let Err(err) = self.flush() {
+            tracing::error!("flushing the cache on close failed: {err}");
+        }
+    }
+}
+
+/// Flushes `disk` every `interval` until `stop` is set.
+fn spawn_flusher(
+    disk: Arc<DiskStore>,
+    interval: Duration,
+) -> std::io::Result<(Arc<AtomicBool>, JoinHandle<()>)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::Builder::new().name("inferno-cache-sync".into()).spawn(move || {
+        while !flag.load(Ordering::Relaxed) {
+            std::thread::park_timeout(interval);
+            if flag.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Err(err) = disk.flush() {
+                tracing::error!("background cache flush failed: {err}");
+            }
+        }
+    })?;
+    Ok((stop, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CompressionAlgorithm, Config};
+
+    fn config(dir: &std::path::Path, kind: CacheType) -> CacheConfig {
+        let mut config = Config::default().cache;
+        config.base_dir = dir.to_path_buf();
+        config.kind = kind;
+        config
+    }
+
+    fn record(id: &str, text: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "model": "tiny",
+            "request": {"messages": [{"role": "user", "content": "hi"}], "temperature": 0},
+            "response": {"id": id, "created": 1, "model": "tiny", "object": "chat.completion",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_type_round_trips_and_persistent_survives_reopen() {
+        for kind in [CacheType::Memory, CacheType::Disk, CacheType::Persistent] {
+            for algorithm in
+                [CompressionAlgorithm::None, CompressionAlgorithm::Gzip, CompressionAlgorithm::Zstd]
+            {
+                let dir = tempfile::tempdir().unwrap();
+                let mut config = config(dir.path(), kind);
+                config.compression.algorithm = algorithm;
+                config.compression.level = 3;
+                let value = "x".repeat(5000).into_bytes();
+                {
+                    let cache = Manager::open(&config, Access::ReadWrite).unwrap();
+                    cache.put(Kind::Model, "m", "m.gguf", &value, None).unwrap();
+                    cache.put(Kind::Response, "r", "tiny", &record("a", "hello"), None).unwrap();
+                    assert_eq!(cache.get(Kind::Model, "m").unwrap().as_deref(), Some(&value[..]));
+                    assert_eq!(cache.get(Kind::Metadata, "m").unwrap(), None);
+                }
+                let cache = Manager::open(&config, Access::ReadWrite).unwrap();
+                let got = cache.get(Kind::Model, "m").unwrap();
+                if kind == CacheType::Memory {
+                    assert_eq!(got, None);
+                } else {
+                    assert_eq!(got.as_deref(), Some(&value[..]), "{kind:?} {algorithm:?}");
+                    let stored: Value =
+                        serde_json::from_slice(&cache.get(Kind::Response, "r").unwrap().unwrap()).unwrap();
+                    let original: Value = serde_json::from_slice(&record("a", "hello")).unwrap();
+                    assert_eq!(stored, original);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn identical_payloads_are_stored_once_and_served_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Manager::open(&config(dir.path(), CacheType::Persistent), Access::ReadWrite).unwrap();
+        for i in 0..10 {
+            cache
+                .put(
+                    Kind::Response,
+                    &format!("k{i}"),
+                    "tiny",
+                    &record(&format!("id{i}"), "same answer"),
+                    None,
+                )
+                .unwrap();
+        }
+        let stats = cache.disk().unwrap().stats();
+        assert_eq!(stats.blobs, 1);
+        assert_eq!(stats.referenced_payload_bytes, 10 * stats.blob_raw_bytes);
+        let fresh = cache.get_response("k3").unwrap().unwrap();
+        assert_ne!(fresh["id"], "id3");
+        assert_eq!(fresh["choices"][0]["message"]["content"], "same answer");
+    }
+
+    #[test]
+    fn ttl_expires_entries_and_disabled_cache_stores_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path(), CacheType::Persistent);
+        let cache = Manager::open(&config, Access::ReadWrite).unwrap();
+        cache.put(Kind::Model, "short", "", b"v", Some(Duration::from_millis(1))).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(cache.get(Kind::Model, "short").unwrap(), None);
+        drop(cache);
+        config.enabled = false;
+        let cache = Manager::open(&config, Access::ReadWrite).unwrap();
+        cache.put(Kind::Model, "k", "", b"v", None).unwrap();
+        assert_eq!(cache.get(Kind::Model, "k").unwrap(), None);
+    }
+}
