@@ -57,11 +57,30 @@ pub enum Access {
 #[derive(Clone, Debug)]
 struct Cached {
     bytes: Arc<[u8]>,
+    name: Arc<str>,
+    created_ms: u64,
     expires_ms: u64,
 }
 
 fn weigh(key: &Arc<str>, value: &Cached) -> u64 {
-    (key.len() + value.bytes.len() + 48) as u64
+    (key.len() + value.name.len() + value.bytes.len() + 64) as u64
+}
+
+/// One live entry, as listed by [`Manager::entries`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EntryInfo {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its key.
+    pub key: String,
+    /// The name pattern filters match (model name or file name).
+    pub name: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Expiry time, ms since the Unix epoch; 0 = never.
+    pub expires_ms: u64,
+    /// Size of the value in bytes, before compression and dedup.
+    pub size: u64,
 }
 
 fn memory_key(kind: Kind, key: &str) -> String {
@@ -181,8 +200,8 @@ impl Manager {
             self.write_disk(disk, kind, key, name, value, expires_ms)?;
         }
         if let Some(memory) = &self.memory {
-            let evicted =
-                memory.insert(memory_key(kind, key).into(), Cached { bytes: value.into(), expires_ms });
+            let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires_ms };
+            let evicted = memory.insert(memory_key(kind, key).into(), cached);
             self.counters.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
         }
         self.counters.kind(kind).puts.fetch_add(1, Ordering::Relaxed);
@@ -267,10 +286,13 @@ impl Manager {
         let bytes: Arc<[u8]> = self.decode(kind, key, &stored)?.into();
         counters.disk_hits.fetch_add(1, Ordering::Relaxed);
         if let Some(memory) = &self.memory {
-            let evicted = memory.insert(
-                memory_key(kind, key).into(),
-                Cached { bytes: bytes.clone(), expires_ms: stored.expires_ms },
-            );
+            let cached = Cached {
+                bytes: bytes.clone(),
+                name: stored.name.as_str().into(),
+                created_ms: stored.created_ms,
+                expires_ms: stored.expires_ms,
+            };
+            let evicted = memory.insert(memory_key(kind, key).into(), cached);
             self.counters.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
         }
         Ok(Some(bytes))
@@ -323,6 +345,49 @@ impl Manager {
             None => false,
         };
         Ok(in_memory || on_disk)
+    }
+
+    /// Live (unexpired) entries, of one kind or all; from the disk tier's index, or from the memory tier when
+    /// the cache type is `memory`.
+    pub fn entries(&self, kind: Option<Kind>) -> Vec<EntryInfo> {
+        let now = now_ms();
+        let live = |expires_ms: u64| expires_ms == 0 || expires_ms > now;
+        let mut out = Vec::new();
+        if let Some(disk) = &self.disk {
+            for (code, key, slot) in disk.entries() {
+                let Some(k) = Kind::from_code(code) else { continue };
+                if kind.is_none_or(|want| want == k) && live(slot.expires_ms) {
+                    out.push(EntryInfo {
+                        kind: k,
+                        key: String::from_utf8_lossy(&key).into_owned(),
+                        name: slot.name.to_string(),
+                        created_ms: slot.created_ms,
+                        expires_ms: slot.expires_ms,
+                        size: slot.logical_len(),
+                    });
+                }
+            }
+        } else if let Some(memory) = &self.memory {
+            memory.retain(|mkey, cached| {
+                let (code, key) = mkey.split_at(1);
+                let k = Kind::from_code(code.as_bytes()[0] - b'0');
+                if let Some(k) = k.filter(|k| kind.is_none_or(|want| want == *k))
+                    && live(cached.expires_ms)
+                {
+                    out.push(EntryInfo {
+                        kind: k,
+                        key: key[1..].to_string(),
+                        name: cached.name.to_string(),
+                        created_ms: cached.created_ms,
+                        expires_ms: cached.expires_ms,
+                        size: cached.bytes.len() as u64,
+                    });
+                }
+                true
+            });
+        }
+        out.sort_by(|a, b| (a.kind, a.created_ms, &a.key).cmp(&(b.kind, b.created_ms, &b.key)));
+        out
     }
 
     /// Makes every write so far durable.

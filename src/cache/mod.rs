@@ -10,6 +10,7 @@
 //! - [`hash`]: content hashes as `[cache.deduplication]` configures them.
 //! - [`chunk`]: content-defined chunking of large values.
 //! - [`response`]: the response cache key and the envelope/payload split of responses.
+//! - [`transfer`]: JSONL import and export of response entries.
 
 pub mod chunk;
 pub mod codec;
@@ -20,7 +21,8 @@ mod manager;
 pub mod memory;
 pub mod response;
 mod stats;
+pub mod transfer;
 
 pub use kind::Kind;
-pub use manager::{Access, CacheError, Manager};
+pub use manager::{Access, CacheError, EntryInfo, Manager};
 pub use stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot};

@@ -6,6 +6,7 @@
 mod configure;
 mod output;
 mod status;
+mod transfer;
 
 use std::path::PathBuf;
 
@@ -78,6 +79,10 @@ pub enum CacheCommand {
     Status,
     /// Write settings into the config file in effect (./.inferno.toml or --config), keeping comments.
     Configure(Box<configure::ConfigureArgs>),
+    /// Load response entries from a JSONL file (one {"model","request","response","ttl"?} per line).
+    Import(transfer::ImportArgs),
+    /// Write cache entries out (--format jsonl: response entries, the format `import` reads).
+    Export(transfer::ExportArgs),
 }
 
 /// An error in how the command was called: printed like any error, but exits with code 2.
@@ -95,6 +100,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 CacheCommand::Status => status::run(&options, global.json),
                 CacheCommand::Configure(args) => configure::run(&options, &args, global.json),
+                CacheCommand::Import(args) => transfer::import(&options, &args, global.json),
+                CacheCommand::Export(args) => transfer::export(&options, &args, global.json),
             }
         }
     }

@@ -126,6 +126,8 @@ pub struct StoredEntry {
     pub created_ms: u64,
     /// Expiry time (ms), 0 = never.
     pub expires_ms: u64,
+    /// The entry's name (what pattern filters match).
+    pub name: String,
 }
 
 /// One chunk as stored.
@@ -522,6 +524,7 @@ impl DiskStore {
             chunks,
             created_ms: slot.created_ms,
             expires_ms: slot.expires_ms,
+            name: slot.name.to_string(),
         }))
     }
 

@@ -1,0 +1,138 @@
+//! `inferno cache import FILE.jsonl` and `inferno cache export --format jsonl`: thin wrappers over
+//! `cache::transfer`, with a progress bar on a terminal.
+
+use std::fs::File;
+use std::io::{BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::cache::{Access, Manager, transfer};
+use crate::config::{self, LoadOptions};
+
+use super::output;
+
+/// Flags of `cache import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// JSONL file, one `{"model", "request", "response", "ttl"?}` object per line; `-` reads stdin.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+/// Flags of `cache export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: ExportFormat,
+    /// Write to this file instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ExportFormat {
+    /// Response entries, one JSON object per line (the format `cache import` reads).
+    Jsonl,
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+fn progress_bar(len: u64, json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:40}] {bytes}/{total_bytes} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Opens the cache for this command.
+pub(super) fn open_cache(options: &LoadOptions, access: Access) -> anyhow::Result<Manager> {
+    let resolved = config::load(options)?;
+    let cache = &resolved.config.cache;
+    if !cache.enabled {
+        anyhow::bail!(
+            "the cache is disabled (cache.enabled = false); enable it with `inferno cache configure --set cache.enabled=true`"
+        );
+    }
+    Manager::open(cache, access)
+        .with_context(|| format!("cannot open the cache in {}", cache.base_dir.display()))
+}
+
+/// Runs `cache import`. Exits non-zero when any line was rejected.
+pub fn import(options: &LoadOptions, args: &ImportArgs, json: bool) -> anyhow::Result<()> {
+    let cache = open_cache(options, Access::ReadWrite)?;
+    let report = if args.file.as_os_str() == "-" {
+        transfer::import(&cache, std::io::stdin().lock(), |_| {})?
+    } else {
+        let file = File::open(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+        let bar = progress_bar(file.metadata().map(|m| m.len()).unwrap_or(0), json);
+        let report = transfer::import(&cache, BufReader::new(file), |done| bar.set_position(done))?;
+        bar.finish_and_clear();
+        report
+    };
+    if json {
+        output::print_json(&json!({ "file": args.file, "report": report }))?;
+    } else {
+        let mut text = format!(
+            "Imported {}: {} new, {} duplicate, {} rejected\n",
+            args.file.display(),
+            report.new,
+            report.duplicate,
+            report.rejected.len()
+        );
+        for rejected in &report.rejected {
+            text.push_str(&format!("  line {}: {}\n", rejected.line, rejected.reason));
+        }
+        output::print(&text)?;
+    }
+    if !report.rejected.is_empty() {
+        anyhow::bail!(
+            "{} line(s) of {} were rejected (listed above)",
+            report.rejected.len(),
+            args.file.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `cache export`.
+pub fn export(options: &LoadOptions, args: &ExportArgs, json: bool) -> anyhow::Result<()> {
+    let ExportFormat::Jsonl = args.format;
+    let cache = open_cache(options, Access::ReadOnly)?;
+    let bar = progress_bar(0, json || args.output.is_none());
+    let mut on_progress = |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let written = match &args.output {
+        Some(path) => {
+            let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            let written = transfer::export(&cache, std::io::BufWriter::new(file), &mut on_progress)?;
+            bar.finish_and_clear();
+            if json {
+                output::print_json(&json!({ "file": path, "exported": written }))?;
+            } else {
+                output::print(&format!("Exported {written} entries to {}\n", path.display()))?;
+            }
+            written
+        }
+        None => {
+            let stdout = std::io::stdout().lock();
+            let mut out = std::io::BufWriter::new(stdout);
+            let written = transfer::export(&cache, &mut out, &mut on_progress)?;
+            out.flush()?;
+            written
+        }
+    };
+    tracing::debug!(written, "export finished");
+    Ok(())
+}
