@@ -24,5 +24,5 @@ mod stats;
 pub mod transfer;
 
 pub use kind::Kind;
-pub use manager::{Access, CacheError, EntryInfo, Manager};
+pub use manager::{Access, CacheError, EntryInfo, HousekeepingReport, Manager};
 pub use stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot};

@@ -28,6 +28,8 @@ pub struct Counters {
     kinds: [KindCounters; 3],
     /// Memory-tier entries evicted for room.
     pub evictions: AtomicU64,
+    /// Disk-tier entries removed, oldest first, to stay under `max_size_gb`.
+    pub disk_evictions: AtomicU64,
     /// Bytes of values put (before compression and dedup).
     pub bytes_put: AtomicU64,
 }
@@ -57,6 +59,7 @@ impl Counters {
                 })
                 .collect(),
             evictions: load(&self.evictions),
+            disk_evictions: load(&self.disk_evictions),
             bytes_put: load(&self.bytes_put),
         }
     }
@@ -99,6 +102,8 @@ pub struct CounterSnapshot {
     pub kinds: Vec<KindSnapshot>,
     /// Memory-tier evictions.
     pub evictions: u64,
+    /// Disk-tier evictions for size.
+    pub disk_evictions: u64,
     /// Bytes of values put.
     pub bytes_put: u64,
 }

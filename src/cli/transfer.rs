@@ -79,8 +79,10 @@ pub fn import(options: &LoadOptions, args: &ImportArgs, json: bool) -> anyhow::R
         bar.finish_and_clear();
         report
     };
+    let housekeeping = cache.housekeeping()?;
+    cache.flush()?;
     if json {
-        output::print_json(&json!({ "file": args.file, "report": report }))?;
+        output::print_json(&json!({ "file": args.file, "report": report, "housekeeping": housekeeping }))?;
     } else {
         let mut text = format!(
             "Imported {}: {} new, {} duplicate, {} rejected\n",
@@ -91,6 +93,12 @@ pub fn import(options: &LoadOptions, args: &ImportArgs, json: bool) -> anyhow::R
         );
         for rejected in &report.rejected {
             text.push_str(&format!("  line {}: {}\n", rejected.line, rejected.reason));
+        }
+        if housekeeping.evicted_for_size > 0 {
+            text.push_str(&format!(
+                "Removed the {} oldest entries to stay under cache.max_size_gb\n",
+                housekeeping.evicted_for_size
+            ));
         }
         output::print(&text)?;
     }

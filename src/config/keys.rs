@@ -47,6 +47,12 @@ const fn key(path: &'static str, kind: Kind, doc: &'static str) -> Key {
     Key { path, kind, env_alias: None, doc, active: false }
 }
 
+/// Marks a key whose behaviour exists.
+const fn on(mut key: Key) -> Key {
+    key.active = true;
+    key
+}
+
 const fn alias(mut key: Key, env: &'static str) -> Key {
     key.env_alias = Some(env);
     key
@@ -54,77 +60,88 @@ const fn alias(mut key: Key, env: &'static str) -> Key {
 
 /// Every key, in the order `status` and the docs list them.
 pub const KEYS: &[Key] = &[
-    alias(key("cache.enabled", Kind::Bool, "master switch for every cache kind"), "INFERNO_CACHE_ENABLED"),
-    key("cache.type", Kind::Text, "memory | disk | persistent (RAM in front of disk)"),
     alias(
-        key("cache.base_dir", Kind::Path, "directory of the disk tier, backups and lock file"),
+        on(key("cache.enabled", Kind::Bool, "master switch for every cache kind")),
+        "INFERNO_CACHE_ENABLED",
+    ),
+    on(key("cache.type", Kind::Text, "memory | disk | persistent (RAM in front of disk)")),
+    alias(
+        on(key("cache.base_dir", Kind::Path, "directory of the disk tier, backups and lock file")),
         "INFERNO_CACHE_DIR",
     ),
-    key("cache.max_size_gb", Kind::Size(GB), "upper bound for cached bytes on disk"),
-    key(
+    on(key("cache.max_size_gb", Kind::Size(GB), "upper bound for cached bytes on disk")),
+    on(key(
         "cache.default_ttl_hours",
         Kind::Duration(HOUR),
         "time to live for entries whose kind sets none; 0 = no expiry",
-    ),
-    key("cache.compression.enabled", Kind::Bool, "compress values; false stores them raw"),
-    alias(key("cache.compression.algorithm", Kind::Text, "none | gzip | zstd"), "INFERNO_CACHE_COMPRESS"),
-    key("cache.compression.level", Kind::Integer, "1-9 for gzip, 1-21 for zstd"),
-    key("cache.deduplication.enabled", Kind::Bool, "store identical values once"),
-    key("cache.deduplication.algorithm", Kind::Text, "content hash: blake3 | xxhash"),
-    key(
+    )),
+    on(key("cache.compression.enabled", Kind::Bool, "compress values; false stores them raw")),
+    alias(on(key("cache.compression.algorithm", Kind::Text, "none | gzip | zstd")), "INFERNO_CACHE_COMPRESS"),
+    on(key("cache.compression.level", Kind::Integer, "1-9 for gzip, 1-21 for zstd")),
+    on(key("cache.deduplication.enabled", Kind::Bool, "store identical values once")),
+    on(key("cache.deduplication.algorithm", Kind::Text, "content hash: blake3 | xxhash")),
+    on(key(
         "cache.deduplication.chunk_size",
         Kind::Size(BYTE),
         "average chunk size for large values (256 B - 4 MiB)",
-    ),
-    key("cache.deduplication.enable_parallel", Kind::Bool, "hash large values on several threads"),
-    key("cache.deduplication.seed", Kind::Integer, "seed for xxhash"),
-    key("cache.deduplication.variant", Kind::Text, "xxhash function: xxh32 | xxh64 | xxh3"),
+    )),
+    on(key("cache.deduplication.enable_parallel", Kind::Bool, "hash large values on several threads")),
+    on(key("cache.deduplication.seed", Kind::Integer, "seed for xxhash")),
+    on(key("cache.deduplication.variant", Kind::Text, "xxhash function: xxh32 | xxh64 | xxh3")),
     key("cache.model.max_models", Kind::Integer, "most model instances loaded at once"),
     key("cache.model.memory_limit_gb", Kind::Size(GB), "most memory loaded models may take"),
     key("cache.model.preload_strategy", Kind::Text, "which model is evicted first: lru | mru | frequency"),
     key("cache.model.unload_policy", Kind::Text, "time_based | size_based | manual"),
-    key("cache.response.max_entries", Kind::Integer, "most responses in the memory tier"),
-    key("cache.response.max_size_gb", Kind::Size(GB), "most bytes of responses in the memory tier"),
-    key("cache.response.ttl_hours", Kind::Duration(HOUR), "time to live of a cached response; 0 = no expiry"),
+    on(key("cache.response.max_entries", Kind::Integer, "most responses in the memory tier")),
+    on(key("cache.response.max_size_gb", Kind::Size(GB), "most bytes of responses in the memory tier")),
+    on(key(
+        "cache.response.ttl_hours",
+        Kind::Duration(HOUR),
+        "time to live of a cached response; 0 = no expiry",
+    )),
     key(
         "cache.response.enable_streaming_cache",
         Kind::Bool,
         "cache streamed responses and replay them as a stream",
     ),
-    key("cache.response.hash_algorithm", Kind::Text, "hash for response keys: blake3 | xxhash"),
-    key("cache.metadata.ttl_hours", Kind::Duration(HOUR), "time to live of model metadata; 0 = no expiry"),
+    on(key("cache.response.hash_algorithm", Kind::Text, "hash for response keys: blake3 | xxhash")),
+    on(key(
+        "cache.metadata.ttl_hours",
+        Kind::Duration(HOUR),
+        "time to live of model metadata; 0 = no expiry",
+    )),
     key("cache.metadata.auto_refresh", Kind::Bool, "re-read metadata when the model file changes"),
     key("cache.metadata.include_performance_stats", Kind::Bool, "add measured load time and tokens/s"),
-    key(
+    on(key(
         "cache.persistence.sync_interval_seconds",
         Kind::Duration(SECOND),
         "longest a write waits before it is durable",
-    ),
-    key(
+    )),
+    on(key(
         "cache.persistence.compression_threshold_kb",
         Kind::Size(KB),
         "values smaller than this are stored raw",
-    ),
-    key("cache.persistence.enable_checksums", Kind::Bool, "store and verify a checksum with every value"),
+    )),
+    on(key("cache.persistence.enable_checksums", Kind::Bool, "store and verify a checksum with every value")),
     key("cache.persistence.backup_copies", Kind::Integer, "backups kept by `cache backup`"),
-    key(
+    on(key(
         "cache.persistence.write_buffer_size",
         Kind::Size(BYTE),
         "bytes buffered before a write reaches the file",
-    ),
+    )),
     key("cache.persistence.read_ahead_size", Kind::Size(BYTE), "bytes read ahead of a sequential reader"),
-    key("cache.cleanup.auto_cleanup", Kind::Bool, "run cleanup periodically"),
-    key("cache.cleanup.cleanup_interval_hours", Kind::Duration(HOUR), "time between periodic cleanups"),
-    key(
+    on(key("cache.cleanup.auto_cleanup", Kind::Bool, "run cleanup periodically")),
+    on(key("cache.cleanup.cleanup_interval_hours", Kind::Duration(HOUR), "time between periodic cleanups")),
+    on(key(
         "cache.cleanup.size_threshold_percent",
         Kind::Integer,
         "disk use (% of max_size_gb) that triggers cleanup",
-    ),
-    key(
+    )),
+    on(key(
         "cache.cleanup.age_threshold_days",
         Kind::Duration(DAY),
         "entries older than this are removed by cleanup",
-    ),
+    )),
     key("cache.alerts.enabled", Kind::Bool, "raise alerts when a threshold is crossed"),
     key("cache.alerts.channels", Kind::List, "where alerts go: email, slack, webhook"),
     key("cache.alerts.thresholds.hit_ratio_min", Kind::Float, "alert below this hit ratio (0-1)"),
@@ -215,6 +232,9 @@ mod tests {
                 key.path
             );
             assert!(docs.contains(&general_env_name(key.path)), "{} env form missing from docs", key.path);
+            let row = docs.lines().find(|l| l.starts_with(&format!("| `{}` |", key.path))).unwrap();
+            let status = if key.active { "| active |" } else { "| stored |" };
+            assert!(row.ends_with(status), "docs/configuration.md says the wrong status for {}", key.path);
             if let Some(alias) = key.env_alias {
                 assert!(docs.contains(alias), "{alias} missing from docs/configuration.md");
             }

@@ -23,3 +23,5 @@ mod configure;
 
 /// `--version`, `--help`, completions, usage errors, logging and broken pipes.
 mod cli;
+/// `cache import` and `cache export`.
+mod transfer;

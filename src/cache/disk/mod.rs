@@ -583,6 +583,12 @@ impl DiskStore {
         state.index.entries.iter().map(|((kind, key), slot)| (*kind, key.to_vec(), slot.clone())).collect()
     }
 
+    /// (live, total) bytes of records: what is still needed, and what the segments hold including garbage.
+    pub fn usage(&self) -> (u64, u64) {
+        let state = self.state.read();
+        (state.index.live_bytes(), state.index.total_bytes())
+    }
+
     /// A consistent summary of what is stored.
     pub fn stats(&self) -> DiskStats {
         let state = self.state.read();

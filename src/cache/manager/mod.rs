@@ -22,6 +22,12 @@ use super::response::{join_record, join_response, split_record};
 use super::stats::Counters;
 use crate::config::{CacheConfig, CacheType};
 
+mod housekeeping;
+#[cfg(test)]
+mod tests;
+
+pub use housekeeping::HousekeepingReport;
+
 /// Errors of the cache engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -94,7 +100,7 @@ fn memory_key(kind: Kind, key: &str) -> String {
 /// The cache.
 pub struct Manager {
     config: CacheConfig,
-    memory: Option<MemoryTier<Arc<str>, Cached>>,
+    memory: Option<Arc<MemoryTier<Arc<str>, Cached>>>,
     disk: Option<Arc<DiskStore>>,
     codec: Codec,
     hasher: Option<ContentHasher>,
@@ -118,7 +124,7 @@ impl Manager {
             CacheType::Disk => None,
             CacheType::Memory | CacheType::Persistent => {
                 let bytes = config.response.max_size_gb.bytes().min(config.max_size_gb.bytes());
-                Some(MemoryTier::new(config.response.max_entries, bytes, weigh))
+                Some(Arc::new(MemoryTier::new(config.response.max_entries, bytes, weigh)))
             }
         };
         let disk = match config.kind {
@@ -145,10 +151,10 @@ impl Manager {
             flusher: None,
         };
         if access == Access::ReadWrite
-            && let Some(disk) = &manager.disk
+            && let Some(keeper) = manager.housekeeper()
         {
             let interval = config.persistence.sync_interval_seconds.duration();
-            manager.flusher = Some(spawn_flusher(disk.clone(), interval).map_err(CacheError::Thread)?);
+            manager.flusher = Some(spawn_flusher(keeper, interval).map_err(CacheError::Thread)?);
         }
         Ok(manager)
     }
@@ -354,19 +360,7 @@ impl Manager {
         let live = |expires_ms: u64| expires_ms == 0 || expires_ms > now;
         let mut out = Vec::new();
         if let Some(disk) = &self.disk {
-            for (code, key, slot) in disk.entries() {
-                let Some(k) = Kind::from_code(code) else { continue };
-                if kind.is_none_or(|want| want == k) && live(slot.expires_ms) {
-                    out.push(EntryInfo {
-                        kind: k,
-                        key: String::from_utf8_lossy(&key).into_owned(),
-                        name: slot.name.to_string(),
-                        created_ms: slot.created_ms,
-                        expires_ms: slot.expires_ms,
-                        size: slot.logical_len(),
-                    });
-                }
-            }
+            return disk_entries(disk, kind);
         } else if let Some(memory) = &self.memory {
             memory.retain(|mkey, cached| {
                 let (code, key) = mkey.split_at(1);
@@ -412,9 +406,32 @@ impl Drop for Manager {
     }
 }
 
-/// Flushes `disk` every `interval` until `stop` is set.
+/// Live (unexpired) entries of the disk tier, of one kind or all, oldest first.
+fn disk_entries(disk: &DiskStore, kind: Option<Kind>) -> Vec<EntryInfo> {
+    let now = now_ms();
+    let mut out: Vec<EntryInfo> = disk
+        .entries()
+        .into_iter()
+        .filter(|(_, _, slot)| slot.expires_ms == 0 || slot.expires_ms > now)
+        .filter_map(|(code, key, slot)| {
+            let k = Kind::from_code(code).filter(|k| kind.is_none_or(|want| want == *k))?;
+            Some(EntryInfo {
+                kind: k,
+                key: String::from_utf8_lossy(&key).into_owned(),
+                name: slot.name.to_string(),
+                created_ms: slot.created_ms,
+                expires_ms: slot.expires_ms,
+                size: slot.logical_len(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.kind, a.created_ms, &a.key).cmp(&(b.kind, b.created_ms, &b.key)));
+    out
+}
+
+/// Every `interval` until `stop` is set: flushes the disk tier, then runs a housekeeping pass.
 fn spawn_flusher(
-    disk: Arc<DiskStore>,
+    keeper: housekeeping::Housekeeper,
     interval: Duration,
 ) -> std::io::Result<(Arc<AtomicBool>, JoinHandle<()>)> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -425,104 +442,13 @@ fn spawn_flusher(
             if flag.load(Ordering::Relaxed) {
                 break;
             }
-            if let Err(err) = disk.flush() {
+            if let Err(err) = keeper.disk.flush() {
                 tracing::error!("background cache flush failed: {err}");
+            }
+            if let Err(err) = keeper.run() {
+                tracing::error!("background cache housekeeping failed: {err}");
             }
         }
     })?;
     Ok((stop, handle))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{CompressionAlgorithm, Config};
-
-    fn config(dir: &std::path::Path, kind: CacheType) -> CacheConfig {
-        let mut config = Config::default().cache;
-        config.base_dir = dir.to_path_buf();
-        config.kind = kind;
-        config
-    }
-
-    fn record(id: &str, text: &str) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({
-            "model": "tiny",
-            "request": {"messages": [{"role": "user", "content": "hi"}], "temperature": 0},
-            "response": {"id": id, "created": 1, "model": "tiny", "object": "chat.completion",
-                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn every_type_round_trips_and_persistent_survives_reopen() {
-        for kind in [CacheType::Memory, CacheType::Disk, CacheType::Persistent] {
-            for algorithm in
-                [CompressionAlgorithm::None, CompressionAlgorithm::Gzip, CompressionAlgorithm::Zstd]
-            {
-                let dir = tempfile::tempdir().unwrap();
-                let mut config = config(dir.path(), kind);
-                config.compression.algorithm = algorithm;
-                config.compression.level = 3;
-                let value = "x".repeat(5000).into_bytes();
-                {
-                    let cache = Manager::open(&config, Access::ReadWrite).unwrap();
-                    cache.put(Kind::Model, "m", "m.gguf", &value, None).unwrap();
-                    cache.put(Kind::Response, "r", "tiny", &record("a", "hello"), None).unwrap();
-                    assert_eq!(cache.get(Kind::Model, "m").unwrap().as_deref(), Some(&value[..]));
-                    assert_eq!(cache.get(Kind::Metadata, "m").unwrap(), None);
-                }
-                let cache = Manager::open(&config, Access::ReadWrite).unwrap();
-                let got = cache.get(Kind::Model, "m").unwrap();
-                if kind == CacheType::Memory {
-                    assert_eq!(got, None);
-                } else {
-                    assert_eq!(got.as_deref(), Some(&value[..]), "{kind:?} {algorithm:?}");
-                    let stored: Value =
-                        serde_json::from_slice(&cache.get(Kind::Response, "r").unwrap().unwrap()).unwrap();
-                    let original: Value = serde_json::from_slice(&record("a", "hello")).unwrap();
-                    assert_eq!(stored, original);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn identical_payloads_are_stored_once_and_served_fresh() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Manager::open(&config(dir.path(), CacheType::Persistent), Access::ReadWrite).unwrap();
-        for i in 0..10 {
-            cache
-                .put(
-                    Kind::Response,
-                    &format!("k{i}"),
-                    "tiny",
-                    &record(&format!("id{i}"), "same answer"),
-                    None,
-                )
-                .unwrap();
-        }
-        let stats = cache.disk().unwrap().stats();
-        assert_eq!(stats.blobs, 1);
-        assert_eq!(stats.referenced_payload_bytes, 10 * stats.blob_raw_bytes);
-        let fresh = cache.get_response("k3").unwrap().unwrap();
-        assert_ne!(fresh["id"], "id3");
-        assert_eq!(fresh["choices"][0]["message"]["content"], "same answer");
-    }
-
-    #[test]
-    fn ttl_expires_entries_and_disabled_cache_stores_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = config(dir.path(), CacheType::Persistent);
-        let cache = Manager::open(&config, Access::ReadWrite).unwrap();
-        cache.put(Kind::Model, "short", "", b"v", Some(Duration::from_millis(1))).unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(cache.get(Kind::Model, "short").unwrap(), None);
-        drop(cache);
-        config.enabled = false;
-        let cache = Manager::open(&config, Access::ReadWrite).unwrap();
-        cache.put(Kind::Model, "k", "", b"v", None).unwrap();
-        assert_eq!(cache.get(Kind::Model, "k").unwrap(), None);
-    }
 }

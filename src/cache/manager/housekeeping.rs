@@ -1,0 +1,168 @@
+//! Keeping the cache within its limits: removing old entries (`[cache.cleanup]`) and bounding disk use by
+//! `cache.max_size_gb`, with compaction to give the space back.
+//!
+//! Runs from the manager's background thread after each flush (so a long-running server stays in bounds),
+//! and when a writing CLI command finishes. The time of the last age-based cleanup is kept in
+//! `<base_dir>/cleanup.last` so that short-lived CLI processes honour `cleanup_interval_hours` too.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{CacheError, Cached, Manager, disk_entries, memory_key};
+use crate::cache::disk::{DiskStore, now_ms};
+use crate::cache::kind::Kind;
+use crate::cache::memory::MemoryTier;
+use crate::cache::stats::Counters;
+use crate::config::CacheConfig;
+
+/// File holding the time (ms since the epoch) of the last age-based cleanup.
+pub const LAST_CLEANUP_FILE: &str = "cleanup.last";
+
+/// What one housekeeping pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HousekeepingReport {
+    /// Entries removed for being older than the age threshold.
+    pub removed_old: u64,
+    /// Entries removed, oldest first, to bring disk use under the size threshold.
+    pub evicted_for_size: u64,
+    /// Bytes of segment and hint files before and after compaction, when it ran.
+    pub compacted: Option<(u64, u64)>,
+}
+
+/// The parts of a manager housekeeping needs, shareable with the background thread.
+pub(super) struct Housekeeper {
+    pub(super) config: CacheConfig,
+    pub(super) disk: Arc<DiskStore>,
+    pub(super) memory: Option<Arc<MemoryTier<Arc<str>, Cached>>>,
+    pub(super) counters: Arc<Counters>,
+}
+
+impl Manager {
+    pub(super) fn housekeeper(&self) -> Option<Housekeeper> {
+        Some(Housekeeper {
+            config: self.config.clone(),
+            disk: self.disk.clone()?,
+            memory: self.memory.clone(),
+            counters: self.counters.clone(),
+        })
+    }
+
+    /// Removes entries older than `age` (by creation time), of one kind or all; returns how many.
+    pub fn remove_older_than(&self, age: Duration, kind: Option<Kind>) -> Result<u64, CacheError> {
+        match self.housekeeper() {
+            Some(keeper) => keeper.remove_older_than(age, kind),
+            None => {
+                let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
+                let old: Vec<_> = self.entries(kind).into_iter().filter(|e| e.created_ms < cutoff).collect();
+                for entry in &old {
+                    self.remove(entry.kind, &entry.key)?;
+                }
+                Ok(old.len() as u64)
+            }
+        }
+    }
+
+    /// One housekeeping pass (see [`Housekeeper::run`]); nothing to do without a writable disk tier.
+    pub fn housekeeping(&self) -> Result<HousekeepingReport, CacheError> {
+        match self.housekeeper() {
+            Some(keeper) if !keeper.disk.options().read_only => keeper.run(),
+            _ => Ok(HousekeepingReport::default()),
+        }
+    }
+
+    /// `size_threshold_percent` of `max_size_gb`, in bytes: the disk use that triggers compaction.
+    pub fn size_threshold_bytes(&self) -> u64 {
+        size_threshold_bytes(&self.config)
+    }
+}
+
+fn size_threshold_bytes(config: &CacheConfig) -> u64 {
+    (config.max_size_gb.bytes() as u128 * config.cleanup.size_threshold_percent as u128 / 100) as u64
+}
+
+impl Housekeeper {
+    fn remove(&self, kind: Kind, key: &str) -> Result<bool, CacheError> {
+        if let Some(memory) = &self.memory {
+            memory.remove(memory_key(kind, key).as_str());
+        }
+        Ok(self.disk.remove(kind.code(), key.as_bytes())?)
+    }
+
+    fn remove_older_than(&self, age: Duration, kind: Option<Kind>) -> Result<u64, CacheError> {
+        let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
+        let mut removed = 0;
+        for entry in disk_entries(&self.disk, kind).into_iter().filter(|e| e.created_ms < cutoff) {
+            if self.remove(entry.kind, &entry.key)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The periodic age-based cleanup when it is due (`cleanup.auto_cleanup`, `cleanup_interval_hours`,
+    /// `age_threshold_days`); then, when segment files pass `size_threshold_percent` of `max_size_gb`,
+    /// compaction, and if live data alone is still over, removal of the oldest entries down to 90% of that
+    /// threshold (so compaction does not run again at the next pass).
+    pub(super) fn run(&self) -> Result<HousekeepingReport, CacheError> {
+        let mut report = HousekeepingReport::default();
+        let cleanup = &self.config.cleanup;
+        if cleanup.auto_cleanup && self.cleanup_due(cleanup.cleanup_interval_hours.duration()) {
+            report.removed_old = self.remove_older_than(cleanup.age_threshold_days.duration(), None)?;
+            self.record_cleanup();
+        }
+        let limit = size_threshold_bytes(&self.config);
+        if self.disk.usage().1 >= limit || report.removed_old > 0 {
+            let compacted = self.disk.compact()?;
+            report.compacted = Some((compacted.bytes_before, compacted.bytes_after));
+        }
+        if self.disk.usage().0 > limit {
+            report.evicted_for_size = self.evict_oldest(limit / 10 * 9)?;
+            let compacted = self.disk.compact()?;
+            let before = report.compacted.map_or(compacted.bytes_before, |c| c.0);
+            report.compacted = Some((before, compacted.bytes_after));
+        }
+        if report != HousekeepingReport::default() {
+            tracing::info!(?report, "cache housekeeping");
+        }
+        Ok(report)
+    }
+
+    fn evict_oldest(&self, target: u64) -> Result<u64, CacheError> {
+        let mut evicted = 0;
+        let mut entries = disk_entries(&self.disk, None);
+        entries.sort_by_key(|e| e.created_ms);
+        for entry in entries {
+            if self.disk.usage().0 <= target {
+                break;
+            }
+            if self.remove(entry.kind, &entry.key)? {
+                evicted += 1;
+            }
+        }
+        self.counters.disk_evictions.fetch_add(evicted, Ordering::Relaxed);
+        Ok(evicted)
+    }
+
+    fn cleanup_due(&self, interval: Duration) -> bool {
+        let path = self.config.base_dir.join(LAST_CLEANUP_FILE);
+        let last = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse::<u64>().ok());
+        match last {
+            Some(last) => now_ms().saturating_sub(last) >= interval.as_millis() as u64,
+            None => {
+                // First pass in this directory: start the clock rather than clean at once.
+                self.record_cleanup();
+                false
+            }
+        }
+    }
+
+    fn record_cleanup(&self) {
+        let path = self.config.base_dir.join(LAST_CLEANUP_FILE);
+        if let Err(err) = std::fs::write(&path, now_ms().to_string()) {
+            tracing::warn!(path = %path.display(), "cannot record the cleanup time: {err}");
+        }
+    }
+}
