@@ -31,9 +31,11 @@ fn import_then_export_round_trips_across_processes() {
 
     let out = sb.std_command().args(["cache", "export", "--format", "jsonl"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let exported: Vec<Value> =
+    let mut exported: Vec<Value> =
         String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(exported.len(), 2);
+    exported.sort_by_key(|v| v["response"]["id"].as_str().unwrap().to_string());
+    assert_eq!(exported[0]["request"]["messages"][0]["content"], "a");
     let answers: Vec<&str> = exported
         .iter()
         .map(|v| v["response"]["choices"][0]["message"]["content"].as_str().unwrap())
