@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The kind of a cache entry; `--type` filters speak about these.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// An inference response (`[cache.response]`).

@@ -11,6 +11,7 @@
 //! - [`chunk`]: content-defined chunking of large values.
 //! - [`response`]: the response cache key and the envelope/payload split of responses.
 //! - [`transfer`]: JSONL import and export of response entries.
+//! - [`report`]: the measured picture that `stats`, `metrics` and `export` print.
 
 pub mod chunk;
 pub mod codec;
@@ -19,10 +20,12 @@ pub mod hash;
 mod kind;
 mod manager;
 pub mod memory;
+pub mod report;
 pub mod response;
 mod stats;
 pub mod transfer;
 
 pub use kind::Kind;
 pub use manager::{Access, CacheError, EntryInfo, HousekeepingReport, Manager};
+pub use report::CacheReport;
 pub use stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot};

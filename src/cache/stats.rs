@@ -1,9 +1,15 @@
-//! Counters the manager keeps while it runs: hits per tier, misses, puts, expirations and evictions per
-//! kind. Every figure a command prints about cache activity comes from here or from the disk tier's index.
+//! Counters the manager keeps: hits per tier, misses, puts, expirations and evictions per kind. Every figure
+//! a command prints about cache activity comes from here or from the disk tier's index.
+//!
+//! The counters are totals since the cache directory was created: the writer saves them to
+//! `<base_dir>/counters.json` at every flush, and every open starts from the saved values, so a `stats` run in
+//! a new process shows the hits of the processes before it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Serialize;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 use super::kind::Kind;
 
@@ -32,12 +38,33 @@ pub struct Counters {
     pub disk_evictions: AtomicU64,
     /// Bytes of values put (before compression and dedup).
     pub bytes_put: AtomicU64,
+    /// Gets timed.
+    pub lookups: AtomicU64,
+    /// Total time of those gets, in nanoseconds.
+    pub lookup_nanos: AtomicU64,
 }
 
 impl Counters {
     /// The counters of one kind.
     pub fn kind(&self, kind: Kind) -> &KindCounters {
         &self.kinds[kind.code() as usize - 1]
+    }
+
+    /// Sets every counter to the values of `saved`.
+    pub fn restore(&self, saved: &CounterSnapshot) {
+        for k in &saved.kinds {
+            let c = self.kind(k.kind);
+            c.memory_hits.store(k.memory_hits, Ordering::Relaxed);
+            c.disk_hits.store(k.disk_hits, Ordering::Relaxed);
+            c.misses.store(k.misses, Ordering::Relaxed);
+            c.expired.store(k.expired, Ordering::Relaxed);
+            c.puts.store(k.puts, Ordering::Relaxed);
+        }
+        self.evictions.store(saved.evictions, Ordering::Relaxed);
+        self.disk_evictions.store(saved.disk_evictions, Ordering::Relaxed);
+        self.bytes_put.store(saved.bytes_put, Ordering::Relaxed);
+        self.lookups.store(saved.lookups, Ordering::Relaxed);
+        self.lookup_nanos.store(saved.lookup_nanos, Ordering::Relaxed);
     }
 
     /// A plain copy of every counter.
@@ -61,12 +88,14 @@ impl Counters {
             evictions: load(&self.evictions),
             disk_evictions: load(&self.disk_evictions),
             bytes_put: load(&self.bytes_put),
+            lookups: load(&self.lookups),
+            lookup_nanos: load(&self.lookup_nanos),
         }
     }
 }
 
 /// Counters of one kind at one moment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindSnapshot {
     /// The kind.
     pub kind: Kind,
@@ -96,7 +125,7 @@ impl KindSnapshot {
 }
 
 /// Every counter at one moment.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CounterSnapshot {
     /// Per kind.
     pub kinds: Vec<KindSnapshot>,
@@ -106,4 +135,37 @@ pub struct CounterSnapshot {
     pub disk_evictions: u64,
     /// Bytes of values put.
     pub bytes_put: u64,
+    /// Gets timed.
+    #[serde(default)]
+    pub lookups: u64,
+    /// Total time of those gets, in nanoseconds.
+    #[serde(default)]
+    pub lookup_nanos: u64,
+}
+
+/// File, in the cache directory, that holds the saved counters.
+pub const COUNTERS_FILE: &str = "counters.json";
+
+impl CounterSnapshot {
+    /// The counters saved in `dir`, or `None` when there are none yet. An unreadable file is logged and
+    /// ignored (counting starts again), since counters are statistics, not data.
+    pub fn load(dir: &Path) -> Option<Self> {
+        let path = dir.join(COUNTERS_FILE);
+        let text = std::fs::read(&path).ok()?;
+        match serde_json::from_slice(&text) {
+            Ok(saved) => Some(saved),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), "ignoring unreadable saved counters: {err}");
+                None
+            }
+        }
+    }
+
+    /// Saves the counters in `dir`, atomically (temp file + rename).
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        serde_json::to_writer(&mut tmp, self)?;
+        tmp.persist(dir.join(COUNTERS_FILE)).map_err(|e| e.error)?;
+        Ok(())
+    }
 }

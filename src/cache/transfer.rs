@@ -126,7 +126,7 @@ pub fn import(
         match parse_line(manager, &line) {
             Err(reason) => report.rejected.push(Rejected { line: number, reason }),
             Ok(parsed) => {
-                if manager.get(Kind::Response, &parsed.key)?.is_some() {
+                if manager.contains(Kind::Response, &parsed.key) {
                     report.duplicate += 1;
                     continue;
                 }

@@ -5,6 +5,7 @@
 
 mod configure;
 mod output;
+mod stats;
 mod status;
 mod transfer;
 
@@ -79,6 +80,10 @@ pub enum CacheCommand {
     Status,
     /// Write settings into the config file in effect (./.inferno.toml or --config), keeping comments.
     Configure(Box<configure::ConfigureArgs>),
+    /// Entries and bytes per kind, hits and misses, compression and dedup figures, disk use vs limit.
+    Stats(stats::StatsArgs),
+    /// The key figures: hit and miss ratio, mean lookup time, size vs limit, compression, dedup savings.
+    Metrics,
     /// Load response entries from a JSONL file (one {"model","request","response","ttl"?} per line).
     Import(transfer::ImportArgs),
     /// Write cache entries out (--format jsonl: response entries, the format `import` reads).
@@ -100,6 +105,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 CacheCommand::Status => status::run(&options, global.json),
                 CacheCommand::Configure(args) => configure::run(&options, &args, global.json),
+                CacheCommand::Stats(args) => stats::stats(&options, &args, global.json),
+                CacheCommand::Metrics => stats::metrics(&options, global.json),
                 CacheCommand::Import(args) => transfer::import(&options, &args, global.json),
                 CacheCommand::Export(args) => transfer::export(&options, &args, global.json),
             }

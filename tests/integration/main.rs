@@ -23,5 +23,7 @@ mod configure;
 
 /// `--version`, `--help`, completions, usage errors, logging and broken pipes.
 mod cli;
+/// `cache stats` and `cache metrics`.
+mod stats;
 /// `cache import` and `cache export`.
 mod transfer;

@@ -577,10 +577,20 @@ impl DiskStore {
         Ok(found)
     }
 
+    /// The expiry time (ms, 0 = never) of the entry under `kind`/`key`, if the index has one.
+    pub fn expiry(&self, kind: u8, key: &[u8]) -> Option<u64> {
+        self.state.read().index.entries.get(&(kind, key.into())).map(|slot| slot.expires_ms)
+    }
+
     /// Live entries' index slots, for listing and filtering.
     pub fn entries(&self) -> Vec<(u8, Vec<u8>, EntrySlot)> {
         let state = self.state.read();
         state.index.entries.iter().map(|((kind, key), slot)| (*kind, key.to_vec(), slot.clone())).collect()
+    }
+
+    /// Bytes of all segment and hint files on disk.
+    pub fn file_bytes(&self) -> u64 {
+        maintain::dir_bytes(&self.data_dir)
     }
 
     /// (live, total) bytes of records: what is still needed, and what the segments hold including garbage.
@@ -594,12 +604,23 @@ impl DiskStore {
         let state = self.state.read();
         let index = &state.index;
         let mut stats = DiskStats::default();
+        let mut payloads: BTreeMap<u8, std::collections::HashSet<&[BlobRef]>> = BTreeMap::new();
         for ((kind, _), slot) in &index.entries {
             let k = stats.kinds.entry(*kind).or_default();
             k.entries += 1;
             k.logical_bytes += slot.logical_len();
             k.stored_bytes += slot.loc.len as u64;
+            k.value_raw_bytes += slot.raw_len as u64;
+            k.value_stored_bytes += slot.stored_len as u64;
+            if !slot.refs.is_empty() {
+                k.payload_entries += 1;
+                k.payload_bytes += slot.payload_len;
+                payloads.entry(*kind).or_default().insert(&slot.refs);
+            }
             stats.referenced_payload_bytes += slot.payload_len;
+        }
+        for (kind, distinct) in payloads {
+            stats.kinds.entry(kind).or_default().distinct_payloads = distinct.len() as u64;
         }
         for blob in index.blobs.values().filter(|b| b.loc.is_some()) {
             stats.blobs += 1;
@@ -607,6 +628,9 @@ impl DiskStore {
             stats.blob_stored_bytes += blob.stored_len as u64;
             if blob.refcount == 0 {
                 stats.unreferenced_blobs += 1;
+            } else {
+                stats.referenced_blob_raw_bytes += blob.raw_len as u64;
+                stats.referenced_blob_stored_bytes += blob.stored_len as u64;
             }
         }
         stats.live_bytes = index.live_bytes();
@@ -632,6 +656,10 @@ pub struct DiskStats {
     pub blob_stored_bytes: u64,
     /// Decoded payload bytes summed over entries (what storage would hold without dedup).
     pub referenced_payload_bytes: u64,
+    /// Decoded bytes of the chunks some live entry refers to (what storage holds with dedup).
+    pub referenced_blob_raw_bytes: u64,
+    /// Stored bytes of the chunks some live entry refers to.
+    pub referenced_blob_stored_bytes: u64,
     /// Bytes of records still needed.
     pub live_bytes: u64,
     /// Bytes of all records (live + garbage awaiting compaction).
@@ -651,6 +679,16 @@ pub struct KindStats {
     pub logical_bytes: u64,
     /// Bytes of their entry records (chunks are counted in `DiskStats`).
     pub stored_bytes: u64,
+    /// Decoded bytes of the entries' own values (the per-key part when deduplicated).
+    pub value_raw_bytes: u64,
+    /// Stored (compressed) bytes of the entries' own values.
+    pub value_stored_bytes: u64,
+    /// Entries whose payload is made of shared chunks.
+    pub payload_entries: u64,
+    /// Decoded payload bytes of those entries, summed.
+    pub payload_bytes: u64,
+    /// Distinct payloads among them (entries with the same chunk list share one).
+    pub distinct_payloads: u64,
 }
 
 fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), DiskError> {

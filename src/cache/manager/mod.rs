@@ -19,7 +19,7 @@ use super::hash::ContentHasher;
 use super::kind::Kind;
 use super::memory::MemoryTier;
 use super::response::{join_record, join_response, split_record};
-use super::stats::Counters;
+use super::stats::{CounterSnapshot, Counters};
 use crate::config::{CacheConfig, CacheType};
 
 mod housekeeping;
@@ -141,6 +141,9 @@ impl Manager {
         };
         let hasher = config.deduplication.enabled.then(|| ContentHasher::new(&config.deduplication));
         let counters = Arc::new(Counters::default());
+        if let Some(saved) = CounterSnapshot::load(&config.base_dir) {
+            counters.restore(&saved);
+        }
         let mut manager = Self {
             config: config.clone(),
             memory,
@@ -169,9 +172,14 @@ impl Manager {
         self.disk.as_deref()
     }
 
-    /// Counters since the cache was opened.
+    /// Counters: totals since the cache directory was created (see `stats.rs`).
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// The memory tier's own figures, when the cache type has one.
+    pub fn memory_stats(&self) -> Option<super::memory::MemoryStats> {
+        self.memory.as_ref().map(|m| m.stats())
     }
 
     /// The TTL for a new entry of `kind` when the caller gives none; `None` = never expires.
@@ -265,6 +273,14 @@ impl Manager {
     /// The value under `kind`/`key`, or `None` when absent, expired or damaged (damage is counted and the
     /// record quarantined by the disk tier).
     pub fn get(&self, kind: Kind, key: &str) -> Result<Option<Arc<[u8]>>, CacheError> {
+        let started = std::time::Instant::now();
+        let found = self.lookup(kind, key);
+        self.counters.lookups.fetch_add(1, Ordering::Relaxed);
+        self.counters.lookup_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        found
+    }
+
+    fn lookup(&self, kind: Kind, key: &str) -> Result<Option<Arc<[u8]>>, CacheError> {
         let counters = self.counters.kind(kind);
         if !self.config.enabled {
             counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -342,6 +358,19 @@ impl Manager {
         Ok(join_response(&envelope, payload.as_bytes(), true).ok())
     }
 
+    /// True when a live entry exists under `kind`/`key`. Counts nothing and changes no recency; the value is
+    /// not read, so a damaged entry still counts as present until a get finds the damage.
+    pub fn contains(&self, kind: Kind, key: &str) -> bool {
+        let now = now_ms();
+        let live = |expires_ms: u64| expires_ms == 0 || expires_ms > now;
+        if let Some(memory) = &self.memory
+            && memory.peek(memory_key(kind, key).as_str()).is_some_and(|c| live(c.expires_ms))
+        {
+            return true;
+        }
+        self.disk.as_ref().is_some_and(|disk| disk.expiry(kind.code(), key.as_bytes()).is_some_and(live))
+    }
+
     /// Removes an entry from every tier; returns true when it existed.
     pub fn remove(&self, kind: Kind, key: &str) -> Result<bool, CacheError> {
         let in_memory =
@@ -384,10 +413,13 @@ impl Manager {
         out
     }
 
-    /// Makes every write so far durable.
+    /// Makes every write so far durable, and saves the counters.
     pub fn flush(&self) -> Result<(), CacheError> {
         if let Some(disk) = &self.disk {
             disk.flush()?;
+            if !disk.options().read_only {
+                save_counters(&self.counters, &self.config.base_dir);
+            }
         }
         Ok(())
     }
@@ -403,6 +435,13 @@ impl Drop for Manager {
         if let Err(err) = self.flush() {
             tracing::error!("flushing the cache on close failed: {err}");
         }
+    }
+}
+
+/// Saves the counters; a failure is logged, not fatal (counters are statistics, not data).
+fn save_counters(counters: &Counters, dir: &std::path::Path) {
+    if let Err(err) = counters.snapshot().save(dir) {
+        tracing::warn!(dir = %dir.display(), "cannot save the cache counters: {err}");
     }
 }
 
@@ -445,6 +484,7 @@ fn spawn_flusher(
             if let Err(err) = keeper.disk.flush() {
                 tracing::error!("background cache flush failed: {err}");
             }
+            save_counters(&keeper.counters, &keeper.config.base_dir);
             if let Err(err) = keeper.run() {
                 tracing::error!("background cache housekeeping failed: {err}");
             }

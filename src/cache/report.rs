@@ -1,0 +1,218 @@
+//! One measured picture of the cache — entries and bytes per kind and tier, hit/miss/eviction counts,
+//! compression and dedup figures, disk use against the limit — built from the manager's counters and the
+//! disk tier's index. `cache stats`, `cache metrics` and `cache export --format json|prometheus` all print
+//! this; nothing is computed for display only.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::disk::KindStats;
+use super::kind::Kind;
+use super::manager::Manager;
+use crate::config::CacheType;
+
+/// The whole picture.
+#[derive(Clone, Debug, Serialize)]
+pub struct CacheReport {
+    /// `cache.type`.
+    pub cache_type: CacheType,
+    /// `cache.enabled`.
+    pub enabled: bool,
+    /// The cache directory.
+    pub base_dir: PathBuf,
+    /// Per kind.
+    pub kinds: Vec<KindReport>,
+    /// The memory tier of this process.
+    pub memory: MemoryReport,
+    /// The disk tier, when the cache type has one.
+    pub disk: Option<DiskReport>,
+    /// Content dedup of payloads, when enabled and there is a disk tier.
+    pub dedup: Option<DedupReport>,
+    /// Mean time of a cache get (lookup, read, checksum, decompression), in microseconds; `None` before the
+    /// first get.
+    pub mean_lookup_us: Option<f64>,
+}
+
+/// One kind.
+#[derive(Clone, Debug, Serialize)]
+pub struct KindReport {
+    /// The kind.
+    pub kind: Kind,
+    /// Live entries on disk (or in memory for `type = memory`).
+    pub entries: u64,
+    /// Their size before compression and dedup.
+    pub bytes: u64,
+    /// Gets answered by the memory tier (all processes, since the cache was created).
+    pub memory_hits: u64,
+    /// Gets answered by the disk tier.
+    pub disk_hits: u64,
+    /// Gets that found nothing.
+    pub misses: u64,
+    /// Gets that found an expired entry.
+    pub expired: u64,
+    /// Puts.
+    pub puts: u64,
+    /// Hits / (hits + misses); `None` before the first get.
+    pub hit_ratio: Option<f64>,
+}
+
+/// The memory tier.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemoryReport {
+    /// Entries held now by this process.
+    pub entries: u64,
+    /// Bytes held now by this process.
+    pub bytes: u64,
+    /// `response.max_entries`.
+    pub max_entries: u64,
+    /// The byte bound (`response.max_size_gb`, at most `max_size_gb`).
+    pub max_bytes: u64,
+    /// Entries evicted for room (all processes).
+    pub evictions: u64,
+}
+
+/// The disk tier.
+#[derive(Clone, Debug, Serialize)]
+pub struct DiskReport {
+    /// Bytes of segment and hint files on disk.
+    pub file_bytes: u64,
+    /// Bytes of records still needed.
+    pub live_bytes: u64,
+    /// Bytes of all records, including garbage awaiting compaction.
+    pub record_bytes: u64,
+    /// `cache.max_size_gb` in bytes.
+    pub max_bytes: u64,
+    /// `record_bytes / max_bytes`.
+    pub usage_ratio: f64,
+    /// Segment files.
+    pub segments: u64,
+    /// Decoded bytes of every stored value and chunk.
+    pub raw_bytes: u64,
+    /// Their stored (compressed) bytes.
+    pub stored_bytes: u64,
+    /// `raw_bytes / stored_bytes`; `None` when nothing is stored.
+    pub compression_ratio: Option<f64>,
+    /// Entries removed, oldest first, to stay under the size limit (all processes).
+    pub evictions: u64,
+    /// Damaged byte ranges found when the cache was opened.
+    pub damaged_ranges: u64,
+}
+
+/// Dedup of payloads.
+#[derive(Clone, Debug, Serialize)]
+pub struct DedupReport {
+    /// Entries whose payload is stored as shared chunks.
+    pub total_values: u64,
+    /// Distinct payloads among them.
+    pub unique_values: u64,
+    /// `1 - unique_values / total_values`: the share of values that were duplicates.
+    pub ratio: Option<f64>,
+    /// Payload bytes summed over entries (what would be stored without dedup).
+    pub logical_bytes: u64,
+    /// Bytes of the chunks actually stored for them.
+    pub unique_bytes: u64,
+    /// `logical_bytes - unique_bytes`.
+    pub bytes_saved: u64,
+}
+
+fn ratio(num: u64, den: u64) -> Option<f64> {
+    (den > 0).then(|| num as f64 / den as f64)
+}
+
+impl CacheReport {
+    /// Measures `manager` now.
+    pub fn measure(manager: &Manager) -> Self {
+        let config = manager.config();
+        let counters = manager.counters().snapshot();
+        let disk_stats = manager.disk().map(|d| d.stats());
+        let memory_entries = if manager.disk().is_none() { manager.entries(None) } else { Vec::new() };
+        let kinds = counters
+            .kinds
+            .iter()
+            .map(|c| {
+                let (entries, bytes) = match &disk_stats {
+                    Some(stats) => {
+                        let k = stats.kinds.get(&c.kind.code()).copied().unwrap_or_default();
+                        (k.entries, k.logical_bytes)
+                    }
+                    None => {
+                        let of_kind = memory_entries.iter().filter(|e| e.kind == c.kind);
+                        of_kind.fold((0, 0), |(n, b), e| (n + 1, b + e.size))
+                    }
+                };
+                KindReport {
+                    kind: c.kind,
+                    entries,
+                    bytes,
+                    memory_hits: c.memory_hits,
+                    disk_hits: c.disk_hits,
+                    misses: c.misses,
+                    expired: c.expired,
+                    puts: c.puts,
+                    hit_ratio: c.hit_ratio(),
+                }
+            })
+            .collect();
+        let memory_stats = manager.memory_stats();
+        let memory = MemoryReport {
+            entries: memory_stats.as_ref().map_or(0, |m| m.entries),
+            bytes: memory_stats.as_ref().map_or(0, |m| m.bytes),
+            max_entries: config.response.max_entries,
+            max_bytes: config.response.max_size_gb.bytes().min(config.max_size_gb.bytes()),
+            evictions: counters.evictions,
+        };
+        let disk = manager.disk().zip(disk_stats.as_ref()).map(|(disk, stats)| {
+            let values: KindStats = stats.kinds.values().fold(KindStats::default(), |mut acc, k| {
+                acc.value_raw_bytes += k.value_raw_bytes;
+                acc.value_stored_bytes += k.value_stored_bytes;
+                acc
+            });
+            let raw_bytes = values.value_raw_bytes + stats.blob_raw_bytes;
+            let stored_bytes = values.value_stored_bytes + stats.blob_stored_bytes;
+            let max_bytes = config.max_size_gb.bytes();
+            DiskReport {
+                file_bytes: disk.file_bytes(),
+                live_bytes: stats.live_bytes,
+                record_bytes: stats.record_bytes,
+                max_bytes,
+                usage_ratio: ratio(stats.record_bytes, max_bytes).unwrap_or(0.0),
+                segments: stats.segments,
+                raw_bytes,
+                stored_bytes,
+                compression_ratio: ratio(raw_bytes, stored_bytes),
+                evictions: counters.disk_evictions,
+                damaged_ranges: stats.damaged_ranges,
+            }
+        });
+        let dedup = disk_stats.as_ref().filter(|_| config.deduplication.enabled).map(|stats| {
+            let (total, unique) = stats
+                .kinds
+                .values()
+                .fold((0, 0), |(t, u), k| (t + k.payload_entries, u + k.distinct_payloads));
+            DedupReport {
+                total_values: total,
+                unique_values: unique,
+                ratio: ratio(total - unique, total),
+                logical_bytes: stats.referenced_payload_bytes,
+                unique_bytes: stats.referenced_blob_raw_bytes,
+                bytes_saved: stats.referenced_payload_bytes.saturating_sub(stats.referenced_blob_raw_bytes),
+            }
+        });
+        Self {
+            cache_type: config.kind,
+            enabled: config.enabled,
+            base_dir: config.base_dir.clone(),
+            kinds,
+            memory,
+            disk,
+            dedup,
+            mean_lookup_us: ratio(counters.lookup_nanos, counters.lookups).map(|ns| ns / 1000.0),
+        }
+    }
+
+    /// Hits and misses over all kinds.
+    pub fn totals(&self) -> (u64, u64) {
+        self.kinds.iter().fold((0, 0), |(h, m), k| (h + k.memory_hits + k.disk_hits, m + k.misses))
+    }
+}

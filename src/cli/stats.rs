@@ -1,0 +1,205 @@
+//! `inferno cache stats [--detailed] [--deduplication]` and `inferno cache metrics`: print the measured
+//! [`CacheReport`]. Opens the cache read-only, so it works while another process writes.
+
+use std::fmt::Write;
+
+use bytesize::ByteSize;
+use clap::Args;
+
+use crate::cache::{Access, CacheReport};
+use crate::config::LoadOptions;
+
+use super::output;
+use super::transfer::open_cache;
+
+/// Flags of `cache stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Per-kind counters, the memory tier and disk-tier details.
+    #[arg(long)]
+    detailed: bool,
+    /// Only the deduplication figures.
+    #[arg(long, conflicts_with = "detailed")]
+    deduplication: bool,
+}
+
+fn bytes(n: u64) -> String {
+    ByteSize(n).display().si().to_string()
+}
+
+fn percent(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "n/a".to_string(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The report, measured on a read-only open of the cache.
+fn measure(options: &LoadOptions) -> anyhow::Result<CacheReport> {
+    let cache = open_cache(options, Access::ReadOnly)?;
+    Ok(CacheReport::measure(&cache))
+}
+
+/// Runs `cache stats`.
+pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Result<()> {
+    let report = measure(options)?;
+    if json {
+        return output::print_json(&serde_json::to_value(&report)?);
+    }
+    let mut out = String::new();
+    if args.deduplication {
+        dedup_section(&report, &mut out)?;
+        return Ok(output::print(&out)?);
+    }
+    let kind = format!("{:?}", report.cache_type).to_lowercase();
+    writeln!(out, "Cache: {kind} in {}", report.base_dir.display())?;
+    let (hits, misses) = report.totals();
+    let total_ratio = (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64);
+    for k in &report.kinds {
+        writeln!(out, "  {:<9} {:>9} entries  {:>10}", k.kind.name(), thousands(k.entries), bytes(k.bytes))?;
+    }
+    writeln!(
+        out,
+        "Requests: {} hits, {} misses, hit ratio {}",
+        thousands(hits),
+        thousands(misses),
+        percent(total_ratio)
+    )?;
+    if let Some(disk) = &report.disk {
+        let compression = disk.compression_ratio.map_or("n/a".to_string(), |r| format!("{r:.2}x"));
+        writeln!(
+            out,
+            "Disk: {} of {} ({}), compression ratio {compression}",
+            bytes(disk.record_bytes),
+            bytes(disk.max_bytes),
+            percent(Some(disk.usage_ratio))
+        )?;
+    }
+    if let Some(dedup) = &report.dedup {
+        writeln!(
+            out,
+            "Deduplication: {} values, {} unique, {} saved",
+            thousands(dedup.total_values),
+            thousands(dedup.unique_values),
+            bytes(dedup.bytes_saved)
+        )?;
+    }
+    writeln!(
+        out,
+        "Evictions: memory {}, disk {}",
+        report.memory.evictions,
+        report.disk.as_ref().map_or(0, |d| d.evictions)
+    )?;
+    if args.detailed {
+        detailed(&report, &mut out)?;
+    }
+    Ok(output::print(&out)?)
+}
+
+fn dedup_section(report: &CacheReport, out: &mut String) -> anyhow::Result<()> {
+    match &report.dedup {
+        None => writeln!(
+            out,
+            "Deduplication is off (cache.deduplication.enabled = false) or there is no disk tier."
+        )?,
+        Some(d) => {
+            writeln!(out, "Total responses: {}", thousands(d.total_values))?;
+            writeln!(out, "Unique responses: {}", thousands(d.unique_values))?;
+            writeln!(out, "Deduplication ratio: {}", percent(d.ratio))?;
+            writeln!(
+                out,
+                "Space saved: {} ({} stored for {} of payloads)",
+                bytes(d.bytes_saved),
+                bytes(d.unique_bytes),
+                bytes(d.logical_bytes)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn detailed(report: &CacheReport, out: &mut String) -> anyhow::Result<()> {
+    writeln!(out, "\nPer kind (counts since the cache was created):")?;
+    writeln!(
+        out,
+        "  {:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "kind", "mem hits", "disk hits", "misses", "expired", "puts", "hit ratio"
+    )?;
+    for k in &report.kinds {
+        writeln!(
+            out,
+            "  {:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            k.kind.name(),
+            k.memory_hits,
+            k.disk_hits,
+            k.misses,
+            k.expired,
+            k.puts,
+            percent(k.hit_ratio)
+        )?;
+    }
+    let m = &report.memory;
+    writeln!(
+        out,
+        "\nMemory tier (this process): {} entries, {} (limits {} entries, {})",
+        m.entries,
+        bytes(m.bytes),
+        thousands(m.max_entries),
+        bytes(m.max_bytes)
+    )?;
+    if let Some(d) = &report.disk {
+        writeln!(out, "Disk tier: {} segments, {} in files", d.segments, bytes(d.file_bytes))?;
+        writeln!(
+            out,
+            "  live records {}, all records {} (the difference is reclaimed by `compact`)",
+            bytes(d.live_bytes),
+            bytes(d.record_bytes)
+        )?;
+        writeln!(out, "  values {} decoded, {} stored", bytes(d.raw_bytes), bytes(d.stored_bytes))?;
+        if d.damaged_ranges > 0 {
+            writeln!(
+                out,
+                "  {} damaged byte ranges found at open: run `inferno cache verify`",
+                d.damaged_ranges
+            )?;
+        }
+    }
+    if let Some(us) = report.mean_lookup_us {
+        writeln!(out, "Mean lookup time: {us:.1} µs")?;
+    }
+    Ok(())
+}
+
+/// Runs `cache metrics`: the key figures, one per line.
+pub fn metrics(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
+    let report = measure(options)?;
+    if json {
+        return output::print_json(&serde_json::to_value(&report)?);
+    }
+    let (hits, misses) = report.totals();
+    let hit_ratio = (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64);
+    let mut out = String::new();
+    writeln!(out, "Hit ratio: {}", percent(hit_ratio))?;
+    writeln!(out, "Miss ratio: {}", percent(hit_ratio.map(|r| 1.0 - r)))?;
+    let lookup = report.mean_lookup_us.map_or("n/a".to_string(), |us| format!("{us:.1} µs"));
+    writeln!(out, "Average lookup time: {lookup}")?;
+    if let Some(d) = &report.disk {
+        writeln!(out, "Cache size: {} / {}", bytes(d.record_bytes), bytes(d.max_bytes))?;
+        let compression = d.compression_ratio.map_or("n/a".to_string(), |r| format!("{r:.2}x"));
+        writeln!(out, "Compression ratio: {compression}")?;
+    }
+    if let Some(d) = &report.dedup {
+        let saved = (d.logical_bytes > 0).then(|| d.bytes_saved as f64 / d.logical_bytes as f64);
+        writeln!(out, "Deduplication savings: {}", percent(saved))?;
+    }
+    Ok(output::print(&out)?)
+}
