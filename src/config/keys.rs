@@ -88,10 +88,12 @@ pub const KEYS: &[Key] = &[
     on(key("cache.deduplication.enable_parallel", Kind::Bool, "hash large values on several threads")),
     on(key("cache.deduplication.seed", Kind::Integer, "seed for xxhash")),
     on(key("cache.deduplication.variant", Kind::Text, "xxhash function: xxh32 | xxh64 | xxh3")),
+    on(key("cache.model.enabled", Kind::Bool, "cache model entries")),
     key("cache.model.max_models", Kind::Integer, "most model instances loaded at once"),
     key("cache.model.memory_limit_gb", Kind::Size(GB), "most memory loaded models may take"),
     key("cache.model.preload_strategy", Kind::Text, "which model is evicted first: lru | mru | frequency"),
     key("cache.model.unload_policy", Kind::Text, "time_based | size_based | manual"),
+    on(key("cache.response.enabled", Kind::Bool, "cache inference responses")),
     on(key("cache.response.max_entries", Kind::Integer, "most responses in the memory tier")),
     on(key("cache.response.max_size_gb", Kind::Size(GB), "most bytes of responses in the memory tier")),
     on(key(
@@ -105,6 +107,7 @@ pub const KEYS: &[Key] = &[
         "cache streamed responses and replay them as a stream",
     ),
     on(key("cache.response.hash_algorithm", Kind::Text, "hash for response keys: blake3 | xxhash")),
+    on(key("cache.metadata.enabled", Kind::Bool, "cache model metadata")),
     on(key(
         "cache.metadata.ttl_hours",
         Kind::Duration(HOUR),

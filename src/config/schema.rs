@@ -194,6 +194,8 @@ pub enum XxhashVariant {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelCacheConfig {
+    /// Cache model entries (`inferno cache enable|disable --type model`).
+    pub enabled: bool,
     /// Most model instances loaded at once.
     pub max_models: u32,
     /// Most memory the loaded models may take.
@@ -207,6 +209,7 @@ pub struct ModelCacheConfig {
 impl Default for ModelCacheConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             max_models: 5,
             memory_limit_gb: Size::units(8),
             preload_strategy: PreloadStrategy::Lru,
@@ -243,6 +246,8 @@ pub enum UnloadPolicy {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResponseCacheConfig {
+    /// Cache responses (`inferno cache enable|disable --type response`).
+    pub enabled: bool,
     /// Most responses held in the memory tier.
     pub max_entries: u64,
     /// Most bytes of responses held in the memory tier.
@@ -258,6 +263,7 @@ pub struct ResponseCacheConfig {
 impl Default for ResponseCacheConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             max_entries: 10_000,
             max_size_gb: Size::units(2),
             ttl_hours: Span::units(1),
@@ -271,6 +277,8 @@ impl Default for ResponseCacheConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetadataCacheConfig {
+    /// Cache model metadata (`inferno cache enable|disable --type metadata`).
+    pub enabled: bool,
     /// Time to live of a metadata entry.
     pub ttl_hours: Span<HOUR>,
     /// Re-read when the model file's size or mtime changes.
@@ -281,7 +289,7 @@ pub struct MetadataCacheConfig {
 
 impl Default for MetadataCacheConfig {
     fn default() -> Self {
-        Self { ttl_hours: Span::units(6), auto_refresh: true, include_performance_stats: true }
+        Self { enabled: true, ttl_hours: Span::units(6), auto_refresh: true, include_performance_stats: true }
     }
 }
 

@@ -182,6 +182,16 @@ impl Manager {
         self.memory.as_ref().map(|m| m.stats())
     }
 
+    /// Whether entries of `kind` are cached: `cache.enabled` and the kind's own `enabled` key.
+    pub fn is_enabled(&self, kind: Kind) -> bool {
+        self.config.enabled
+            && match kind {
+                Kind::Response => self.config.response.enabled,
+                Kind::Model => self.config.model.enabled,
+                Kind::Metadata => self.config.metadata.enabled,
+            }
+    }
+
     /// The TTL for a new entry of `kind` when the caller gives none; `None` = never expires.
     pub fn default_ttl(&self, kind: Kind) -> Option<Duration> {
         let ttl = match kind {
@@ -202,7 +212,7 @@ impl Manager {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
-        if !self.config.enabled {
+        if !self.is_enabled(kind) {
             return Ok(());
         }
         let now = now_ms();
@@ -282,7 +292,7 @@ impl Manager {
 
     fn lookup(&self, kind: Kind, key: &str) -> Result<Option<Arc<[u8]>>, CacheError> {
         let counters = self.counters.kind(kind);
-        if !self.config.enabled {
+        if !self.is_enabled(kind) {
             counters.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
