@@ -26,6 +26,6 @@ mod stats;
 pub mod transfer;
 
 pub use kind::Kind;
-pub use manager::{Access, CacheError, EntryInfo, HousekeepingReport, Manager};
+pub use manager::{Access, CacheError, EntryInfo, Filter, HousekeepingReport, Manager, Removal};
 pub use report::CacheReport;
 pub use stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot};

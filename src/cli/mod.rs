@@ -4,6 +4,7 @@
 //! leaves this module: flags become [`crate::config::FlagSetting`]s before they reach the library.
 
 mod configure;
+mod manage;
 mod output;
 mod stats;
 mod status;
@@ -84,6 +85,18 @@ pub enum CacheCommand {
     Stats(stats::StatsArgs),
     /// The key figures: hit and miss ratio, mean lookup time, size vs limit, compression, dedup savings.
     Metrics,
+    /// Remove entries: --all, or by --type, --older-than and --pattern (a glob on the name or key).
+    Clear(manage::ClearArgs),
+    /// Remove entries older than --older-than (default cache.cleanup.age_threshold_days).
+    Cleanup(manage::CleanupArgs),
+    /// Rewrite the disk tier without removed, overwritten and expired data; prints bytes before and after.
+    Compact,
+    /// Check every checksum and reference; --fix quarantines what is damaged.
+    Verify(manage::VerifyArgs),
+    /// Quarantine damaged records (asks first on a terminal unless --auto-fix).
+    Repair(manage::RepairArgs),
+    /// Bytes on disk per file class and per type, against cache.max_size_gb.
+    DiskUsage(manage::DiskUsageArgs),
     /// Load response entries from a JSONL file (one {"model","request","response","ttl"?} per line).
     Import(transfer::ImportArgs),
     /// Write cache entries out (--format jsonl: response entries, the format `import` reads).
@@ -107,6 +120,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 CacheCommand::Configure(args) => configure::run(&options, &args, global.json),
                 CacheCommand::Stats(args) => stats::stats(&options, &args, global.json),
                 CacheCommand::Metrics => stats::metrics(&options, global.json),
+                CacheCommand::Clear(args) => manage::clear(&options, &args, global.json),
+                CacheCommand::Cleanup(args) => manage::cleanup(&options, &args, global.json),
+                CacheCommand::Compact => manage::compact(&options, global.json),
+                CacheCommand::Verify(args) => manage::verify(&options, &args, global.json),
+                CacheCommand::Repair(args) => manage::repair(&options, &args, global.json),
+                CacheCommand::DiskUsage(args) => manage::disk_usage(&options, &args, global.json),
                 CacheCommand::Import(args) => transfer::import(&options, &args, global.json),
                 CacheCommand::Export(args) => transfer::export(&options, &args, global.json),
             }

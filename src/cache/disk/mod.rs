@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-pub use index::{BLOB_KIND, EntrySlot, Loc};
+pub use index::{BLOB_KIND, EntrySlot, Loc, SegmentUsage};
 pub use lock::{LOCK_FILE, holder};
 pub use maintain::{CompactReport, DamagedRecord, VerifyReport};
 pub use record::{BlobRef, REF_LEN, RecordType};
@@ -591,6 +591,16 @@ impl DiskStore {
     /// Bytes of all segment and hint files on disk.
     pub fn file_bytes(&self) -> u64 {
         maintain::dir_bytes(&self.data_dir)
+    }
+
+    /// Record bytes per segment id.
+    pub fn segment_usage(&self) -> Vec<(u32, SegmentUsage)> {
+        self.state.read().index.segments.iter().map(|(id, usage)| (*id, *usage)).collect()
+    }
+
+    /// The cache directory's `data/` folder.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// (live, total) bytes of records: what is still needed, and what the segments hold including garbage.

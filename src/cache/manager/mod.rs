@@ -22,10 +22,12 @@ use super::response::{join_record, join_response, split_record};
 use super::stats::{CounterSnapshot, Counters};
 use crate::config::{CacheConfig, CacheType};
 
+mod filter;
 mod housekeeping;
 #[cfg(test)]
 mod tests;
 
+pub use filter::{Filter, Removal};
 pub use housekeeping::HousekeepingReport;
 
 /// Errors of the cache engine.

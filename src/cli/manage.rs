@@ -1,0 +1,354 @@
+//! `inferno cache clear | cleanup | compact | verify | repair | disk-usage`: thin wrappers over the
+//! manager and the disk tier that print what was really done, measured.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use clap::Args;
+use serde_json::json;
+
+use crate::cache::disk::{QUARANTINE_DIR, VerifyReport};
+use crate::cache::{Access, Filter, Kind, Removal};
+use crate::config::LoadOptions;
+use crate::config::units::{SECOND, parse_duration};
+
+use super::transfer::open_cache;
+use super::{UsageError, output};
+
+fn bytes(n: u64) -> String {
+    ByteSize(n).display().si().to_string()
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text, SECOND)
+}
+
+/// Flags of `cache clear`.
+#[derive(Debug, Args)]
+pub struct ClearArgs {
+    /// Remove every entry.
+    #[arg(long, conflicts_with_all = ["kinds", "older_than", "pattern"])]
+    all: bool,
+    /// Only these kinds: response, model, metadata (comma-separated).
+    #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
+    kinds: Vec<Kind>,
+    /// Only entries created longer ago than this, e.g. 24h or 7d.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    older_than: Option<Duration>,
+    /// Only entries whose name (model name or file name) or key matches this glob, e.g. "llama*".
+    #[arg(long, value_name = "GLOB")]
+    pattern: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    yes: bool,
+}
+
+/// Flags of `cache cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Remove entries created longer ago than this (default: cache.cleanup.age_threshold_days).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    older_than: Option<Duration>,
+}
+
+/// Flags of `cache verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// List every damaged record.
+    #[arg(long)]
+    detailed: bool,
+    /// Quarantine damaged records into quarantine/ and drop them from the index.
+    #[arg(long)]
+    fix: bool,
+}
+
+/// Flags of `cache repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Quarantine damaged records without asking.
+    #[arg(long)]
+    auto_fix: bool,
+}
+
+/// Flags of `cache disk-usage`.
+#[derive(Debug, Args)]
+pub struct DiskUsageArgs {
+    /// Show every segment file.
+    #[arg(long)]
+    detailed: bool,
+}
+
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+fn print_removal(what: &str, removal: &Removal, json: bool) -> anyhow::Result<()> {
+    if json {
+        return output::print_json(&json!({
+            "removed": removal.removed.iter().map(|(k, n)| json!({"type": k, "entries": n})).collect::<Vec<_>>(),
+            "entries": removal.total(),
+            "bytes": removal.bytes,
+            "bytes_freed_on_disk": removal.bytes_freed(),
+        }));
+    }
+    let mut out = String::new();
+    if removal.total() == 0 {
+        writeln!(out, "{what}: no entries matched")?;
+    } else {
+        let per_kind: Vec<String> = removal.removed.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        writeln!(
+            out,
+            "{what}: removed {} entries ({}), {} of values",
+            removal.total(),
+            per_kind.join(", "),
+            bytes(removal.bytes)
+        )?;
+        writeln!(
+            out,
+            "Disk: {} -> {} ({} freed)",
+            bytes(removal.file_bytes_before),
+            bytes(removal.file_bytes_after),
+            bytes(removal.bytes_freed())
+        )?;
+    }
+    Ok(output::print(&out)?)
+}
+
+/// Runs `cache clear`.
+pub fn clear(options: &LoadOptions, args: &ClearArgs, json: bool) -> anyhow::Result<()> {
+    if !args.all && args.kinds.is_empty() && args.older_than.is_none() && args.pattern.is_none() {
+        return Err(UsageError(
+            "say what to clear: --all, --type TYPE, --older-than DURATION or --pattern GLOB".into(),
+        )
+        .into());
+    }
+    let pattern = match &args.pattern {
+        Some(p) => Some(glob::Pattern::new(p).map_err(|e| UsageError(format!("--pattern {p:?}: {e}")))?),
+        None => None,
+    };
+    if args.all && !args.yes && std::io::stdin().is_terminal() && !confirm("Remove every cache entry?")? {
+        return Err(UsageError(
+            "not confirmed; nothing was removed (pass --yes to skip the question)".into(),
+        )
+        .into());
+    }
+    let cache = open_cache(options, Access::ReadWrite)?;
+    let filter = Filter { kinds: args.kinds.clone(), pattern, older_than: args.older_than };
+    let removal = cache.remove_matching(&filter)?;
+    print_removal("Clear", &removal, json)
+}
+
+/// Runs `cache cleanup`.
+pub fn cleanup(options: &LoadOptions, args: &CleanupArgs, json: bool) -> anyhow::Result<()> {
+    let cache = open_cache(options, Access::ReadWrite)?;
+    let age = args.older_than.unwrap_or(cache.config().cleanup.age_threshold_days.duration());
+    let removal = cache.remove_matching(&Filter { older_than: Some(age), ..Filter::default() })?;
+    print_removal(&format!("Cleanup (older than {})", humantime::format_duration(age)), &removal, json)
+}
+
+/// Runs `cache compact`.
+pub fn compact(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
+    let cache = open_cache(options, Access::ReadWrite)?;
+    let Some(disk) = cache.disk() else {
+        anyhow::bail!("cache.type = memory has no disk tier to compact");
+    };
+    let report = disk.compact()?;
+    if json {
+        return output::print_json(&serde_json::to_value(json!({
+            "bytes_before": report.bytes_before,
+            "bytes_after": report.bytes_after,
+            "records_kept": report.records_kept,
+            "damaged_skipped": report.damaged_skipped,
+        }))?);
+    }
+    let mut out = format!(
+        "Compacted: {} -> {} ({} freed), {} records kept\n",
+        bytes(report.bytes_before),
+        bytes(report.bytes_after),
+        bytes(report.bytes_before.saturating_sub(report.bytes_after)),
+        report.records_kept
+    );
+    if report.damaged_skipped > 0 {
+        writeln!(
+            out,
+            "{} damaged records were left behind; run `inferno cache verify --detailed`",
+            report.damaged_skipped
+        )?;
+    }
+    Ok(output::print(&out)?)
+}
+
+fn print_verify(report: &VerifyReport, detailed: bool, json: bool) -> anyhow::Result<()> {
+    if json {
+        let damaged: Vec<_> = report
+            .damaged
+            .iter()
+            .map(|d| json!({"kind": d.kind, "key": d.key, "segment": d.segment, "offset": d.offset, "reason": d.reason}))
+            .collect();
+        let ranges: Vec<_> = report
+            .damaged_ranges
+            .iter()
+            .map(|(s, o, l)| json!({"segment": s, "offset": o, "length": l}))
+            .collect();
+        return output::print_json(&json!({
+            "entries_checked": report.entries_checked,
+            "chunks_checked": report.chunks_checked,
+            "damaged": damaged,
+            "damaged_ranges": ranges,
+            "fixed": report.fixed,
+        }));
+    }
+    let mut out =
+        format!("Checked {} entries and {} chunks: ", report.entries_checked, report.chunks_checked);
+    if report.is_clean() {
+        out.push_str("no damage found\n");
+        return Ok(output::print(&out)?);
+    }
+    writeln!(
+        out,
+        "{} damaged records, {} damaged byte ranges",
+        report.damaged.len(),
+        report.damaged_ranges.len()
+    )?;
+    let shown = if detailed { report.damaged.len() } else { report.damaged.len().min(10) };
+    for d in &report.damaged[..shown] {
+        let kind = Kind::from_code(d.kind).map_or("chunk", Kind::name);
+        writeln!(out, "  {kind} {}: {} (segment {}, offset {})", d.key, d.reason, d.segment, d.offset)?;
+    }
+    if shown < report.damaged.len() {
+        writeln!(out, "  ... {} more (--detailed lists all)", report.damaged.len() - shown)?;
+    }
+    if detailed {
+        for (segment, offset, len) in &report.damaged_ranges {
+            writeln!(out, "  segment {segment}: {len} bytes at offset {offset} hold no intact record")?;
+        }
+    }
+    if report.fixed {
+        writeln!(out, "Quarantined the damaged records into {QUARANTINE_DIR}/; they will not be served.")?;
+    } else {
+        writeln!(
+            out,
+            "Run `inferno cache verify --fix` (or `inferno cache repair --auto-fix`) to quarantine them."
+        )?;
+    }
+    Ok(output::print(&out)?)
+}
+
+/// Runs `cache verify`; fails when damage is found and not fixed.
+pub fn verify(options: &LoadOptions, args: &VerifyArgs, json: bool) -> anyhow::Result<()> {
+    let access = if args.fix { Access::ReadWrite } else { Access::ReadOnly };
+    let cache = open_cache(options, access)?;
+    let Some(disk) = cache.disk() else {
+        anyhow::bail!("cache.type = memory has no disk tier to verify");
+    };
+    let report = disk.verify(args.fix)?;
+    print_verify(&report, args.detailed, json)?;
+    if !report.is_clean() && !report.fixed {
+        anyhow::bail!("the cache has damaged records");
+    }
+    Ok(())
+}
+
+/// Runs `cache repair`.
+pub fn repair(options: &LoadOptions, args: &RepairArgs, json: bool) -> anyhow::Result<()> {
+    let cache = open_cache(options, Access::ReadWrite)?;
+    let Some(disk) = cache.disk() else {
+        anyhow::bail!("cache.type = memory has no disk tier to repair");
+    };
+    let found = disk.verify(false)?;
+    if found.is_clean() {
+        return print_verify(&found, false, json);
+    }
+    let go = args.auto_fix
+        || (std::io::stdin().is_terminal()
+            && confirm(&format!(
+                "Quarantine {} damaged records?",
+                found.damaged.len() + found.damaged_ranges.len()
+            ))?);
+    if !go {
+        print_verify(&found, true, json)?;
+        anyhow::bail!("nothing was repaired (pass --auto-fix to quarantine without asking)");
+    }
+    let fixed = disk.verify(true)?;
+    print_verify(&fixed, true, json)
+}
+
+/// Runs `cache disk-usage`.
+pub fn disk_usage(options: &LoadOptions, args: &DiskUsageArgs, json: bool) -> anyhow::Result<()> {
+    let cache = open_cache(options, Access::ReadOnly)?;
+    let Some(disk) = cache.disk() else {
+        anyhow::bail!("cache.type = memory keeps nothing on disk");
+    };
+    let base = &cache.config().base_dir;
+    let mut classes = [("segments", 0u64), ("hints", 0), ("quarantine", 0), ("other", 0)];
+    for (dir, class) in
+        [(disk.data_dir().to_path_buf(), None), (base.join(QUARANTINE_DIR), Some(2)), (base.clone(), Some(3))]
+    {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().filter_map(Result::ok) {
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let i = class.unwrap_or(if name.ends_with(".hint") { 1 } else { 0 });
+            classes[i].1 += meta.len();
+        }
+    }
+    let stats = disk.stats();
+    let total: u64 = classes.iter().map(|(_, b)| b).sum();
+    let max = cache.config().max_size_gb.bytes();
+    let kinds: Vec<(Kind, u64, u64)> = Kind::ALL
+        .into_iter()
+        .map(|k| {
+            let s = stats.kinds.get(&k.code()).copied().unwrap_or_default();
+            (k, s.entries, s.stored_bytes)
+        })
+        .collect();
+    if json {
+        return output::print_json(&json!({
+            "base_dir": base,
+            "total_bytes": total,
+            "max_bytes": max,
+            "files": classes.iter().map(|(c, b)| json!({"class": c, "bytes": b})).collect::<Vec<_>>(),
+            "kinds": kinds.iter().map(|(k, n, b)| json!({"type": k, "entries": n, "record_bytes": b})).collect::<Vec<_>>(),
+            "shared_chunk_bytes": stats.blob_stored_bytes,
+            "segments": disk.segment_usage().iter().map(|(id, u)| json!({"id": id, "bytes": u.total, "live_bytes": u.live})).collect::<Vec<_>>(),
+        }));
+    }
+    let mut out = String::new();
+    let pct = if max > 0 { total as f64 * 100.0 / max as f64 } else { 0.0 };
+    writeln!(out, "{}: {} of {} ({pct:.2}%)", base.display(), bytes(total), bytes(max))?;
+    writeln!(out, "By file:")?;
+    for (class, b) in &classes {
+        writeln!(out, "  {class:<11} {:>10}", bytes(*b))?;
+    }
+    writeln!(out, "By type (entry records):")?;
+    for (k, n, b) in &kinds {
+        writeln!(out, "  {:<11} {:>10}  ({n} entries)", k.name(), bytes(*b))?;
+    }
+    writeln!(
+        out,
+        "  {:<11} {:>10}  ({} deduplicated chunks)",
+        "chunks",
+        bytes(stats.blob_stored_bytes),
+        stats.blobs
+    )?;
+    if args.detailed {
+        writeln!(out, "Segments:")?;
+        for (id, usage) in disk.segment_usage() {
+            writeln!(
+                out,
+                "  seg-{id:010}.log  {:>10} records, {:>10} live",
+                bytes(usage.total),
+                bytes(usage.live)
+            )?;
+        }
+    }
+    Ok(output::print(&out)?)
+}
