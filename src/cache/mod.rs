@@ -12,6 +12,7 @@
 //! - [`response`]: the response cache key and the envelope/payload split of responses.
 //! - [`transfer`]: JSONL import and export of response entries.
 //! - [`report`]: the measured picture that `stats`, `metrics` and `export` print.
+//! - [`prometheus`]: that picture in Prometheus text format.
 
 pub mod chunk;
 pub mod codec;
@@ -20,6 +21,7 @@ pub mod hash;
 mod kind;
 mod manager;
 pub mod memory;
+pub mod prometheus;
 pub mod report;
 pub mod response;
 mod stats;

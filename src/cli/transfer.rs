@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cache::{Access, Manager, transfer};
+use crate::cache::{Access, CacheReport, Manager, prometheus, transfer};
 use crate::config::{self, LoadOptions};
 
 use super::output;
@@ -38,6 +38,10 @@ pub struct ExportArgs {
 enum ExportFormat {
     /// Response entries, one JSON object per line (the format `cache import` reads).
     Jsonl,
+    /// Cache metrics in the Prometheus text exposition format.
+    Prometheus,
+    /// Cache metrics as one JSON document (the same figures as `cache stats --json`).
+    Json,
 }
 
 /// A progress bar on a terminal, nothing otherwise.
@@ -112,10 +116,28 @@ pub fn import(options: &LoadOptions, args: &ImportArgs, json: bool) -> anyhow::R
     Ok(())
 }
 
+/// Writes `text` to `--output` or stdout.
+fn write_out(args: &ExportArgs, text: &str) -> anyhow::Result<()> {
+    match &args.output {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display())),
+        None => Ok(output::print(text)?),
+    }
+}
+
 /// Runs `cache export`.
 pub fn export(options: &LoadOptions, args: &ExportArgs, json: bool) -> anyhow::Result<()> {
-    let ExportFormat::Jsonl = args.format;
     let cache = open_cache(options, Access::ReadOnly)?;
+    match args.format {
+        ExportFormat::Jsonl => {}
+        ExportFormat::Prometheus => {
+            return write_out(args, &prometheus::encode(&CacheReport::measure(&cache))?);
+        }
+        ExportFormat::Json => {
+            let mut text = serde_json::to_string_pretty(&CacheReport::measure(&cache))?;
+            text.push('\n');
+            return write_out(args, &text);
+        }
+    }
     let bar = progress_bar(0, json || args.output.is_none());
     let mut on_progress = |done, total| {
         bar.set_length(total);
