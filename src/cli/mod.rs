@@ -8,6 +8,7 @@ mod manage;
 mod output;
 mod stats;
 mod status;
+mod toggle;
 mod transfer;
 
 use std::path::PathBuf;
@@ -77,8 +78,14 @@ pub enum Command {
 /// `inferno cache ...` commands.
 #[derive(Debug, Subcommand)]
 pub enum CacheCommand {
-    /// Show the effective configuration and where each value came from.
+    /// What is cached, where, whether a writer is running, and every setting with where it came from.
     Status,
+    /// Turn caching on: --all, or --type response,model,metadata; --deduplication blake3|xxhash.
+    Enable(toggle::ToggleArgs),
+    /// Turn caching off: --all, or --type response,model,metadata.
+    Disable(toggle::ToggleArgs),
+    /// Make the cache persistent (optionally --compress gzip|zstd) and flush it to disk now.
+    Persist(toggle::PersistArgs),
     /// Write settings into the config file in effect (./.inferno.toml or --config), keeping comments.
     Configure(Box<configure::ConfigureArgs>),
     /// Entries and bytes per kind, hits and misses, compression and dedup figures, disk use vs limit.
@@ -118,6 +125,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             match command {
                 CacheCommand::Status => status::run(&options, global.json),
                 CacheCommand::Configure(args) => configure::run(&options, &args, global.json),
+                CacheCommand::Enable(args) => toggle::enable(&options, &args, global.json),
+                CacheCommand::Disable(args) => toggle::disable(&options, &args, global.json),
+                CacheCommand::Persist(args) => toggle::persist(&options, &args, global.json),
                 CacheCommand::Stats(args) => stats::stats(&options, &args, global.json),
                 CacheCommand::Metrics => stats::metrics(&options, global.json),
                 CacheCommand::Clear(args) => manage::clear(&options, &args, global.json),

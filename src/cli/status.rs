@@ -5,7 +5,8 @@ use std::fmt::Write;
 
 use serde_json::json;
 
-use crate::config::{self, LoadOptions, keys};
+use crate::cache::{Access, Kind, Manager, disk};
+use crate::config::{self, CacheConfig, LoadOptions, keys};
 
 use super::output;
 
@@ -20,6 +21,7 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         })
         .collect();
 
+    let summary = summary(&resolved.config.cache);
     if json {
         let settings: Vec<_> = rows
             .iter()
@@ -32,10 +34,37 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        return output::print_json(&json!({ "config_files": resolved.files, "settings": settings }));
+        return output::print_json(
+            &json!({ "cache": summary, "config_files": resolved.files, "settings": settings }),
+        );
     }
 
     let mut out = String::new();
+    let enabled = summary["enabled_types"].as_array().map_or(0, Vec::len);
+    let types: Vec<&str> =
+        summary["enabled_types"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+    if enabled == 0 {
+        writeln!(out, "Cache: disabled")?;
+    } else {
+        writeln!(
+            out,
+            "Cache: enabled for {} ({}, compression {}, dedup {})",
+            types.join(", "),
+            summary["type"].as_str().unwrap_or(""),
+            summary["compression"].as_str().unwrap_or(""),
+            summary["deduplication"].as_str().unwrap_or("")
+        )?;
+    }
+    writeln!(out, "Directory: {}", summary["base_dir"].as_str().unwrap_or(""))?;
+    match summary["writer_pid"].as_u64() {
+        Some(pid) => writeln!(out, "Writer: process {pid} holds the cache")?,
+        None => writeln!(out, "Writer: none running")?,
+    }
+    if let Some(entries) = summary["entries"].as_object() {
+        let parts: Vec<String> = entries.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        writeln!(out, "Entries: {}", parts.join(", "))?;
+    }
+    writeln!(out)?;
     writeln!(out, "Config files, lowest priority first:")?;
     for file in &resolved.files {
         let state = if file.loaded { "loaded" } else { "not found" };
@@ -62,4 +91,47 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         )?;
     }
     Ok(output::print(&out)?)
+}
+
+/// What is cached and where, measured now (the entry counts come from a read-only open of the cache).
+fn summary(cache: &CacheConfig) -> serde_json::Value {
+    let types: Vec<&str> = Kind::ALL
+        .into_iter()
+        .filter(|k| {
+            cache.enabled
+                && match k {
+                    Kind::Response => cache.response.enabled,
+                    Kind::Model => cache.model.enabled,
+                    Kind::Metadata => cache.metadata.enabled,
+                }
+        })
+        .map(Kind::name)
+        .collect();
+    let c = &cache.compression;
+    let compression = if c.enabled && c.algorithm != config::CompressionAlgorithm::None {
+        format!("{:?} level {}", c.algorithm, c.level).to_lowercase()
+    } else {
+        "none".into()
+    };
+    let d = &cache.deduplication;
+    let dedup = if d.enabled { format!("{:?}", d.algorithm).to_lowercase() } else { "off".into() };
+    let entries = (cache.kind != config::CacheType::Memory && cache.base_dir.join(disk::DATA_DIR).exists())
+        .then(|| Manager::open(cache, Access::ReadOnly).ok())
+        .flatten()
+        .map(|m| {
+            let all = m.entries(None);
+            Kind::ALL
+                .into_iter()
+                .map(|k| (k.name().to_string(), json!(all.iter().filter(|e| e.kind == k).count())))
+                .collect::<serde_json::Map<_, _>>()
+        });
+    json!({
+        "enabled_types": types,
+        "type": format!("{:?}", cache.kind).to_lowercase(),
+        "base_dir": cache.base_dir,
+        "compression": compression,
+        "deduplication": dedup,
+        "writer_pid": disk::holder(&cache.base_dir),
+        "entries": entries,
+    })
 }
