@@ -142,7 +142,7 @@ fn json_log_format_prints_one_object_per_line() {
         }
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{args:?}");
-        assert!(stdout(&out).starts_with("Config files"), "{args:?}: stdout is the normal text");
+        assert!(stdout(&out).starts_with("Cache: enabled"), "{args:?}: stdout is the normal text");
         let lines: Vec<Value> = stderr(&out)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{args:?}: {l:?} is not JSON: {e}")))
