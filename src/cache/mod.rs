@@ -13,7 +13,9 @@
 //! - [`transfer`]: JSONL import and export of response entries.
 //! - [`report`]: the measured picture that `stats`, `metrics` and `export` print.
 //! - [`prometheus`]: that picture in Prometheus text format.
+//! - [`backup`]: consistent backups with checksummed manifests, restore and rotation.
 
+pub mod backup;
 pub mod chunk;
 pub mod codec;
 pub mod disk;

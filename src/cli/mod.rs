@@ -3,6 +3,7 @@
 //! Nothing here decides behaviour; each command calls the library and prints what it returns. No clap type
 //! leaves this module: flags become [`crate::config::FlagSetting`]s before they reach the library.
 
+mod backup;
 mod configure;
 mod manage;
 mod output;
@@ -104,6 +105,12 @@ pub enum CacheCommand {
     Repair(manage::RepairArgs),
     /// Bytes on disk per file class and per type, against cache.max_size_gb.
     DiskUsage(manage::DiskUsageArgs),
+    /// Copy the cache to --destination DIR (consistent even while in use); `backup list` lists backups.
+    Backup(backup::BackupArgs),
+    /// Replace the cache's data with a backup's, after checking every checksum.
+    Restore(backup::RestoreArgs),
+    /// Quarantine damaged entries and put them back from the newest backup that has them.
+    Rebuild(backup::RebuildArgs),
     /// Load response entries from a JSONL file (one {"model","request","response","ttl"?} per line).
     Import(transfer::ImportArgs),
     /// Write cache entries out (--format jsonl: response entries, the format `import` reads).
@@ -136,6 +143,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 CacheCommand::Verify(args) => manage::verify(&options, &args, global.json),
                 CacheCommand::Repair(args) => manage::repair(&options, &args, global.json),
                 CacheCommand::DiskUsage(args) => manage::disk_usage(&options, &args, global.json),
+                CacheCommand::Backup(args) => backup::backup(&options, &args, global.json),
+                CacheCommand::Restore(args) => backup::restore(&options, &args, global.json),
+                CacheCommand::Rebuild(args) => backup::rebuild(&options, &args, global.json),
                 CacheCommand::Import(args) => transfer::import(&options, &args, global.json),
                 CacheCommand::Export(args) => transfer::export(&options, &args, global.json),
             }

@@ -12,6 +12,7 @@ mod lock;
 mod maintain;
 mod record;
 mod segment;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -25,13 +26,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 pub use index::{BLOB_KIND, EntrySlot, Loc, SegmentUsage};
-pub use lock::{LOCK_FILE, holder};
+pub use lock::{LOCK_FILE, WriterLock, holder};
 pub use maintain::{CompactReport, DamagedRecord, VerifyReport};
 pub use record::{BlobRef, REF_LEN, RecordType};
+pub use snapshot::consistent_segments;
 
 use hint::HintBuilder;
 use index::Index;
-use lock::WriterLock;
 use record::RecordRef;
 use segment::{SEGMENT_HEADER_LEN, SegmentReader};
 
@@ -230,6 +231,11 @@ impl std::fmt::Debug for DiskStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiskStore").field("dir", &self.options.dir).finish_non_exhaustive()
     }
+}
+
+/// Takes the writer lock of the cache directory `dir` without opening the store (for restore).
+pub fn lock_dir(dir: &Path) -> Result<WriterLock, DiskError> {
+    WriterLock::acquire(dir)
 }
 
 /// Milliseconds since the Unix epoch.

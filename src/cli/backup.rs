@@ -1,0 +1,218 @@
+//! `inferno cache backup [list]`, `inferno cache restore` and `inferno cache rebuild --from-backup`: thin
+//! wrappers over `cache::backup` that print what was copied, checked and restored.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use bytesize::ByteSize;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::cache::{Access, Kind, Manager, backup};
+use crate::config::{self, LoadOptions};
+
+use super::transfer::open_cache;
+use super::{UsageError, output};
+
+/// Flags of `cache backup`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    /// `list`: the backups made from this cache.
+    #[command(subcommand)]
+    action: Option<BackupAction>,
+    /// Folder to write the backup to (created; must be new or empty).
+    #[arg(long, value_name = "DIR")]
+    destination: Option<PathBuf>,
+    /// Compress the backup's files with zstd.
+    #[arg(long)]
+    compress: bool,
+    /// Re-read the backup afterwards and check every file's checksum.
+    #[arg(long)]
+    verify: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupAction {
+    /// List the backups made from this cache (newest last), and whether each is still there.
+    List,
+}
+
+/// Flags of `cache restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup folder.
+    #[arg(long, value_name = "DIR")]
+    source: PathBuf,
+    /// After restoring, check every record of the restored cache.
+    #[arg(long)]
+    verify: bool,
+}
+
+/// Flags of `cache rebuild`.
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// Restore damaged entries from the newest backup that has them.
+    #[arg(long, required = true)]
+    from_backup: bool,
+}
+
+fn bytes(n: u64) -> String {
+    ByteSize(n).display().si().to_string()
+}
+
+fn when(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+/// Runs `cache backup` and `cache backup list`.
+pub fn backup(options: &LoadOptions, args: &BackupArgs, json: bool) -> anyhow::Result<()> {
+    let resolved = config::load(options)?;
+    let cache = &resolved.config.cache;
+    if let Some(BackupAction::List) = args.action {
+        let all = backup::list(&cache.base_dir);
+        if json {
+            let rows: Vec<_> = all
+                .iter()
+                .map(|b| json!({"path": b.path, "created_ms": b.created_ms, "entries": b.entries, "bytes": b.bytes,
+                               "compressed": b.compressed, "present": b.path.join(backup::MANIFEST_FILE).is_file()}))
+                .collect();
+            return output::print_json(&json!(rows));
+        }
+        let mut out = String::new();
+        if all.is_empty() {
+            writeln!(out, "No backups recorded for {}", cache.base_dir.display())?;
+        }
+        for b in &all {
+            let state = if b.path.join(backup::MANIFEST_FILE).is_file() { "" } else { "  (missing)" };
+            let zst = if b.compressed { ", compressed" } else { "" };
+            writeln!(
+                out,
+                "{}  {}  {} entries, {}{zst}{state}",
+                when(b.created_ms),
+                b.path.display(),
+                b.entries,
+                bytes(b.bytes)
+            )?;
+        }
+        return Ok(output::print(&out)?);
+    }
+    let Some(dest) = &args.destination else {
+        return Err(UsageError("give --destination DIR (or use `inferno cache backup list`)".into()).into());
+    };
+    let manifest = backup::create(cache, dest, args.compress).context("backup failed")?;
+    if args.verify {
+        backup::verify(dest).context("the backup was written but does not verify")?;
+    }
+    if json {
+        return output::print_json(&json!({
+            "destination": dest, "files": manifest.files.len(), "entries": manifest.entries,
+            "bytes": manifest.bytes(), "compressed": manifest.compressed, "verified": args.verify,
+        }));
+    }
+    let verified = if args.verify { ", verified" } else { "" };
+    let text = format!(
+        "Backed up {} entries ({} in {} files{}{verified}) to {}\n",
+        manifest.entries,
+        bytes(manifest.bytes()),
+        manifest.files.len(),
+        if manifest.compressed { ", compressed" } else { "" },
+        dest.display()
+    );
+    Ok(output::print(&text)?)
+}
+
+/// Runs `cache restore`.
+pub fn restore(options: &LoadOptions, args: &RestoreArgs, json: bool) -> anyhow::Result<()> {
+    let resolved = config::load(options)?;
+    let cache = &resolved.config.cache;
+    let manifest = backup::restore(cache, &args.source).context("restore refused")?;
+    let mut verified = None;
+    if args.verify {
+        let manager = Manager::open(cache, Access::ReadWrite)?;
+        let disk = manager.disk().context("cache.type = memory has no disk tier")?;
+        let report = disk.verify(false)?;
+        if !report.is_clean() {
+            anyhow::bail!(
+                "the restored cache has {} damaged records; run `inferno cache verify --detailed`",
+                report.damaged.len()
+            );
+        }
+        verified = Some(report.entries_checked);
+    }
+    if json {
+        return output::print_json(&json!({
+            "source": args.source, "entries": manifest.entries, "files": manifest.files.len(), "verified_entries": verified,
+        }));
+    }
+    let mut text = format!(
+        "Restored {} entries from {} (made {}) into {}\n",
+        manifest.entries,
+        args.source.display(),
+        when(manifest.created_ms),
+        cache.base_dir.display()
+    );
+    if let Some(n) = verified {
+        writeln!(text, "Verified {n} entries: no damage")?;
+    }
+    Ok(output::print(&text)?)
+}
+
+/// Runs `cache rebuild --from-backup`: quarantines damaged entries, then puts each back from the newest
+/// recorded backup that has it. Fails when some damaged entry is in no backup.
+pub fn rebuild(options: &LoadOptions, _args: &RebuildArgs, json: bool) -> anyhow::Result<()> {
+    let live = open_cache(options, Access::ReadWrite)?;
+    let disk = live.disk().context("cache.type = memory has no disk tier")?;
+    let report = disk.verify(true)?;
+    let mut damaged: Vec<(Kind, String)> =
+        report.damaged.iter().filter_map(|d| Kind::from_code(d.kind).map(|k| (k, d.key.clone()))).collect();
+    let found = damaged.len();
+    let mut restored = 0u64;
+    let scratch = tempfile::tempdir().context("cannot create a temporary folder")?;
+    for (i, registered) in backup::list(&live.config().base_dir).iter().rev().enumerate() {
+        if damaged.is_empty() {
+            break;
+        }
+        let mut config = live.config().clone();
+        config.base_dir = scratch.path().join(i.to_string());
+        if backup::restore(&config, &registered.path).is_err() {
+            tracing::warn!(path = %registered.path.display(), "skipping a backup that is missing or damaged");
+            continue;
+        }
+        config.kind = crate::config::CacheType::Disk;
+        let old = Manager::open(&config, Access::ReadOnly)?;
+        let mut still = Vec::new();
+        for (kind, key) in damaged {
+            let info = old.entries(Some(kind)).into_iter().find(|e| e.key == key);
+            match (old.get(kind, &key)?, info) {
+                (Some(bytes), Some(info)) => {
+                    let left = info.expires_ms.checked_sub(crate::cache::disk::now_ms());
+                    let ttl =
+                        (info.expires_ms != 0).then(|| std::time::Duration::from_millis(left.unwrap_or(1)));
+                    live.put(kind, &key, &info.name, &bytes, ttl)?;
+                    restored += 1;
+                }
+                _ => still.push((kind, key)),
+            }
+        }
+        damaged = still;
+    }
+    live.flush()?;
+    if json {
+        output::print_json(
+            &json!({"damaged": found, "restored": restored, "not_in_any_backup": damaged.len()}),
+        )?;
+    } else {
+        let mut text = format!("Found {found} damaged entries; restored {restored} from backups\n");
+        for (kind, key) in &damaged {
+            writeln!(text, "  not in any backup: {kind} {key}")?;
+        }
+        output::print(&text)?;
+    }
+    if !damaged.is_empty() {
+        anyhow::bail!("{} damaged entries are in no backup; they were quarantined", damaged.len());
+    }
+    Ok(())
+}
