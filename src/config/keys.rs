@@ -126,7 +126,7 @@ pub const KEYS: &[Key] = &[
         "values smaller than this are stored raw",
     )),
     on(key("cache.persistence.enable_checksums", Kind::Bool, "store and verify a checksum with every value")),
-    key("cache.persistence.backup_copies", Kind::Integer, "backups kept by `cache backup`"),
+    on(key("cache.persistence.backup_copies", Kind::Integer, "backups kept by `cache backup`")),
     on(key(
         "cache.persistence.write_buffer_size",
         Kind::Size(BYTE),
