@@ -13,6 +13,7 @@
 //! - [`transfer`]: JSONL import and export of response entries.
 //! - [`report`]: the measured picture that `stats`, `metrics` and `export` print.
 //! - [`prometheus`]: that picture in Prometheus text format.
+//! - [`history`]: counter snapshots over time and the writer's live figures.
 //! - [`backup`]: consistent backups with checksummed manifests, restore and rotation.
 
 pub mod backup;
@@ -20,6 +21,7 @@ pub mod chunk;
 pub mod codec;
 pub mod disk;
 pub mod hash;
+pub mod history;
 mod kind;
 mod manager;
 pub mod memory;

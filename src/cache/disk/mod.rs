@@ -599,6 +599,11 @@ impl DiskStore {
         maintain::dir_bytes(&self.data_dir)
     }
 
+    /// Live entries in the index (expired ones included until they are cleaned up).
+    pub fn entry_count(&self) -> u64 {
+        self.state.read().index.entries.len() as u64
+    }
+
     /// Record bytes per segment id.
     pub fn segment_usage(&self) -> Vec<(u32, SegmentUsage)> {
         self.state.read().index.segments.iter().map(|(id, usage)| (*id, *usage)).collect()

@@ -15,7 +15,8 @@ use super::{CacheError, Cached, Manager, disk_entries, memory_key};
 use crate::cache::disk::{DiskStore, now_ms};
 use crate::cache::kind::Kind;
 use crate::cache::memory::MemoryTier;
-use crate::cache::stats::Counters;
+use crate::cache::history::{self, Live, Snapshot};
+use crate::cache::stats::{CounterSnapshot, Counters};
 use crate::config::CacheConfig;
 
 /// File holding the time (ms since the epoch) of the last age-based cleanup.
@@ -84,6 +85,47 @@ fn size_threshold_bytes(config: &CacheConfig) -> u64 {
 }
 
 impl Housekeeper {
+    /// Makes every write durable, saves the counters and appends a history snapshot. Failing to save
+    /// statistics is logged, not fatal: they are not cache data.
+    pub(super) fn sync(&self) -> Result<(), CacheError> {
+        self.disk.flush()?;
+        let dir = &self.config.base_dir;
+        let counters = self.counters.snapshot();
+        if let Err(err) = counters.save(dir) {
+            tracing::warn!(dir = %dir.display(), "cannot save the cache counters: {err}");
+        }
+        let (_, record_bytes) = self.disk.usage();
+        let snapshot = Snapshot { time_ms: now_ms(), counters, entries: self.disk.entry_count(), record_bytes };
+        if let Err(err) = history::record(dir, &snapshot) {
+            tracing::warn!(dir = %dir.display(), "cannot record cache history: {err}");
+        }
+        Ok(())
+    }
+
+    /// Writes `live.json` when the counters changed since `last`; returns what was published.
+    pub(super) fn publish_live(&self, last: Option<CounterSnapshot>) -> Option<CounterSnapshot> {
+        let counters = self.counters.snapshot();
+        if last.as_ref() == Some(&counters) {
+            return last;
+        }
+        let disk = self.disk.counters();
+        let live = Live {
+            pid: std::process::id(),
+            time_ms: now_ms(),
+            counters: counters.clone(),
+            memory_entries: 0,
+            memory_bytes: 0,
+            disk_bytes_written: disk.bytes_written.load(Ordering::Relaxed),
+            disk_reads: disk.reads.load(Ordering::Relaxed),
+            disk_syncs: disk.syncs.load(Ordering::Relaxed),
+        }
+        .with_memory(self.memory.as_ref().map(|m| m.stats()));
+        if let Err(err) = live.save(&self.config.base_dir) {
+            tracing::warn!("cannot publish live cache figures: {err}");
+        }
+        Some(counters)
+    }
+
     fn remove(&self, kind: Kind, key: &str) -> Result<bool, CacheError> {
         if let Some(memory) = &self.memory {
             memory.remove(memory_key(kind, key).as_str());

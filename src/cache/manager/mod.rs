@@ -427,13 +427,10 @@ impl Manager {
 
     /// Makes every write so far durable, and saves the counters.
     pub fn flush(&self) -> Result<(), CacheError> {
-        if let Some(disk) = &self.disk {
-            disk.flush()?;
-            if !disk.options().read_only {
-                save_counters(&self.counters, &self.config.base_dir);
-            }
+        match self.housekeeper() {
+            Some(keeper) if !keeper.disk.options().read_only => keeper.sync(),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -447,13 +444,6 @@ impl Drop for Manager {
         if let Err(err) = self.flush() {
             tracing::error!("flushing the cache on close failed: {err}");
         }
-    }
-}
-
-/// Saves the counters; a failure is logged, not fatal (counters are statistics, not data).
-fn save_counters(counters: &Counters, dir: &std::path::Path) {
-    if let Err(err) = counters.snapshot().save(dir) {
-        tracing::warn!(dir = %dir.display(), "cannot save the cache counters: {err}");
     }
 }
 
@@ -480,25 +470,32 @@ fn disk_entries(disk: &DiskStore, kind: Option<Kind>) -> Vec<EntryInfo> {
     out
 }
 
-/// Every `interval` until `stop` is set: flushes the disk tier, then runs a housekeeping pass.
+/// Until `stop` is set: about once a second, publishes the live figures (`live.json`, counters); every
+/// `interval`, flushes the disk tier, records a history snapshot and runs a housekeeping pass.
 fn spawn_flusher(
     keeper: housekeeping::Housekeeper,
     interval: Duration,
 ) -> std::io::Result<(Arc<AtomicBool>, JoinHandle<()>)> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let tick = interval.min(Duration::from_secs(1));
     let handle = std::thread::Builder::new().name("inferno-cache-sync".into()).spawn(move || {
+        let mut last_sync = std::time::Instant::now();
+        let mut last_published = None;
         while !flag.load(Ordering::Relaxed) {
-            std::thread::park_timeout(interval);
+            std::thread::park_timeout(tick);
             if flag.load(Ordering::Relaxed) {
                 break;
             }
-            if let Err(err) = keeper.disk.flush() {
-                tracing::error!("background cache flush failed: {err}");
-            }
-            save_counters(&keeper.counters, &keeper.config.base_dir);
-            if let Err(err) = keeper.run() {
-                tracing::error!("background cache housekeeping failed: {err}");
+            last_published = keeper.publish_live(last_published);
+            if last_sync.elapsed() >= interval {
+                last_sync = std::time::Instant::now();
+                if let Err(err) = keeper.sync() {
+                    tracing::error!("background cache flush failed: {err}");
+                }
+                if let Err(err) = keeper.run() {
+                    tracing::error!("background cache housekeeping failed: {err}");
+                }
             }
         }
     })?;
