@@ -13,9 +13,11 @@
 //! - [`transfer`]: JSONL import and export of response entries.
 //! - [`report`]: the measured picture that `stats`, `metrics` and `export` print.
 //! - [`prometheus`]: that picture in Prometheus text format.
+//! - [`analysis`]: period summaries and advice from the history.
 //! - [`history`]: counter snapshots over time and the writer's live figures.
 //! - [`backup`]: consistent backups with checksummed manifests, restore and rotation.
 
+pub mod analysis;
 pub mod backup;
 pub mod chunk;
 pub mod codec;

@@ -6,6 +6,7 @@
 mod backup;
 mod configure;
 mod manage;
+mod monitor;
 mod output;
 mod stats;
 mod status;
@@ -111,6 +112,12 @@ pub enum CacheCommand {
     Restore(backup::RestoreArgs),
     /// Quarantine damaged entries and put them back from the newest backup that has them.
     Rebuild(backup::RebuildArgs),
+    /// Live rates (hits/s, misses/s, writes/s, bytes/s) of the process writing the cache.
+    Monitor(monitor::MonitorArgs),
+    /// Activity over a period (--period 24h), from the recorded history.
+    Report(monitor::ReportArgs),
+    /// Advice from the history and current figures, against the configured thresholds.
+    Analyze(monitor::AnalyzeArgs),
     /// Load response entries from a JSONL file (one {"model","request","response","ttl"?} per line).
     Import(transfer::ImportArgs),
     /// Write cache entries out (--format jsonl: response entries, the format `import` reads).
@@ -146,6 +153,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 CacheCommand::Backup(args) => backup::backup(&options, &args, global.json),
                 CacheCommand::Restore(args) => backup::restore(&options, &args, global.json),
                 CacheCommand::Rebuild(args) => backup::rebuild(&options, &args, global.json),
+                CacheCommand::Monitor(args) => monitor::monitor(&options, &args, global.json),
+                CacheCommand::Report(args) => monitor::report(&options, &args, global.json),
+                CacheCommand::Analyze(args) => monitor::analyze(&options, &args, global.json),
                 CacheCommand::Import(args) => transfer::import(&options, &args, global.json),
                 CacheCommand::Export(args) => transfer::export(&options, &args, global.json),
             }

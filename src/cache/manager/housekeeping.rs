@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use super::{CacheError, Cached, Manager, disk_entries, memory_key};
 use crate::cache::disk::{DiskStore, now_ms};
+use crate::cache::history::{self, Live, Snapshot};
 use crate::cache::kind::Kind;
 use crate::cache::memory::MemoryTier;
-use crate::cache::history::{self, Live, Snapshot};
 use crate::cache::stats::{CounterSnapshot, Counters};
 use crate::config::CacheConfig;
 
@@ -39,6 +39,8 @@ pub(super) struct Housekeeper {
     pub(super) disk: Arc<DiskStore>,
     pub(super) memory: Option<Arc<MemoryTier<Arc<str>, Cached>>>,
     pub(super) counters: Arc<Counters>,
+    /// The last history snapshot this manager recorded (counters, entries, bytes), to skip duplicates.
+    pub(super) last_history: Arc<parking_lot::Mutex<Option<(CounterSnapshot, u64, u64)>>>,
 }
 
 impl Manager {
@@ -48,6 +50,7 @@ impl Manager {
             disk: self.disk.clone()?,
             memory: self.memory.clone(),
             counters: self.counters.clone(),
+            last_history: self.last_history.clone(),
         })
     }
 
@@ -94,12 +97,25 @@ impl Housekeeper {
         if let Err(err) = counters.save(dir) {
             tracing::warn!(dir = %dir.display(), "cannot save the cache counters: {err}");
         }
+        self.record_history(counters);
+        Ok(())
+    }
+
+    /// Appends a history snapshot unless nothing changed since the last one this manager recorded.
+    pub(super) fn record_history(&self, counters: CounterSnapshot) {
         let (_, record_bytes) = self.disk.usage();
-        let snapshot = Snapshot { time_ms: now_ms(), counters, entries: self.disk.entry_count(), record_bytes };
+        let entries = self.disk.entry_count();
+        let current = (counters, entries, record_bytes);
+        let mut last = self.last_history.lock();
+        if last.as_ref() == Some(&current) {
+            return;
+        }
+        let dir = &self.config.base_dir;
+        let snapshot = Snapshot { time_ms: now_ms(), counters: current.0.clone(), entries, record_bytes };
         if let Err(err) = history::record(dir, &snapshot) {
             tracing::warn!(dir = %dir.display(), "cannot record cache history: {err}");
         }
-        Ok(())
+        *last = Some(current);
     }
 
     /// Writes `live.json` when the counters changed since `last`; returns what was published.

@@ -107,6 +107,7 @@ pub struct Manager {
     codec: Codec,
     hasher: Option<ContentHasher>,
     counters: Arc<Counters>,
+    last_history: Arc<parking_lot::Mutex<Option<(CounterSnapshot, u64, u64)>>>,
     flusher: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
@@ -153,11 +154,14 @@ impl Manager {
             codec: Codec::from_cache_config(config),
             hasher,
             counters,
+            last_history: Arc::default(),
             flusher: None,
         };
         if access == Access::ReadWrite
             && let Some(keeper) = manager.housekeeper()
         {
+            // The starting point, so the history shows what this process does.
+            keeper.record_history(keeper.counters.snapshot());
             let interval = config.persistence.sync_interval_seconds.duration();
             manager.flusher = Some(spawn_flusher(keeper, interval).map_err(CacheError::Thread)?);
         }
