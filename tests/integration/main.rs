@@ -21,8 +21,12 @@ mod bad_config;
 /// `cache configure`: guide invocations, round trips that keep comments, atomic refusal of bad values.
 mod configure;
 
+/// `cache backup`, `restore` and `rebuild`.
+mod backup;
 /// `--version`, `--help`, completions, usage errors, logging and broken pipes.
 mod cli;
+/// `cache report`, `analyze` and `monitor`.
+mod history;
 /// `cache stats` and `cache metrics`.
 mod stats;
 /// `cache import` and `cache export`.
