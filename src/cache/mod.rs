@@ -15,6 +15,7 @@
 //! - [`prometheus`]: that picture in Prometheus text format.
 //! - [`analysis`]: period summaries and advice from the history.
 //! - [`history`]: counter snapshots over time and the writer's live figures.
+//! - [`trace`]: streaming a running writer's operations to `cache trace`.
 //! - [`backup`]: consistent backups with checksummed manifests, restore and rotation.
 
 pub mod analysis;
@@ -31,6 +32,7 @@ pub mod prometheus;
 pub mod report;
 pub mod response;
 mod stats;
+pub mod trace;
 pub mod transfer;
 
 pub use kind::Kind;

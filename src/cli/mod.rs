@@ -11,6 +11,7 @@ mod output;
 mod stats;
 mod status;
 mod toggle;
+mod trace;
 mod transfer;
 
 use std::path::PathBuf;
@@ -118,6 +119,8 @@ pub enum CacheCommand {
     Report(monitor::ReportArgs),
     /// Advice from the history and current figures, against the configured thresholds.
     Analyze(monitor::AnalyzeArgs),
+    /// Stream the operations (read, write, evict, remove) of the process writing the cache as they happen.
+    Trace(trace::TraceArgs),
     /// Load response entries from a JSONL file (one {"model","request","response","ttl"?} per line).
     Import(transfer::ImportArgs),
     /// Write cache entries out (--format jsonl: response entries, the format `import` reads).
@@ -156,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 CacheCommand::Monitor(args) => monitor::monitor(&options, &args, global.json),
                 CacheCommand::Report(args) => monitor::report(&options, &args, global.json),
                 CacheCommand::Analyze(args) => monitor::analyze(&options, &args, global.json),
+                CacheCommand::Trace(args) => trace::trace(&options, &args, global.json),
                 CacheCommand::Import(args) => transfer::import(&options, &args, global.json),
                 CacheCommand::Export(args) => transfer::export(&options, &args, global.json),
             }

@@ -29,5 +29,7 @@ mod cli;
 mod history;
 /// `cache stats` and `cache metrics`.
 mod stats;
+/// `cache trace`.
+mod trace;
 /// `cache import` and `cache export`.
 mod transfer;

@@ -41,6 +41,7 @@ pub(super) struct Housekeeper {
     pub(super) counters: Arc<Counters>,
     /// The last history snapshot this manager recorded (counters, entries, bytes), to skip duplicates.
     pub(super) last_history: Arc<parking_lot::Mutex<Option<(CounterSnapshot, u64, u64)>>>,
+    pub(super) tracer: Arc<crate::cache::trace::Tracer>,
 }
 
 impl Manager {
@@ -51,6 +52,7 @@ impl Manager {
             memory: self.memory.clone(),
             counters: self.counters.clone(),
             last_history: self.last_history.clone(),
+            tracer: self.tracer.clone(),
         })
     }
 
@@ -146,7 +148,11 @@ impl Housekeeper {
         if let Some(memory) = &self.memory {
             memory.remove(memory_key(kind, key).as_str());
         }
-        Ok(self.disk.remove(kind.code(), key.as_bytes())?)
+        let removed = self.disk.remove(kind.code(), key.as_bytes())?;
+        if removed {
+            self.tracer.record(crate::cache::trace::Op::Remove, kind, key, None, None, 0);
+        }
+        Ok(removed)
     }
 
     fn remove_older_than(&self, age: Duration, kind: Option<Kind>) -> Result<u64, CacheError> {
@@ -198,6 +204,14 @@ impl Housekeeper {
             }
             if self.remove(entry.kind, &entry.key)? {
                 evicted += 1;
+                self.tracer.record(
+                    crate::cache::trace::Op::Evict,
+                    entry.kind,
+                    &entry.key,
+                    Some("disk"),
+                    None,
+                    entry.size,
+                );
             }
         }
         self.counters.disk_evictions.fetch_add(evicted, Ordering::Relaxed);

@@ -20,6 +20,7 @@ use super::kind::Kind;
 use super::memory::MemoryTier;
 use super::response::{join_record, join_response, split_record};
 use super::stats::{CounterSnapshot, Counters};
+use super::trace::{Op, Tracer};
 use crate::config::{CacheConfig, CacheType};
 
 mod filter;
@@ -91,6 +92,12 @@ pub struct EntryInfo {
     pub size: u64,
 }
 
+/// The kind and key of a memory-tier key made by [`memory_key`].
+fn split_memory_key(mkey: &str) -> Option<(Kind, &str)> {
+    let code = mkey.as_bytes().first()?.checked_sub(b'0')?;
+    Some((Kind::from_code(code)?, mkey.get(2..)?))
+}
+
 fn memory_key(kind: Kind, key: &str) -> String {
     let mut k = String::with_capacity(key.len() + 2);
     k.push(char::from(b'0' + kind.code()));
@@ -108,6 +115,7 @@ pub struct Manager {
     hasher: Option<ContentHasher>,
     counters: Arc<Counters>,
     last_history: Arc<parking_lot::Mutex<Option<(CounterSnapshot, u64, u64)>>>,
+    tracer: Arc<Tracer>,
     flusher: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
@@ -155,6 +163,7 @@ impl Manager {
             hasher,
             counters,
             last_history: Arc::default(),
+            tracer: Arc::default(),
             flusher: None,
         };
         if access == Access::ReadWrite
@@ -232,9 +241,10 @@ impl Manager {
         if let Some(memory) = &self.memory {
             let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires_ms };
             let evicted = memory.insert(memory_key(kind, key).into(), cached);
-            self.counters.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
+            self.note_evicted(evicted);
         }
         self.counters.kind(kind).puts.fetch_add(1, Ordering::Relaxed);
+        self.tracer.record(Op::Write, kind, key, None, None, value.len() as u64);
         self.counters.bytes_put.fetch_add(value.len() as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -297,6 +307,26 @@ impl Manager {
     }
 
     fn lookup(&self, kind: Kind, key: &str) -> Result<Option<Arc<[u8]>>, CacheError> {
+        let found = self.lookup_tiers(kind, key)?;
+        if found.is_none() {
+            self.tracer.record(Op::Read, kind, key, None, Some(false), 0);
+        }
+        Ok(found)
+    }
+
+    /// Counts memory-tier evictions and traces them.
+    fn note_evicted(&self, evicted: Vec<(Arc<str>, Cached)>) {
+        self.counters.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
+        if self.tracer.wants(Op::Evict) {
+            for (mkey, cached) in evicted {
+                if let Some((kind, key)) = split_memory_key(&mkey) {
+                    self.tracer.record(Op::Evict, kind, key, Some("memory"), None, cached.bytes.len() as u64);
+                }
+            }
+        }
+    }
+
+    fn lookup_tiers(&self, kind: Kind, key: &str) -> Result<Option<Arc<[u8]>>, CacheError> {
         let counters = self.counters.kind(kind);
         if !self.is_enabled(kind) {
             counters.misses.fetch_add(1, Ordering::Relaxed);
@@ -307,6 +337,14 @@ impl Manager {
             if let Some(cached) = memory.get(mkey.as_str()) {
                 if cached.expires_ms == 0 || cached.expires_ms > now_ms() {
                     counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+                    self.tracer.record(
+                        Op::Read,
+                        kind,
+                        key,
+                        Some("memory"),
+                        Some(true),
+                        cached.bytes.len() as u64,
+                    );
                     return Ok(Some(cached.bytes));
                 }
                 memory.remove(mkey.as_str());
@@ -323,6 +361,7 @@ impl Manager {
         };
         let bytes: Arc<[u8]> = self.decode(kind, key, &stored)?.into();
         counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+        self.tracer.record(Op::Read, kind, key, Some("disk"), Some(true), bytes.len() as u64);
         if let Some(memory) = &self.memory {
             let cached = Cached {
                 bytes: bytes.clone(),
@@ -331,7 +370,7 @@ impl Manager {
                 expires_ms: stored.expires_ms,
             };
             let evicted = memory.insert(memory_key(kind, key).into(), cached);
-            self.counters.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
+            self.note_evicted(evicted);
         }
         Ok(Some(bytes))
     }
@@ -395,6 +434,9 @@ impl Manager {
             Some(disk) => disk.remove(kind.code(), key.as_bytes())?,
             None => false,
         };
+        if in_memory || on_disk {
+            self.tracer.record(Op::Remove, kind, key, None, None, 0);
+        }
         Ok(in_memory || on_disk)
     }
 
@@ -492,6 +534,7 @@ fn spawn_flusher(
                 break;
             }
             last_published = keeper.publish_live(last_published);
+            keeper.tracer.poll(&keeper.config.base_dir);
             if last_sync.elapsed() >= interval {
                 last_sync = std::time::Instant::now();
                 if let Err(err) = keeper.sync() {
