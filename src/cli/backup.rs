@@ -102,10 +102,13 @@ pub fn backup(options: &LoadOptions, args: &BackupArgs, json: bool) -> anyhow::R
     let Some(dest) = &args.destination else {
         return Err(UsageError("give --destination DIR (or use `inferno cache backup list`)".into()).into());
     };
+    let spinner = output::spinner("backing up", json);
     let manifest = backup::create(cache, dest, args.compress).context("backup failed")?;
     if args.verify {
+        spinner.set_message("verifying the backup");
         backup::verify(dest).context("the backup was written but does not verify")?;
     }
+    spinner.finish_and_clear();
     if json {
         return output::print_json(&json!({
             "destination": dest, "files": manifest.files.len(), "entries": manifest.entries,
@@ -128,7 +131,9 @@ pub fn backup(options: &LoadOptions, args: &BackupArgs, json: bool) -> anyhow::R
 pub fn restore(options: &LoadOptions, args: &RestoreArgs, json: bool) -> anyhow::Result<()> {
     let resolved = config::load(options)?;
     let cache = &resolved.config.cache;
+    let spinner = output::spinner("checking and restoring", json);
     let manifest = backup::restore(cache, &args.source).context("restore refused")?;
+    spinner.finish_and_clear();
     let mut verified = None;
     if args.verify {
         let manager = Manager::open(cache, Access::ReadWrite)?;

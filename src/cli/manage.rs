@@ -140,7 +140,9 @@ pub fn clear(options: &LoadOptions, args: &ClearArgs, json: bool) -> anyhow::Res
     }
     let cache = open_cache(options, Access::ReadWrite)?;
     let filter = Filter { kinds: args.kinds.clone(), pattern, older_than: args.older_than };
+    let spinner = output::spinner("removing and compacting", json);
     let removal = cache.remove_matching(&filter)?;
+    spinner.finish_and_clear();
     print_removal("Clear", &removal, json)
 }
 
@@ -158,7 +160,9 @@ pub fn compact(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
     let Some(disk) = cache.disk() else {
         anyhow::bail!("cache.type = memory has no disk tier to compact");
     };
+    let spinner = output::spinner("compacting", json);
     let report = disk.compact()?;
+    spinner.finish_and_clear();
     if json {
         return output::print_json(&serde_json::to_value(json!({
             "bytes_before": report.bytes_before,
@@ -247,7 +251,9 @@ pub fn verify(options: &LoadOptions, args: &VerifyArgs, json: bool) -> anyhow::R
     let Some(disk) = cache.disk() else {
         anyhow::bail!("cache.type = memory has no disk tier to verify");
     };
+    let spinner = output::spinner("verifying every record", json);
     let report = disk.verify(args.fix)?;
+    spinner.finish_and_clear();
     print_verify(&report, args.detailed, json)?;
     if !report.is_clean() && !report.fixed {
         anyhow::bail!("the cache has damaged records");
@@ -261,7 +267,9 @@ pub fn repair(options: &LoadOptions, args: &RepairArgs, json: bool) -> anyhow::R
     let Some(disk) = cache.disk() else {
         anyhow::bail!("cache.type = memory has no disk tier to repair");
     };
+    let spinner = output::spinner("verifying every record", json);
     let found = disk.verify(false)?;
+    spinner.finish_and_clear();
     if found.is_clean() {
         return print_verify(&found, false, json);
     }

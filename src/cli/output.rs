@@ -16,3 +16,15 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     text.push('\n');
     Ok(print(&text)?)
 }
+
+/// A spinner with `message` on stderr while a long operation runs — only on a terminal and without
+/// `--json`; hidden otherwise. Call `finish_and_clear` when done.
+pub fn spinner(message: &str, json: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
