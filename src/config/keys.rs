@@ -147,14 +147,22 @@ pub const KEYS: &[Key] = &[
     )),
     key("cache.alerts.enabled", Kind::Bool, "raise alerts when a threshold is crossed"),
     key("cache.alerts.channels", Kind::List, "where alerts go: email, slack, webhook"),
-    key("cache.alerts.thresholds.hit_ratio_min", Kind::Float, "alert below this hit ratio (0-1)"),
-    key(
+    on(key("cache.alerts.thresholds.hit_ratio_min", Kind::Float, "alert below this hit ratio (0-1)")),
+    on(key(
         "cache.alerts.thresholds.size_usage_max",
         Kind::Float,
         "alert above this fraction of max_size_gb (0-1)",
-    ),
-    key("cache.alerts.thresholds.compression_ratio_min", Kind::Float, "alert below this compression ratio"),
-    key("cache.alerts.thresholds.response_time_max_ms", Kind::Integer, "alert above this lookup time in ms"),
+    )),
+    on(key(
+        "cache.alerts.thresholds.compression_ratio_min",
+        Kind::Float,
+        "alert below this compression ratio",
+    )),
+    on(key(
+        "cache.alerts.thresholds.response_time_max_ms",
+        Kind::Integer,
+        "alert above this lookup time in ms",
+    )),
     key("cache.distributed.enabled", Kind::Bool, "use the shared tier on Redis"),
     key("cache.distributed.cluster_nodes", Kind::List, "seed addresses: host:port or redis:// URLs"),
     key("cache.distributed.replication_factor", Kind::Integer, "copies of each entry the shared tier keeps"),
