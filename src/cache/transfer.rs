@@ -47,6 +47,13 @@ pub enum TransferError {
     /// The cache failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// Response entries are not cached (`cache.response.enabled = false`): an import would store nothing and
+    /// an export would read nothing, so both refuse rather than report a count that is not true.
+    #[error(
+        "response caching is disabled (cache.response.enabled = false), so nothing can be imported or exported; \
+         turn it on with `inferno cache enable --type response`"
+    )]
+    ResponsesDisabled,
 }
 
 /// A parsed, valid line.
@@ -113,6 +120,9 @@ pub fn import(
     input: impl BufRead,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, TransferError> {
+    if !manager.is_enabled(Kind::Response) {
+        return Err(TransferError::ResponsesDisabled);
+    }
     let mut report = ImportReport::default();
     let mut read = 0u64;
     for (index, line) in input.lines().enumerate() {
@@ -147,6 +157,9 @@ pub fn export(
     mut output: impl Write,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<u64, TransferError> {
+    if !manager.is_enabled(Kind::Response) {
+        return Err(TransferError::ResponsesDisabled);
+    }
     let entries = manager.entries(Some(Kind::Response));
     let total = entries.len() as u64;
     let mut written = 0;

@@ -65,6 +65,12 @@ fn write(options: &LoadOptions, settings: &[FlagSetting], json: bool, summary: S
     Ok(output::print(&text)?)
 }
 
+/// The effective `cache.enabled` now (a config file that does not exist yet counts as empty).
+fn cache_enabled(options: &LoadOptions) -> anyhow::Result<bool> {
+    let options = LoadOptions { allow_missing_config_file: true, ..options.clone() };
+    Ok(config::load(&options)?.config.cache.enabled)
+}
+
 /// Runs `cache enable`.
 pub fn enable(options: &LoadOptions, args: &ToggleArgs, json: bool) -> anyhow::Result<()> {
     let kinds: Vec<Kind> = if args.all { Kind::ALL.to_vec() } else { args.kinds.clone() };
@@ -78,11 +84,19 @@ pub fn enable(options: &LoadOptions, args: &ToggleArgs, json: bool) -> anyhow::R
         settings.push(setting("cache.enabled", "true", "--type"));
     }
     settings.extend(kinds.iter().map(|k| setting(&kind_key(*k), "true", "--type")));
+    // With the cache off as a whole (`disable --all`), `--type X` turns on X alone: the other kinds' own keys
+    // are still true from before and would otherwise come back on with `cache.enabled`.
+    let mut stay_off = Vec::new();
+    if !args.all && !kinds.is_empty() && !cache_enabled(options)? {
+        stay_off = Kind::ALL.into_iter().filter(|k| !kinds.contains(k)).collect();
+        settings.extend(stay_off.iter().map(|k| setting(&kind_key(*k), "false", "--type")));
+    }
     if let Some(algorithm) = &args.deduplication {
         settings.push(setting("cache.deduplication.algorithm", algorithm, "--deduplication"));
         settings.push(setting("cache.deduplication.enabled", "true", "--deduplication"));
     }
     let mut summary: Vec<String> = kinds.iter().map(|k| format!("{k} caching enabled")).collect();
+    summary.extend(stay_off.iter().map(|k| format!("{k} caching stays off")));
     if let Some(algorithm) = &args.deduplication {
         summary.push(format!("deduplication with {algorithm}"));
     }

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cache::{Access, CacheReport, Manager, prometheus, transfer};
+use crate::cache::{Access, CacheReport, Kind, Manager, prometheus, transfer};
 use crate::config::{self, LoadOptions};
 
 use super::output;
@@ -128,6 +128,10 @@ fn write_out(args: &ExportArgs, text: &str) -> anyhow::Result<()> {
 pub fn export(options: &LoadOptions, args: &ExportArgs, json: bool) -> anyhow::Result<()> {
     let cache = open_cache(options, Access::ReadOnly)?;
     match args.format {
+        // Refuse before `--output` is created (or truncated).
+        ExportFormat::Jsonl if !cache.is_enabled(Kind::Response) => {
+            return Err(transfer::TransferError::ResponsesDisabled.into());
+        }
         ExportFormat::Jsonl => {}
         ExportFormat::Prometheus => {
             return write_out(args, &prometheus::encode(&CacheReport::measure(&cache))?);

@@ -33,3 +33,14 @@ mod stats;
 mod trace;
 /// `cache import` and `cache export`.
 mod transfer;
+
+/// `cache export --format prometheus|json` and `cache metrics`, parsed and checked against the import.
+mod export_metrics;
+/// A cache populated by `cache import`, and readers for its export and its files.
+mod fixture;
+/// Every `inferno cache` command line of the user's guide, in order, on one populated cache.
+mod guide;
+/// `cache clear`, `cleanup`, `compact`, `verify`, `repair` and `disk-usage`: effects on entries and disk.
+mod manage;
+/// `cache enable`, `disable` and `persist`: the config file, `cache status`, and disabled kinds.
+mod toggle;
