@@ -193,7 +193,10 @@ fn print_verify(report: &VerifyReport, detailed: bool, json: bool) -> anyhow::Re
         let damaged: Vec<_> = report
             .damaged
             .iter()
-            .map(|d| json!({"kind": d.kind, "key": d.key, "segment": d.segment, "offset": d.offset, "reason": d.reason}))
+            .map(|d| {
+                let kind = Kind::from_code(d.kind).map_or("chunk", Kind::name);
+                json!({"kind": kind, "key": d.key, "segment": d.segment, "offset": d.offset, "reason": d.reason})
+            })
             .collect();
         let ranges: Vec<_> = report
             .damaged_ranges

@@ -83,6 +83,11 @@ impl DiskStore {
     }
 
     fn copy_to_quarantine(&self, loc: Loc) -> Result<(), DiskError> {
+        if self.writer.is_none() {
+            // A read-only open changes nothing on disk; the writer quarantines when it meets the record.
+            tracing::warn!(segment = loc.segment, offset = loc.offset, "damaged record skipped (read-only)");
+            return Ok(());
+        }
         let dir = self.options.dir.join(QUARANTINE_DIR);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let path = dir.join(format!("seg-{:010}-{:012}.rec", loc.segment, loc.offset));

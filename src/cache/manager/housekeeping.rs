@@ -40,7 +40,7 @@ pub(super) struct Housekeeper {
     pub(super) memory: Option<Arc<MemoryTier<Arc<str>, Cached>>>,
     pub(super) counters: Arc<Counters>,
     /// The last history snapshot this manager recorded (counters, entries, bytes), to skip duplicates.
-    pub(super) last_history: Arc<parking_lot::Mutex<Option<(CounterSnapshot, u64, u64)>>>,
+    pub(super) last_history: Arc<parking_lot::Mutex<Option<(Snapshot, bool)>>>,
     pub(super) tracer: Arc<crate::cache::trace::Tracer>,
 }
 
@@ -103,21 +103,32 @@ impl Housekeeper {
         Ok(())
     }
 
-    /// Appends a history snapshot unless nothing changed since the last one this manager recorded.
+    /// Appends a history snapshot unless nothing changed since the last one this manager recorded. The
+    /// first call (at open) only remembers the starting point; it is written just before the first snapshot
+    /// that differs, so a command that changes nothing leaves the history as it was.
     pub(super) fn record_history(&self, counters: CounterSnapshot) {
         let (_, record_bytes) = self.disk.usage();
         let entries = self.disk.entry_count();
-        let current = (counters, entries, record_bytes);
+        let now = Snapshot { time_ms: now_ms(), counters, entries, record_bytes };
         let mut last = self.last_history.lock();
-        if last.as_ref() == Some(&current) {
+        let Some((previous, written)) = last.as_mut() else {
+            *last = Some((now, false));
+            return;
+        };
+        let same = previous.counters == now.counters
+            && previous.entries == now.entries
+            && previous.record_bytes == now.record_bytes;
+        if same {
             return;
         }
         let dir = &self.config.base_dir;
-        let snapshot = Snapshot { time_ms: now_ms(), counters: current.0.clone(), entries, record_bytes };
-        if let Err(err) = history::record(dir, &snapshot) {
-            tracing::warn!(dir = %dir.display(), "cannot record cache history: {err}");
+        let baseline = (!*written).then(|| previous.clone());
+        for snapshot in baseline.iter().chain([&now]) {
+            if let Err(err) = history::record(dir, snapshot) {
+                tracing::warn!(dir = %dir.display(), "cannot record cache history: {err}");
+            }
         }
-        *last = Some(current);
+        *last = Some((now, true));
     }
 
     /// Writes `live.json` when the counters changed since `last`; returns what was published.

@@ -114,7 +114,7 @@ pub struct Manager {
     codec: Codec,
     hasher: Option<ContentHasher>,
     counters: Arc<Counters>,
-    last_history: Arc<parking_lot::Mutex<Option<(CounterSnapshot, u64, u64)>>>,
+    last_history: Arc<parking_lot::Mutex<Option<(super::history::Snapshot, bool)>>>,
     tracer: Arc<Tracer>,
     flusher: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
