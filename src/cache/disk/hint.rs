@@ -101,3 +101,24 @@ pub fn load(path: &Path, segment: u32, segment_len: u64, index: &mut Index) -> O
     }
     Some((covered, builder))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Loading any bytes as a hint never panics and, unless they form a valid hint, changes nothing.
+        #[test]
+        fn garbage_hints_are_ignored(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("seg-0000000001.hint");
+            std::fs::write(&path, &bytes).unwrap();
+            let mut index = Index::default();
+            let loaded = load(&path, 1, u64::MAX, &mut index);
+            prop_assert!(loaded.is_none());
+            prop_assert!(index.entries.is_empty() && index.blobs.is_empty());
+        }
+    }
+}
