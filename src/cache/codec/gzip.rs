@@ -47,7 +47,14 @@ pub(super) fn compress(raw: &[u8], level: u32, out: &mut Vec<u8>) -> bool {
             _ => *slot = Some((level, Compress::new(Compression::new(level), false))),
         }
         let Some((_, deflater)) = slot.as_mut() else { return false };
-        matches!(deflater.compress_vec(raw, out, FlushCompress::Finish), Ok(Status::StreamEnd))
+        let finished =
+            matches!(deflater.compress_vec(raw, out, FlushCompress::Finish), Ok(Status::StreamEnd));
+        if !finished {
+            // A stream given up on for want of room is dropped, not reset and reused: zlib-rs 0.6's reset
+            // leaves state behind after such a stream, and a few of them later deflate panics.
+            *slot = None;
+        }
+        finished
     });
     if !finished || out.len() + TRAILER_LEN >= raw.len() {
         return false;

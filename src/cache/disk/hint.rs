@@ -56,7 +56,18 @@ impl HintBuilder {
 /// the same lines (to extend while the segment is still written), or `None` when the hint is missing, for
 /// another segment, damaged, or covers more than the segment's `segment_len` bytes (then the caller scans
 /// the segment).
-pub fn load(path: &Path, segment: u32, segment_len: u64, index: &mut Index) -> Option<(u64, HintBuilder)> {
+///
+/// With `beyond_len` a hint covering more than the segment is applied all the same, and the covered length
+/// it returns exceeds `segment_len`. That is the writer's view: nothing else appends to the segment, so it
+/// has lost durable bytes, and the lines past its end name the records lost with them. A reader without the
+/// lock cannot tell that from a writer that grew the segment after it was mapped, and scans instead.
+pub fn load(
+    path: &Path,
+    segment: u32,
+    segment_len: u64,
+    beyond_len: bool,
+    index: &mut Index,
+) -> Option<(u64, HintBuilder)> {
     let bytes = std::fs::read(path).ok()?;
     if bytes.len() < HINT_HEADER_LEN + 8 || bytes[..8] != HINT_MAGIC {
         return None;
@@ -72,7 +83,7 @@ pub fn load(path: &Path, segment: u32, segment_len: u64, index: &mut Index) -> O
     }
     let covered = u64::from_le_bytes(body[16..24].try_into().ok()?);
     let count = u64::from_le_bytes(body[24..32].try_into().ok()?);
-    if covered > segment_len {
+    if covered > segment_len && !beyond_len {
         return None;
     }
     let mut lines = Vec::with_capacity(count.min(1 << 24) as usize);

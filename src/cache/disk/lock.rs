@@ -41,6 +41,14 @@ impl WriterLock {
     }
 }
 
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        // Unlock explicitly rather than rely on the close: a child process this one is spawning holds a
+        // copy of the descriptor until its exec, and the lock would last as long as that copy.
+        let _ = self._file.unlock();
+    }
+}
+
 /// The pid in `dir`'s lock file when a live process holds the lock, else `None`.
 pub fn holder(dir: &Path) -> Option<u32> {
     let path = dir.join(LOCK_FILE);

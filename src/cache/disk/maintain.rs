@@ -190,6 +190,13 @@ impl DiskStore {
         if fix {
             self.state.write().damage.clear();
             self.flush()?;
+            // Rewrite the active segment's hint even when nothing was appended, so that the damaged ranges its
+            // scan found at open are not found again at the next one (sealed segments get theirs at open).
+            if let Some(writer) = &self.writer {
+                let w = writer.lock();
+                let hint_path = segment::hint_path(&self.data_dir, w.id);
+                w.hint.write(&hint_path, w.id, w.flushed).map_err(io_err(&hint_path))?;
+            }
         }
         Ok(report)
     }

@@ -258,6 +258,9 @@ impl DiskStore {
         let last = ids.last().copied();
         let mut active_hint = HintBuilder::default();
         let mut active_len = SEGMENT_HEADER_LEN;
+        // Whether the last segment can be appended to: not when its header is bad, nor when it is shorter
+        // than its hint (appends would reuse the offsets of the lost records the hint names).
+        let mut append_to_last = false;
         for &id in &ids {
             let path = segment::segment_path(&data_dir, id);
             let map = segment::map_file(&path).map_err(io_err(&path))?;
@@ -272,10 +275,13 @@ impl DiskStore {
                 state.damage.push((id, damage));
                 continue;
             }
-            let is_active = !options.read_only && Some(id) == last;
             let hint_path = segment::hint_path(&data_dir, id);
-            let hinted = hint::load(&hint_path, id, bytes.len() as u64, &mut state.index);
+            let hinted = hint::load(&hint_path, id, bytes.len() as u64, !options.read_only, &mut state.index);
             let covered = hinted.as_ref().map(|(covered, _)| *covered);
+            // Shorter than its hint: the records past the end stay indexed, so reads and `verify` report
+            // each lost entry by key instead of losing it silently.
+            let cut_short = covered.is_some_and(|c| c > bytes.len() as u64);
+            let is_active = !options.read_only && Some(id) == last && !cut_short;
             let mut builder = hinted.map(|(_, b)| b).unwrap_or_default();
             let (records, damage) = segment::scan(bytes, covered.unwrap_or(SEGMENT_HEADER_LEN));
             for scanned in &records {
@@ -297,10 +303,11 @@ impl DiskStore {
                 }
             }
             if is_active {
+                append_to_last = true;
                 active_hint = builder;
                 active_len = if torn_tail { valid_end.max(SEGMENT_HEADER_LEN) } else { bytes.len() as u64 };
             } else {
-                if covered != Some(bytes.len() as u64) && !options.read_only {
+                if covered.is_none_or(|c| c < bytes.len() as u64) && !options.read_only {
                     let hint_path = segment::hint_path(&data_dir, id);
                     builder.write(&hint_path, id, bytes.len() as u64).map_err(io_err(&hint_path))?;
                 }
@@ -312,7 +319,7 @@ impl DiskStore {
         } else {
             let seq = state.index.max_seq;
             let writer = match last {
-                Some(id) if active_len < options.segment_size => {
+                Some(id) if append_to_last && active_len < options.segment_size => {
                     reopen_active(&data_dir, id, active_len, active_hint, seq, &mut state)?
                 }
                 _ => new_segment(&data_dir, last.map_or(1, |id| id + 1), seq, &mut state)?,
