@@ -127,7 +127,7 @@ mod tests {
             let path = dir.path().join("seg-0000000001.hint");
             std::fs::write(&path, &bytes).unwrap();
             let mut index = Index::default();
-            let loaded = load(&path, 1, u64::MAX, &mut index);
+            let loaded = load(&path, 1, u64::MAX, false, &mut index);
             prop_assert!(loaded.is_none());
             prop_assert!(index.entries.is_empty() && index.blobs.is_empty());
         }
