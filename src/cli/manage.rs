@@ -236,7 +236,9 @@ fn print_verify(report: &VerifyReport, detailed: bool, json: bool) -> anyhow::Re
             writeln!(out, "  segment {segment}: {len} bytes at offset {offset} hold no intact record")?;
         }
     }
-    if report.fixed {
+    if report.fixed && report.damaged.is_empty() {
+        writeln!(out, "Dropped the damaged byte ranges; no entry uses them.")?;
+    } else if report.fixed {
         writeln!(out, "Quarantined the damaged records into {QUARANTINE_DIR}/; they will not be served.")?;
     } else {
         writeln!(

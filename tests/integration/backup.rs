@@ -159,3 +159,58 @@ fn rotation_keeps_backup_copies_and_rebuild_restores_damaged_entries() {
     assert!(run(&sb, &["cache", "verify"]).status.success());
     assert_eq!(export(&sb), before, "every entry is back, with its original value");
 }
+
+/// Flips one byte of the first `needle` in the cache's first segment.
+fn damage(sb: &Sandbox, needle: &[u8]) {
+    let (seg, mut bytes) = data_files(&sb.default_cache_dir()).remove(0);
+    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap();
+    bytes[at + needle.len() / 2] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+}
+
+#[test]
+fn restore_verify_accepts_records_quarantined_before_the_backup_but_not_lost_entries() {
+    let sb = Sandbox::new();
+    populate(&sb, 10);
+    // `verify --fix` quarantines the damaged chunk and the two entries using it, but its bytes stay in the
+    // segment, so the backup holds them and the restored cache's first scan finds a damaged byte range.
+    damage(&sb, b"answer 2 ");
+    assert!(run(&sb, &["cache", "verify", "--fix"]).status.success());
+    assert!(run(&sb, &["cache", "verify"]).status.success());
+    let kept = export(&sb);
+    assert_eq!(kept.len(), 8);
+    let b1 = sb.path("b1");
+    assert!(
+        run(&sb, &["cache", "backup", "--destination", b1.to_str().unwrap(), "--verify"]).status.success()
+    );
+    let out = run(&sb, &["cache", "restore", "--source", b1.to_str().unwrap(), "--verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("Verified 8 entries: no damage\n"));
+    assert!(err.contains("damaged byte ranges that no entry uses"), "{err}");
+    assert_eq!(export(&sb), kept);
+    assert!(run(&sb, &["cache", "verify"]).status.success(), "the restore dropped the ranges for good");
+
+    // Without --verify the ranges are reported until `verify --fix` drops them, for good.
+    assert!(run(&sb, &["cache", "restore", "--source", b1.to_str().unwrap()]).status.success());
+    let out = run(&sb, &["cache", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 damaged records, 1 damaged byte ranges"));
+    let out = run(&sb, &["cache", "verify", "--fix"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .ends_with("Dropped the damaged byte ranges; no entry uses them.\n")
+    );
+    assert!(run(&sb, &["cache", "verify"]).status.success(), "the fix lasts");
+    assert_eq!(export(&sb), kept);
+
+    // A damaged entry record that nobody quarantined: the restored cache lacks an entry the backup counted.
+    damage(&sb, b"\"q6\"");
+    let b2 = sb.path("b2");
+    assert!(run(&sb, &["cache", "backup", "--destination", b2.to_str().unwrap()]).status.success());
+    let out = run(&sb, &["cache", "restore", "--source", b2.to_str().unwrap(), "--verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(7 of the 8 backed-up entries are readable)"), "{err}");
+}

@@ -6,28 +6,35 @@
 //!   llama-7b.gguf --model mistral-7b.onnx`, `cache warm --directory /models/production`, `cache warm
 //!   --responses prompts.txt`, `cache warm --model llama-7b.gguf --background`
 //! - `cache refresh --type metadata`
-//! - `cache monitor --interval 5s`, `cache monitor --memory`, `cache monitor --io`,
-//!   `INFERNO_LOG_LEVEL=debug inferno cache monitor`
-//! - `cache report --period 24h`
-//! - `cache backup --destination /backup/cache`, `cache backup --destination ... --compress --verify`,
-//!   `cache backup list`, `cache restore --source /backup/inferno-cache-20240315 --verify`
-//! - `cache analyze --period 24h`, `cache analyze --detailed --export report.json`
-//! - `cache rebuild --from-backup`
-//! - `cache trace --operations read,write,evict`
+//!
+//! Guide lines run with changes, each said where it runs: `/backup/...` folders are put in the sandbox and
+//! `$(date +%Y%m%d)` reads 20240315 (the date the guide restores from); `monitor` and `trace` run until
+//! interrupted, so they get `--count` (and `monitor` a short `--interval` where the line has none, `trace` a
+//! `--duration` as a safety net).
 //!
 //! (`inferno serve --cache-persist` in the Docker example is not a `cache` command.)
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::fixture::{
-    SEED_COUNT, answer, cache_dir, damage, entry_key_holding, export, import, ok, ok_json, question, run,
-    seed, seed_lines, si, snapshot, sorted, stats,
+    SEED_COUNT, answer, cache_dir, damage, entry_key_holding, export, import, ok, ok_json, question,
+    question_of, response_line, run, seed, seed_lines, si, snapshot, sorted, stats,
 };
 use crate::util::{Sandbox, stderr, stdout};
 
-/// Splits a guide command line into arguments: whitespace separates, double quotes group; the leading
-/// `inferno` is dropped.
-fn words(line: &str) -> Vec<String> {
+/// What `cache monitor` prints for the rates while nothing uses the cache.
+const IDLE_RATES: &str = "hits/s 0.0  misses/s 0.0  writes/s 0.0  put 0 B/s";
+
+/// The manifest of a backup folder (docs/cli.md).
+const MANIFEST: &str = "inferno-backup.json";
+
+/// A guide command line split into its leading `VAR=value` assignments and its arguments: whitespace
+/// separates, double quotes group; the `inferno` after the assignments is dropped.
+fn words(line: &str) -> (Vec<(String, String)>, Vec<String>) {
     let mut out = Vec::new();
     let mut word: Option<String> = None;
     let mut quoted = false;
@@ -43,18 +50,57 @@ fn words(line: &str) -> Vec<String> {
     }
     assert!(!quoted, "unbalanced quotes in {line:?}");
     out.extend(word);
+    let assignments = out.iter().take_while(|w| w.contains('=') && !w.starts_with('-')).count();
+    let env = out
+        .drain(..assignments)
+        .map(|w| {
+            let (var, value) = w.split_once('=').unwrap();
+            (var.to_string(), value.to_string())
+        })
+        .collect();
     assert_eq!(out.first().map(String::as_str), Some("inferno"), "{line:?}");
     out.remove(0);
+    (env, out)
+}
+
+/// The guide's `/backup/...` folders, in the sandbox: `<root>/backup/...`.
+fn backup_dir(sb: &Sandbox, name: &str) -> std::path::PathBuf {
+    sb.path("backup").join(name)
+}
+
+/// The command of a guide line with `extra` arguments appended. `/backup/` becomes the sandbox's backup
+/// folder and `$(date +%Y%m%d)` the date the guide later restores from, 20240315.
+fn command(sb: &Sandbox, line: &str, extra: &[&str]) -> std::process::Command {
+    let line = line
+        .replace("/backup/", &format!("{}/", sb.path("backup").display()))
+        .replace("$(date +%Y%m%d)", "20240315");
+    let (env, args) = words(&line);
+    let mut cmd = sb.std_command();
+    cmd.envs(env).args(args).args(extra);
+    cmd
+}
+
+/// Runs a guide line with `extra` arguments; it must exit 0.
+fn guide_output(sb: &Sandbox, line: &str, extra: &[&str]) -> Output {
+    let out = command(sb, line, extra).output().expect("run inferno");
+    assert!(
+        out.status.success(),
+        "`{line}` {extra:?} failed ({}):\n{}{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
     out
+}
+
+/// Runs a guide line with `extra` arguments; it must exit 0. Returns stdout.
+fn guide_with(sb: &Sandbox, line: &str, extra: &[&str]) -> String {
+    stdout(&guide_output(sb, line, extra))
 }
 
 /// Runs a guide line; it must exit 0. Returns stdout.
 fn guide(sb: &Sandbox, line: &str) -> String {
-    let args = words(line);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run(sb, &args);
-    assert!(out.status.success(), "`{line}` failed ({}):\n{}{}", out.status, stdout(&out), stderr(&out));
-    stdout(&out)
+    guide_with(sb, line, &[])
 }
 
 /// The effective value of `key` in `cache status --json`.
@@ -73,6 +119,17 @@ fn expected(gone_models: &[&str], gone: &[usize]) -> Vec<Value> {
         !gone_models.iter().any(|m| l["model"] == *m)
             && !gone.iter().any(|q| l["request"]["messages"][0]["content"] == *q)
     }))
+}
+
+/// Checks the period summary that `report` and `analyze --detailed` print first, for a history with `puts`
+/// puts and no gets in which the cache grew from empty to `entries` entries.
+fn check_summary(text: &str, puts: usize, entries: usize) {
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("Last 1day (") && lines[0].contains(" snapshots covering "), "{text}");
+    assert_eq!(lines[1], "  gets: 0 hits (memory 0, disk 0), 0 misses, hit ratio n/a", "{text}");
+    assert_eq!(lines[2], format!("  expired on read: 0; puts: {puts}"), "{text}");
+    assert_eq!(lines[3], "  evictions: memory 0, disk 0", "{text}");
+    assert!(lines[4].starts_with(&format!("  entries +{entries}, bytes on disk +")), "{text}");
 }
 
 /// Damages the (unique) answer of response `i`; returns the key of its entry.
@@ -160,7 +217,7 @@ fn every_guide_command_runs_in_order_with_its_effect() {
     // Expired entries give compaction something to reclaim.
     let expiring: Vec<Value> = (300..305)
         .map(|i| {
-            let mut line = crate::fixture::response_line("mistral-7b", &question(i), &answer(i), "gone-soon");
+            let mut line = response_line("mistral-7b", &question(i), &answer(i), "gone-soon");
             line["ttl"] = json!(1);
             line
         })
@@ -183,11 +240,22 @@ fn every_guide_command_runs_in_order_with_its_effect() {
     assert_eq!(export(&sb), left);
 
     // ## Cache Monitoring
+    // Runs until interrupted: `--count 1` stops it after one sample (taken after the guide's 5 s interval).
+    // Nothing writes the cache, so the rates are those of the saved totals: zero.
+    let text = guide_with(&sb, "inferno cache monitor --interval 5s", &["--count", "1"]);
+    assert_eq!(text, format!("{IDLE_RATES}  (no writer running: saved totals)\n"));
+
+    // The history starts at the first import: every put since is in the period, nothing has read the cache,
+    // and the entries grew from none to those left.
+    let mut puts = 2 * SEED_COUNT + expiring.len();
+    let text = guide(&sb, "inferno cache report --period 24h");
+    check_summary(&text, puts, left.len());
+
     let file = sb.path("work/cache_metrics.txt");
     // `inferno cache export --format prometheus > cache_metrics.txt`
     let status = sb
         .std_command()
-        .args(words("inferno cache export --format prometheus"))
+        .args(words("inferno cache export --format prometheus").1)
         .stdout(std::fs::File::create(&file).unwrap())
         .status()
         .unwrap();
@@ -233,9 +301,54 @@ fn every_guide_command_runs_in_order_with_its_effect() {
     assert!(text.starts_with(&format!("{}: {} of 10.0 GB", dir.display(), si(total))), "{text}");
     assert_eq!(ok_json(&sb, &["cache", "disk-usage"])["total_bytes"], total);
 
+    // Backups go to the sandbox's backup/ folder instead of /backup (see `command`).
+    let plain = backup_dir(&sb, "cache");
+    let text = guide(&sb, "inferno cache backup --destination /backup/cache");
+    assert!(
+        text.starts_with(&format!("Backed up {} entries (", left.len()))
+            && text.ends_with(&format!(" files) to {}\n", plain.display())),
+        "{text}"
+    );
+    assert!(plain.join(MANIFEST).is_file());
+
+    // ### Backup and Restore
+    let dated = backup_dir(&sb, "inferno-cache-20240315");
+    let text = guide(
+        &sb,
+        "inferno cache backup --destination /backup/inferno-cache-$(date +%Y%m%d) --compress --verify",
+    );
+    assert!(text.starts_with(&format!("Backed up {} entries (", left.len())), "{text}");
+    assert!(text.ends_with(&format!(" files, compressed, verified) to {}\n", dated.display())), "{text}");
+    assert!(dated.join(MANIFEST).is_file());
+    // Not a guide line: empty the cache, so that the restore has something to bring back.
+    ok(&sb, &["cache", "clear", "--all", "--yes"]);
+    assert_eq!(export(&sb), Vec::<Value>::new());
+    // The backup holds the bytes of the record `verify --fix` quarantined above: the restored cache's first
+    // scan meets them again, and the restore says so and drops them without failing, since every backed-up
+    // entry is intact (the `verify --detailed` below finds the cache clean).
+    let out =
+        guide_output(&sb, "inferno cache restore --source /backup/inferno-cache-20240315 --verify", &[]);
+    assert!(stderr(&out).contains("damaged byte ranges that no entry uses"), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("Restored {} entries from {} (made ", left.len(), dated.display())),
+        "{text}"
+    );
+    assert!(text.ends_with(&format!("Verified {} entries: no damage\n", left.len())), "{text}");
+    assert_eq!(export(&sb), left, "the restore brings every entry back");
+    let text = guide(&sb, "inferno cache backup list");
+    let listed: Vec<&str> = text.lines().collect();
+    assert_eq!(listed.len(), 2, "{text}");
+    assert!(listed[0].contains(&format!("  {}  {} entries, ", plain.display(), left.len())), "{text}");
+    assert!(listed[1].contains(&format!("  {}  {} entries, ", dated.display(), left.len())), "{text}");
+    assert!(listed[1].ends_with(", compressed") && !listed[0].contains("compressed"), "{text}");
+
     // ## Performance Tuning
     guide(&sb, "inferno cache configure --memory-limit 4GB --max-models 3 --eviction-policy lru");
     assert_eq!(value(&sb, "cache.model.max_models"), 3);
+    // Runs until interrupted: `--interval 100ms --count 1` stops it after one short sample.
+    let text = guide_with(&sb, "inferno cache monitor --memory", &["--interval", "100ms", "--count", "1"]);
+    assert_eq!(text, format!("{IDLE_RATES}  memory n/a  (no writer running: saved totals)\n"));
     guide(&sb, "inferno cache configure --sync-interval 60s --write-buffer-size 1MB --read-ahead-size 512KB");
     assert_eq!(value(&sb, "cache.persistence.sync_interval_seconds"), 60);
     guide(&sb, "inferno cache configure --sync-interval 300s --write-buffer-size 4MB --read-ahead-size 2MB");
@@ -259,10 +372,25 @@ fn every_guide_command_runs_in_order_with_its_effect() {
     assert_eq!(value(&sb, "cache.metrics.prometheus_enabled"), true);
 
     // ## Troubleshooting
+    // The answers are below persistence.compression_threshold_kb, so they are stored raw: ratio 1.00x, below
+    // the default compression_ratio_min of 2.0, and the only advice.
+    let text = guide(&sb, "inferno cache analyze --period 24h");
+    assert!(
+        text.starts_with("- compression ratio 1.00x (compression zstd level 3) is below 2.0x "),
+        "{text}"
+    );
+    assert!(text.contains("(alerts.thresholds.compression_ratio_min)\n  -> compress harder"), "{text}");
+    assert_eq!(text.lines().count(), 2, "one finding and its suggestion: {text}");
     guide(&sb, "inferno cache configure --max-size 20GB");
     assert!(guide(&sb, "inferno cache metrics").contains(" / 20.0 GB\n"), "the new limit is in effect");
     guide(&sb, "inferno cache configure --ttl 48h");
     assert_eq!(value(&sb, "cache.default_ttl_hours"), 48);
+    // Runs until interrupted: `--interval 100ms --count 1` stops it after one short sample.
+    let text = guide_with(&sb, "inferno cache monitor --io", &["--interval", "100ms", "--count", "1"]);
+    assert_eq!(
+        text,
+        format!("{IDLE_RATES}  disk write 0 B/s, reads/s 0.0  (no writer running: saved totals)\n")
+    );
     guide(&sb, "inferno cache configure --compress zstd --compression-level 1");
     assert_eq!(value(&sb, "cache.compression.level"), 1);
     guide(&sb, "inferno cache configure --read-ahead-size 1MB");
@@ -279,6 +407,19 @@ fn every_guide_command_runs_in_order_with_its_effect() {
     assert!(text.contains("Quarantined the damaged records"), "{text}");
     left = expected(&["llama-7b"], &[25, 27]);
     assert_eq!(export(&sb), left);
+    // Damage an entry that both backups hold; the rebuild quarantines it and puts it back from the newest.
+    let key = damage_answer(&sb, 29);
+    let out = run(&sb, &["cache", "verify", "--detailed"]);
+    assert_eq!(out.status.code(), Some(1), "fresh damage is found");
+    assert!(stdout(&out).contains(&format!("response {key}: ")), "{}", stdout(&out));
+    let quarantined = || std::fs::read_dir(dir.join("quarantine")).unwrap().count();
+    let before = quarantined();
+    let text = guide(&sb, "inferno cache rebuild --from-backup");
+    assert_eq!(text, "Found 1 damaged entries; restored 1 from backups\n");
+    puts += 1;
+    assert!(quarantined() > before, "the damaged record is kept in quarantine/");
+    assert!(ok(&sb, &["cache", "verify"]).ends_with("no damage found\n"));
+    assert_eq!(export(&sb), left, "the damaged entry is back with its value");
 
     let text = guide(&sb, "inferno cache disk-usage --detailed");
     assert!(text.contains("Segments:\n  seg-"), "{text}");
@@ -287,6 +428,93 @@ fn every_guide_command_runs_in_order_with_its_effect() {
     assert_eq!(text, "Cleanup (older than 7days): no entries matched\n");
     guide(&sb, "inferno cache configure --compress zstd --compression-level 9");
     assert_eq!(value(&sb, "cache.compression.level"), 9);
+
+    // ### Debug Mode
+    // Runs until interrupted: `--interval 100ms --count 1` stops it after one short sample.
+    let out = guide_output(
+        &sb,
+        "INFERNO_LOG_LEVEL=debug inferno cache monitor",
+        &["--interval", "100ms", "--count", "1"],
+    );
+    assert_eq!(
+        stdout(&out),
+        format!("{IDLE_RATES}  (no writer running: saved totals)\n"),
+        "logs stay off stdout"
+    );
+    let logs = stderr(&out);
+    assert!(logs.contains(" DEBUG inferno::config: reading config file "), "{logs}");
+
+    // `trace` shows the operations of a running writer: here `cache import -`, fed one new response at a
+    // time through stdin until the tracer has seen `--count 3` of them (`--duration 30s` bounds the wait).
+    let mut writer = sb
+        .std_command()
+        .args(["cache", "import", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the writer");
+    let mut feed = writer.stdin.take().unwrap();
+    let started = Instant::now();
+    while sb.status(&[], &[]).0["cache"]["writer_pid"] != writer.id() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the writer never took the cache");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut tracer = command(
+        &sb,
+        "inferno cache trace --operations read,write,evict",
+        &["--count", "3", "--duration", "30s"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start the tracer");
+    let mut fed = Vec::new();
+    while tracer.try_wait().unwrap().is_none() {
+        let i = 400 + fed.len();
+        let line = response_line("traced-model", &question(i), &answer(i), &format!("resp-{i}"));
+        writeln!(feed, "{line}").unwrap();
+        feed.flush().unwrap();
+        fed.push(line);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = tracer.wait_with_output().unwrap();
+    drop(feed);
+    let imported = writer.wait_with_output().unwrap();
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    assert_eq!(stdout(&imported), format!("Imported -: {} new, 0 duplicate, 0 rejected\n", fed.len()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains("question"), "keys, never prompt text: {text}");
+    // `<time> write  response <key> <n> bytes`: the writes of three consecutive fed lines, in order.
+    let traced: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(fields[1..3], ["write", "response"], "{text}");
+            assert_eq!(fields[5..], ["bytes"], "{text}");
+            fields[3].to_string()
+        })
+        .collect();
+    assert_eq!(traced.len(), 3, "--count 3: {text}");
+    let fed_keys: Vec<String> =
+        fed.iter().map(|l| entry_key_holding(&sb, &format!("\"{}\"", question_of(l)))).collect();
+    assert!(fed_keys.windows(3).any(|w| w == traced), "{traced:?} are not 3 consecutive of {fed_keys:?}");
+    left = sorted(left.into_iter().chain(fed.iter().cloned()));
+    assert_eq!(export(&sb), left);
+    puts += fed.len();
+
+    // The summary, then the advice; the same as JSON in report.json (in the working directory).
+    let text = guide(&sb, "inferno cache analyze --detailed --export report.json");
+    check_summary(&text, puts, left.len());
+    assert!(text.contains("\n- compression ratio 1.00x (compression zstd level 9) is below 2.0x "), "{text}");
+    assert!(text.ends_with("\nWrote the analysis to report.json\n"), "{text}");
+    let exported: Value = serde_json::from_str(&sb.read("work/report.json")).expect("report.json is JSON");
+    assert_eq!(exported["period_seconds"], 24 * 3600);
+    assert_eq!(exported["summary"]["puts"], puts);
+    assert_eq!(exported["current"]["kinds"][0]["entries"], left.len(), "{exported:#}");
+    let advice = exported["advice"].as_array().expect("advice is an array");
+    assert_eq!(advice.len(), 1, "{exported:#}");
+    assert!(advice[0]["finding"].as_str().unwrap().starts_with("compression ratio 1.00x"), "{exported:#}");
 
     // Everything still served, and the stats agree with the export.
     assert_eq!(export(&sb), left);

@@ -42,7 +42,7 @@ pub struct VerifyReport {
     pub damaged: Vec<DamagedRecord>,
     /// Byte ranges holding no intact record, found when the store was opened: (segment, offset, length).
     pub damaged_ranges: Vec<(u32, u64, u64)>,
-    /// True when the damaged records were quarantined.
+    /// True when damage was found and fixed: damaged records quarantined, damaged ranges dropped.
     pub fixed: bool,
 }
 
@@ -132,7 +132,7 @@ impl DiskStore {
     }
 
     /// Reads every live entry and chunk and checks its checksum and references; with `fix`, quarantines
-    /// what is damaged (needs a writable store for the removal to last).
+    /// what is damaged and drops the damaged ranges found at open (needs a writable store for this to last).
     pub fn verify(&self, fix: bool) -> Result<VerifyReport, DiskError> {
         let (entries, blobs, ranges) = {
             let state = self.state.read();
@@ -186,13 +186,14 @@ impl DiskStore {
                 }
             }
         }
-        report.fixed = fix && !report.damaged.is_empty();
+        report.fixed = fix && !report.is_clean();
         if fix {
             self.state.write().damage.clear();
             self.flush()?;
-            // Rewrite the active segment's hint even when nothing was appended, so that the damaged ranges its
-            // scan found at open are not found again at the next one (sealed segments get theirs at open).
-            if let Some(writer) = &self.writer {
+            if let Some(writer) = self.writer.as_ref().filter(|_| !report.damaged_ranges.is_empty()) {
+                // The dropped ranges stay in their segments. Sealed segments got a hint covering them when
+                // the store opened; the active one gets a hint only when a sync writes something, so write
+                // it now, or the next open scans the segment and finds the same ranges again.
                 let w = writer.lock();
                 let hint_path = segment::hint_path(&self.data_dir, w.id);
                 w.hint.write(&hint_path, w.id, w.flushed).map_err(io_err(&hint_path))?;
