@@ -250,7 +250,7 @@ impl DiskStore {
         let last = ids.last().copied();
         let mut active_hint = HintBuilder::default();
         let mut active_len = SEGMENT_HEADER_LEN;
-        for &id in &ids {
+        for (i, &id) in ids.iter().enumerate() {
             let path = segment::segment_path(&data_dir, id);
             let map = segment::map_file(&path).map_err(io_err(&path))?;
             let bytes = &map[..];
@@ -266,7 +266,8 @@ impl DiskStore {
             }
             let is_active = !options.read_only && Some(id) == last;
             let hint_path = segment::hint_path(&data_dir, id);
-            let hinted = hint::load(&hint_path, id, bytes.len() as u64, &mut state.index);
+            let segments_left = ids.len() - i;
+            let hinted = hint::load(&hint_path, id, bytes.len() as u64, segments_left, &mut state.index);
             let covered = hinted.as_ref().map(|(covered, _)| *covered);
             let mut builder = hinted.map(|(_, b)| b).unwrap_or_default();
             let (records, damage) = segment::scan(bytes, covered.unwrap_or(SEGMENT_HEADER_LEN));
