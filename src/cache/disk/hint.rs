@@ -8,7 +8,7 @@ use std::path::Path;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::index::{Index, Loc};
-use super::record::{self, HEADER_LEN, REF_LEN};
+use super::record::{self, HEADER_LEN, Header, REF_LEN, RecordType};
 
 /// First eight bytes of a hint file.
 pub const HINT_MAGIC: [u8; 8] = *b"INFHINT\n";
@@ -61,14 +61,18 @@ impl HintBuilder {
 /// it returns exceeds `segment_len`. That is the writer's view: nothing else appends to the segment, so it
 /// has lost durable bytes, and the lines past its end name the records lost with them. A reader without the
 /// lock cannot tell that from a writer that grew the segment after it was mapped, and scans instead.
+///
+/// `segments_left` counts the segments still to load, this one included; the index is sized up front as if
+/// each held as many entries and chunks as this one, so that it is not rehashed segment after segment.
 pub fn load(
     path: &Path,
     segment: u32,
     segment_len: u64,
     beyond_len: bool,
+    segments_left: usize,
     index: &mut Index,
 ) -> Option<(u64, HintBuilder)> {
-    let bytes = std::fs::read(path).ok()?;
+    let mut bytes = std::fs::read(path).ok()?;
     if bytes.len() < HINT_HEADER_LEN + 8 || bytes[..8] != HINT_MAGIC {
         return None;
     }
@@ -86,31 +90,63 @@ pub fn load(
     if covered > segment_len && !beyond_len {
         return None;
     }
-    let mut lines = Vec::with_capacity(count.min(1 << 24) as usize);
+    // Check every line before applying any (a hint is applied whole or not at all), counting entry and blob
+    // lines to size the index.
+    let (mut entry_lines, mut blob_lines) = (0usize, 0usize);
     let mut pos = HINT_HEADER_LEN;
     for _ in 0..count {
-        let offset = u64::from_le_bytes(body.get(pos..pos + 8)?.try_into().ok()?);
-        pos += 8;
-        let header = record::decode_header(body.get(pos..)?).ok()?;
-        pos += HEADER_LEN;
-        let key = body.get(pos..pos + header.key_len as usize)?;
-        pos += key.len();
-        let name = body.get(pos..pos + header.name_len as usize)?;
-        pos += name.len();
-        let refs = body.get(pos..pos + header.refs as usize * REF_LEN)?;
-        pos += refs.len();
-        lines.push((offset, header, key, name, refs));
+        let (line, next) = parse_line(body, pos)?;
+        match line.header.record_type {
+            RecordType::Entry => entry_lines += 1,
+            RecordType::Blob => blob_lines += 1,
+            RecordType::Tombstone => {}
+        }
+        pos = next;
     }
     if pos != body.len() {
         return None;
     }
-    let builder = HintBuilder { bytes: body[HINT_HEADER_LEN..].to_vec(), count };
-    for (offset, header, key, name, refs) in lines {
-        let refs = refs.chunks_exact(REF_LEN).map(|r| r.try_into().expect("REF_LEN bytes")).collect();
-        let loc = Loc { segment, offset, len: header.record_len() as u32 };
-        index.apply_parts(&header, key, name, refs, loc);
+    index.entries.reserve(entry_lines.saturating_mul(segments_left));
+    index.blobs.reserve(blob_lines.saturating_mul(segments_left));
+    let mut pos = HINT_HEADER_LEN;
+    for _ in 0..count {
+        let (line, next) = parse_line(body, pos)?;
+        pos = next;
+        let refs = line.refs.chunks_exact(REF_LEN).map(|r| r.try_into().expect("REF_LEN bytes")).collect();
+        let loc = Loc { segment, offset: line.offset, len: line.header.record_len() as u32 };
+        index.apply_parts(&line.header, line.key, line.name, refs, loc);
     }
+    // The builder keeps the lines; reuse the buffer they were read into rather than copying them.
+    let lines_end = bytes.len() - 8;
+    bytes.copy_within(HINT_HEADER_LEN..lines_end, 0);
+    bytes.truncate(lines_end - HINT_HEADER_LEN);
+    let builder = HintBuilder { bytes, count };
     Some((covered, builder))
+}
+
+/// One hint line, borrowing from the hint's bytes.
+struct Line<'a> {
+    offset: u64,
+    header: Header,
+    key: &'a [u8],
+    name: &'a [u8],
+    refs: &'a [u8],
+}
+
+/// The line at `pos` of `body` and where the next one starts; `None` when it runs past the end or its header
+/// is not a record header.
+fn parse_line(body: &[u8], pos: usize) -> Option<(Line<'_>, usize)> {
+    let offset = u64::from_le_bytes(body.get(pos..pos + 8)?.try_into().ok()?);
+    let mut pos = pos + 8;
+    let header = record::decode_header(body.get(pos..)?).ok()?;
+    pos += HEADER_LEN;
+    let key = body.get(pos..pos + header.key_len as usize)?;
+    pos += key.len();
+    let name = body.get(pos..pos + header.name_len as usize)?;
+    pos += name.len();
+    let refs = body.get(pos..pos + header.refs as usize * REF_LEN)?;
+    pos += refs.len();
+    Some((Line { offset, header, key, name, refs }, pos))
 }
 
 #[cfg(test)]
@@ -127,7 +163,7 @@ mod tests {
             let path = dir.path().join("seg-0000000001.hint");
             std::fs::write(&path, &bytes).unwrap();
             let mut index = Index::default();
-            let loaded = load(&path, 1, u64::MAX, false, &mut index);
+            let loaded = load(&path, 1, u64::MAX, false, 1, &mut index);
             prop_assert!(loaded.is_none());
             prop_assert!(index.entries.is_empty() && index.blobs.is_empty());
         }

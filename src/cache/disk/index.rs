@@ -4,9 +4,14 @@
 //! Records may be applied in any order: the highest sequence number wins, and tombstones are remembered so
 //! an older entry seen later (e.g. after a compaction moved it) does not come back.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use super::record::{BlobRef, Header, Record, RecordType};
+
+/// The index's hash maps. Keys are content hashes and cache keys (themselves digests), so a fast seeded hasher
+/// is enough; with std's SipHash, hashing was a quarter of the time spent opening a store.
+pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The kind code of blob records (and of tombstones that remove a quarantined blob).
 pub const BLOB_KIND: u8 = 0;
@@ -83,11 +88,11 @@ pub struct SegmentUsage {
 #[derive(Debug, Default)]
 pub struct Index {
     /// Live entries.
-    pub entries: HashMap<EntryKey, EntrySlot>,
+    pub entries: Map<EntryKey, EntrySlot>,
     /// Chunks, referenced or not.
-    pub blobs: HashMap<BlobRef, BlobSlot>,
+    pub blobs: Map<BlobRef, BlobSlot>,
     /// Newest tombstone seq per key, for keys with no newer entry.
-    pub tombstones: HashMap<EntryKey, (u64, Loc)>,
+    pub tombstones: Map<EntryKey, (u64, Loc)>,
     /// Usage per segment.
     pub segments: BTreeMap<u32, SegmentUsage>,
     /// Highest sequence number seen.
@@ -121,15 +126,14 @@ impl Index {
                 self.segments.entry(loc.segment).or_default().live += loc.len as u64;
             }
             RecordType::Entry => {
+                // Same effect as `newer_than`, `drop_key` and an insert, with one hash lookup of the entries
+                // (opening a store applies every record once) and none of the tombstones while there are none.
                 let entry_key: EntryKey = (h.kind, key.into());
-                if self.newer_than(&entry_key, h.seq) {
+                let tombstone =
+                    if self.tombstones.is_empty() { None } else { self.tombstones.get(&entry_key).copied() };
+                if tombstone.is_some_and(|(seq, _)| seq > h.seq) {
                     return;
                 }
-                self.drop_key(&entry_key);
-                for r in &refs {
-                    self.blobs.entry(*r).or_default().refcount += 1;
-                }
-                self.segments.entry(loc.segment).or_default().live += loc.len as u64;
                 let slot = EntrySlot {
                     loc,
                     seq: h.seq,
@@ -141,7 +145,31 @@ impl Index {
                     name: String::from_utf8_lossy(name).into(),
                     refs: refs.into(),
                 };
-                self.entries.insert(entry_key, slot);
+                let (slot, old) = match self.entries.entry(entry_key) {
+                    Entry::Occupied(o) if o.get().seq > h.seq => return,
+                    Entry::Occupied(o) => {
+                        let current = o.into_mut();
+                        let old = std::mem::replace(current, slot);
+                        (&*current, Some(old))
+                    }
+                    Entry::Vacant(v) => (&*v.insert(slot), None),
+                };
+                if let Some(old) = old {
+                    self.segments.entry(old.loc.segment).or_default().live -= old.loc.len as u64;
+                    for r in old.refs.iter() {
+                        if let Some(blob) = self.blobs.get_mut(r) {
+                            blob.refcount = blob.refcount.saturating_sub(1);
+                        }
+                    }
+                }
+                if let Some((_, old)) = tombstone {
+                    self.tombstones.remove(&(h.kind, key.into()));
+                    self.segments.entry(old.segment).or_default().live -= old.len as u64;
+                }
+                for r in slot.refs.iter() {
+                    self.blobs.entry(*r).or_default().refcount += 1;
+                }
+                self.segments.entry(loc.segment).or_default().live += loc.len as u64;
             }
             RecordType::Tombstone if h.kind == BLOB_KIND => {
                 if let Ok(blob_ref) = BlobRef::try_from(key)
@@ -260,6 +288,24 @@ mod tests {
             assert_eq!(index.live_bytes(), (b.len() + tomb.len()) as u64);
             assert_eq!(index.total_bytes(), (b.len() + old.len() + tomb.len()) as u64);
         }
+    }
+
+    #[test]
+    fn newer_entry_replaces_tombstone_and_older_entry() {
+        let (a, b) = ([1u8; 33], [2u8; 33]);
+        let tomb = rec(RecordType::Tombstone, 1, b"k", &[]);
+        let old = rec(RecordType::Entry, 2, b"k", &[a]);
+        let new = rec(RecordType::Entry, 3, b"k", &[b]);
+        let mut index = Index::default();
+        for bytes in [&tomb, &old, &new, &old] {
+            apply(&mut index, bytes, 1);
+        }
+        assert!(index.tombstones.is_empty());
+        assert_eq!(index.entries[&(1, b"k"[..].into())].seq, 3);
+        assert_eq!(index.blobs[&a].refcount, 0);
+        assert_eq!(index.blobs[&b].refcount, 1);
+        assert_eq!(index.live_bytes(), new.len() as u64);
+        assert_eq!(index.total_bytes(), (tomb.len() + 2 * old.len() + new.len()) as u64);
     }
 
     #[test]

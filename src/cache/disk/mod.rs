@@ -261,7 +261,7 @@ impl DiskStore {
         // Whether the last segment can be appended to: not when its header is bad, nor when it is shorter
         // than its hint (appends would reuse the offsets of the lost records the hint names).
         let mut append_to_last = false;
-        for &id in &ids {
+        for (i, &id) in ids.iter().enumerate() {
             let path = segment::segment_path(&data_dir, id);
             let map = segment::map_file(&path).map_err(io_err(&path))?;
             let bytes = &map[..];
@@ -276,7 +276,10 @@ impl DiskStore {
                 continue;
             }
             let hint_path = segment::hint_path(&data_dir, id);
-            let hinted = hint::load(&hint_path, id, bytes.len() as u64, !options.read_only, &mut state.index);
+            let segments_left = ids.len() - i;
+            let writer = !options.read_only;
+            let hinted =
+                hint::load(&hint_path, id, bytes.len() as u64, writer, segments_left, &mut state.index);
             let covered = hinted.as_ref().map(|(covered, _)| *covered);
             // Shorter than its hint: the records past the end stay indexed, so reads and `verify` report
             // each lost entry by key instead of losing it silently.

@@ -26,21 +26,28 @@ pub(super) fn write(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(key, out);
-                out.push(b':');
-                write(item, out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_object(map, out),
     }
+}
+
+/// Writes the object made of `entries` as [`write`] writes an object: keys in byte order. Lets a caller
+/// write part of a map without copying it.
+pub(super) fn write_object<'a>(
+    entries: impl IntoIterator<Item = (&'a String, &'a Value)>,
+    out: &mut Vec<u8>,
+) {
+    let mut entries: Vec<_> = entries.into_iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (key, item)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(key, out);
+        out.push(b':');
+        write(item, out);
+    }
+    out.push(b'}');
 }
 
 /// [`write`] into a fresh buffer.
@@ -51,20 +58,49 @@ pub(super) fn to_vec(value: &Value) -> Vec<u8> {
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {
+    // Every character that needs escaping is ASCII, so scanning bytes finds the same ones as scanning chars,
+    // and the runs between them are copied whole (every byte of a multi-byte UTF-8 character is 0x80 or above).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    const BLOCK: usize = 16;
+    let needs_escape = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
-            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+    let (mut run, mut i) = (0, 0);
+    while i < bytes.len() {
+        // Skip clean blocks 16 bytes at a time; the fold has no early exit, so it compiles to vector compares.
+        if let Some(block) = bytes.get(i..i + BLOCK)
+            && !block.iter().fold(false, |dirty, &b| dirty | needs_escape(b))
+        {
+            i += BLOCK;
+            continue;
+        }
+        let b = bytes[i];
+        i += 1;
+        if !needs_escape(b) {
+            continue;
+        }
+        out.extend_from_slice(&bytes[run..i - 1]);
+        run = i;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]),
         }
     }
+    out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
 }
 
@@ -100,6 +136,27 @@ mod tests {
         assert_eq!(String::from_utf8(to_vec(&v)).ok().as_deref(), Some(r#""q\"b\\s/\u0001\n\té""#));
         // Agrees with serde_json, so payload bytes parse back to the same value.
         assert_eq!(to_vec(&v), serde_json::to_vec(&v).unwrap_or_default());
+    }
+
+    #[test]
+    fn every_ascii_and_some_wider_characters_escape_as_serde_json_does() {
+        let mut text: String = (0u8..0x80).map(char::from).collect();
+        text.push_str("é€😀\u{7f}\u{80}\u{2028}");
+        text.push('\u{1f}');
+        let v = Value::String(text);
+        assert_eq!(to_vec(&v), serde_json::to_vec(&v).unwrap_or_default());
+        assert_eq!(to_vec(&json!("")), b"\"\"");
+        // Escapes before, inside and after the 16-byte blocks that are skipped whole.
+        for n in 0..40 {
+            let v = Value::String(format!(
+                "{}\"{}\n{}\\{}",
+                "a".repeat(n),
+                "é".repeat(n),
+                "b".repeat(2 * n),
+                "\t"
+            ));
+            assert_eq!(to_vec(&v), serde_json::to_vec(&v).unwrap_or_default(), "n = {n}");
+        }
     }
 
     #[test]

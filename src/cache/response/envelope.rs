@@ -95,9 +95,12 @@ impl Payload {
 pub fn split_response(body: &Value) -> (Envelope, Payload) {
     match body {
         Value::Object(object) => {
-            let mut rest = object.clone();
-            let envelope = Envelope::take_from(&mut rest);
-            (envelope, Payload(canonical::to_vec(&Value::Object(rest))))
+            // The payload is written straight from `object` less the envelope fields, without copying it.
+            let envelope = Envelope::of(object);
+            let mut payload = Vec::new();
+            let rest = object.iter().filter(|(k, _)| !ENVELOPE_FIELDS.contains(&k.as_str()));
+            canonical::write_object(rest, &mut payload);
+            (envelope, Payload(payload))
         }
         Value::Array(items) => match shared_envelope(items) {
             Some(envelope) => {

@@ -12,9 +12,10 @@ pub fn split_record(record: &Value) -> (Vec<u8>, Vec<u8>) {
     let Some(object) = record.as_object().filter(|o| o.contains_key("response")) else {
         return (canonical::to_vec(record), Vec::new());
     };
-    let mut head = object.clone();
-    let response = head.remove("response").unwrap_or(Value::Null);
-    let (envelope, payload) = split_response(&response);
+    // Everything but the response is copied; the response is only read.
+    let mut head: Map<String, Value> =
+        object.iter().filter(|(k, _)| *k != "response").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let (envelope, payload) = split_response(&object["response"]);
     let envelope: Value = serde_json::from_slice(&envelope.to_bytes()).unwrap_or(Value::Object(Map::new()));
     head.insert("envelope".into(), envelope);
     (canonical::to_vec(&Value::Object(head)), payload.into_bytes())
