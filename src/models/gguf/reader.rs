@@ -6,7 +6,8 @@
 //! All integers are little-endian. Layout: `"GGUF"`, u32 version, u64 tensor count, u64 metadata count,
 //! the metadata entries (string key, u32 type, value), the tensor infos (string name, u32 n_dims, n_dims ×
 //! u64 dims, u32 ggml type, u64 offset into the data section), padding to `general.alignment` (default 32),
-//! then the data section.
+//! then the data section. Like llama.cpp, the reader requires tensor data to be laid out in tensor-info
+//! order, each tensor starting where the previous one's size, padded to the alignment, ends.
 
 use std::collections::HashSet;
 use std::io::{self, Read};
@@ -75,12 +76,22 @@ pub(super) fn parse<R: Read>(reader: R, file_len: u64, path: &Path) -> Result<Gg
 
     let mut tensors = Vec::with_capacity(reserve(tensor_count));
     let mut names = HashSet::new();
+    let mut expected_offset = 0u64;
     for i in 0..tensor_count {
         let name = src.string(MAX_TENSOR_NAME_LEN, &|| format!("name of tensor {i}"))?;
         let info = src.tensor_info(name, alignment)?;
         if !names.insert(info.name.clone()) {
             return Err(bad_tensor(path, &info.name, "the name appears twice".into()));
         }
+        // As llama.cpp requires: tensors follow each other in order, each padded to the alignment.
+        if info.offset != expected_offset {
+            let reason = format!("data offset {} is not the expected {expected_offset}", info.offset);
+            return Err(bad_tensor(path, &info.name, reason));
+        }
+        expected_offset = info
+            .byte_size()
+            .and_then(|size| expected_offset.checked_add(size.checked_next_multiple_of(alignment)?))
+            .ok_or_else(|| bad_tensor(path, &info.name, "data section size overflows".into()))?;
         tensors.push(info);
     }
     let data_offset = src.pos.next_multiple_of(alignment);

@@ -148,6 +148,8 @@ fn malformed_fields_are_named() {
     assert!(
         bad_tensor(Raw::header(1, 0).tensor("t", &[4], 0, 4)).contains("not a multiple of the alignment")
     );
+    let gap = Raw::header(2, 0).tensor("t", &[4], 0, 0).tensor("u", &[4], 0, 64);
+    assert_eq!(bad_tensor(gap), "u: data offset 64 is not the expected 32");
     let twice = Raw::header(2, 0).tensor("t", &[4], 0, 0).tensor("t", &[4], 0, 32);
     assert!(bad_tensor(twice).contains("twice"));
     let err = Raw::header(1, 0).tensor(&"n".repeat(64), &[1], 0, 0).read().unwrap_err();
