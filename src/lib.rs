@@ -5,6 +5,7 @@
 //! - [`config`]: `.inferno.toml`, env vars and flags resolved into one validated [`config::Config`], with the
 //!   origin of every value.
 //! - [`cache`]: the cache engine: memory and disk tiers, codecs, dedup, response keys, and the manager.
+//! - [`models`]: model files on disk: the GGUF header reader and writer, and the tiny llama test model.
 //! - [`cli`]: clap definitions and printing for the `inferno` binary.
 //! - [`logging`]: tracing setup.
 #![deny(missing_docs)]
@@ -13,3 +14,4 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod logging;
+pub mod models;
