@@ -12,9 +12,10 @@ use std::path::Path;
 
 use super::hint::HintBuilder;
 use super::index::{BLOB_KIND, Index, Loc};
+use super::open::new_segment;
 use super::record::{self, BlobRef};
 use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
-use super::{DiskError, DiskStore, QUARANTINE_DIR, io_err, new_segment, now_ms};
+use super::{DiskError, DiskStore, QUARANTINE_DIR, io_err, now_ms};
 
 /// One record that failed its check.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,14 +10,16 @@ mod hint;
 mod index;
 mod lock;
 mod maintain;
+mod open;
 mod record;
 mod segment;
 mod snapshot;
+mod stats;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,11 +32,12 @@ pub use lock::{LOCK_FILE, WriterLock, holder};
 pub use maintain::{CompactReport, DamagedRecord, VerifyReport};
 pub use record::{BlobRef, REF_LEN, RecordType};
 pub use snapshot::consistent_segments;
+pub use stats::{DiskStats, KindStats};
 
 use hint::HintBuilder;
 use index::Index;
 use record::RecordRef;
-use segment::{SEGMENT_HEADER_LEN, SegmentReader};
+use segment::SegmentReader;
 
 /// Folder of segment and hint files inside the cache directory.
 pub const DATA_DIR: &str = "data";
@@ -244,101 +247,6 @@ pub fn now_ms() -> u64 {
 }
 
 impl DiskStore {
-    /// Opens (or, unless read-only, creates) the store in `options.dir`.
-    pub fn open(options: StoreOptions) -> Result<Self, DiskError> {
-        let data_dir = options.dir.join(DATA_DIR);
-        let lock = if options.read_only {
-            None
-        } else {
-            std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
-            Some(WriterLock::acquire(&options.dir)?)
-        };
-        let ids = list_segments(&data_dir, !options.read_only)?;
-        let mut state = State { index: Index::default(), readers: BTreeMap::new(), damage: Vec::new() };
-        let last = ids.last().copied();
-        let mut active_hint = HintBuilder::default();
-        let mut active_len = SEGMENT_HEADER_LEN;
-        // Whether the last segment can be appended to: not when its header is bad, nor when it is shorter
-        // than its hint (appends would reuse the offsets of the lost records the hint names).
-        let mut append_to_last = false;
-        for (i, &id) in ids.iter().enumerate() {
-            let path = segment::segment_path(&data_dir, id);
-            let map = segment::map_file(&path).map_err(io_err(&path))?;
-            let bytes = &map[..];
-            if let Err(why) = segment::check_file_header(bytes, id) {
-                tracing::warn!(segment = %path.display(), "skipping segment: {why}");
-                let damage = segment::Damage {
-                    offset: 0,
-                    len: bytes.len() as u64,
-                    error: record::FrameError::BadMagic,
-                };
-                state.damage.push((id, damage));
-                continue;
-            }
-            let hint_path = segment::hint_path(&data_dir, id);
-            let segments_left = ids.len() - i;
-            let writer = !options.read_only;
-            let hinted =
-                hint::load(&hint_path, id, bytes.len() as u64, writer, segments_left, &mut state.index);
-            let covered = hinted.as_ref().map(|(covered, _)| *covered);
-            // Shorter than its hint: the records past the end stay indexed, so reads and `verify` report
-            // each lost entry by key instead of losing it silently.
-            let cut_short = covered.is_some_and(|c| c > bytes.len() as u64);
-            let is_active = !options.read_only && Some(id) == last && !cut_short;
-            let mut builder = hinted.map(|(_, b)| b).unwrap_or_default();
-            let (records, damage) = segment::scan(bytes, covered.unwrap_or(SEGMENT_HEADER_LEN));
-            for scanned in &records {
-                let len = scanned.record.header.record_len();
-                let loc = Loc { segment: id, offset: scanned.offset, len: len as u32 };
-                state.index.apply(&scanned.record, loc);
-                builder.add(scanned.offset, &bytes[scanned.offset as usize..scanned.offset as usize + len]);
-            }
-            let valid_end = records.last().map_or(covered.unwrap_or(SEGMENT_HEADER_LEN), |s| {
-                s.offset + s.record.header.record_len() as u64
-            });
-            let torn_tail = damage.last().is_some_and(|d| {
-                d.error == record::FrameError::Truncated && d.offset + d.len == bytes.len() as u64
-            });
-            for d in damage {
-                let is_tail = torn_tail && d.offset + d.len == bytes.len() as u64;
-                if !(is_tail && is_active) {
-                    state.damage.push((id, d));
-                }
-            }
-            if is_active {
-                append_to_last = true;
-                active_hint = builder;
-                active_len = if torn_tail { valid_end.max(SEGMENT_HEADER_LEN) } else { bytes.len() as u64 };
-            } else {
-                if covered.is_none_or(|c| c < bytes.len() as u64) && !options.read_only {
-                    let hint_path = segment::hint_path(&data_dir, id);
-                    builder.write(&hint_path, id, bytes.len() as u64).map_err(io_err(&hint_path))?;
-                }
-                state.readers.insert(id, Arc::new(SegmentReader::Mapped(map)));
-            }
-        }
-        let writer = if options.read_only {
-            None
-        } else {
-            let seq = state.index.max_seq;
-            let writer = match last {
-                Some(id) if append_to_last && active_len < options.segment_size => {
-                    reopen_active(&data_dir, id, active_len, active_hint, seq, &mut state)?
-                }
-                _ => new_segment(&data_dir, last.map_or(1, |id| id + 1), seq, &mut state)?,
-            };
-            Some(Mutex::new(writer))
-        };
-        Ok(Self {
-            options,
-            data_dir,
-            state: RwLock::new(state),
-            writer,
-            counters: DiskCounters::default(),
-            _lock: lock,
-        })
-    }
-
     /// The options the store was opened with.
     pub fn options(&self) -> &StoreOptions {
         &self.options
@@ -385,7 +293,7 @@ impl DiskStore {
         let reader = SegmentReader::map(&path).map_err(io_err(&path))?;
         let mut state = self.state.write();
         state.readers.insert(w.id, Arc::new(reader));
-        *w = new_segment(&self.data_dir, w.id + 1, w.seq, &mut state)?;
+        *w = open::new_segment(&self.data_dir, w.id + 1, w.seq, &mut state)?;
         Ok(())
     }
 
@@ -629,167 +537,8 @@ impl DiskStore {
         let state = self.state.read();
         (state.index.live_bytes(), state.index.total_bytes())
     }
-
-    /// A consistent summary of what is stored.
-    pub fn stats(&self) -> DiskStats {
-        let state = self.state.read();
-        let index = &state.index;
-        let mut stats = DiskStats::default();
-        let mut payloads: BTreeMap<u8, std::collections::HashSet<&[BlobRef]>> = BTreeMap::new();
-        for ((kind, _), slot) in &index.entries {
-            let k = stats.kinds.entry(*kind).or_default();
-            k.entries += 1;
-            k.logical_bytes += slot.logical_len();
-            k.stored_bytes += slot.loc.len as u64;
-            k.value_raw_bytes += slot.raw_len as u64;
-            k.value_stored_bytes += slot.stored_len as u64;
-            if !slot.refs.is_empty() {
-                k.payload_entries += 1;
-                k.payload_bytes += slot.payload_len;
-                payloads.entry(*kind).or_default().insert(&slot.refs);
-            }
-            stats.referenced_payload_bytes += slot.payload_len;
-        }
-        for (kind, distinct) in payloads {
-            stats.kinds.entry(kind).or_default().distinct_payloads = distinct.len() as u64;
-        }
-        for blob in index.blobs.values().filter(|b| b.loc.is_some()) {
-            stats.blobs += 1;
-            stats.blob_raw_bytes += blob.raw_len as u64;
-            stats.blob_stored_bytes += blob.stored_len as u64;
-            if blob.refcount == 0 {
-                stats.unreferenced_blobs += 1;
-            } else {
-                stats.referenced_blob_raw_bytes += blob.raw_len as u64;
-                stats.referenced_blob_stored_bytes += blob.stored_len as u64;
-            }
-        }
-        stats.live_bytes = index.live_bytes();
-        stats.record_bytes = index.total_bytes();
-        stats.segments = index.segments.len() as u64;
-        stats.damaged_ranges = state.damage.len() as u64;
-        stats
-    }
-}
-
-/// What is stored, per kind and overall.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct DiskStats {
-    /// Per kind code.
-    pub kinds: BTreeMap<u8, KindStats>,
-    /// Chunks stored.
-    pub blobs: u64,
-    /// Chunks no live entry refers to (freed by compaction).
-    pub unreferenced_blobs: u64,
-    /// Decoded bytes of all stored chunks.
-    pub blob_raw_bytes: u64,
-    /// Stored bytes of all chunks.
-    pub blob_stored_bytes: u64,
-    /// Decoded payload bytes summed over entries (what storage would hold without dedup).
-    pub referenced_payload_bytes: u64,
-    /// Decoded bytes of the chunks some live entry refers to (what storage holds with dedup).
-    pub referenced_blob_raw_bytes: u64,
-    /// Stored bytes of the chunks some live entry refers to.
-    pub referenced_blob_stored_bytes: u64,
-    /// Bytes of records still needed.
-    pub live_bytes: u64,
-    /// Bytes of all records (live + garbage awaiting compaction).
-    pub record_bytes: u64,
-    /// Segment files.
-    pub segments: u64,
-    /// Damaged byte ranges found when the store was opened.
-    pub damaged_ranges: u64,
-}
-
-/// Entries of one kind.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KindStats {
-    /// Live entries.
-    pub entries: u64,
-    /// Decoded bytes of their values.
-    pub logical_bytes: u64,
-    /// Bytes of their entry records (chunks are counted in `DiskStats`).
-    pub stored_bytes: u64,
-    /// Decoded bytes of the entries' own values (the per-key part when deduplicated).
-    pub value_raw_bytes: u64,
-    /// Stored (compressed) bytes of the entries' own values.
-    pub value_stored_bytes: u64,
-    /// Entries whose payload is made of shared chunks.
-    pub payload_entries: u64,
-    /// Decoded payload bytes of those entries, summed.
-    pub payload_bytes: u64,
-    /// Distinct payloads among them (entries with the same chunk list share one).
-    pub distinct_payloads: u64,
 }
 
 fn check_len(what: &'static str, len: usize, max: usize) -> Result<(), DiskError> {
     if len > max { Err(DiskError::TooLarge { what, len, max }) } else { Ok(()) }
-}
-
-/// Segment ids in `dir`, ascending; with `cleanup`, leftover temp files of interrupted writes are removed.
-fn list_segments(dir: &Path, cleanup: bool) -> Result<Vec<u32>, DiskError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(io_err(dir)(err)),
-    };
-    let mut ids = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(id) = segment::parse_segment_name(&name) {
-            ids.push(id);
-        } else if cleanup && name.ends_with(".tmp") {
-            let path = entry.path();
-            std::fs::remove_file(&path).map_err(io_err(&path))?;
-        }
-    }
-    ids.sort_unstable();
-    Ok(ids)
-}
-
-fn new_segment(dir: &Path, id: u32, seq: u64, state: &mut State) -> Result<Writer, DiskError> {
-    let path = segment::segment_path(dir, id);
-    let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
-    file.write_all(&segment::file_header(id)).map_err(io_err(&path))?;
-    file.sync_all().map_err(io_err(&path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
-    add_file_reader(state, id, &path)?;
-    Ok(Writer {
-        id,
-        file,
-        path,
-        buf: Vec::new(),
-        flushed: SEGMENT_HEADER_LEN,
-        synced: SEGMENT_HEADER_LEN,
-        hint: HintBuilder::default(),
-        seq,
-    })
-}
-
-fn reopen_active(
-    dir: &Path,
-    id: u32,
-    valid_len: u64,
-    hint: HintBuilder,
-    seq: u64,
-    state: &mut State,
-) -> Result<Writer, DiskError> {
-    let path = segment::segment_path(dir, id);
-    let file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
-    if file.metadata().map_err(io_err(&path))?.len() != valid_len {
-        tracing::warn!(segment = %path.display(), valid_len, "truncating a torn write at the end of the segment");
-        file.set_len(valid_len).map_err(io_err(&path))?;
-        file.sync_all().map_err(io_err(&path))?;
-    }
-    add_file_reader(state, id, &path)?;
-    Ok(Writer { id, file, path, buf: Vec::new(), flushed: valid_len, synced: valid_len, hint, seq })
-}
-
-/// Registers the active segment `id` for reads through `pread`.
-fn add_file_reader(state: &mut State, id: u32, path: &Path) -> Result<(), DiskError> {
-    state.index.segments.entry(id).or_default();
-    let file = File::open(path).map_err(io_err(path))?;
-    state.readers.insert(id, Arc::new(SegmentReader::File(file)));
-    Ok(())
 }

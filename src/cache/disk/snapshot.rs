@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
+use super::open::list_segments;
 use super::segment::{self, SEGMENT_HEADER_LEN};
-use super::{DiskError, io_err, list_segments};
+use super::{DiskError, io_err};
 
 /// Calls `each(file name, bytes)` for every segment in `data_dir`, oldest first, with the segment's bytes up
 /// to the end of its last intact record. Fails with [`DiskError::Io`] (kind `NotFound`) when a segment

@@ -1,5 +1,7 @@
 //! Store-level tests: round trips, reopen, durability of flushed writes, torn tails, compaction, damage.
 
+use std::fs::OpenOptions;
+
 use super::*;
 
 fn opts(dir: &Path) -> StoreOptions {

@@ -1,0 +1,181 @@
+//! Opening a disk store: taking the lock, reading hints, scanning what they do not cover, recovering from a
+//! torn or damaged tail, and choosing the segment to append to (docs/format.md, "Opening and recovery").
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::hint::{self, HintBuilder};
+use super::index::{Index, Loc};
+use super::lock::WriterLock;
+use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
+use super::{DATA_DIR, DiskCounters, DiskError, DiskStore, State, StoreOptions, Writer, io_err, record};
+
+impl DiskStore {
+    /// Opens (or, unless read-only, creates) the store in `options.dir`.
+    pub fn open(options: StoreOptions) -> Result<Self, DiskError> {
+        let data_dir = options.dir.join(DATA_DIR);
+        let lock = if options.read_only {
+            None
+        } else {
+            std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
+            Some(WriterLock::acquire(&options.dir)?)
+        };
+        let ids = list_segments(&data_dir, !options.read_only)?;
+        let mut state = State { index: Index::default(), readers: BTreeMap::new(), damage: Vec::new() };
+        let last = ids.last().copied();
+        let mut active_hint = HintBuilder::default();
+        let mut active_len = SEGMENT_HEADER_LEN;
+        // Whether the last segment can be appended to: not when its header is bad, nor when it is shorter
+        // than its hint (appends would reuse the offsets of the lost records the hint names).
+        let mut append_to_last = false;
+        for (i, &id) in ids.iter().enumerate() {
+            let path = segment::segment_path(&data_dir, id);
+            let map = segment::map_file(&path).map_err(io_err(&path))?;
+            let bytes = &map[..];
+            if let Err(why) = segment::check_file_header(bytes, id) {
+                tracing::warn!(segment = %path.display(), "skipping segment: {why}");
+                let damage = segment::Damage {
+                    offset: 0,
+                    len: bytes.len() as u64,
+                    error: record::FrameError::BadMagic,
+                };
+                state.damage.push((id, damage));
+                continue;
+            }
+            let hint_path = segment::hint_path(&data_dir, id);
+            let segments_left = ids.len() - i;
+            let writer = !options.read_only;
+            let hinted =
+                hint::load(&hint_path, id, bytes.len() as u64, writer, segments_left, &mut state.index);
+            let covered = hinted.as_ref().map(|(covered, _)| *covered);
+            // Shorter than its hint: the records past the end stay indexed, so reads and `verify` report
+            // each lost entry by key instead of losing it silently.
+            let cut_short = covered.is_some_and(|c| c > bytes.len() as u64);
+            let is_active = !options.read_only && Some(id) == last && !cut_short;
+            let mut builder = hinted.map(|(_, b)| b).unwrap_or_default();
+            let (records, damage) = segment::scan(bytes, covered.unwrap_or(SEGMENT_HEADER_LEN));
+            for scanned in &records {
+                let len = scanned.record.header.record_len();
+                let loc = Loc { segment: id, offset: scanned.offset, len: len as u32 };
+                state.index.apply(&scanned.record, loc);
+                builder.add(scanned.offset, &bytes[scanned.offset as usize..scanned.offset as usize + len]);
+            }
+            let valid_end = records.last().map_or(covered.unwrap_or(SEGMENT_HEADER_LEN), |s| {
+                s.offset + s.record.header.record_len() as u64
+            });
+            let torn_tail = damage.last().is_some_and(|d| {
+                d.error == record::FrameError::Truncated && d.offset + d.len == bytes.len() as u64
+            });
+            for d in damage {
+                let is_tail = torn_tail && d.offset + d.len == bytes.len() as u64;
+                if !(is_tail && is_active) {
+                    state.damage.push((id, d));
+                }
+            }
+            if is_active {
+                append_to_last = true;
+                active_hint = builder;
+                active_len = if torn_tail { valid_end.max(SEGMENT_HEADER_LEN) } else { bytes.len() as u64 };
+            } else {
+                if covered.is_none_or(|c| c < bytes.len() as u64) && !options.read_only {
+                    let hint_path = segment::hint_path(&data_dir, id);
+                    builder.write(&hint_path, id, bytes.len() as u64).map_err(io_err(&hint_path))?;
+                }
+                state.readers.insert(id, Arc::new(SegmentReader::Mapped(map)));
+            }
+        }
+        let writer = if options.read_only {
+            None
+        } else {
+            let seq = state.index.max_seq;
+            let writer = match last {
+                Some(id) if append_to_last && active_len < options.segment_size => {
+                    reopen_active(&data_dir, id, active_len, active_hint, seq, &mut state)?
+                }
+                _ => new_segment(&data_dir, last.map_or(1, |id| id + 1), seq, &mut state)?,
+            };
+            Some(Mutex::new(writer))
+        };
+        Ok(Self {
+            options,
+            data_dir,
+            state: RwLock::new(state),
+            writer,
+            counters: DiskCounters::default(),
+            _lock: lock,
+        })
+    }
+}
+
+/// Segment ids in `dir`, ascending; with `cleanup`, leftover temp files of interrupted writes are removed.
+pub(super) fn list_segments(dir: &Path, cleanup: bool) -> Result<Vec<u32>, DiskError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(io_err(dir)(err)),
+    };
+    let mut ids = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(id) = segment::parse_segment_name(&name) {
+            ids.push(id);
+        } else if cleanup && name.ends_with(".tmp") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+pub(super) fn new_segment(dir: &Path, id: u32, seq: u64, state: &mut State) -> Result<Writer, DiskError> {
+    let path = segment::segment_path(dir, id);
+    let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+    file.write_all(&segment::file_header(id)).map_err(io_err(&path))?;
+    file.sync_all().map_err(io_err(&path))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    add_file_reader(state, id, &path)?;
+    Ok(Writer {
+        id,
+        file,
+        path,
+        buf: Vec::new(),
+        flushed: SEGMENT_HEADER_LEN,
+        synced: SEGMENT_HEADER_LEN,
+        hint: HintBuilder::default(),
+        seq,
+    })
+}
+
+fn reopen_active(
+    dir: &Path,
+    id: u32,
+    valid_len: u64,
+    hint: HintBuilder,
+    seq: u64,
+    state: &mut State,
+) -> Result<Writer, DiskError> {
+    let path = segment::segment_path(dir, id);
+    let file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
+    if file.metadata().map_err(io_err(&path))?.len() != valid_len {
+        tracing::warn!(segment = %path.display(), valid_len, "truncating a torn write at the end of the segment");
+        file.set_len(valid_len).map_err(io_err(&path))?;
+        file.sync_all().map_err(io_err(&path))?;
+    }
+    add_file_reader(state, id, &path)?;
+    Ok(Writer { id, file, path, buf: Vec::new(), flushed: valid_len, synced: valid_len, hint, seq })
+}
+
+/// Registers the active segment `id` for reads through `pread`.
+fn add_file_reader(state: &mut State, id: u32, path: &Path) -> Result<(), DiskError> {
+    state.index.segments.entry(id).or_default();
+    let file = File::open(path).map_err(io_err(path))?;
+    state.readers.insert(id, Arc::new(SegmentReader::File(file)));
+    Ok(())
+}
