@@ -1,9 +1,9 @@
-//! Model files: reading and writing the formats inferno runs, without running them.
-//!
-//! This module only understands files on disk; it never links an inference runtime and never loads weights
-//! into memory. The runtimes (llama.cpp for GGUF, ONNX Runtime for ONNX) plug in elsewhere.
+//! Models: the formats inferno runs and the runtimes that run them.
 //!
 //! - [`gguf`]: the GGUF header reader (metadata and tensor infos, hardened against hostile files), a GGUF v3
-//!   writer, and the tiny llama test model.
+//!   writer, and the tiny llama test model. Never loads weights.
+//! - [`llama`] (cargo feature `llama`, on by default): GGUF models loaded and run by llama.cpp.
 
 pub mod gguf;
+#[cfg(feature = "llama")]
+pub mod llama;
