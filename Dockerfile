@@ -8,6 +8,8 @@ COPY . .
 RUN cargo build --release --locked
 
 FROM debian:bookworm-slim
+# llama.cpp is built with OpenMP, so the binary needs libgomp at run time.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/inferno /usr/local/bin/inferno
 VOLUME ["/cache"]
 ENV INFERNO_CACHE_DIR=/cache
