@@ -6,6 +6,7 @@
 #
 # What it installs, and why:
 #   cmake, libclang-dev, pkg-config  llama-cpp-2 builds llama.cpp from source with cmake and runs bindgen
+#   libgomp1                         llama.cpp runs with OpenMP
 #   libonnxruntime.so.1.31.1         ONNX Runtime for the `ort` crate (load-dynamic), taken from the PyPI
 #                                    wheel onnxruntime==1.31.1 and placed at /usr/local/lib/inferno/;
 #                                    inferno looks there unless ORT_DYLIB_PATH names another file.
@@ -22,7 +23,7 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
 missing=()
-for pkg in cmake libclang-dev pkg-config; do
+for pkg in cmake libclang-dev pkg-config libgomp1; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
