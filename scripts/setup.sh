@@ -9,7 +9,7 @@
 #   libgomp1                         llama.cpp runs with OpenMP
 #   libonnxruntime.so.1.31.1         ONNX Runtime for the `ort` crate (load-dynamic), taken from the PyPI
 #                                    wheel onnxruntime==1.31.1 and placed at /usr/local/lib/inferno/;
-#                                    inferno looks there unless ORT_DYLIB_PATH names another file.
+#                                    for the ONNX backend (models issue, not built yet).
 set -euo pipefail
 
 deps_only=0
