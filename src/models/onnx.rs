@@ -99,6 +99,18 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// ort's load error with the OS's reason: for a failed `dlopen` that lies in the source of the inner
+/// `libloading` error, which ort's own `Display` and `source` leave out.
+fn load_error(error: &ort::LoadDynamicError) -> String {
+    match error {
+        ort::LoadDynamicError::Dlopen { error: inner, .. } => match std::error::Error::source(inner) {
+            Some(reason) => format!("{error}: {}", error_chain(reason)),
+            None => error.to_string(),
+        },
+        other => error_chain(other),
+    }
+}
+
 /// The one ONNX Runtime environment of this process, loaded from [`runtime_path`] on first use. A failure is
 /// remembered: ort is never called again after it.
 fn environment() -> Result<&'static Environment, OnnxError> {
@@ -111,7 +123,7 @@ fn environment() -> Result<&'static Environment, OnnxError> {
                 OnnxError::Runtime { reason, .. } => fail(reason),
                 other => fail(other.to_string()),
             })?;
-            let builder = ort::init_from(&path).map_err(|e| fail(error_chain(&e)))?;
+            let builder = ort::init_from(&path).map_err(|e| fail(load_error(&e)))?;
             builder.with_name("inferno").build().map_err(|e| fail(error_chain(&e)))
         })
         .as_ref()
