@@ -9,7 +9,7 @@
 #   libgomp1                         llama.cpp runs with OpenMP
 #   libonnxruntime.so.1.31.1         ONNX Runtime for the `ort` crate (load-dynamic), taken from the PyPI
 #                                    wheel onnxruntime==1.31.1 and placed at /usr/local/lib/inferno/;
-#                                    for the ONNX backend (models issue, not built yet).
+#                                    for the ONNX backend (src/models/onnx.rs; ORT_DYLIB_PATH overrides).
 set -euo pipefail
 
 deps_only=0
