@@ -287,6 +287,12 @@ mod tests {
     }
 
     #[test]
+    fn models_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<OnnxModel>();
+    }
+
+    #[test]
     fn the_reference_matches_the_script() {
         for (x, y) in X.iter().zip(Y) {
             assert_eq!(reference(x), y);
