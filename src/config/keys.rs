@@ -5,7 +5,7 @@
 //! TOML values, and `cache status` uses it to say which settings are stored but not active yet.
 //! A test keeps it in step with the structs in `schema.rs`.
 
-use super::units::{BYTE, DAY, GB, HOUR, KB, SECOND};
+use super::units::{BYTE, DAY, GB, HOUR, KB, MINUTE, SECOND};
 
 /// How a key's text (from an env var or a flag) becomes a TOML value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +93,11 @@ pub const KEYS: &[Key] = &[
     key("cache.model.memory_limit_gb", Kind::Size(GB), "most memory loaded models may take"),
     key("cache.model.preload_strategy", Kind::Text, "which model is evicted first: lru | mru | frequency"),
     key("cache.model.unload_policy", Kind::Text, "time_based | size_based | manual"),
+    key(
+        "cache.model.keep_alive_minutes",
+        Kind::Duration(MINUTE),
+        "how long an idle model stays loaded when unload_policy is time_based",
+    ),
     on(key("cache.response.enabled", Kind::Bool, "cache inference responses")),
     on(key("cache.response.max_entries", Kind::Integer, "most responses in the memory tier")),
     on(key("cache.response.max_size_gb", Kind::Size(GB), "most bytes of responses in the memory tier")),

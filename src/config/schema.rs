@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::units::{BYTE, DAY, GB, HOUR, KB, SECOND, Size, Span};
+use super::units::{BYTE, DAY, GB, HOUR, KB, MINUTE, SECOND, Size, Span};
 
 /// The whole configuration file. Only `[cache]` exists today.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -204,6 +204,8 @@ pub struct ModelCacheConfig {
     pub preload_strategy: PreloadStrategy,
     /// When models are unloaded.
     pub unload_policy: UnloadPolicy,
+    /// How long an idle model stays loaded under `unload_policy = "time_based"` (Ollama's keep_alive).
+    pub keep_alive_minutes: Span<MINUTE>,
 }
 
 impl Default for ModelCacheConfig {
@@ -214,6 +216,7 @@ impl Default for ModelCacheConfig {
             memory_limit_gb: Size::units(8),
             preload_strategy: PreloadStrategy::Lru,
             unload_policy: UnloadPolicy::SizeBased,
+            keep_alive_minutes: Span::units(5),
         }
     }
 }

@@ -19,6 +19,8 @@ pub const KB: u64 = 1_000;
 pub const GB: u64 = 1_000_000_000;
 /// Seconds per second, the unit of `*_seconds` keys.
 pub const SECOND: u64 = 1;
+/// Seconds per minute, the unit of `*_minutes` keys.
+pub const MINUTE: u64 = 60;
 /// Seconds per hour, the unit of `*_hours` keys.
 pub const HOUR: u64 = 3_600;
 /// Seconds per day, the unit of `*_days` keys.
