@@ -172,6 +172,22 @@ pub const KEYS: &[Key] = &[
     key("cache.distributed.cluster_nodes", Kind::List, "seed addresses: host:port or redis:// URLs"),
     key("cache.distributed.replication_factor", Kind::Integer, "copies of each entry the shared tier keeps"),
     key("cache.metrics.prometheus_enabled", Kind::Bool, "export Prometheus metrics"),
+    alias(
+        on(key(
+            "models.dir",
+            Kind::Path,
+            "directory of *.gguf / *.onnx model files; a model's name is its file stem",
+        )),
+        "INFERNO_MODELS_DIR",
+    ),
+    alias(
+        on(key(
+            "models.default",
+            Kind::Text,
+            "model used when none is given: a name in models.dir, or a path",
+        )),
+        "INFERNO_DEFAULT_MODEL",
+    ),
 ];
 
 /// The key at `path`, if there is one.

@@ -9,12 +9,38 @@ use serde::{Deserialize, Serialize};
 
 use super::units::{BYTE, DAY, GB, HOUR, KB, MINUTE, SECOND, Size, Span};
 
-/// The whole configuration file. Only `[cache]` exists today.
+/// The whole configuration file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// `[cache]` and its sub-tables.
     pub cache: CacheConfig,
+    /// `[models]`: where model files are found.
+    pub models: ModelsConfig,
+}
+
+/// `[models]`: where model files live and which one answers when none is named.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Directory searched for `*.gguf` / `*.onnx` files; a model's name is its file stem.
+    pub dir: PathBuf,
+    /// The model used when a command needs one and none is given (a name in `dir`, or a path).
+    pub default: String,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self { dir: default_models_dir(), default: String::new() }
+    }
+}
+
+/// The XDG data directory for models (`$XDG_DATA_HOME/inferno/models`, else `~/.local/share/inferno/models`).
+pub fn default_models_dir() -> PathBuf {
+    match dirs::data_dir() {
+        Some(dir) => dir.join("inferno").join("models"),
+        None => PathBuf::from("/var/lib/inferno/models"),
+    }
 }
 
 /// `[cache]`: the layered cache as a whole.

@@ -10,5 +10,8 @@ pub mod file;
 pub mod gguf;
 #[cfg(feature = "llama")]
 pub mod llama;
+pub mod metadata;
+pub mod metadata_cache;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+pub mod onnx_graph;
