@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use bytesize::ByteSize;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -58,9 +57,7 @@ pub struct RebuildArgs {
     from_backup: bool,
 }
 
-fn bytes(n: u64) -> String {
-    ByteSize(n).display().si().to_string()
-}
+use super::output::bytes;
 
 fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))

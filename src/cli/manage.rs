@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-use bytesize::ByteSize;
 use clap::Args;
 use serde_json::json;
 
@@ -17,9 +16,7 @@ use crate::config::units::{SECOND, parse_duration};
 use super::transfer::open_cache;
 use super::{UsageError, output};
 
-fn bytes(n: u64) -> String {
-    ByteSize(n).display().si().to_string()
-}
+use super::output::bytes;
 
 fn duration(text: &str) -> Result<Duration, String> {
     parse_duration(text, SECOND)

@@ -6,6 +6,7 @@
 mod backup;
 mod configure;
 mod manage;
+mod models;
 mod monitor;
 mod output;
 mod stats;
@@ -70,6 +71,15 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Model files: what each is (read from its header without loading it), from the metadata cache.
+    Models {
+        /// Directory of model files; overrides models.dir and INFERNO_MODELS_DIR.
+        #[arg(long, global = true, value_name = "DIR")]
+        models_dir: Option<PathBuf>,
+        /// What to show.
+        #[command(subcommand)]
+        command: models::ModelsCommand,
+    },
     /// Print a shell completion script, e.g. `inferno completions bash > /etc/bash_completion.d/inferno`.
     Completions {
         /// The shell to write completions for.
@@ -121,6 +131,8 @@ pub enum CacheCommand {
     Analyze(monitor::AnalyzeArgs),
     /// Stream the operations (read, write, evict, remove) of the process writing the cache as they happen.
     Trace(trace::TraceArgs),
+    /// Read every cached model's metadata again (--type metadata); drops records of vanished files.
+    Refresh(models::RefreshArgs),
     /// Load response entries from a JSONL file (one {"model","request","response","ttl"?} per line).
     Import(transfer::ImportArgs),
     /// Write cache entries out (--format jsonl: response entries, the format `import` reads).
@@ -137,6 +149,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
     match command {
         Command::Completions { shell } => completions(&global, shell),
+        Command::Models { models_dir, command } => {
+            let mut options = load_options(&global)?;
+            if let Some(dir) = models_dir {
+                options.flags.push(FlagSetting {
+                    key: "models.dir".into(),
+                    raw: dir.to_string_lossy().into_owned(),
+                    flag: "--models-dir".into(),
+                });
+            }
+            models::run(&options, &command, global.json)
+        }
         Command::Cache { command } => {
             let options = load_options(&global)?;
             match command {
@@ -160,6 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 CacheCommand::Report(args) => monitor::report(&options, &args, global.json),
                 CacheCommand::Analyze(args) => monitor::analyze(&options, &args, global.json),
                 CacheCommand::Trace(args) => trace::trace(&options, &args, global.json),
+                CacheCommand::Refresh(args) => models::refresh(&options, &args, global.json),
                 CacheCommand::Import(args) => transfer::import(&options, &args, global.json),
                 CacheCommand::Export(args) => transfer::export(&options, &args, global.json),
             }

@@ -10,6 +10,11 @@ pub fn print(text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// A byte count for people: `512 B`, `1.5 MB` (SI units).
+pub fn bytes(n: u64) -> String {
+    bytesize::ByteSize(n).display().si().to_string()
+}
+
 /// Writes `value` as pretty JSON and a newline to stdout.
 pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;

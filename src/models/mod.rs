@@ -6,6 +6,7 @@
 //! - [`onnx`] (cargo feature `onnx`, on by default): ONNX models loaded and run by ONNX Runtime, whose shared
 //!   library is loaded at run time (`ORT_DYLIB_PATH`, else where `scripts/setup.sh` installs it).
 
+pub mod catalog;
 pub mod file;
 pub mod gguf;
 #[cfg(feature = "llama")]
