@@ -118,7 +118,7 @@ pub const KEYS: &[Key] = &[
         Kind::Duration(HOUR),
         "time to live of model metadata; 0 = no expiry",
     )),
-    key("cache.metadata.auto_refresh", Kind::Bool, "re-read metadata when the model file changes"),
+    on(key("cache.metadata.auto_refresh", Kind::Bool, "re-read metadata when the model file changes")),
     key("cache.metadata.include_performance_stats", Kind::Bool, "add measured load time and tokens/s"),
     on(key(
         "cache.persistence.sync_interval_seconds",

@@ -27,6 +27,8 @@ mod backup;
 mod cli;
 /// `cache report`, `analyze` and `monitor`.
 mod history;
+/// `models list`, `models info` and `cache refresh` on real model files.
+mod models;
 /// `cache stats` and `cache metrics`.
 mod stats;
 /// `cache trace`.
