@@ -1,11 +1,15 @@
 //! Models: the formats inferno runs and the runtimes that run them.
 //!
+//! - [`cache`]: the model cache, which keeps loaded model instances in memory within `[cache.model]`'s
+//!   limits (max models, memory limit, eviction strategy, unload policy, keep-alive).
+//! - [`file`]: a model file's identity (canonical path, stamp, format, content fingerprint).
 //! - [`gguf`]: the GGUF header reader (metadata and tensor infos, hardened against hostile files), a GGUF v3
 //!   writer, and the tiny llama test model. Never loads weights.
 //! - [`llama`] (cargo feature `llama`, on by default): GGUF models loaded and run by llama.cpp.
 //! - [`onnx`] (cargo feature `onnx`, on by default): ONNX models loaded and run by ONNX Runtime, whose shared
 //!   library is loaded at run time (`ORT_DYLIB_PATH`, else where `scripts/setup.sh` installs it).
 
+pub mod cache;
 pub mod file;
 pub mod gguf;
 #[cfg(feature = "llama")]
