@@ -16,11 +16,11 @@
 
 mod error;
 mod loaded;
+mod state;
 mod stats;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +33,7 @@ pub use stats::{LoadedModelInfo, ModelCacheCounters, ModelCacheStats};
 
 use crate::config::{ModelCacheConfig, PreloadStrategy, UnloadPolicy};
 use crate::models::file::{ModelFile, ModelFormat};
+use state::{Entry, PendingLoad, Slot, State};
 
 /// A loaded model and what the cache knows about it, handed out as `Arc<CachedModel>`.
 #[derive(Debug)]
@@ -86,113 +87,6 @@ impl CachedModel {
     }
 }
 
-/// A loaded model in the cache, with its use.
-#[derive(Debug)]
-struct Entry {
-    model: Arc<CachedModel>,
-    /// Times handed out, the load included.
-    uses: u64,
-    last_use: Instant,
-}
-
-impl Entry {
-    /// True while a caller holds the model (the cache holds one reference itself).
-    fn in_use(&self) -> bool {
-        Arc::strong_count(&self.model) > 1
-    }
-}
-
-/// The outcome of a load in flight, for the callers waiting on it.
-#[derive(Debug, Default)]
-struct PendingLoad {
-    outcome: Mutex<Option<Result<Arc<CachedModel>, ModelCacheError>>>,
-    done: Condvar,
-}
-
-impl PendingLoad {
-    fn complete(&self, outcome: Result<Arc<CachedModel>, ModelCacheError>) {
-        *self.outcome.lock() = Some(outcome);
-        self.done.notify_all();
-    }
-
-    fn wait(&self) -> Result<Arc<CachedModel>, ModelCacheError> {
-        let mut outcome = self.outcome.lock();
-        loop {
-            if let Some(outcome) = outcome.as_ref() {
-                return outcome.clone();
-            }
-            self.done.wait(&mut outcome);
-        }
-    }
-}
-
-/// What the cache holds for one canonical path.
-#[derive(Debug)]
-enum Slot {
-    Loaded(Entry),
-    /// A load in flight; `reserved` is its resident estimate once it was admitted within the limits.
-    Loading {
-        pending: Arc<PendingLoad>,
-        reserved: Option<u64>,
-    },
-}
-
-#[derive(Debug, Default)]
-struct State {
-    slots: HashMap<PathBuf, Slot>,
-    counters: ModelCacheCounters,
-}
-
-impl State {
-    fn entries(&self) -> impl Iterator<Item = (&PathBuf, &Entry)> {
-        self.slots.iter().filter_map(|(path, slot)| match slot {
-            Slot::Loaded(entry) => Some((path, entry)),
-            Slot::Loading { .. } => None,
-        })
-    }
-
-    /// Models loaded or admitted to load, and their resident estimates together.
-    fn occupancy(&self) -> (usize, u64) {
-        self.slots.values().fold((0, 0), |(count, bytes), slot| match slot {
-            Slot::Loaded(entry) => (count + 1, bytes.saturating_add(entry.model.resident_bytes)),
-            Slot::Loading { reserved: Some(reserved), .. } => (count + 1, bytes.saturating_add(*reserved)),
-            Slot::Loading { reserved: None, .. } => (count, bytes),
-        })
-    }
-
-    /// True while some load admitted within the limits is in flight (its end may free room).
-    fn admitted_loads(&self) -> bool {
-        self.slots.values().any(|slot| matches!(slot, Slot::Loading { reserved: Some(_), .. }))
-    }
-
-    /// The loaded model `strategy` unloads first (ties broken by path, so the choice is deterministic).
-    fn victim(&self, strategy: PreloadStrategy) -> Option<PathBuf> {
-        let entries = self.entries();
-        let chosen = match strategy {
-            PreloadStrategy::Lru => entries.min_by_key(|(path, e)| (e.last_use, *path)),
-            PreloadStrategy::Mru => entries.max_by_key(|(path, e)| (e.last_use, *path)),
-            PreloadStrategy::Frequency => entries.min_by_key(|(path, e)| (e.uses, e.last_use, *path)),
-        };
-        chosen.map(|(path, _)| path.clone())
-    }
-
-    /// Removes the loaded models `unload` picks; returns them.
-    fn remove_loaded(&mut self, mut unload: impl FnMut(&Entry) -> bool) -> Vec<Arc<CachedModel>> {
-        let paths: Vec<PathBuf> = self.entries().filter(|(_, e)| unload(e)).map(|(p, _)| p.clone()).collect();
-        paths.iter().filter_map(|path| self.remove_entry(path)).collect()
-    }
-
-    fn remove_entry(&mut self, path: &Path) -> Option<Arc<CachedModel>> {
-        match self.slots.remove(path)? {
-            Slot::Loaded(entry) => Some(entry.model),
-            loading @ Slot::Loading { .. } => {
-                self.slots.insert(path.to_path_buf(), loading);
-                None
-            }
-        }
-    }
-}
-
 /// Loaded model instances, shared across threads, within `[cache.model]`'s limits.
 #[derive(Debug)]
 pub struct ModelCache {
@@ -229,6 +123,8 @@ impl ModelCache {
     ///
     /// Unreadable, damaged and foreign files, formats this build cannot run, models larger than the memory
     /// limit, and (under `unload_policy = "manual"`) models that do not fit are errors naming the file.
+    /// Blocks while the model loads (or while another caller loads it): callers on an async runtime call it
+    /// on a blocking thread.
     pub fn get_or_load(&self, path: &Path) -> Result<Arc<CachedModel>, ModelCacheError> {
         self.get_or_load_at(path, Instant::now())
     }

@@ -10,9 +10,11 @@ use crate::models::file::ModelFormat;
 
 /// The model cache's counters since it was created.
 ///
-/// Every [`get_or_load`](super::ModelCache::get_or_load) is one hit or one miss. A miss is a call that
-/// started a load, so `misses == loads + load_failures`; a call that waits for another caller's load of the
-/// same file and shares its model counts as a hit.
+/// A call of [`get_or_load`](super::ModelCache::get_or_load) that starts a load is a miss, so
+/// `misses == loads + load_failures` (a file that cannot even be opened counts as both a miss and a failure).
+/// A call answered by a loaded model is a hit, and so is a call that waits for another caller's load of the
+/// same file and shares its model; a call that shares a failed load counts nowhere (the loader's call
+/// counted the failure).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ModelCacheCounters {
     /// Calls answered by a model already loaded (or being loaded by another caller).

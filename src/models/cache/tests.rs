@@ -3,6 +3,7 @@
 //! except the concurrency tests, which slow loads down to make callers overlap.
 
 use std::path::{Path, PathBuf};
+#[cfg(feature = "llama")]
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -45,6 +46,7 @@ fn four_models() -> (tempfile::TempDir, [PathBuf; 4]) {
 }
 
 /// The names of the loaded models, sorted.
+#[cfg(feature = "llama")]
 fn loaded(cache: &ModelCache) -> Vec<String> {
     let mut names: Vec<String> = cache.stats().models.into_iter().map(|m| m.name).collect();
     names.sort();
@@ -57,6 +59,7 @@ fn touch(cache: &ModelCache, path: &Path, now: Instant) {
     cache.get_or_load_at(path, now).unwrap();
 }
 
+#[cfg(feature = "llama")]
 fn minutes(n: u64) -> Duration {
     Duration::from_secs(60 * n)
 }
