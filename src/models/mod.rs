@@ -2,7 +2,7 @@
 //!
 //! - [`cache`]: the model cache, which keeps loaded model instances in memory within `[cache.model]`'s
 //!   limits (max models, memory limit, eviction strategy, unload policy, keep-alive).
-//! - [`file`]: a model file's identity (canonical path, stamp, format, content fingerprint).
+//! - [`file`](mod@file): a model file's identity (canonical path, stamp, format, content fingerprint).
 //! - [`gguf`]: the GGUF header reader (metadata and tensor infos, hardened against hostile files), a GGUF v3
 //!   writer, and the tiny llama test model. Never loads weights.
 //! - [`llama`] (cargo feature `llama`, on by default): GGUF models loaded and run by llama.cpp.
