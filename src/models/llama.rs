@@ -1,10 +1,10 @@
 //! GGUF models through llama.cpp (the `llama-cpp-2` crate): the process-wide backend, loading a model file,
 //! and generating text greedily or with sampling parameters.
 //!
-//! Only the mechanics live here; which models stay loaded is the model cache's job (not built yet). The
-//! header is read with our own reader first, so a truncated or foreign file gets a clear error naming the
-//! file and the problem instead of llama.cpp's generic load failure. Generation is blocking: callers on an
-//! async runtime run it on a blocking thread.
+//! Only the mechanics live here; which models stay loaded is the job of the model cache
+//! ([`crate::models::cache`]). The header is read with our own reader first, so a truncated or foreign file
+//! gets a clear error naming the file and the problem instead of llama.cpp's generic load failure.
+//! Generation is blocking: callers on an async runtime run it on a blocking thread.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};

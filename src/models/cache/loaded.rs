@@ -1,0 +1,155 @@
+//! A model instance loaded in its runtime ([`LoadedModel`]), the dispatch from a file's format to the runtime
+//! that loads it, and the resident size estimate the cache's memory limit counts.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+#[cfg(feature = "llama")]
+use crate::models::llama::GgufModel;
+#[cfg(feature = "onnx")]
+use crate::models::onnx::OnnxModel;
+
+use super::ModelCacheError;
+use crate::models::file::{ModelFile, ModelFormat};
+use crate::models::gguf::GgufHeader;
+
+/// A model loaded in the runtime of its format. Which variants exist depends on the cargo features this
+/// build has (`llama`, `onnx`); without either, nothing can be loaded.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadedModel {
+    /// A GGUF model in llama.cpp.
+    #[cfg(feature = "llama")]
+    Gguf(GgufModel),
+    /// An ONNX model in ONNX Runtime.
+    #[cfg(feature = "onnx")]
+    Onnx(OnnxModel),
+}
+
+impl LoadedModel {
+    /// Loads `file` in the runtime of its format. A runtime that panics is reported as a load error.
+    pub fn load(file: &ModelFile) -> Result<Self, ModelCacheError> {
+        check_supported(file)?;
+        let loaded = catch_unwind(AssertUnwindSafe(|| match file.format {
+            ModelFormat::Gguf => load_gguf(file),
+            ModelFormat::Onnx => load_onnx(file),
+        }));
+        loaded.unwrap_or_else(|_| {
+            Err(ModelCacheError::load_message(file.path.clone(), "the runtime panicked while loading it"))
+        })
+    }
+
+    /// The GGUF model, if this is one.
+    #[cfg(feature = "llama")]
+    pub fn gguf(&self) -> Option<&GgufModel> {
+        match self {
+            Self::Gguf(model) => Some(model),
+            #[cfg(feature = "onnx")]
+            Self::Onnx(_) => None,
+        }
+    }
+
+    /// The ONNX model, if this is one.
+    #[cfg(feature = "onnx")]
+    pub fn onnx(&self) -> Option<&OnnxModel> {
+        match self {
+            Self::Onnx(model) => Some(model),
+            #[cfg(feature = "llama")]
+            Self::Gguf(_) => None,
+        }
+    }
+}
+
+/// The cargo feature that runs `format`.
+pub fn feature_of(format: ModelFormat) -> &'static str {
+    match format {
+        ModelFormat::Gguf => "llama",
+        ModelFormat::Onnx => "onnx",
+    }
+}
+
+/// True when this build can load models of `format`.
+pub fn is_supported(format: ModelFormat) -> bool {
+    match format {
+        ModelFormat::Gguf => cfg!(feature = "llama"),
+        ModelFormat::Onnx => cfg!(feature = "onnx"),
+    }
+}
+
+/// An error when this build cannot load `file`'s format.
+pub(super) fn check_supported(file: &ModelFile) -> Result<(), ModelCacheError> {
+    if is_supported(file.format) { Ok(()) } else { Err(feature_missing(file)) }
+}
+
+fn feature_missing(file: &ModelFile) -> ModelCacheError {
+    let (path, format) = (file.path.clone(), file.format);
+    ModelCacheError::FeatureMissing { path, format, feature: feature_of(format) }
+}
+
+#[cfg(feature = "llama")]
+fn load_gguf(file: &ModelFile) -> Result<LoadedModel, ModelCacheError> {
+    GgufModel::load(&file.path)
+        .map(LoadedModel::Gguf)
+        .map_err(|e| ModelCacheError::load(file.path.clone(), e))
+}
+
+#[cfg(not(feature = "llama"))]
+fn load_gguf(file: &ModelFile) -> Result<LoadedModel, ModelCacheError> {
+    Err(feature_missing(file))
+}
+
+#[cfg(feature = "onnx")]
+fn load_onnx(file: &ModelFile) -> Result<LoadedModel, ModelCacheError> {
+    OnnxModel::load(&file.path)
+        .map(LoadedModel::Onnx)
+        .map_err(|e| ModelCacheError::load(file.path.clone(), e))
+}
+
+#[cfg(not(feature = "onnx"))]
+fn load_onnx(file: &ModelFile) -> Result<LoadedModel, ModelCacheError> {
+    Err(feature_missing(file))
+}
+
+/// How many bytes of memory the model will hold once loaded and in use, as the memory limit counts it.
+///
+/// This is an estimate made before loading, from the file alone:
+///
+/// - **GGUF**: the file size (llama.cpp memory-maps the weights, which become resident as inference touches
+///   them) plus one KV cache at the model's training context, see [`kv_cache_bytes`].
+/// - **ONNX**: the file size (ONNX Runtime holds the initializers in memory).
+///
+/// It leaves out the runtimes' compute buffers (scratch memory for activations, which grows with batch and
+/// context size), a context smaller or larger than the training context, ONNX weights kept in external data
+/// files, and the runtimes' own code and allocator overhead.
+pub fn resident_estimate(file: &ModelFile) -> Result<u64, ModelCacheError> {
+    match file.format {
+        ModelFormat::Gguf => {
+            let header =
+                GgufHeader::read_path(&file.path).map_err(|e| ModelCacheError::load(file.path.clone(), e))?;
+            Ok(file.stamp.size.saturating_add(kv_cache_bytes(&header)))
+        }
+        ModelFormat::Onnx => Ok(file.stamp.size),
+    }
+}
+
+/// The bytes of one f16 KV cache at the model's training context:
+/// `n_ctx × block_count × (2 × head_dim × head_count_kv) × 2`, with `head_dim = embedding_length /
+/// head_count`, read from the header. 0 when the header lacks one of these (not a transformer llama.cpp
+/// describes this way). Architectures whose key and value heads differ from `head_dim` are counted as if
+/// they did not.
+pub fn kv_cache_bytes(header: &GgufHeader) -> u64 {
+    let fields = (
+        header.context_length(),
+        header.block_count(),
+        header.embedding_length(),
+        header.head_count(),
+        header.head_count_kv(),
+    );
+    let (Some(n_ctx), Some(blocks), Some(embedding), Some(heads), Some(heads_kv)) = fields else {
+        return 0;
+    };
+    let Some(head_dim) = embedding.checked_div(heads) else {
+        return 0;
+    };
+    let per_token_per_block = 2u64.saturating_mul(head_dim).saturating_mul(heads_kv);
+    n_ctx.saturating_mul(blocks).saturating_mul(per_token_per_block).saturating_mul(2)
+}
