@@ -11,6 +11,8 @@
 //! - [`llama`] (cargo feature `llama`, on by default): GGUF models loaded and run by llama.cpp.
 //! - [`onnx`] (cargo feature `onnx`, on by default): ONNX models loaded and run by ONNX Runtime, whose shared
 //!   library is loaded at run time (`ORT_DYLIB_PATH`, else where `scripts/setup.sh` installs it).
+//! - [`pages`]: model files and the OS page cache: how much of a file is cached, dropping it, and warming it
+//!   (one sequential read that also yields the file's fingerprint).
 
 pub mod cache;
 pub mod catalog;
@@ -23,3 +25,4 @@ pub mod metadata_cache;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod onnx_graph;
+pub mod pages;
