@@ -5,7 +5,10 @@
 //! - [`config`]: `.inferno.toml`, env vars and flags resolved into one validated [`config::Config`], with the
 //!   origin of every value.
 //! - [`cache`]: the cache engine: memory and disk tiers, codecs, dedup, response keys, and the manager.
-//! - [`models`]: model files on disk: the GGUF header reader and writer, and the tiny llama test model.
+//! - [`models`]: model files and runtimes: GGUF/ONNX readers, llama.cpp and ONNX Runtime, the model cache,
+//!   the metadata cache.
+//! - [`warm`]: cache warming (`inferno cache warm`): models into the page cache and caches, prompts into
+//!   the response cache.
 //! - [`cli`]: clap definitions and printing for the `inferno` binary.
 //! - [`logging`]: tracing setup.
 #![deny(missing_docs)]
@@ -15,3 +18,4 @@ pub mod cli;
 pub mod config;
 pub mod logging;
 pub mod models;
+pub mod warm;

@@ -14,6 +14,7 @@ mod status;
 mod toggle;
 mod trace;
 mod transfer;
+mod warm;
 
 use std::path::PathBuf;
 
@@ -131,6 +132,8 @@ pub enum CacheCommand {
     Analyze(monitor::AnalyzeArgs),
     /// Stream the operations (read, write, evict, remove) of the process writing the cache as they happen.
     Trace(trace::TraceArgs),
+    /// Warm models (--model, --directory: page cache, metadata, a test load) and responses (--responses).
+    Warm(warm::WarmArgs),
     /// Read every cached model's metadata again (--type metadata); drops records of vanished files.
     Refresh(models::RefreshArgs),
     /// Load response entries from a JSONL file (one {"model","request","response","ttl"?} per line).
@@ -183,6 +186,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 CacheCommand::Report(args) => monitor::report(&options, &args, global.json),
                 CacheCommand::Analyze(args) => monitor::analyze(&options, &args, global.json),
                 CacheCommand::Trace(args) => trace::trace(&options, &args, global.json),
+                CacheCommand::Warm(args) => warm::run(&options, &args, global.json),
                 CacheCommand::Refresh(args) => models::refresh(&options, &args, global.json),
                 CacheCommand::Import(args) => transfer::import(&options, &args, global.json),
                 CacheCommand::Export(args) => transfer::export(&options, &args, global.json),

@@ -9,6 +9,7 @@ use crate::cache::{Access, Kind, Manager, disk};
 use crate::config::{self, CacheConfig, LoadOptions, keys};
 
 use super::output;
+use crate::warm::progress::{self, JobState, Progress};
 
 /// Runs `cache status`.
 pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
@@ -63,6 +64,9 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
     if let Some(entries) = summary["entries"].as_object() {
         let parts: Vec<String> = entries.iter().map(|(k, v)| format!("{v} {k}")).collect();
         writeln!(out, "Entries: {}", parts.join(", "))?;
+    }
+    if let Some(job) = progress::read(&resolved.config.cache.base_dir) {
+        writeln!(out, "{}", warm_line(&job))?;
     }
     writeln!(out)?;
     writeln!(out, "Config files, lowest priority first:")?;
@@ -133,5 +137,36 @@ fn summary(cache: &CacheConfig) -> serde_json::Value {
         "deduplication": dedup,
         "writer_pid": disk::holder(&cache.base_dir),
         "entries": entries,
+        "warm": progress::read(&cache.base_dir),
     })
+}
+
+/// The warm job line: what the running job is doing, or how the last one ended.
+fn warm_line(job: &Progress) -> String {
+    let steps = format!("{}/{} steps", job.done_steps, job.total_steps);
+    let counts = format!(
+        "{} models warmed, {} responses stored, {} already cached, {} errors",
+        job.models_warmed,
+        job.responses_stored,
+        job.responses_cached,
+        job.errors.len()
+    );
+    let log = job.log.as_ref().map_or(String::new(), |l| format!("; log {}", l.display()));
+    match job.state {
+        JobState::Running => {
+            let now = job.current.as_deref().map_or(String::new(), |c| format!(", now {c}"));
+            let mode = if job.background { "background, " } else { "" };
+            format!("Warm job: running ({mode}pid {}): {steps}{now}; {counts}{log}", job.pid)
+        }
+        JobState::Interrupted => {
+            format!("Warm job: interrupted (pid {} is gone) after {steps}; {counts}{log}", job.pid)
+        }
+        JobState::Done | JobState::Failed => {
+            let state = if job.state == JobState::Done { "done" } else { "finished with errors" };
+            let at = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(job.updated_ms),
+            );
+            format!("Last warm job: {state} at {at}: {counts}{log}")
+        }
+    }
 }

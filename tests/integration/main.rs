@@ -35,6 +35,8 @@ mod stats;
 mod trace;
 /// `cache import` and `cache export`.
 mod transfer;
+/// `cache warm`: models, directories, background jobs, responses.
+mod warm;
 
 /// `cache export --format prometheus|json` and `cache metrics`, parsed and checked against the import.
 mod export_metrics;

@@ -1,0 +1,280 @@
+//! `inferno cache warm`: warm models (`--model`, `--directory`) and responses (`--responses`), in the
+//! foreground with a progress bar, or detached with `--background` (progress in `inferno cache status`).
+
+use std::fmt::Write;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::cache::{Access, CacheError, Manager, disk::DiskError};
+use crate::config::{self, Config, LoadOptions};
+use crate::models::catalog;
+use crate::warm::progress::{self, JobState, Progress};
+use crate::warm::{self as warming, ModelWarmReport};
+
+use super::{UsageError, output};
+
+/// Flags of `cache warm`.
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// A model file, or a model's name in the models directory (repeatable).
+    #[arg(long = "model", value_name = "MODEL")]
+    models: Vec<String>,
+    /// Warm every *.gguf / *.onnx model under this directory (repeatable).
+    #[arg(long = "directory", value_name = "DIR")]
+    directories: Vec<PathBuf>,
+    /// A file of prompts, one per line (or one JSON request body per line): each is run through the
+    /// --model models (or models.default) and the response stored, so the same request later is a hit.
+    #[arg(long, value_name = "FILE")]
+    responses: Option<PathBuf>,
+    /// Detach and warm in the background; `inferno cache status` shows the progress.
+    #[arg(long)]
+    background: bool,
+}
+
+/// Environment variable that marks the detached child of `--background`.
+const BACKGROUND_CHILD: &str = "INFERNO_WARM_BACKGROUND_CHILD";
+
+/// Runs `cache warm`.
+pub fn run(options: &LoadOptions, args: &WarmArgs, json: bool) -> anyhow::Result<()> {
+    if args.models.is_empty() && args.directories.is_empty() && args.responses.is_none() {
+        return Err(UsageError(
+            "say what to warm: --model MODEL, --directory DIR or --responses FILE".into(),
+        )
+        .into());
+    }
+    let config = config::load(options)?.config;
+    let plan = Plan::new(&config, args)?;
+    if args.background {
+        return detach(&config, json);
+    }
+    let background = std::env::var_os(BACKGROUND_CHILD).is_some();
+    let log = background.then(|| config.cache.base_dir.join(progress::LOG_FILE));
+    let manager = open_cache(&config)?;
+    let mut job = Job::new(&config, &plan, background, log, json);
+    job.run(manager.as_ref())?;
+    if let Some(manager) = &manager {
+        manager.flush()?;
+    }
+    job.finish()
+}
+
+/// What a job will do, checked before anything starts.
+struct Plan {
+    models: Vec<PathBuf>,
+    responses: Option<(PathBuf, Vec<PathBuf>)>,
+}
+
+impl Plan {
+    fn new(config: &Config, args: &WarmArgs) -> anyhow::Result<Self> {
+        let dir = &config.models.dir;
+        let named: Vec<PathBuf> =
+            args.models.iter().map(|m| catalog::resolve(m, dir)).collect::<Result<_, _>>()?;
+        let models = warming::collect_models(&named, &args.directories)?;
+        let responses = match &args.responses {
+            None => None,
+            Some(prompts) => {
+                if !prompts.is_file() {
+                    anyhow::bail!("{}: no such prompts file", prompts.display());
+                }
+                let through = if !named.is_empty() {
+                    named.clone()
+                } else if !config.models.default.is_empty() {
+                    vec![catalog::resolve(&config.models.default, dir)?]
+                } else {
+                    return Err(UsageError(
+                        "--responses needs a model: give --model MODEL or set models.default".into(),
+                    )
+                    .into());
+                };
+                Some((prompts.clone(), through))
+            }
+        };
+        Ok(Self { models, responses })
+    }
+}
+
+/// The cache to record into; `None` (with a note) when another process holds it.
+fn open_cache(config: &Config) -> anyhow::Result<Option<Manager>> {
+    if !config.cache.enabled {
+        anyhow::bail!(
+            "the cache is disabled (cache.enabled = false); enable it with `inferno cache enable --all`"
+        );
+    }
+    match Manager::open(&config.cache, Access::ReadWrite) {
+        Ok(manager) => Ok(Some(manager)),
+        Err(CacheError::Disk(DiskError::Locked { pid, .. })) => {
+            let holder = pid.map_or("another process".to_string(), |p| format!("process {p}"));
+            eprintln!(
+                "note: {holder} holds the cache; model pages are warmed and checked, but nothing is recorded"
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot open the cache in {}", config.cache.base_dir.display()))
+        }
+    }
+}
+
+/// Starts this same command line again, detached, without `--background`; prints where to look.
+fn detach(config: &Config, json: bool) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let dir = &config.cache.base_dir;
+    if let Some(p) = progress::read(dir).filter(|p| p.state == JobState::Running) {
+        anyhow::bail!("a warm job is already running (pid {}); see `inferno cache status`", p.pid);
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let log_path = dir.join(progress::LOG_FILE);
+    let log =
+        std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
+    let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--background").collect();
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(args)
+        .env(BACKGROUND_CHILD, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .context("cannot start the background warm job")?;
+    if json {
+        return output::print_json(
+            &json!({ "pid": child.id(), "log": log_path, "progress": dir.join(progress::PROGRESS_FILE) }),
+        );
+    }
+    output::print(&format!(
+        "Warming in the background (pid {}); progress: `inferno cache status`; log: {}\n",
+        child.id(),
+        log_path.display()
+    ))?;
+    Ok(())
+}
+
+/// A running job: its steps, progress file and output.
+struct Job<'a> {
+    dir: PathBuf,
+    plan: &'a Plan,
+    progress: Progress,
+    bar: ProgressBar,
+    json: bool,
+    models: Vec<ModelWarmReport>,
+    responses: Vec<serde_json::Value>,
+    text: String,
+}
+
+impl<'a> Job<'a> {
+    fn new(config: &Config, plan: &'a Plan, background: bool, log: Option<PathBuf>, json: bool) -> Self {
+        let prompts = plan.responses.as_ref().map_or(0, |(file, through)| {
+            let lines = std::fs::read_to_string(file)
+                .map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count());
+            (lines * through.len()) as u64
+        });
+        let progress = Progress::start(plan.models.len() as u64 + prompts, background, log);
+        let bar = if json || background || !std::io::stderr().is_terminal() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0).with_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            )
+        };
+        Self {
+            dir: config.cache.base_dir.clone(),
+            plan,
+            progress,
+            bar,
+            json,
+            models: Vec::new(),
+            responses: Vec::new(),
+            text: String::new(),
+        }
+    }
+
+    fn save(&self) {
+        if let Err(e) = progress::write(&self.dir, &self.progress) {
+            tracing::warn!("cannot write the warm progress file: {e}");
+        }
+    }
+
+    fn run(&mut self, cache: Option<&Manager>) -> anyhow::Result<()> {
+        self.save();
+        for path in &self.plan.models {
+            self.step_model(cache, path);
+        }
+        if let Some((prompts, through)) = &self.plan.responses {
+            for model in through {
+                let _ = (prompts, model, cache);
+            }
+        }
+        Ok(())
+    }
+
+    fn step_model(&mut self, cache: Option<&Manager>, path: &Path) {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.progress.current = Some(name.clone());
+        self.save();
+        self.bar.set_message(name.clone());
+        self.bar.set_position(0);
+        let bar = self.bar.clone();
+        let outcome = warming::warm_model(cache, path, |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        });
+        self.bar.finish_and_clear();
+        match outcome {
+            Ok(report) => {
+                let _ = writeln!(self.text, "{}", describe(&report));
+                self.progress.models_warmed += 1;
+                self.models.push(report);
+            }
+            Err(e) => {
+                let _ = writeln!(self.text, "failed {name}: {e}");
+                self.progress.errors.push(e.to_string());
+            }
+        }
+        self.progress.done_steps += 1;
+        self.save();
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.progress.current = None;
+        self.progress.state = if self.progress.errors.is_empty() { JobState::Done } else { JobState::Failed };
+        self.save();
+        if self.json {
+            output::print_json(&json!({
+                "models": self.models,
+                "responses": self.responses,
+                "errors": self.progress.errors,
+            }))?;
+        } else {
+            output::print(&self.text)?;
+        }
+        match self.progress.errors.len() {
+            0 => Ok(()),
+            n => anyhow::bail!("{n} warm step{} failed (see above)", if n == 1 { "" } else { "s" }),
+        }
+    }
+}
+
+/// One line per warmed model: what the read did to the page cache, and what loading measured.
+fn describe(r: &ModelWarmReport) -> String {
+    let before = r.read.resident_before.fraction() * 100.0;
+    let after = r.read.resident_after.fraction() * 100.0;
+    let speed = r.tokens_per_second.map_or(String::new(), |t| format!(", {t:.0} tokens/s"));
+    let stored = if r.stored { "" } else { " (not recorded: the cache is held by another process)" };
+    format!(
+        "Warmed {} ({}, {}): read in {:.1} ms ({:.0} MB/s), in page cache {before:.0}% -> {after:.0}%; \
+         loaded in {:.1} ms{speed}{stored}",
+        r.name,
+        r.format.as_str(),
+        output::bytes(r.read.bytes),
+        r.read.elapsed.as_secs_f64() * 1e3,
+        r.read_mb_per_s,
+        r.load_ms,
+    )
+}

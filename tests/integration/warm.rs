@@ -1,0 +1,118 @@
+//! `inferno cache warm`: models by file, name and directory (page cache, metadata, a test load, a model
+//! entry), damaged files, `--background` with progress in `cache status`, and `--responses`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use inferno::models::gguf::tiny::write_tiny_llama;
+use serde_json::Value;
+
+use crate::util::{Sandbox, stderr, stdout};
+
+const TINY_ONNX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/tiny-mlp.onnx");
+
+/// A sandbox with `<root>/models/{tiny.gguf, tiny-mlp.onnx}` as its models directory.
+fn with_models() -> (Sandbox, PathBuf) {
+    let sb = Sandbox::new();
+    let dir = sb.path("models");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_tiny_llama(&dir.join("tiny.gguf")).unwrap();
+    std::fs::copy(TINY_ONNX, dir.join("tiny-mlp.onnx")).unwrap();
+    (sb, dir)
+}
+
+fn inferno(sb: &Sandbox, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    sb.std_command().env("INFERNO_MODELS_DIR", dir).args(args).output().unwrap()
+}
+
+fn kind_entries(sb: &Sandbox, dir: &std::path::Path, kind: &str) -> u64 {
+    let out = inferno(sb, dir, &["cache", "stats", "--json"]);
+    let stats: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let kinds = stats["kinds"].as_array().unwrap();
+    kinds.iter().find(|k| k["kind"] == kind).unwrap()["entries"].as_u64().unwrap()
+}
+
+#[test]
+fn warming_models_reads_them_records_metadata_and_model_entries() {
+    let (sb, dir) = with_models();
+    let out = inferno(&sb, &dir, &["cache", "warm", "--model", "tiny", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let model = &report["models"][0];
+    assert_eq!(model["name"], "tiny");
+    let bytes = std::fs::read(dir.join("tiny.gguf")).unwrap();
+    assert_eq!(model["read"]["bytes"], bytes.len() as u64);
+    assert_eq!(model["read"]["fingerprint"], format!("blake3:{}", blake3::hash(&bytes).to_hex()).as_str());
+    assert_eq!(model["read"]["resident_after"]["resident_bytes"], bytes.len() as u64);
+    assert!(model["load_ms"].as_f64().unwrap() > 0.0);
+    assert!(model["tokens_per_second"].as_f64().unwrap() > 0.0, "include_performance_stats is on by default");
+    assert_eq!(kind_entries(&sb, &dir, "model"), 1);
+    assert_eq!(kind_entries(&sb, &dir, "metadata"), 1);
+
+    // The metadata cache now answers, with the measured figures.
+    let info = inferno(&sb, &dir, &["models", "info", "tiny", "--json"]);
+    let info: Value = serde_json::from_str(&stdout(&info)).unwrap();
+    assert_eq!(info["source"], "cache");
+    assert!(info["metadata"]["performance"]["load_ms"].as_f64().unwrap() > 0.0);
+
+    // The guide's two-model line, by path; the text output says what happened.
+    let onnx = dir.join("tiny-mlp.onnx");
+    let out = inferno(&sb, &dir, &["cache", "warm", "--model", "tiny", "--model", onnx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Warmed tiny (gguf") && text.contains("Warmed tiny-mlp (onnx"), "{text}");
+    assert!(text.contains("in page cache") && text.contains("-> 100%"), "{text}");
+    assert_eq!(kind_entries(&sb, &dir, "model"), 2);
+
+    // `cache clear --pattern "*.onnx"` (the guide's Quick Start) removes the ONNX model's entries.
+    let out = inferno(&sb, &dir, &["cache", "clear", "--pattern", "*.onnx"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(kind_entries(&sb, &dir, "model"), 1);
+}
+
+#[test]
+fn a_directory_is_warmed_whole_and_damaged_models_fail_the_run() {
+    let (sb, dir) = with_models();
+    let bytes = std::fs::read(dir.join("tiny.gguf")).unwrap();
+    std::fs::write(dir.join("cut.gguf"), &bytes[..bytes.len() - 64]).unwrap();
+    let out = inferno(&sb, &dir, &["cache", "warm", "--directory", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "one model is damaged");
+    let text = stdout(&out);
+    assert!(text.contains("Warmed tiny (gguf") && text.contains("Warmed tiny-mlp (onnx"), "{text}");
+    assert!(text.contains("failed cut.gguf") && text.contains("tensor"), "{text}");
+    assert!(stderr(&out).contains("1 warm step failed"), "{}", stderr(&out));
+    assert_eq!(kind_entries(&sb, &dir, "model"), 2);
+
+    let out = inferno(&sb, &dir, &["cache", "warm"]);
+    assert_eq!(out.status.code(), Some(2), "nothing to warm is a usage error");
+    let out = inferno(&sb, &dir, &["cache", "warm", "--model", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no model `nope`"), "{}", stderr(&out));
+}
+
+#[test]
+fn background_warming_detaches_and_reports_through_status() {
+    let (sb, dir) = with_models();
+    let out = inferno(&sb, &dir, &["cache", "warm", "--model", "tiny", "--background"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Warming in the background (pid"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job = loop {
+        let out = inferno(&sb, &dir, &["cache", "status", "--json"]);
+        let status: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let job = status["cache"]["warm"].clone();
+        if job["state"] == "done" || job["state"] == "failed" || job["state"] == "interrupted" {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the background job did not finish: {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!((job["models_warmed"].as_u64(), job["background"].as_bool()), (Some(1), Some(true)));
+    let log = PathBuf::from(job["log"].as_str().unwrap());
+    assert!(std::fs::read_to_string(log).unwrap().contains("Warmed tiny (gguf"));
+    let out = inferno(&sb, &dir, &["cache", "status"]);
+    assert!(stdout(&out).contains("Last warm job: done at"), "{}", stdout(&out));
+    assert_eq!(kind_entries(&sb, &dir, "model"), 1);
+}
