@@ -119,7 +119,7 @@ pub const KEYS: &[Key] = &[
         "time to live of model metadata; 0 = no expiry",
     )),
     on(key("cache.metadata.auto_refresh", Kind::Bool, "re-read metadata when the model file changes")),
-    key("cache.metadata.include_performance_stats", Kind::Bool, "add measured load time and tokens/s"),
+    on(key("cache.metadata.include_performance_stats", Kind::Bool, "add measured load time and tokens/s")),
     on(key(
         "cache.persistence.sync_interval_seconds",
         Kind::Duration(SECOND),
