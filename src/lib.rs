@@ -6,6 +6,7 @@
 //!   origin of every value.
 //! - [`cache`]: the cache engine: memory and disk tiers, codecs, dedup, response keys, and the manager.
 //! - [`models`]: model files on disk: the GGUF header reader and writer, and the tiny llama test model.
+//! - [`inference`]: OpenAI chat and completion requests answered by a model through the response cache.
 //! - [`cli`]: clap definitions and printing for the `inferno` binary.
 //! - [`logging`]: tracing setup.
 #![deny(missing_docs)]
@@ -13,5 +14,6 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod inference;
 pub mod logging;
 pub mod models;
