@@ -39,7 +39,7 @@ pub fn prepare(model: &GgufModel, request: &Request) -> Result<Prepared, Inferen
     let prompt_tokens = model.token_count(&prompt, true);
     let room = (n_ctx as usize).saturating_sub(prompt_tokens);
     if room == 0 {
-        return Err(context_exceeded(n_ctx, prompt_tokens, param));
+        return Err(context_exceeded(n_ctx, prompt_tokens, Some(param)));
     }
     let sampling = &request.sampling;
     let room = u32::try_from(room).unwrap_or(u32::MAX);
@@ -70,17 +70,17 @@ pub fn generate(
 /// A llama.cpp error as the client sees it: a full context is the client's 400, anything else a 500.
 pub fn llama_error(error: LlamaError) -> InferenceError {
     match error {
-        LlamaError::ContextFull { prompt, n_ctx, .. } => context_exceeded(n_ctx, prompt, "messages"),
+        LlamaError::ContextFull { prompt, n_ctx, .. } => context_exceeded(n_ctx, prompt, None),
         other => InferenceError::Server { message: other.to_string() },
     }
 }
 
-fn context_exceeded(n_ctx: u32, prompt_tokens: usize, param: &str) -> InferenceError {
+fn context_exceeded(n_ctx: u32, prompt_tokens: usize, param: Option<&str>) -> InferenceError {
     InferenceError::InvalidRequest {
         message: format!(
             "the context holds {n_ctx} tokens and the prompt is {prompt_tokens}, which leaves no room for an answer"
         ),
-        param: Some(param.to_string()),
+        param: param.map(str::to_string),
         code: Some("context_length_exceeded".to_string()),
     }
 }
