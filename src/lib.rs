@@ -9,6 +9,7 @@
 //!   the metadata cache.
 //! - [`warm`]: cache warming (`inferno cache warm`): models into the page cache and caches, prompts into
 //!   the response cache.
+//! - [`inference`]: OpenAI chat and completion requests answered by a model through the response cache.
 //! - [`cli`]: clap definitions and printing for the `inferno` binary.
 //! - [`logging`]: tracing setup.
 #![deny(missing_docs)]
@@ -16,6 +17,7 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod inference;
 pub mod logging;
 pub mod models;
 pub mod warm;

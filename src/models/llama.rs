@@ -1,5 +1,6 @@
 //! GGUF models through llama.cpp (the `llama-cpp-2` crate): the process-wide backend, loading a model file,
-//! and generating text greedily or with sampling parameters.
+//! rendering chat messages with the model's template, and generating text greedily or with sampling
+//! parameters, all at once or piece by piece.
 //!
 //! Only the mechanics live here; which models stay loaded is the job of the model cache
 //! ([`crate::models::cache`]). The header is read with our own reader first, so a truncated or foreign file
@@ -7,17 +8,22 @@
 //! Generation is blocking: callers on an async runtime run it on a blocking thread.
 
 use std::num::NonZeroU32;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use parking_lot::Mutex;
 
+pub use super::generate::{FinishReason, GenerateParams, Generation};
+
+use super::chat::{ChatTurn, chatml};
+use super::generate::TextStream;
 use super::gguf::{GgufError, GgufHeader};
 
 /// Errors of the llama.cpp backend.
@@ -44,6 +50,14 @@ pub enum LlamaError {
         /// The model file.
         path: PathBuf,
         /// What failed.
+        reason: String,
+    },
+    /// Chat messages could not be rendered with the model's template.
+    #[error("cannot render the chat messages for {}: {reason}", .path.display())]
+    Chat {
+        /// The model file.
+        path: PathBuf,
+        /// llama.cpp's reason.
         reason: String,
     },
     /// The prompt and the requested tokens do not fit the context.
@@ -73,58 +87,13 @@ fn backend() -> Result<&'static LlamaBackend, LlamaError> {
         .map_err(|e| LlamaError::Backend(e.clone()))
 }
 
-/// How to generate.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GenerateParams {
-    /// Most new tokens.
-    pub max_tokens: u32,
-    /// 0 = greedy; otherwise the softmax temperature.
-    pub temperature: f32,
-    /// Nucleus sampling threshold (1.0 = off).
-    pub top_p: f32,
-    /// Keep only the k most likely tokens (0 = off).
-    pub top_k: i32,
-    /// Seed of the sampler when temperature > 0.
-    pub seed: u32,
-    /// Generation stops when the text ends with one of these; the stop string is not returned.
-    pub stop: Vec<String>,
-    /// Context size in tokens (0 = the model's training context).
-    pub n_ctx: u32,
-}
-
-impl Default for GenerateParams {
-    fn default() -> Self {
-        Self { max_tokens: 16, temperature: 0.0, top_p: 1.0, top_k: 0, seed: 0, stop: Vec::new(), n_ctx: 0 }
-    }
-}
-
-/// Why generation ended, in OpenAI's words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FinishReason {
-    /// The model produced an end-of-generation token or a stop string.
-    Stop,
-    /// `max_tokens` was reached.
-    Length,
-}
-
-/// The result of a generation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Generation {
-    /// The generated text.
-    pub text: String,
-    /// Tokens in the prompt (including BOS when the model adds one).
-    pub prompt_tokens: usize,
-    /// Tokens generated.
-    pub completion_tokens: usize,
-    /// Why it ended.
-    pub finish_reason: FinishReason,
-}
-
 /// A GGUF model loaded in llama.cpp (memory-mapped by default).
 pub struct GgufModel {
     path: PathBuf,
     header: GgufHeader,
     model: LlamaModel,
+    /// The file's chat template, when llama.cpp can apply it.
+    chat_template: Option<LlamaChatTemplate>,
     /// llama.cpp mutates the model while creating a context, so contexts are created one at a time.
     context_lock: Mutex<()>,
 }
@@ -137,12 +106,16 @@ impl std::fmt::Debug for GgufModel {
 
 impl GgufModel {
     /// Reads the header, then loads the model in llama.cpp.
+    ///
+    /// A chat template in the file that llama.cpp's template engine cannot apply is logged as a warning and
+    /// replaced by ChatML, as llama.cpp's own server does.
     pub fn load(path: &Path) -> Result<Self, LlamaError> {
         let header = GgufHeader::read_path(path)?;
         let backend = backend()?;
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|e| LlamaError::Load { path: path.to_path_buf(), reason: e.to_string() })?;
-        Ok(Self { path: path.to_path_buf(), header, model, context_lock: Mutex::new(()) })
+        let chat_template = usable_template(&model, path);
+        Ok(Self { path: path.to_path_buf(), header, model, chat_template, context_lock: Mutex::new(()) })
     }
 
     /// The model file's header, as our reader saw it.
@@ -155,11 +128,57 @@ impl GgufModel {
         self.model.size()
     }
 
-    /// Generates a continuation of `prompt` (fed raw, with BOS when the model asks for it).
+    /// The context length the model was trained with (`<arch>.context_length`).
+    pub fn n_ctx_train(&self) -> u32 {
+        self.model.n_ctx_train()
+    }
+
+    /// How many tokens `text` is as a prompt: BOS when the model adds one, special-token text parsed when
+    /// `parse_special` (see [`GenerateParams::parse_special`]).
+    pub fn token_count(&self, text: &str, parse_special: bool) -> usize {
+        self.model.vocab().tokenize(text.as_bytes(), true, parse_special).len()
+    }
+
+    /// The chat template [`GgufModel::chat_prompt`] applies: the file's `tokenizer.chat_template` when
+    /// llama.cpp can apply it, `None` when the file has none or llama.cpp cannot (ChatML is used then).
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_ref().and_then(|t| t.to_str().ok())
+    }
+
+    /// Renders chat `messages` as a prompt that ends where the assistant's answer begins: with the model's
+    /// own chat template (llama.cpp's built-in template engine), or ChatML ([`chatml`]) when it has none.
+    ///
+    /// Fails only when a role or content holds a NUL character, which llama.cpp cannot take.
+    pub fn chat_prompt(&self, messages: &[ChatTurn]) -> Result<String, LlamaError> {
+        let Some(template) = &self.chat_template else { return Ok(chatml(messages)) };
+        let fail = |reason: String| LlamaError::Chat { path: self.path.clone(), reason };
+        let chat = messages
+            .iter()
+            .map(|(role, content)| LlamaChatMessage::new(role.clone(), content.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(e.to_string()))?;
+        self.model.apply_chat_template(template, &chat, true).map_err(|e| fail(e.to_string()))
+    }
+
+    /// Generates a continuation of `prompt` (with BOS when the model asks for it); see
+    /// [`GgufModel::generate_with`].
     pub fn generate(&self, prompt: &str, params: &GenerateParams) -> Result<Generation, LlamaError> {
+        self.generate_with(prompt, params, |_| ControlFlow::Continue(()))
+    }
+
+    /// Generates a continuation of `prompt`, calling `on_piece` with each piece of text as soon as it is
+    /// safe to show (whole UTF-8 characters, never part of a stop string; see [`TextStream`]). The pieces
+    /// concatenate to the returned [`Generation::text`]. When `on_piece` returns `Break`, generation ends at
+    /// once with [`FinishReason::Stop`].
+    pub fn generate_with(
+        &self,
+        prompt: &str,
+        params: &GenerateParams,
+        mut on_piece: impl FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Generation, LlamaError> {
         let fail = |reason: String| LlamaError::Inference { path: self.path.clone(), reason };
         let vocab = self.model.vocab();
-        let tokens = vocab.tokenize(prompt.as_bytes(), true, false);
+        let tokens = vocab.tokenize(prompt.as_bytes(), true, params.parse_special);
         let n_ctx = if params.n_ctx > 0 { params.n_ctx } else { self.model.n_ctx_train() };
         if tokens.is_empty() || tokens.len() + params.max_tokens as usize > n_ctx as usize {
             return Err(LlamaError::ContextFull {
@@ -184,24 +203,13 @@ impl GgufModel {
             batch.add(*token, i as i32, &[0], i == last).map_err(|e| fail(e.to_string()))?;
         }
         ctx.decode(&mut batch).map_err(|e| fail(e.to_string()))?;
-        let mut sampler = if params.temperature <= 0.0 {
-            LlamaSampler::greedy()
-        } else {
-            let mut chain = Vec::new();
-            if params.top_k > 0 {
-                chain.push(LlamaSampler::top_k(params.top_k));
-            }
-            if params.top_p < 1.0 {
-                chain.push(LlamaSampler::top_p(params.top_p, 1));
-            }
-            chain.push(LlamaSampler::temp(params.temperature));
-            chain.push(LlamaSampler::dist(params.seed));
-            LlamaSampler::chain_simple(chain)
-        };
+        let mut sampler = sampler(params);
+        let mut stream = TextStream::new(&params.stop);
         let mut bytes = Vec::new();
         let mut completion_tokens = 0;
         let mut position = tokens.len() as i32;
         let mut finish_reason = FinishReason::Length;
+        let mut cancelled = false;
         while completion_tokens < params.max_tokens as usize {
             let token = sampler.sample(&ctx, batch.n_tokens() - 1);
             sampler.accept(token);
@@ -210,10 +218,19 @@ impl GgufModel {
                 break;
             }
             completion_tokens += 1;
-            bytes.extend(vocab.token_to_piece(token, false, None));
-            if let Some(cut) = stop_at(&bytes, &params.stop) {
-                bytes.truncate(cut);
+            bytes.clear();
+            vocab.token_to_piece_into(token, &mut bytes, false, None);
+            let pushed = stream.push(&bytes);
+            let stopped = pushed.stopped;
+            if !pushed.piece.is_empty() && on_piece(pushed.piece).is_break() {
+                (finish_reason, cancelled) = (FinishReason::Stop, true);
+                break;
+            }
+            if stopped {
                 finish_reason = FinishReason::Stop;
+                break;
+            }
+            if completion_tokens == params.max_tokens as usize {
                 break;
             }
             batch.clear();
@@ -221,8 +238,15 @@ impl GgufModel {
             position += 1;
             ctx.decode(&mut batch).map_err(|e| fail(e.to_string()))?;
         }
+        if !cancelled {
+            let rest = stream.finish();
+            if !rest.is_empty() {
+                // Generation is over either way; a `Break` here changes nothing.
+                let _ = on_piece(rest);
+            }
+        }
         Ok(Generation {
-            text: String::from_utf8_lossy(&bytes).into_owned(),
+            text: stream.into_text(),
             prompt_tokens: tokens.len(),
             completion_tokens,
             finish_reason,
@@ -230,72 +254,38 @@ impl GgufModel {
     }
 }
 
-/// Where the text must be cut when it contains a stop string: the start of the earliest one.
-fn stop_at(bytes: &[u8], stops: &[String]) -> Option<usize> {
-    stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| bytes.windows(s.len()).position(|w| w == s.as_bytes()))
-        .min()
+/// The model's own chat template, if it has one that llama.cpp can apply to a one-message probe.
+fn usable_template(model: &LlamaModel, path: &Path) -> Option<LlamaChatTemplate> {
+    let template = model.chat_template(None).ok()?;
+    let probe = LlamaChatMessage::new("user".into(), "hi".into()).ok()?;
+    match model.apply_chat_template(&template, &[probe], true) {
+        Ok(_) => Some(template),
+        Err(e) => {
+            tracing::warn!(
+                "{}: llama.cpp cannot apply the model's chat template ({e}); chat prompts use ChatML",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// Greedy at temperature 0; otherwise top-k, top-p, temperature and a seeded draw, in llama.cpp's order.
+fn sampler(params: &GenerateParams) -> LlamaSampler {
+    if params.temperature <= 0.0 {
+        return LlamaSampler::greedy();
+    }
+    let mut chain = Vec::new();
+    if params.top_k > 0 {
+        chain.push(LlamaSampler::top_k(params.top_k));
+    }
+    if params.top_p < 1.0 {
+        chain.push(LlamaSampler::top_p(params.top_p, 1));
+    }
+    chain.push(LlamaSampler::temp(params.temperature));
+    chain.push(LlamaSampler::dist(params.seed));
+    LlamaSampler::chain_simple(chain)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::models::gguf::tiny::write_tiny_llama;
-
-    fn tiny() -> (tempfile::TempDir, GgufModel) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tiny.gguf");
-        write_tiny_llama(&path).unwrap();
-        let model = GgufModel::load(&path).unwrap();
-        (dir, model)
-    }
-
-    #[test]
-    fn greedy_generation_continues_the_alphabet() {
-        let (_dir, model) = tiny();
-        let params = GenerateParams { max_tokens: 8, n_ctx: 64, ..GenerateParams::default() };
-        let out = model.generate("abc", &params).unwrap();
-        assert_eq!(out.text, "defghijk");
-        assert_eq!(out.prompt_tokens, 5, "BOS, the space prefix and three letters");
-        assert_eq!(out.completion_tokens, 8);
-        assert_eq!(out.finish_reason, FinishReason::Length);
-        assert_eq!(model.generate("xy78", &params).unwrap().text, "90123456");
-    }
-
-    #[test]
-    fn stop_strings_and_sampling() {
-        let (_dir, model) = tiny();
-        let stop =
-            GenerateParams { max_tokens: 8, n_ctx: 64, stop: vec!["gh".into()], ..GenerateParams::default() };
-        let out = model.generate("abc", &stop).unwrap();
-        assert_eq!((out.text.as_str(), out.finish_reason), ("def", FinishReason::Stop));
-        // The tiny model is so sure of the next letter that sampling at temperature 1 agrees with greedy.
-        let sampled = GenerateParams {
-            max_tokens: 4,
-            n_ctx: 64,
-            temperature: 1.0,
-            top_k: 5,
-            seed: 7,
-            ..GenerateParams::default()
-        };
-        assert_eq!(model.generate("abc", &sampled).unwrap().text, "defg");
-    }
-
-    #[test]
-    fn bad_files_and_full_contexts_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tiny.gguf");
-        write_tiny_llama(&path).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let err = GgufModel::load(&path).unwrap_err().to_string();
-        assert!(err.contains("tiny.gguf"), "{err}");
-        std::fs::write(&path, b"not a model").unwrap();
-        assert!(GgufModel::load(&path).is_err());
-        let (_dir, model) = tiny();
-        let params = GenerateParams { max_tokens: 100, n_ctx: 32, ..GenerateParams::default() };
-        assert!(matches!(model.generate("abc", &params), Err(LlamaError::ContextFull { .. })));
-    }
-}
+mod tests;

@@ -182,7 +182,7 @@ fn refresh(envelope: &mut Envelope, body: &Value) {
 ///
 /// A process-wide counter, the time in nanoseconds, the process id and std's per-process random hash keys
 /// are hashed with BLAKE3 and cut to 96 bits: distinct within a process and across processes.
-fn unique_hex() -> String {
+pub(crate) fn unique_hex() -> String {
     use std::hash::BuildHasher;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -17,6 +17,7 @@ pub const KEY_PREFIX: &str = "inferno-key-v1\n";
 /// Request fields left out of the key because they do not change the generated output.
 ///
 /// `model` is here because the model's identity comes from [`ModelIdentity`], not from what the user typed.
+/// Of `cache`, only `cache.namespace` counts (see [`namespace_of`]).
 pub const EXCLUDED_FIELDS: [&str; 6] = ["cache", "metadata", "model", "stream", "stream_options", "user"];
 
 /// Request fields read as plain numbers: `1` and `1.0` give the same key.
@@ -88,6 +89,9 @@ impl CanonicalRequest {
         let mut root = Map::new();
         root.insert("endpoint".into(), Value::String(endpoint.as_str().into()));
         root.insert("model".into(), Value::Object(identity));
+        if let Some(namespace) = namespace_of(body) {
+            root.insert("namespace".into(), Value::String(namespace.into()));
+        }
         root.insert("request".into(), Value::Object(fields));
 
         let mut bytes = KEY_PREFIX.as_bytes().to_vec();
@@ -115,6 +119,14 @@ pub fn canonical_request(
 /// BLAKE3 gives 64 hex characters; xxhash gives xxh3-128 with seed 0, 32 hex characters.
 pub fn response_key(req: &CanonicalRequest, algo: HashAlgorithm) -> String {
     ContentHasher::for_algorithm(algo).hash(req.as_bytes()).to_hex()
+}
+
+/// The cache namespace a request names in `cache.namespace` (LiteLLM's field), when it is a non-empty string.
+///
+/// Requests in different namespaces never share a key; a request without one is in the default namespace,
+/// whose canonical form has no `namespace` field at all.
+pub fn namespace_of(body: &Value) -> Option<&str> {
+    body.get("cache")?.get("namespace")?.as_str().filter(|ns| !ns.is_empty())
 }
 
 /// Whether a request asks for reproducible output: `temperature` is 0 or a `seed` is given.
@@ -293,6 +305,25 @@ mod tests {
         body["cache"] = json!({"no_store": true});
         body["model"] = json!("some-alias");
         assert_eq!(key_of(&body), base_key);
+    }
+
+    #[test]
+    fn namespaces_partition_keys() {
+        let in_ns = |ns: Value| {
+            let mut body = base();
+            body["cache"] = json!({"namespace": ns, "ttl": 60});
+            key_of(&body)
+        };
+        assert_eq!(in_ns(json!("")), key_of(&base()));
+        assert_eq!(in_ns(json!(null)), key_of(&base()));
+        assert_ne!(in_ns(json!("team-a")), key_of(&base()));
+        assert_ne!(in_ns(json!("team-a")), in_ns(json!("team-b")));
+        let mut body = base();
+        body["cache"] = json!({"namespace": "team-a"});
+        assert_eq!(key_of(&body), in_ns(json!("team-a")), "other cache fields still do not count");
+        let bytes = canonical_request(Endpoint::Chat, &body, &model()).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains(r#""model":{"fingerprint":"gguf-3f2a9c","name":"llama-3-8b"},"namespace":"team-a","request":{"#), "{text}");
     }
 
     #[test]

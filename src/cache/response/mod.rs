@@ -11,10 +11,11 @@ mod record;
 
 use thiserror::Error;
 
+pub(crate) use envelope::unique_hex;
 pub use envelope::{ENVELOPE_FIELDS, Envelope, Payload, join_response, split_response};
 pub use key::{
     CanonicalRequest, EXCLUDED_FIELDS, Endpoint, KEY_PREFIX, ModelIdentity, NUMERIC_FIELDS,
-    canonical_request, is_deterministic, response_key,
+    canonical_request, is_deterministic, namespace_of, response_key,
 };
 pub use record::{join_record, split_record};
 

@@ -1,0 +1,275 @@
+//! The response cache around inference: which requests are looked up and stored, under which key, with
+//! which TTL, and [`respond`], which answers a request from the cache or by generating.
+//!
+//! Keys come from the key code (`cache::response`) over the raw request body; stored values are response
+//! records in the shape `inferno cache import` stores (`{"model", "model_fingerprint", "request",
+//! "response"}`), so export, import and [`Manager::get_response`] work on them. Cache failures are logged
+//! and never fail a request.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::InferenceError;
+use crate::cache::response::{
+    CanonicalRequest, Endpoint, ModelIdentity, is_deterministic, namespace_of, response_key,
+};
+use crate::cache::{Kind, Manager};
+use crate::config::units::{SECOND, parse_duration};
+
+/// How one request uses the cache. The body's `cache` field (LiteLLM's) is read by
+/// [`CacheControl::from_body`]; the caller's settings (config, headers) come in as a `CacheControl` too.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    /// Do not look the request up (the answer may still be stored).
+    pub no_cache: bool,
+    /// Do not store the answer.
+    pub no_store: bool,
+    /// Cache non-deterministic requests too (by default only `temperature: 0` or seeded ones are cached).
+    pub cache_all: bool,
+    /// TTL of a stored answer; `None` = the cache's `cache.response.ttl_hours`.
+    pub ttl: Option<Duration>,
+    /// Cache namespace: requests in different namespaces never share entries.
+    pub namespace: Option<String>,
+}
+
+impl CacheControl {
+    /// Reads the body's `cache` object: `ttl` (seconds, or a duration such as `"10m"`), `no-cache` and
+    /// `no-store` (also spelled `no_cache`, `no_store`), `namespace`. Other fields (`s-maxage`) are ignored.
+    pub fn from_body(body: &Value) -> Result<Self, InferenceError> {
+        let cache = match body.get("cache") {
+            None | Some(Value::Null) => return Ok(Self::default()),
+            Some(Value::Object(cache)) => cache,
+            Some(_) => return Err(InferenceError::invalid("'cache' must be an object", Some("cache"))),
+        };
+        let mut control = Self::default();
+        for (name, value) in cache {
+            let param = format!("cache.{name}");
+            let flag = || match value {
+                Value::Bool(b) => Ok(*b),
+                Value::Null => Ok(false),
+                _ => Err(InferenceError::invalid(format!("'{param}' must be true or false"), Some(&param))),
+            };
+            match name.as_str() {
+                "no-cache" | "no_cache" => control.no_cache |= flag()?,
+                "no-store" | "no_store" => control.no_store |= flag()?,
+                "ttl" => control.ttl = ttl(value, &param)?,
+                "namespace" => match value {
+                    Value::Null => {}
+                    Value::String(ns) => control.namespace = Some(ns.clone()).filter(|ns| !ns.is_empty()),
+                    _ => {
+                        return Err(InferenceError::invalid(
+                            format!("'{param}' must be a string"),
+                            Some(&param),
+                        ));
+                    }
+                },
+                _ => {}
+            }
+        }
+        Ok(control)
+    }
+
+    /// `self` (the caller's settings) combined with `body` (the request's own): flags are or-ed; for `ttl`
+    /// and `namespace` the caller's value wins where both are set, so a server can enforce a namespace.
+    pub fn merged(&self, body: &CacheControl) -> CacheControl {
+        CacheControl {
+            no_cache: self.no_cache || body.no_cache,
+            no_store: self.no_store || body.no_store,
+            cache_all: self.cache_all || body.cache_all,
+            ttl: self.ttl.or(body.ttl),
+            namespace: self.namespace.clone().or_else(|| body.namespace.clone()),
+        }
+    }
+}
+
+fn ttl(value: &Value, param: &str) -> Result<Option<Duration>, InferenceError> {
+    let bad =
+        || InferenceError::invalid(format!("'{param}' must be a positive number of seconds"), Some(param));
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => match n.as_f64() {
+            Some(secs) if secs.is_finite() && secs > 0.0 => Ok(Some(Duration::from_secs_f64(secs))),
+            _ => Err(bad()),
+        },
+        Value::String(s) => parse_duration(s, SECOND).ok().filter(|d| !d.is_zero()).map(Some).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+/// How an answer relates to the cache (for an `X-Cache`-style header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from the cache.
+    Hit,
+    /// Looked up, not found, generated.
+    Miss,
+    /// Not looked up: the request is not cacheable, `no-cache` was asked, or response caching is off.
+    Bypass,
+}
+
+impl CacheStatus {
+    /// `HIT`, `MISS` or `BYPASS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Miss => "MISS",
+            Self::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// An answered request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// The response body.
+    pub body: Value,
+    /// Whether it came from the cache.
+    pub status: CacheStatus,
+    /// The request's cache key (computed even when the cache was not used).
+    pub key: String,
+}
+
+/// What the cache does for one request: its key, and whether to look it up and store its answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachePlan {
+    key: String,
+    request: Value,
+    lookup: bool,
+    store: bool,
+    ttl: Option<Duration>,
+}
+
+impl CachePlan {
+    /// Plans `body` (sent to `endpoint`, answered by `identity`) under the caller's `control` merged with
+    /// the body's own `cache` field. A request is cacheable when response caching is on and it is
+    /// deterministic (`temperature: 0` or a `seed`) or `cache_all` is set. A namespace from the caller that
+    /// the body does not name is written into the body's `cache.namespace`, so that the key, and the key
+    /// an import of the stored record computes, include it.
+    pub fn new(
+        manager: &Manager,
+        identity: &ModelIdentity,
+        endpoint: Endpoint,
+        body: &Value,
+        control: &CacheControl,
+    ) -> Result<Self, InferenceError> {
+        let control = control.merged(&CacheControl::from_body(body)?);
+        let request = with_namespace(body, control.namespace.as_deref());
+        let canonical = CanonicalRequest::new(endpoint, &request, identity)
+            .map_err(|e| InferenceError::invalid(e.to_string(), None))?;
+        let key = response_key(&canonical, manager.config().response.hash_algorithm);
+        let cacheable =
+            manager.is_enabled(Kind::Response) && (control.cache_all || is_deterministic(&request));
+        Ok(Self {
+            key,
+            request,
+            lookup: cacheable && !control.no_cache,
+            store: cacheable && !control.no_store,
+            ttl: control.ttl,
+        })
+    }
+
+    /// The cache key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Whether the cache is consulted.
+    pub fn looks_up(&self) -> bool {
+        self.lookup
+    }
+
+    /// Whether the answer is stored.
+    pub fn stores(&self) -> bool {
+        self.store
+    }
+
+    /// The status of an answer that was generated: `Miss` when the cache was consulted, else `Bypass`.
+    pub fn generated_status(&self) -> CacheStatus {
+        if self.lookup { CacheStatus::Miss } else { CacheStatus::Bypass }
+    }
+
+    /// The cached answer (with a fresh `id` and `created`), when the plan looks up and one is there.
+    pub fn lookup(&self, manager: &Manager) -> Option<Value> {
+        if !self.lookup {
+            return None;
+        }
+        manager.get_response(&self.key).unwrap_or_else(|e| {
+            tracing::warn!("response cache lookup of {} failed: {e}", self.key);
+            None
+        })
+    }
+
+    /// Stores `response` as a response record, when the plan stores.
+    pub fn store(&self, manager: &Manager, identity: &ModelIdentity, response: &Value) {
+        if !self.store {
+            return;
+        }
+        let record = json!({
+            "model": identity.name,
+            "model_fingerprint": identity.fingerprint,
+            "request": self.request,
+            "response": response,
+        });
+        let stored = serde_json::to_vec(&record).map_err(|e| e.to_string()).and_then(|bytes| {
+            manager
+                .put(Kind::Response, &self.key, &identity.name, &bytes, self.ttl)
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = stored {
+            tracing::warn!("storing response {} in the cache failed: {e}", self.key);
+        }
+    }
+}
+
+/// `body` with `cache.namespace` set to `namespace`, when it does not already say so.
+fn with_namespace(body: &Value, namespace: Option<&str>) -> Value {
+    let mut body = body.clone();
+    if let Some(ns) = namespace
+        && namespace_of(&body) != Some(ns)
+        && let Some(object) = body.as_object_mut()
+    {
+        let cache = object.entry("cache").or_insert_with(|| Value::Object(Map::new()));
+        if !cache.is_object() {
+            *cache = Value::Object(Map::new());
+        }
+        cache["namespace"] = Value::String(ns.to_string());
+    }
+    body
+}
+
+/// Answers `body` (an OpenAI request to `endpoint`) with `model`, whose identity is `identity`: from the
+/// cache when the plan allows and the answer is there (its `model` set to the name the client asked for),
+/// else by generating, storing the answer when the plan allows.
+///
+/// The answer is always a whole `chat.completion` / `text_completion` body; `stream` is not acted on here
+/// (the server streams with [`CachePlan`], [`super::run::generate`] and [`super::Chunker`]).
+#[cfg(feature = "llama")]
+pub fn respond(
+    manager: &Manager,
+    model: &crate::models::llama::GgufModel,
+    identity: &ModelIdentity,
+    endpoint: Endpoint,
+    body: &Value,
+    control: &CacheControl,
+) -> Result<Answer, InferenceError> {
+    use super::response::{ResponseMeta, completion_body};
+
+    let request = super::Request::parse(endpoint, body)?;
+    let plan = CachePlan::new(manager, identity, endpoint, body, control)?;
+    let model_name = request.model.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| identity.name.clone());
+    if let Some(mut hit) = plan.lookup(manager) {
+        if let Some(object) = hit.as_object_mut() {
+            object.insert("model".into(), Value::String(model_name));
+        }
+        return Ok(Answer { body: hit, status: CacheStatus::Hit, key: plan.key });
+    }
+    let generation = super::run::generate(model, &request, |_| std::ops::ControlFlow::Continue(()))?;
+    let meta = ResponseMeta::new(endpoint, &model_name, &identity.fingerprint);
+    let answer = completion_body(endpoint, &meta, &generation);
+    plan.store(manager, identity, &answer);
+    Ok(Answer { body: answer, status: plan.generated_status(), key: plan.key })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,304 @@
+//! Requests answered by the tiny llama through a real cache.
+//!
+//! Chat requests use the tiny model with a Harmony (gpt-oss) chat template, whose prompt ends in
+//! `<|start|>assistant`: the last token is `t`, so greedy decoding continues `uvwxyzab`. Completion requests
+//! use the plain tiny model, where `"abc"` continues `defghijk`.
+
+use std::ops::ControlFlow;
+
+use serde_json::{Value, json};
+
+use super::super::*;
+use crate::cache::Access;
+use crate::cache::transfer::{export, import};
+use crate::config::{CacheType, Config};
+use crate::inference::run::{self, context_size, prepare};
+use crate::inference::{Input, Request};
+use crate::models::gguf::MetaValue;
+use crate::models::gguf::tiny::tiny_llama;
+use crate::models::llama::{FinishReason, GgufModel};
+
+const HARMONY: &str = "{#- <|channel|> is how llama.cpp knows this template -#}{% for message in messages %}\
+                       <|start|>{{ message.role }}<|message|>{{ message.content }}<|end|>{% endfor %}\
+                       <|start|>assistant";
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    manager: Manager,
+    plain: GgufModel,
+    harmony: GgufModel,
+    identity: ModelIdentity,
+}
+
+fn fixture() -> Fixture {
+    fixture_with(|_| {})
+}
+
+fn fixture_with(edit: impl FnOnce(&mut crate::config::CacheConfig)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default().cache;
+    config.base_dir = dir.path().join("cache");
+    config.kind = CacheType::Persistent;
+    edit(&mut config);
+    let manager = Manager::open(&config, Access::ReadWrite).unwrap();
+    let plain_path = dir.path().join("tiny.gguf");
+    tiny_llama().unwrap().write_path(&plain_path).unwrap();
+    let harmony_path = dir.path().join("tiny-harmony.gguf");
+    let mut writer = tiny_llama().unwrap();
+    writer.add_metadata("tokenizer.chat_template", MetaValue::String(HARMONY.into())).unwrap();
+    writer.write_path(&harmony_path).unwrap();
+    let fingerprint = crate::models::file::fingerprint(&plain_path).unwrap();
+    let identity = ModelIdentity { name: "tiny".into(), fingerprint };
+    let plain = GgufModel::load(&plain_path).unwrap();
+    let harmony = GgufModel::load(&harmony_path).unwrap();
+    Fixture { dir, manager, plain, harmony, identity }
+}
+
+impl Fixture {
+    fn chat(&self, body: &Value, control: &CacheControl) -> Answer {
+        respond(&self.manager, &self.harmony, &self.identity, Endpoint::Chat, body, control).unwrap()
+    }
+
+    fn complete(&self, body: &Value, control: &CacheControl) -> Answer {
+        respond(&self.manager, &self.plain, &self.identity, Endpoint::Completion, body, control).unwrap()
+    }
+}
+
+fn chat_body() -> Value {
+    json!({"model": "tiny", "messages": [{"role": "user", "content": "abc"}], "temperature": 0, "max_tokens": 8})
+}
+
+fn completion_body() -> Value {
+    json!({"model": "tiny", "prompt": "abc", "temperature": 0, "max_tokens": 8})
+}
+
+fn no_control() -> CacheControl {
+    CacheControl::default()
+}
+
+#[test]
+fn chat_answers_follow_the_openai_schema() {
+    let f = fixture();
+    let answer = f.chat(&chat_body(), &no_control());
+    assert_eq!(answer.status, CacheStatus::Miss);
+    let body = &answer.body;
+    let id = body["id"].as_str().unwrap();
+    assert!(id.starts_with("chatcmpl-") && id.len() == "chatcmpl-".len() + 24, "{id}");
+    assert_eq!(body["object"], "chat.completion");
+    assert!(body["created"].is_u64());
+    assert_eq!(body["model"], "tiny");
+    let digest = f.identity.fingerprint.strip_prefix("blake3:").unwrap();
+    assert_eq!(body["system_fingerprint"], format!("fp_{}", &digest[..10]));
+    assert_eq!(
+        body["choices"],
+        json!([{"index": 0, "message": {"role": "assistant", "content": "uvwxyzab"},
+                "logprobs": null, "finish_reason": "length"}])
+    );
+    // BOS, the space prefix and the 52 characters of
+    // `<|start|>user<|message|>abc<|end|><|start|>assistant`, one token each.
+    assert_eq!(body["usage"], json!({"prompt_tokens": 54, "completion_tokens": 8, "total_tokens": 62}));
+    let canonical = CanonicalRequest::new(Endpoint::Chat, &chat_body(), &f.identity).unwrap();
+    assert_eq!(answer.key, response_key(&canonical, f.manager.config().response.hash_algorithm));
+}
+
+#[test]
+fn completion_answers_follow_the_openai_schema() {
+    let f = fixture();
+    let answer = f.complete(&completion_body(), &no_control());
+    let body = &answer.body;
+    assert!(body["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_eq!(body["object"], "text_completion");
+    assert_eq!(
+        body["choices"],
+        json!([{"index": 0, "text": "defghijk", "logprobs": null, "finish_reason": "length"}])
+    );
+    assert_eq!(body["usage"], json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}));
+    let mut stopped = completion_body();
+    stopped["stop"] = json!("gh");
+    let body = f.complete(&stopped, &no_control()).body;
+    assert_eq!(body["choices"][0]["text"], "def");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(body["usage"]["completion_tokens"], 5, "the tokens up to and including the stop string");
+}
+
+#[test]
+fn a_repeated_request_is_a_hit_with_a_fresh_id() {
+    let f = fixture();
+    let first = f.chat(&chat_body(), &no_control());
+    let mut alias = chat_body();
+    alias["model"] = json!("tiny-alias");
+    alias["user"] = json!("bob");
+    let second = f.chat(&alias, &no_control());
+    assert_eq!((first.status, second.status), (CacheStatus::Miss, CacheStatus::Hit));
+    assert_eq!(second.key, first.key);
+    assert_eq!(second.body["choices"], first.body["choices"]);
+    assert_eq!(second.body["usage"], first.body["usage"]);
+    assert_eq!(second.body["system_fingerprint"], first.body["system_fingerprint"]);
+    assert_ne!(second.body["id"], first.body["id"]);
+    assert!(second.body["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(second.body["model"], "tiny-alias", "a hit names the model the client asked for");
+
+    let completion = f.complete(&completion_body(), &no_control());
+    let again = f.complete(&completion_body(), &no_control());
+    assert_eq!(again.status, CacheStatus::Hit);
+    assert_eq!(again.body["choices"], completion.body["choices"]);
+    assert!(again.body["id"].as_str().unwrap().starts_with("cmpl-"));
+}
+
+#[test]
+fn stored_records_export_and_import_as_the_same_keys() {
+    let f = fixture();
+    let first = f.chat(&chat_body(), &no_control());
+    let mut namespaced = completion_body();
+    namespaced["cache"] = json!({"namespace": "team-a"});
+    let second = f.complete(&namespaced, &no_control());
+    let mut lines = Vec::new();
+    assert_eq!(export(&f.manager, &mut lines, |_, _| {}).unwrap(), 2);
+
+    let mut config = f.manager.config().clone();
+    config.base_dir = f.dir.path().join("other-cache");
+    let other = Manager::open(&config, Access::ReadWrite).unwrap();
+    let report = import(&other, lines.as_slice(), |_| {}).unwrap();
+    assert_eq!((report.new, report.rejected.len()), (2, 0), "{report:?}");
+    for answer in [first, second] {
+        let hit = other.get_response(&answer.key).unwrap().unwrap();
+        assert_eq!(hit["choices"], answer.body["choices"]);
+        assert_ne!(hit["id"], answer.body["id"]);
+    }
+}
+
+#[test]
+fn non_deterministic_requests_bypass_unless_cache_all() {
+    let f = fixture();
+    let mut sampled = completion_body();
+    sampled.as_object_mut().unwrap().remove("temperature");
+    let answer = f.complete(&sampled, &no_control());
+    assert_eq!(answer.status, CacheStatus::Bypass);
+    assert_eq!(answer.body["choices"][0]["text"], "defghijk", "the tiny model is sure even when sampling");
+    assert!(!f.manager.contains(Kind::Response, &answer.key));
+    assert_eq!(f.complete(&sampled, &no_control()).status, CacheStatus::Bypass);
+
+    let all = CacheControl { cache_all: true, ..no_control() };
+    assert_eq!(f.complete(&sampled, &all).status, CacheStatus::Miss);
+    assert_eq!(f.complete(&sampled, &all).status, CacheStatus::Hit);
+    let mut seeded = sampled.clone();
+    seeded["seed"] = json!(7);
+    assert_eq!(f.complete(&seeded, &no_control()).status, CacheStatus::Miss);
+    assert_eq!(f.complete(&seeded, &no_control()).status, CacheStatus::Hit);
+}
+
+#[test]
+fn no_cache_and_no_store_are_honoured() {
+    let f = fixture();
+    let mut no_cache = completion_body();
+    no_cache["cache"] = json!({"no-cache": true});
+    let answer = f.complete(&no_cache, &no_control());
+    assert_eq!(answer.status, CacheStatus::Bypass);
+    assert!(f.manager.contains(Kind::Response, &answer.key), "no-cache still stores");
+    assert_eq!(f.complete(&completion_body(), &no_control()).status, CacheStatus::Hit);
+    assert_eq!(
+        f.complete(&completion_body(), &CacheControl { no_cache: true, ..no_control() }).status,
+        CacheStatus::Bypass
+    );
+
+    let mut no_store = chat_body();
+    no_store["cache"] = json!({"no-store": true});
+    let answer = f.chat(&no_store, &no_control());
+    assert_eq!(answer.status, CacheStatus::Miss);
+    assert!(!f.manager.contains(Kind::Response, &answer.key));
+    let control = CacheControl { no_store: true, ..no_control() };
+    assert_eq!(f.chat(&chat_body(), &control).status, CacheStatus::Miss);
+    assert!(!f.manager.contains(Kind::Response, &answer.key));
+    assert_eq!(f.chat(&chat_body(), &no_control()).status, CacheStatus::Miss);
+    assert_eq!(f.chat(&no_store, &no_control()).status, CacheStatus::Hit, "no-store still looks up");
+}
+
+#[test]
+fn ttls_and_namespaces() {
+    let f = fixture();
+    let mut short = completion_body();
+    short["cache"] = json!({"ttl": 30});
+    let answer = f.complete(&short, &no_control());
+    let entry = f.manager.entries(Some(Kind::Response)).into_iter().find(|e| e.key == answer.key).unwrap();
+    assert!((29_000..=30_000).contains(&(entry.expires_ms - entry.created_ms)), "{entry:?}");
+
+    let plain = f.complete(&completion_body(), &no_control());
+    let mut in_a = completion_body();
+    in_a["cache"] = json!({"namespace": "a"});
+    let a = f.complete(&in_a, &no_control());
+    assert_eq!(a.status, CacheStatus::Miss);
+    assert_ne!(a.key, plain.key);
+    assert_eq!(f.complete(&in_a, &no_control()).status, CacheStatus::Hit);
+    let control = CacheControl { namespace: Some("a".into()), ..no_control() };
+    let via_control = f.complete(&completion_body(), &control);
+    assert_eq!((via_control.status, &via_control.key), (CacheStatus::Hit, &a.key));
+    let record: Value =
+        serde_json::from_slice(&f.manager.get(Kind::Response, &a.key).unwrap().unwrap()).unwrap();
+    assert_eq!(record["request"]["cache"]["namespace"], "a");
+    assert_eq!(record["model"], "tiny");
+    assert_eq!(record["model_fingerprint"], json!(f.identity.fingerprint));
+}
+
+#[test]
+fn disabled_response_caching_bypasses() {
+    let f = fixture_with(|config| config.response.enabled = false);
+    assert_eq!(f.complete(&completion_body(), &no_control()).status, CacheStatus::Bypass);
+    assert_eq!(f.complete(&completion_body(), &no_control()).status, CacheStatus::Bypass);
+}
+
+#[test]
+fn bad_requests_are_errors_and_store_nothing() {
+    let f = fixture();
+    let mut two = chat_body();
+    two["n"] = json!(2);
+    let err = respond(&f.manager, &f.harmony, &f.identity, Endpoint::Chat, &two, &no_control()).unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert_eq!(err.to_body()["error"]["param"], "n");
+    assert_eq!(err.to_body()["error"]["type"], "invalid_request_error");
+    assert!(f.manager.entries(Some(Kind::Response)).is_empty());
+
+    let long = json!({"prompt": "a".repeat(200), "temperature": 0});
+    let err = respond(&f.manager, &f.plain, &f.identity, Endpoint::Completion, &long, &no_control());
+    let body = err.unwrap_err().to_body();
+    assert_eq!(body["error"]["code"], "context_length_exceeded");
+    assert_eq!(body["error"]["param"], "prompt");
+}
+
+#[test]
+fn defaults_fill_the_context_and_follow_llama_cpp() {
+    let f = fixture();
+    let request = Request::parse(Endpoint::Chat, &json!({"messages": [{"role": "user", "content": "abc"}]}));
+    let prepared = prepare(&f.plain, &request.unwrap()).unwrap();
+    assert_eq!(prepared.prompt, "<|im_start|>user\nabc<|im_end|>\n<|im_start|>assistant\n");
+    assert_eq!(context_size(&f.plain), 128, "the tiny model's training context, below 4096");
+    let params = &prepared.params;
+    assert_eq!((params.temperature, params.top_p, params.top_k), (0.8, 0.95, 40));
+    assert_eq!(params.n_ctx, 128);
+    assert_eq!(params.max_tokens as usize, 128 - prepared.prompt_tokens);
+    assert!(params.parse_special);
+
+    // A max_tokens beyond the context is cut to it, and the answer ends with `length`.
+    let big = json!({"prompt": "abc", "temperature": 0, "max_tokens": 4096});
+    let body = f.complete(&big, &no_control()).body;
+    assert_eq!(body["usage"]["completion_tokens"], 128 - 5);
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    assert!(body["choices"][0]["text"].as_str().unwrap().starts_with("defghijklmnopqrstuvwxyzabc"));
+}
+
+#[test]
+fn streamed_pieces_make_up_the_answer() {
+    let f = fixture();
+    let request = Request::parse(Endpoint::Completion, &completion_body()).unwrap();
+    assert_eq!(request.input, Input::Prompt("abc".into()));
+    let mut pieces = Vec::new();
+    let generation = run::generate(&f.plain, &request, |piece| {
+        pieces.push(piece.to_string());
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(pieces.concat(), "defghijk");
+    assert_eq!(pieces.len(), 8);
+    assert_eq!(generation.finish_reason, FinishReason::Length);
+    let answer = f.complete(&completion_body(), &no_control());
+    assert_eq!(answer.body["choices"][0]["text"], pieces.concat());
+}

@@ -1,0 +1,26 @@
+//! The OpenAI request/response layer over local models, shared by `inferno cache warm --responses` and the
+//! server: request bodies in, `chat.completion` / `text_completion` bodies (or stream chunks) out, with the
+//! response cache in between.
+//!
+//! - [`openai`]: the request types and their validation into a [`Request`]; the sampling defaults.
+//! - [`response`]: response bodies and stream chunks.
+//! - [`cached`]: cache control (including LiteLLM's `cache` body field), the cache plan of a request, and
+//!   [`respond`] (cargo feature `llama`).
+//! - [`run`] (cargo feature `llama`): a request run on a GGUF model (prompt, defaults, context budget).
+//! - [`InferenceError`]: OpenAI-style error bodies with their HTTP status.
+//!
+//! `docs/inference.md` describes the defaults and the cache behaviour.
+
+pub mod cached;
+mod error;
+pub mod openai;
+pub mod response;
+#[cfg(feature = "llama")]
+pub mod run;
+
+#[cfg(feature = "llama")]
+pub use cached::respond;
+pub use cached::{Answer, CacheControl, CachePlan, CacheStatus};
+pub use error::InferenceError;
+pub use openai::{Input, Request, Sampling};
+pub use response::{Chunker, ResponseMeta, chunks_from_body, completion_body};
