@@ -168,11 +168,8 @@ struct Job<'a> {
 
 impl<'a> Job<'a> {
     fn new(config: &Config, plan: &'a Plan, background: bool, log: Option<PathBuf>, json: bool) -> Self {
-        let prompts = plan.responses.as_ref().map_or(0, |(file, through)| {
-            let lines = std::fs::read_to_string(file)
-                .map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count());
-            (lines * through.len()) as u64
-        });
+        let prompts =
+            plan.responses.as_ref().map_or(0, |(file, through)| warm_steps(file) * through.len() as u64);
         let progress = Progress::start(plan.models.len() as u64 + prompts, background, log);
         let bar = if json || background || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
@@ -208,7 +205,7 @@ impl<'a> Job<'a> {
         }
         if let Some((prompts, through)) = &self.plan.responses {
             for model in through {
-                let _ = (prompts, model, cache);
+                self.step_responses(cache, prompts, model);
             }
         }
         Ok(())
@@ -241,6 +238,106 @@ impl<'a> Job<'a> {
         self.save();
     }
 
+    /// Runs the prompts through one model; each prompt is one step.
+    fn step_responses(&mut self, cache: Option<&Manager>, prompts: &Path, model: &Path) {
+        let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let steps = warm_steps(prompts);
+        let Some(manager) = cache else {
+            let error = format!("responses through {name} not stored: another process holds the cache");
+            let _ = writeln!(self.text, "{error}");
+            self.progress.errors.push(error);
+            self.progress.done_steps += steps;
+            return self.save();
+        };
+        self.progress.current = Some(format!("{} through {name}", prompts.display()));
+        self.save();
+        self.run_prompts(manager, prompts, model, &name, steps);
+    }
+
+    #[cfg(feature = "llama")]
+    fn run_prompts(&mut self, manager: &Manager, prompts: &Path, model: &Path, name: &str, steps: u64) {
+        use crate::warm::responses::{PromptOutcome, warm_responses};
+        let bar = if self.bar.is_hidden() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(steps).with_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} prompts ({eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            )
+        };
+        bar.set_message(name.to_string());
+        let dir = self.dir.clone();
+        let progress = &mut self.progress;
+        let outcome = warm_responses(manager, model, prompts, |line, outcome| {
+            match outcome {
+                PromptOutcome::Stored { .. } => progress.responses_stored += 1,
+                PromptOutcome::AlreadyCached { .. } => progress.responses_cached += 1,
+                PromptOutcome::NotCacheable => progress.errors.push(format!(
+                    "{}:{line}: not deterministic (give temperature 0 or a seed)",
+                    prompts.display()
+                )),
+                PromptOutcome::Failed { error } => {
+                    progress.errors.push(format!("{}:{line}: {error}", prompts.display()))
+                }
+            }
+            progress.done_steps += 1;
+            bar.inc(1);
+            if let Err(e) = progress::write(&dir, progress) {
+                tracing::warn!("cannot write the warm progress file: {e}");
+            }
+        });
+        bar.finish_and_clear();
+        match outcome {
+            Ok(report) => {
+                let count = |pick: fn(&PromptOutcome) -> bool| report.count(pick);
+                let _ = writeln!(
+                    self.text,
+                    "Responses through {}: {} prompts, {} stored, {} already cached, {} not cacheable, {} failed ({:.1} s)",
+                    report.model,
+                    report.prompts.len(),
+                    count(|o| matches!(o, PromptOutcome::Stored { .. })),
+                    count(|o| matches!(o, PromptOutcome::AlreadyCached { .. })),
+                    count(|o| matches!(o, PromptOutcome::NotCacheable)),
+                    count(|o| matches!(o, PromptOutcome::Failed { .. })),
+                    report.elapsed_s,
+                );
+                for (line, outcome) in &report.prompts {
+                    match outcome {
+                        PromptOutcome::Failed { error } => {
+                            let _ = writeln!(self.text, "  line {line}: {error}");
+                        }
+                        PromptOutcome::NotCacheable => {
+                            let _ = writeln!(
+                                self.text,
+                                "  line {line}: not deterministic (give temperature 0 or a seed); not run"
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                self.responses.push(serde_json::to_value(&report).unwrap_or_default());
+            }
+            Err(e) => {
+                let _ = writeln!(self.text, "failed responses through {name}: {e}");
+                self.progress.errors.push(e.to_string());
+                self.progress.done_steps += steps;
+            }
+        }
+        self.save();
+    }
+
+    #[cfg(not(feature = "llama"))]
+    fn run_prompts(&mut self, _: &Manager, _: &Path, _: &Path, name: &str, steps: u64) {
+        let error = format!(
+            "responses through {name}: inferno was built without the `llama` feature, so no model can answer prompts"
+        );
+        let _ = writeln!(self.text, "{error}");
+        self.progress.errors.push(error);
+        self.progress.done_steps += steps;
+        self.save();
+    }
+
     fn finish(mut self) -> anyhow::Result<()> {
         self.progress.current = None;
         self.progress.state = if self.progress.errors.is_empty() { JobState::Done } else { JobState::Failed };
@@ -259,6 +356,11 @@ impl<'a> Job<'a> {
             n => anyhow::bail!("{n} warm step{} failed (see above)", if n == 1 { "" } else { "s" }),
         }
     }
+}
+
+/// Steps of a prompts file: its non-blank lines.
+fn warm_steps(prompts: &Path) -> u64 {
+    std::fs::read_to_string(prompts).map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count() as u64)
 }
 
 /// One line per warmed model: what the read did to the page cache, and what loading measured.

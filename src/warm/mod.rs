@@ -8,6 +8,8 @@
 //! stores the answers under the keys the server computes for the same requests (see [`responses`]).
 
 pub mod progress;
+#[cfg(feature = "llama")]
+pub mod responses;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,6 +44,12 @@ pub enum WarmError {
     /// Its runtime refused it.
     #[error(transparent)]
     Load(#[from] ModelCacheError),
+    /// Responses were asked of a model that does not generate text.
+    #[error("{path}: only GGUF models generate text; --responses needs a GGUF model")]
+    NotTextModel {
+        /// The model file.
+        path: PathBuf,
+    },
     /// The cache could not be written.
     #[error("cannot record the warmed model in the cache: {0}")]
     Cache(#[from] crate::cache::CacheError),

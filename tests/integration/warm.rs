@@ -116,3 +116,46 @@ fn background_warming_detaches_and_reports_through_status() {
     assert!(stdout(&out).contains("Last warm job: done at"), "{}", stdout(&out));
     assert_eq!(kind_entries(&sb, &dir, "model"), 1);
 }
+
+#[test]
+fn responses_are_generated_once_and_stored_under_the_request_key() {
+    let (sb, dir) = with_models();
+    let prompts = sb.write(
+        "work/prompts.txt",
+        "abc\nxy78\n\n{\"prompt\": \"abc\", \"temperature\": 0, \"max_tokens\": 8}\n",
+    );
+    let out =
+        inferno(&sb, &dir, &["cache", "warm", "--responses", prompts.to_str().unwrap(), "--model", "tiny"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Responses through tiny: 3 prompts, 3 stored, 0 already cached"), "{text}");
+    assert_eq!(kind_entries(&sb, &dir, "response"), 3);
+
+    // models.default answers when no --model is given; everything is a hit now.
+    let out = sb
+        .std_command()
+        .env("INFERNO_MODELS_DIR", &dir)
+        .env("INFERNO_DEFAULT_MODEL", "tiny")
+        .args(["cache", "warm", "--responses", "prompts.txt", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let outcomes: Vec<&str> = report["responses"][0]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1]["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["already_cached"; 3]);
+
+    // The stored completion is the model's real answer, exported in the import format.
+    let out = inferno(&sb, &dir, &["cache", "export", "--format", "jsonl"]);
+    let lines: Vec<Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let completion = lines.iter().find(|l| l["request"]["prompt"] == "abc").expect("the completion entry");
+    assert_eq!(completion["response"]["choices"][0]["text"], "defghijk");
+    assert_eq!(completion["model"], "tiny");
+
+    let out = inferno(&sb, &dir, &["cache", "warm", "--responses", "prompts.txt"]);
+    assert_eq!(out.status.code(), Some(2), "no model and no models.default: {}", stderr(&out));
+}
