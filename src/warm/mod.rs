@@ -90,12 +90,14 @@ pub fn warm_model(
         Some(manager) => MetadataCache::new(manager).put_read(&file, read.fingerprint.clone())?,
         None => ModelMetadata::read(&file, read.fingerprint.clone())?,
     };
-    let started = Instant::now();
-    let loaded = LoadedModel::load(&file)?;
-    let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let measure = cache.is_none_or(|m| m.config().metadata.include_performance_stats);
-    let tokens_per_second = if measure { generation_speed(&loaded, &metadata) } else { None };
-    drop(loaded);
+    // The model is loaded to prove it loads, timed, and unloaded at the end of this block.
+    let (load_ms, tokens_per_second) = {
+        let started = Instant::now();
+        let loaded = LoadedModel::load(&file)?;
+        let load_ms = started.elapsed().as_secs_f64() * 1e3;
+        (load_ms, if measure { generation_speed(&loaded, &metadata) } else { None })
+    };
     if let Some(manager) = cache {
         let stats =
             PerformanceStats { load_ms, tokens_per_second, measured_at_ms: crate::cache::disk::now_ms() };
