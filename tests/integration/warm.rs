@@ -159,3 +159,20 @@ fn responses_are_generated_once_and_stored_under_the_request_key() {
     let out = inferno(&sb, &dir, &["cache", "warm", "--responses", "prompts.txt"]);
     assert_eq!(out.status.code(), Some(2), "no model and no models.default: {}", stderr(&out));
 }
+
+#[test]
+fn a_missing_onnx_runtime_is_a_clear_error_not_a_crash() {
+    let (sb, dir) = with_models();
+    let out = sb
+        .std_command()
+        .env("INFERNO_MODELS_DIR", &dir)
+        .env("ORT_DYLIB_PATH", sb.path("nowhere/libonnxruntime.so"))
+        .args(["cache", "warm", "--model", "tiny-mlp", "--model", "tiny"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("failed tiny-mlp.onnx: cannot load ONNX Runtime from"), "{text}");
+    assert!(text.contains("ORT_DYLIB_PATH") && text.contains("scripts/setup.sh"), "says what to do: {text}");
+    assert!(text.contains("Warmed tiny (gguf"), "the GGUF model is still warmed: {text}");
+}
