@@ -284,4 +284,22 @@ mod tests {
         assert!(OnnxGraph::from_bytes(b"GGUF\x03\0\0\0 definitely not protobuf", path).is_err());
         assert!(OnnxGraph::from_bytes(b"", path).is_err());
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes, and the tiny model with bytes flipped, describe a graph or fail; never panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = OnnxGraph::from_bytes(&bytes, Path::new("any.onnx"));
+        }
+
+        #[test]
+        fn damaged_models_never_panic(flips in proptest::collection::vec((0usize..518, 1u8..=255), 1..8)) {
+            let mut bytes = std::fs::read(TINY).unwrap();
+            for (at, mask) in flips {
+                let at = at % bytes.len();
+                bytes[at] ^= mask;
+            }
+            let _ = OnnxGraph::from_bytes(&bytes, Path::new("flipped.onnx"));
+        }
+    }
 }

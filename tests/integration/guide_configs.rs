@@ -158,7 +158,7 @@ fn basic_block_shows_file_and_line_in_human_status() {
 }
 
 #[test]
-fn example_dotfile_sets_every_key_except_base_dir_to_its_default() {
+fn example_dotfile_sets_every_key_except_the_directories_to_its_default() {
     let sandbox = Sandbox::new();
     let path = repo_file(".inferno.toml.example");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -173,6 +173,11 @@ fn example_dotfile_sets_every_key_except_base_dir_to_its_default() {
         if key == "cache.base_dir" {
             assert_eq!(example.origin(key), &default_origin(), "base_dir is commented out in the example");
             assert_eq!(example.value(key), &path_json(&sandbox.default_cache_dir()));
+            continue;
+        }
+        if key == "models.dir" {
+            assert_eq!(example.origin(key), &default_origin(), "models.dir is commented out in the example");
+            assert_eq!(example.value(key), &path_json(&sandbox.path("home/.local/share/inferno/models")));
             continue;
         }
         let origin = example.origin(key);
