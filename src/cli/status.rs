@@ -18,7 +18,7 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         .iter()
         .map(|key| {
             let setting = &resolved.settings[key.path];
-            (key, setting.value.to_string(), &setting.origin)
+            (key, shown(key, &setting.value), &setting.origin)
         })
         .collect();
 
@@ -29,7 +29,11 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
             .map(|(key, _, origin)| {
                 json!({
                     "key": key.path,
-                    "value": resolved.settings[key.path].value,
+                    "value": if keys::is_secret(key.path) {
+                        json!(shown(key, &resolved.settings[key.path].value))
+                    } else {
+                        json!(resolved.settings[key.path].value)
+                    },
                     "origin": origin,
                     "active": key.active,
                 })
@@ -95,6 +99,20 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         )?;
     }
     Ok(output::print(&out)?)
+}
+
+/// A setting's value for display: secrets show only whether they are set.
+fn shown(key: &keys::Key, value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) if keys::is_secret(key.path) => {
+            if s.is_empty() {
+                "(not set)".into()
+            } else {
+                "(set)".into()
+            }
+        }
+        _ => value.to_string(),
+    }
 }
 
 /// What is cached and where, measured now (the entry counts come from a read-only open of the cache).

@@ -112,6 +112,11 @@ pub const KEYS: &[Key] = &[
         "cache streamed responses and replay them as a stream",
     ),
     on(key("cache.response.hash_algorithm", Kind::Text, "hash for response keys: blake3 | xxhash")),
+    key(
+        "cache.response.deterministic_only",
+        Kind::Bool,
+        "cache only requests with temperature 0 or a seed; false caches every request",
+    ),
     on(key("cache.metadata.enabled", Kind::Bool, "cache model metadata")),
     on(key(
         "cache.metadata.ttl_hours",
@@ -188,7 +193,20 @@ pub const KEYS: &[Key] = &[
         )),
         "INFERNO_DEFAULT_MODEL",
     ),
+    key("server.bind", Kind::Text, "address inferno serve listens on; 0.0.0.0 accepts other machines"),
+    alias(key("server.port", Kind::Integer, "TCP port of inferno serve; 0 picks a free one"), "INFERNO_PORT"),
+    alias(
+        key("server.api_key", Kind::Text, "when set, requests need Authorization: Bearer <key>"),
+        "INFERNO_API_KEY",
+    ),
+    key("server.max_request_size", Kind::Size(BYTE), "largest request body inferno serve accepts"),
+    key("server.preload", Kind::List, "models loaded when inferno serve starts (names or paths)"),
 ];
+
+/// True for keys whose value must never be printed (`cache status` shows whether they are set).
+pub fn is_secret(path: &str) -> bool {
+    path == "server.api_key"
+}
 
 /// The key at `path`, if there is one.
 pub fn find(path: &str) -> Option<&'static Key> {
@@ -233,6 +251,11 @@ pub fn general_env_name(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_marked() {
+        assert!(is_secret("server.api_key") && !is_secret("server.port"));
+    }
 
     #[test]
     fn sections_and_suggestions() {

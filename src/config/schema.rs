@@ -17,6 +17,36 @@ pub struct Config {
     pub cache: CacheConfig,
     /// `[models]`: where model files are found.
     pub models: ModelsConfig,
+    /// `[server]`: `inferno serve`.
+    pub server: ServerConfig,
+}
+
+/// `[server]`: where `inferno serve` listens and whom it answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on; loopback by default, `0.0.0.0` to accept other machines.
+    pub bind: String,
+    /// TCP port; 0 picks a free one (printed at start).
+    pub port: u16,
+    /// When set, every request needs `Authorization: Bearer <api_key>`.
+    pub api_key: String,
+    /// Largest request body accepted.
+    pub max_request_size: Size<BYTE>,
+    /// Models loaded at start (names in models.dir, or paths).
+    pub preload: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1".into(),
+            port: 8080,
+            api_key: String::new(),
+            max_request_size: Size::units(8_000_000),
+            preload: Vec::new(),
+        }
+    }
 }
 
 /// `[models]`: where model files live and which one answers when none is named.
@@ -287,6 +317,8 @@ pub struct ResponseCacheConfig {
     pub enable_streaming_cache: bool,
     /// Hash for response keys.
     pub hash_algorithm: HashAlgorithm,
+    /// Cache only deterministic requests (`temperature: 0` or a `seed`); false caches every request.
+    pub deterministic_only: bool,
 }
 
 impl Default for ResponseCacheConfig {
@@ -298,6 +330,7 @@ impl Default for ResponseCacheConfig {
             ttl_hours: Span::units(1),
             enable_streaming_cache: true,
             hash_algorithm: HashAlgorithm::Blake3,
+            deterministic_only: true,
         }
     }
 }
@@ -475,6 +508,16 @@ impl Config {
             }
         };
         check(c.max_size_gb.bytes() > 0, "cache.max_size_gb", "must be more than 0".into());
+        check(
+            self.server.bind.parse::<std::net::IpAddr>().is_ok(),
+            "server.bind",
+            format!("{:?} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)", self.server.bind),
+        );
+        check(
+            self.server.max_request_size.bytes() >= 1024,
+            "server.max_request_size",
+            "must be at least 1KB".into(),
+        );
         let chunk = c.deduplication.chunk_size.bytes();
         check(
             (256..=4 * 1024 * 1024).contains(&chunk),
