@@ -10,6 +10,7 @@
 //! - [`warm`]: cache warming (`inferno cache warm`): models into the page cache and caches, prompts into
 //!   the response cache.
 //! - [`inference`]: OpenAI chat and completion requests answered by a model through the response cache.
+//! - [`serve`] (cargo feature `llama`): `inferno serve`, the OpenAI-compatible HTTP server.
 //! - [`cli`]: clap definitions and printing for the `inferno` binary.
 //! - [`logging`]: tracing setup.
 #![deny(missing_docs)]
@@ -20,4 +21,6 @@ pub mod config;
 pub mod inference;
 pub mod logging;
 pub mod models;
+#[cfg(feature = "llama")]
+pub mod serve;
 pub mod warm;

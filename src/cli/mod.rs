@@ -9,6 +9,7 @@ mod manage;
 mod models;
 mod monitor;
 mod output;
+mod serve;
 mod stats;
 mod status;
 mod toggle;
@@ -72,6 +73,8 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Serve models over an OpenAI-compatible HTTP API with the response cache in front (docs/serve.md).
+    Serve(serve::ServeArgs),
     /// Model files: what each is (read from its header without loading it), from the metadata cache.
     Models {
         /// Directory of model files; overrides models.dir and INFERNO_MODELS_DIR.
@@ -152,6 +155,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
     match command {
         Command::Completions { shell } => completions(&global, shell),
+        Command::Serve(args) => serve::run(load_options(&global)?, &args),
         Command::Models { models_dir, command } => {
             let mut options = load_options(&global)?;
             if let Some(dir) = models_dir {

@@ -29,6 +29,24 @@ pub enum InferenceError {
         /// What failed.
         message: String,
     },
+    /// The credentials are missing or wrong (HTTP 401).
+    #[error("{message}")]
+    Unauthorized {
+        /// What is wrong.
+        message: String,
+    },
+    /// The request body is larger than `server.max_request_size` (HTTP 413).
+    #[error("the request body is larger than the server accepts ({limit} bytes; server.max_request_size)")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The server cannot answer now: the model does not fit, or the server is shutting down (HTTP 503).
+    #[error("{message}")]
+    Unavailable {
+        /// Why.
+        message: String,
+    },
 }
 
 impl InferenceError {
@@ -37,20 +55,27 @@ impl InferenceError {
         Self::InvalidRequest { message: message.into(), param: param.map(str::to_string), code: None }
     }
 
-    /// The HTTP status to answer with: 400, 404 or 500.
+    /// The HTTP status to answer with.
     pub fn status(&self) -> u16 {
         match self {
             Self::InvalidRequest { .. } => 400,
+            Self::Unauthorized { .. } => 401,
             Self::ModelNotFound { .. } => 404,
+            Self::TooLarge { .. } => 413,
             Self::Server { .. } => 500,
+            Self::Unavailable { .. } => 503,
         }
     }
 
-    /// OpenAI's error `type`: `invalid_request_error` for 400 and 404, `server_error` for 500.
+    /// OpenAI's error `type`: `invalid_request_error` for the client's mistakes, `authentication_error`,
+    /// `server_error` for 5xx.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::InvalidRequest { .. } | Self::ModelNotFound { .. } => "invalid_request_error",
-            Self::Server { .. } => "server_error",
+            Self::InvalidRequest { .. } | Self::ModelNotFound { .. } | Self::TooLarge { .. } => {
+                "invalid_request_error"
+            }
+            Self::Unauthorized { .. } => "authentication_error",
+            Self::Server { .. } | Self::Unavailable { .. } => "server_error",
         }
     }
 
@@ -59,7 +84,9 @@ impl InferenceError {
         let (param, code) = match self {
             Self::InvalidRequest { param, code, .. } => (param.as_deref(), code.as_deref()),
             Self::ModelNotFound { .. } => (Some("model"), Some("model_not_found")),
-            Self::Server { .. } => (None, None),
+            Self::Unauthorized { .. } => (None, Some("invalid_api_key")),
+            Self::TooLarge { .. } => (None, Some("request_too_large")),
+            Self::Server { .. } | Self::Unavailable { .. } => (None, None),
         };
         json!({"error": {
             "message": self.to_string(),

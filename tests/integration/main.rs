@@ -29,6 +29,10 @@ mod cli;
 mod history;
 /// `models list`, `models info` and `cache refresh` on real model files.
 mod models;
+/// `inferno serve` end to end.
+mod serve;
+/// A running `inferno serve` for the serve tests.
+mod server;
 /// `cache stats` and `cache metrics`.
 mod stats;
 /// `cache trace`.

@@ -1,0 +1,211 @@
+//! `POST /v1/chat/completions` and `POST /v1/completions`: the response cache in front of inference.
+//!
+//! Per request: parse the JSON body (400 with an OpenAI error body when it is not), find the model by name
+//! (404), plan the cache use (`inference::CachePlan`: deterministic requests only unless
+//! `cache.response.deterministic_only = false`; `Cache-Control: no-cache` / `no-store`; the body's `cache`
+//! field), answer a hit from the cache, else generate on a blocking thread and store. Identical concurrent
+//! requests for an uncached key generate once: the first leads, the others wait and then read the cache.
+//! Streams (`"stream": true`) are generated as SSE and stored whole at the end; a cached answer is replayed
+//! as a stream. Every answer carries `X-Inferno-Cache: HIT|MISS|BYPASS` and `X-Inferno-Cache-Key`.
+
+use std::convert::Infallible;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::state::{AppState, Flight, wait_for};
+use crate::cache::response::{Endpoint, ModelIdentity};
+use crate::inference::response::{ResponseMeta, completion_body};
+use crate::inference::{
+    CacheControl, CachePlan, CacheStatus, Chunker, InferenceError, Request, chunks_from_body, run,
+};
+use crate::models::cache::CachedModel;
+
+/// An error as an OpenAI-style JSON response with its status.
+pub fn error_response(error: &InferenceError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(error.to_body())).into_response()
+}
+
+/// Answers a completion request to `endpoint`.
+pub async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Bytes, endpoint: Endpoint) -> Response {
+    match answer(state, &headers, &body, endpoint).await {
+        Ok(response) => response,
+        Err(error) => error_response(&error),
+    }
+}
+
+async fn answer(
+    state: Arc<AppState>,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    endpoint: Endpoint,
+) -> Result<Response, InferenceError> {
+    let body: Value = serde_json::from_slice(bytes)
+        .map_err(|e| InferenceError::invalid(format!("the request body is not valid JSON: {e}"), None))?;
+    if !body.is_object() {
+        return Err(InferenceError::invalid("the request body must be a JSON object", None));
+    }
+    let request = Request::parse(endpoint, &body)?;
+    let name =
+        request.model.clone().filter(|m| !m.is_empty()).ok_or_else(|| InferenceError::InvalidRequest {
+            message: "you must provide a model parameter".into(),
+            param: Some("model".into()),
+            code: None,
+        })?;
+    let model = {
+        let state = Arc::clone(&state);
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || state.registry.get(&name)).await.map_err(join_error)??
+    };
+    if model.model().gguf().is_none() {
+        return Err(InferenceError::invalid(format!("model '{name}' does not generate text"), Some("model")));
+    }
+    let identity = ModelIdentity { name: model.name(), fingerprint: model.fingerprint().to_string() };
+    let streaming_cache = state.config.cache.response.enable_streaming_cache;
+    let mut control = header_control(headers);
+    control.cache_all = !state.config.cache.response.deterministic_only;
+    if request.stream && !streaming_cache {
+        control.no_cache = true;
+        control.no_store = true;
+    }
+    let plan = CachePlan::new(&state.manager, &identity, endpoint, &body, &control)?;
+    let mut guard = None;
+    if plan.looks_up() {
+        loop {
+            if let Some(mut hit) = plan.lookup(&state.manager) {
+                hit["model"] = Value::String(name.clone());
+                return Ok(reply(hit, CacheStatus::Hit, plan.key(), request.stream, request.include_usage));
+            }
+            match state.join_flight(plan.key()) {
+                Flight::Lead(lead) => {
+                    guard = Some(lead);
+                    break;
+                }
+                Flight::Follow(rx) => wait_for(rx).await,
+            }
+        }
+    }
+    if request.stream {
+        return Ok(stream_generation(state, model, request, identity, plan, name, endpoint, guard));
+    }
+    let started = Instant::now();
+    let generation = {
+        let (model, request) = (Arc::clone(&model), request.clone());
+        tokio::task::spawn_blocking(move || {
+            let gguf = model.model().gguf().expect("checked above");
+            run::generate(gguf, &request, |_| ControlFlow::Continue(()))
+        })
+        .await
+        .map_err(join_error)??
+    };
+    state.metrics.inference.with_label_values(&[&identity.name]).observe(started.elapsed().as_secs_f64());
+    let meta = ResponseMeta::new(endpoint, &name, &identity.fingerprint);
+    let response = completion_body(endpoint, &meta, &generation);
+    plan.store(&state.manager, &identity, &response);
+    drop(guard);
+    Ok(reply(response, plan.generated_status(), plan.key(), false, false))
+}
+
+/// `Cache-Control: no-cache` skips the lookup (the answer is still stored); `no-store` skips the store.
+fn header_control(headers: &HeaderMap) -> CacheControl {
+    let mut control = CacheControl::default();
+    for value in headers.get_all("cache-control") {
+        for directive in value.to_str().unwrap_or_default().split(',') {
+            match directive.trim().to_ascii_lowercase().as_str() {
+                "no-cache" => control.no_cache = true,
+                "no-store" => control.no_store = true,
+                _ => {}
+            }
+        }
+    }
+    control
+}
+
+/// A whole answer, as JSON or replayed as a stream, with the cache headers.
+fn reply(body: Value, status: CacheStatus, key: &str, stream: bool, include_usage: bool) -> Response {
+    let mut response = if stream {
+        let events: Vec<Result<Event, Infallible>> = chunks_from_body(&body, include_usage)
+            .iter()
+            .map(|chunk| Ok(Event::default().data(chunk.to_string())))
+            .chain(std::iter::once(Ok(Event::default().data("[DONE]"))))
+            .collect();
+        Sse::new(futures_util::stream::iter(events)).into_response()
+    } else {
+        axum::Json(body).into_response()
+    };
+    cache_headers(response.headers_mut(), status, key);
+    response
+}
+
+fn cache_headers(headers: &mut HeaderMap, status: CacheStatus, key: &str) {
+    headers.insert("x-inferno-cache", HeaderValue::from_static(status.as_str()));
+    if let Ok(value) = HeaderValue::from_str(key) {
+        headers.insert("x-inferno-cache-key", value);
+    }
+}
+
+/// Generates on a blocking thread, sending SSE events as pieces come; stores the whole answer at the end.
+#[allow(clippy::too_many_arguments)]
+fn stream_generation(
+    state: Arc<AppState>,
+    model: Arc<CachedModel>,
+    request: Request,
+    identity: ModelIdentity,
+    plan: CachePlan,
+    name: String,
+    endpoint: Endpoint,
+    guard: Option<super::state::FlightGuard>,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
+    let status = plan.generated_status();
+    let key = plan.key().to_string();
+    let meta = ResponseMeta::new(endpoint, &name, &identity.fingerprint);
+    let chunker = Chunker::new(endpoint, meta.clone(), request.include_usage);
+    tokio::task::spawn_blocking(move || {
+        let _guard = guard;
+        let send = |value: Value| tx.blocking_send(Ok(Event::default().data(value.to_string()))).is_ok();
+        if let Some(start) = chunker.start() {
+            send(start);
+        }
+        let started = Instant::now();
+        let gguf = model.model().gguf().expect("checked by the caller");
+        let outcome = run::generate(gguf, &request, |piece| {
+            if send(chunker.text(piece)) { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+        });
+        match outcome {
+            Ok(generation) => {
+                state
+                    .metrics
+                    .inference
+                    .with_label_values(&[&identity.name])
+                    .observe(started.elapsed().as_secs_f64());
+                send(chunker.finish(generation.finish_reason));
+                if let Some(usage) = chunker.usage(generation.prompt_tokens, generation.completion_tokens) {
+                    send(usage);
+                }
+                let _ = tx.blocking_send(Ok(Event::default().data("[DONE]")));
+                if !tx.is_closed() {
+                    plan.store(&state.manager, &identity, &completion_body(endpoint, &meta, &generation));
+                }
+            }
+            Err(error) => {
+                send(error.to_body());
+            }
+        }
+    });
+    let mut response = Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
+    cache_headers(response.headers_mut(), status, &key);
+    response
+}
+
+fn join_error(error: tokio::task::JoinError) -> InferenceError {
+    InferenceError::Server { message: format!("the inference task failed: {error}") }
+}

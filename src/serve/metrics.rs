@@ -1,0 +1,119 @@
+//! The server's Prometheus metrics: HTTP requests and their durations, inference time, and the model cache,
+//! exposed on `/metrics` after the cache engine's own metrics (`cache::prometheus`).
+//!
+//! - `inferno_http_requests_total{route,status}` counter
+//! - `inferno_http_request_duration_seconds{route}` histogram
+//! - `inferno_inference_duration_seconds{model}` histogram — generation time of answers not served from cache
+//! - `inferno_response_cache_requests_total{result}` counter — HIT, MISS or BYPASS per completion request
+//! - `inferno_models_loaded`, `inferno_models_resident_bytes`, `inferno_models_memory_limit_bytes` gauges
+//! - `inferno_model_cache_events_total{event}` counter — hits, misses, loads, load_failures, evictions,
+//!   idle_unloads, manual_unloads of the model cache
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+use crate::models::cache::ModelCacheStats;
+
+/// Request-path metrics, registered once per server.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route and status.
+    pub requests: IntCounterVec,
+    /// Request durations by route.
+    pub durations: HistogramVec,
+    /// Inference durations by model.
+    pub inference: HistogramVec,
+    /// Response-cache results of completion requests.
+    pub cache_results: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers the metrics.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("inferno_http_requests_total", "HTTP requests answered, by route and status."),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let durations = HistogramVec::new(
+            HistogramOpts::new("inferno_http_request_duration_seconds", "HTTP request durations, by route.")
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0,
+                ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let inference = HistogramVec::new(
+            HistogramOpts::new("inferno_inference_duration_seconds", "Time to generate an answer, by model.")
+                .buckets(vec![0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]),
+            &["model"],
+        )
+        .expect("valid metric");
+        let cache_results = IntCounterVec::new(
+            Opts::new(
+                "inferno_response_cache_requests_total",
+                "Completion requests by response-cache result.",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        for metric in [&requests, &cache_results] {
+            registry.register(Box::new(metric.clone())).expect("unique metric");
+        }
+        for metric in [&durations, &inference] {
+            registry.register(Box::new(metric.clone())).expect("unique metric");
+        }
+        Self { registry, requests, durations, inference, cache_results }
+    }
+
+    /// The request-path metrics and the model cache's figures, in Prometheus text format.
+    pub fn encode(&self, models: &ModelCacheStats) -> Result<String, prometheus::Error> {
+        let scrape = Registry::new();
+        let gauge = |name: &str, help: &str, value: u64| -> Result<(), prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            g.set(value as i64);
+            scrape.register(Box::new(g))
+        };
+        gauge("inferno_models_loaded", "Models loaded now.", models.loaded as u64)?;
+        gauge(
+            "inferno_models_resident_bytes",
+            "Estimated memory of the loaded models.",
+            models.resident_bytes,
+        )?;
+        gauge(
+            "inferno_models_memory_limit_bytes",
+            "cache.model.memory_limit_gb in bytes.",
+            models.memory_limit_bytes,
+        )?;
+        let events = IntCounterVec::new(
+            Opts::new("inferno_model_cache_events_total", "Model cache events since the server started."),
+            &["event"],
+        )?;
+        scrape.register(Box::new(events.clone()))?;
+        let c = &models.counters;
+        for (event, n) in [
+            ("hit", c.hits),
+            ("miss", c.misses),
+            ("load", c.loads),
+            ("load_failure", c.load_failures),
+            ("eviction", c.evictions),
+            ("idle_unload", c.idle_unloads),
+            ("manual_unload", c.manual_unloads),
+        ] {
+            events.with_label_values(&[event]).inc_by(n);
+        }
+        let mut families = self.registry.gather();
+        families.extend(scrape.gather());
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&families, &mut out)?;
+        Ok(String::from_utf8(out).expect("the text format is UTF-8"))
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,103 @@
+//! `inferno serve`: an OpenAI-compatible HTTP server (axum on tokio) with the response cache in front of
+//! inference.
+//!
+//! Start-up: open the cache for writing (this process owns it until it exits), preload the `server.preload`
+//! models, bind `server.bind:server.port` (loopback by default) and print the address on stdout. SIGTERM and
+//! SIGINT stop accepting connections, let in-flight requests (streams included) finish, then flush the
+//! cache to disk before exiting. A timer unloads idle models under `cache.model.unload_policy =
+//! "time_based"`. Routes and their behaviour: `routes.rs`, `completions.rs`; docs/serve.md.
+
+mod completions;
+pub mod metrics;
+pub mod registry;
+mod routes;
+pub mod state;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::cache::{Access, Manager};
+use crate::config::{Config, UnloadPolicy};
+use state::AppState;
+
+/// Runs the server until SIGTERM or SIGINT; returns after the cache is flushed.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    if !config.cache.enabled {
+        tracing::warn!("the cache is disabled (cache.enabled = false): every request runs inference");
+    }
+    let manager = Manager::open(&config.cache, Access::ReadWrite)
+        .with_context(|| format!("cannot open the cache in {}", config.cache.base_dir.display()))?;
+    let state = Arc::new(AppState::new(config, Arc::new(manager)));
+    for model in state.config.server.preload.clone() {
+        let loader = Arc::clone(&state);
+        let name = tokio::task::spawn_blocking(move || loader.registry.preload(&model)).await??;
+        tracing::info!(model = %name, "model loaded");
+    }
+    let ip: std::net::IpAddr = state.config.server.bind.parse().context("server.bind")?;
+    let addr = SocketAddr::new(ip, state.config.server.port);
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    announce(&state, local)?;
+    let unloader = tokio::spawn(unload_idle_models(Arc::clone(&state)));
+    axum::serve(listener, routes::router(Arc::clone(&state)))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    unloader.abort();
+    tracing::info!("requests drained; flushing the cache");
+    state.manager.flush().context("flushing the cache at shutdown")?;
+    eprintln!("inferno serve: stopped; cache flushed");
+    Ok(())
+}
+
+/// The line tests and people read to find the server: `inferno serve: listening on http://ADDR`.
+fn announce(state: &AppState, addr: SocketAddr) -> anyhow::Result<()> {
+    let cache = &state.config.cache;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "inferno serve: listening on http://{addr} (cache: {:?} in {}; models from {})",
+        cache.kind,
+        cache.base_dir.display(),
+        state.config.models.dir.display()
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Under `time_based`, unloads models idle longer than `keep_alive_minutes`, checking every few seconds.
+async fn unload_idle_models(state: Arc<AppState>) {
+    if state.config.cache.model.unload_policy != UnloadPolicy::TimeBased {
+        return;
+    }
+    let keep_alive = state.config.cache.model.keep_alive_minutes.duration();
+    let period = (keep_alive / 10).clamp(Duration::from_millis(200), Duration::from_secs(30));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        for path in state.registry.cache().unload_idle(Instant::now()) {
+            tracing::info!(model = %path.display(), "unloaded after keep_alive");
+        }
+    }
+}
+
+/// Resolves on SIGTERM (containers) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+}

@@ -1,0 +1,94 @@
+//! Which models the server answers for, by name, and the model cache that holds the loaded ones.
+//!
+//! A model's name is its file stem. Models come from `models.dir` (found by name when a request names them;
+//! clients can never make the server open an arbitrary path) and from `--model` / `server.preload`, which
+//! may be paths anywhere.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::config::ModelCacheConfig;
+use crate::inference::InferenceError;
+use crate::models::cache::{CachedModel, ModelCache, ModelCacheError};
+use crate::models::catalog;
+
+/// Named models and the cache of loaded ones.
+pub struct Registry {
+    models_dir: PathBuf,
+    /// Models given by path at start, by name.
+    pinned: Mutex<BTreeMap<String, PathBuf>>,
+    cache: ModelCache,
+}
+
+impl Registry {
+    /// A registry over `models_dir` with the `[cache.model]` limits.
+    pub fn new(models_dir: &Path, config: &ModelCacheConfig) -> Self {
+        Self {
+            models_dir: models_dir.to_path_buf(),
+            pinned: Mutex::new(BTreeMap::new()),
+            cache: ModelCache::new(config),
+        }
+    }
+
+    /// The loaded-model cache.
+    pub fn cache(&self) -> &ModelCache {
+        &self.cache
+    }
+
+    /// Adds a model given by name (in `models.dir`) or path, and loads it. Returns its name.
+    pub fn preload(&self, name_or_path: &str) -> anyhow::Result<String> {
+        let path = catalog::resolve(name_or_path, &self.models_dir)?;
+        let model = self.cache.get_or_load(&path)?;
+        let name = model.name();
+        self.pinned.lock().insert(name.clone(), model.path().to_path_buf());
+        Ok(name)
+    }
+
+    /// Every model the server can answer for: name and path, sorted by name.
+    pub fn list(&self) -> Vec<(String, PathBuf)> {
+        let mut all: BTreeMap<String, PathBuf> = BTreeMap::new();
+        if let Ok(found) = catalog::discover(&self.models_dir) {
+            for path in found {
+                let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                all.entry(name).or_insert(path);
+            }
+        }
+        all.extend(self.pinned.lock().clone());
+        all.into_iter().collect()
+    }
+
+    /// The path of the model called `name`.
+    pub fn path_of(&self, name: &str) -> Result<PathBuf, InferenceError> {
+        if let Some(path) = self.pinned.lock().get(name) {
+            return Ok(path.clone());
+        }
+        let not_found = || InferenceError::ModelNotFound { model: name.to_string() };
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(not_found());
+        }
+        let found = catalog::discover(&self.models_dir).unwrap_or_default();
+        let mut matches = found.into_iter().filter(|p| p.file_stem().is_some_and(|s| s == name));
+        match (matches.next(), matches.next()) {
+            (Some(path), None) => Ok(path),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// The loaded model called `name`, loading it when needed. Blocking: call from a blocking thread.
+    pub fn get(&self, name: &str) -> Result<Arc<CachedModel>, InferenceError> {
+        let path = self.path_of(name)?;
+        self.cache.get_or_load(&path).map_err(|e| load_error(name, e))
+    }
+}
+
+fn load_error(name: &str, error: ModelCacheError) -> InferenceError {
+    match error {
+        ModelCacheError::NoRoom { .. } | ModelCacheError::TooLarge { .. } => {
+            InferenceError::Unavailable { message: format!("model `{name}` cannot be loaded now: {error}") }
+        }
+        other => InferenceError::Server { message: format!("model `{name}` failed to load: {other}") },
+    }
+}

@@ -1,0 +1,147 @@
+//! The router: OpenAI routes, `/health`, `/metrics`, the API-key check, the body-size limit, and request
+//! metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::completions::{self, error_response};
+use super::state::AppState;
+use crate::cache::response::Endpoint;
+use crate::inference::InferenceError;
+
+/// Every route, with the layers around them.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.server.max_request_size.bytes() as usize;
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completion))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), measure))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn chat(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => completions::handle(state, headers, body, Endpoint::Chat).await,
+        Err(rejection) => body_error(&state, rejection),
+    }
+}
+
+async fn completion(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => completions::handle(state, headers, body, Endpoint::Completion).await,
+        Err(rejection) => body_error(&state, rejection),
+    }
+}
+
+/// A body that could not be read: too large (413) or broken (400), as an OpenAI error body.
+fn body_error(state: &AppState, rejection: BytesRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return error_response(&InferenceError::TooLarge {
+            limit: state.config.server.max_request_size.bytes(),
+        });
+    }
+    error_response(&InferenceError::invalid(format!("cannot read the request body: {rejection}"), None))
+}
+
+/// `GET /v1/models`: every model the server can answer for (loaded or not).
+async fn models(State(state): State<Arc<AppState>>) -> Response {
+    let list = tokio::task::spawn_blocking(move || state.registry.list()).await.unwrap_or_default();
+    let data: Vec<_> = list
+        .iter()
+        .map(|(name, path)| {
+            let created = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            json!({"id": name, "object": "model", "created": created, "owned_by": "inferno"})
+        })
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// `GET /health`: 200 while the server runs. Exempt from the API key so probes need no secret.
+async fn health() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+/// `GET /metrics`: the cache engine's metrics and the server's, in Prometheus text format.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = tokio::task::spawn_blocking(move || -> Result<String, prometheus::Error> {
+        let report = crate::cache::CacheReport::measure(&state.manager);
+        let mut text = crate::cache::prometheus::encode(&report)?;
+        text.push_str(&state.metrics.encode(&state.registry.cache().stats())?);
+        Ok(text)
+    })
+    .await;
+    match text {
+        Ok(Ok(text)) => {
+            ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// With `server.api_key` set, every route but `/health` needs `Authorization: Bearer <key>`.
+async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let key = &state.config.server.api_key;
+    if key.is_empty() || request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), key.as_bytes()) => next.run(request).await,
+        Some(_) => {
+            error_response(&InferenceError::Unauthorized { message: "incorrect API key provided".into() })
+        }
+        None => error_response(&InferenceError::Unauthorized {
+            message: "missing API key: send `Authorization: Bearer <key>`".into(),
+        }),
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal how much of a key matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Counts and times every request by its route pattern.
+async fn measure(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.metrics.durations.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+    state.metrics.requests.with_label_values(&[&route, response.status().as_str()]).inc();
+    if let Some(result) = response.headers().get("x-inferno-cache").and_then(|v| v.to_str().ok()) {
+        state.metrics.cache_results.with_label_values(&[result]).inc();
+    }
+    response
+}

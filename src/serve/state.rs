@@ -1,0 +1,72 @@
+//! What every request handler shares: the configuration, the cache, the model registry, and the
+//! single-flight table that makes identical concurrent requests for an uncached key run inference once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::metrics::Metrics;
+use super::registry::Registry;
+use crate::cache::Manager;
+use crate::config::Config;
+
+/// The server's shared state.
+pub struct AppState {
+    /// The effective configuration.
+    pub config: Config,
+    /// The cache, owned by this process (writer lock) for its whole life.
+    pub manager: Arc<Manager>,
+    /// Named models and the loaded ones.
+    pub registry: Registry,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Keys being generated now, each with a channel that closes when its generation ends.
+    in_flight: Mutex<HashMap<String, watch::Receiver<()>>>,
+}
+
+/// What [`AppState::join_flight`] found.
+pub enum Flight {
+    /// Nobody is generating this key: the caller leads; dropping the guard ends the flight.
+    Lead(FlightGuard),
+    /// Another request is generating it: wait for this, then look the key up again.
+    Follow(watch::Receiver<()>),
+}
+
+/// Held by the request generating a key; dropping it wakes the followers.
+pub struct FlightGuard {
+    state: Arc<AppState>,
+    key: String,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        self.state.in_flight.lock().remove(&self.key);
+    }
+}
+
+impl AppState {
+    /// Shared state over an open cache.
+    pub fn new(config: Config, manager: Arc<Manager>) -> Self {
+        let registry = Registry::new(&config.models.dir, &config.cache.model);
+        Self { config, manager, registry, metrics: Metrics::new(), in_flight: Mutex::new(HashMap::new()) }
+    }
+
+    /// Joins the flight for `key`: lead it when nobody generates it, else follow the leader.
+    pub fn join_flight(self: &Arc<Self>, key: &str) -> Flight {
+        let mut table = self.in_flight.lock();
+        if let Some(rx) = table.get(key) {
+            return Flight::Follow(rx.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        table.insert(key.to_string(), rx);
+        Flight::Lead(FlightGuard { state: Arc::clone(self), key: key.to_string(), _done: tx })
+    }
+}
+
+/// Waits until the leader of a flight is done (its sender dropped).
+pub async fn wait_for(mut rx: watch::Receiver<()>) {
+    while rx.changed().await.is_ok() {}
+}
