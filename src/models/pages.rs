@@ -1,12 +1,13 @@
 //! The OS page cache and model files: how much of a file is cached in memory, dropping it from the cache,
 //! and reading it in ahead of time.
 //!
-//! llama.cpp memory-maps a GGUF file, and its first inference touches every weight, so a model whose file is
-//! not in the OS page cache pays for a full read from disk on its first request. [`warm`] (behind
-//! `inferno cache warm`) reads the file once, sequentially, so that a later load finds its pages in memory,
-//! and hashes it on the way so the same pass yields the file's fingerprint. [`residency`] says how much of
-//! a file is cached; [`drop_from_page_cache`] asks the kernel to evict it (the load benchmark uses it to
-//! measure cold loads).
+//! llama.cpp memory-maps a GGUF file and reads every weight before its first answer (the version in use maps
+//! with `MAP_POPULATE`, so `load` itself reads the file; a lazy mapping would fault the weights in during the
+//! first inference), so a model whose file is not in the OS page cache pays for a full read from disk on its
+//! first request. [`warm`] (behind `inferno cache warm`) reads the file once, sequentially, so that a later
+//! load finds its pages in memory, and hashes it on the way so the same pass yields the file's fingerprint.
+//! [`residency`] says how much of a file is cached; [`drop_from_page_cache`] asks the kernel to evict it
+//! (the load benchmark uses it to measure cold loads).
 //!
 //! Everything here is Linux-first: residency comes from `mincore(2)` and dropping from
 //! `posix_fadvise(2)`, both only as good as the kernel's answer (see each function). The page cache is
@@ -125,8 +126,9 @@ pub fn drop_from_page_cache(path: &Path) -> io::Result<()> {
 /// pages are in the OS page cache for a later load, and hashes it on the way: the report's fingerprint
 /// equals [`super::file::fingerprint`] of the same content. Residency is measured before and after.
 ///
-/// `on_progress(done, total)` is called after each 8 MiB read and once more at the end with
-/// `done == total` (also `(0, 0)` for an empty file); `total` is the length when the file was opened.
+/// `on_progress(done, total)` is called after each 8 MiB read short of the end, with `total` the length when
+/// the file was opened, and once at the end with `done == total` == the bytes read (`(0, 0)` for an empty
+/// file; the bytes read differ from the opening length only when the file changed during the read).
 /// The page cache is shared and may evict the file again at any time, for example when the file is larger
 /// than free memory; `resident_after` says what stayed.
 pub fn warm(path: &Path, mut on_progress: impl FnMut(u64, u64)) -> io::Result<WarmReport> {
@@ -152,7 +154,7 @@ pub fn warm(path: &Path, mut on_progress: impl FnMut(u64, u64)) -> io::Result<Wa
         }
     }
     let elapsed = started.elapsed();
-    on_progress(bytes, total.max(bytes));
+    on_progress(bytes, bytes);
     let resident_after = residency(path)?;
     let fingerprint = format!("blake3:{}", hasher.finalize().to_hex());
     Ok(WarmReport { bytes, elapsed, resident_before, resident_after, fingerprint })
