@@ -25,8 +25,9 @@
 //!    from a dropped file; `warm/synthetic_1g_cached` the same on a file already in the page cache (the
 //!    hashing and copying alone).
 //!
-//! A model-cache hit (the model already loaded in the server's model cache) belongs in `model_load` once the
-//! model cache exists: see the marked place in `model_load`.
+//! 4. `model_load/synthetic_1g_model_cache_hit`: the model already loaded in a [`ModelCache`], timed from the
+//!    lookup to the first token — what a server's request pays once the model is resident; and
+//!    `model_load/model_cache_lookup`, the lookup alone (a stat to compare the file's stamp, a map lookup).
 //!
 //! Run with `cargo bench --bench model_load` (under a minute once built; the first run also writes the 1 GB
 //! file). `docs/performance.md` has the last numbers and the machine. Last run, medians: tiny cold 1.48 ms;
@@ -38,6 +39,8 @@ use std::time::{Duration, Instant};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use inferno::models::gguf::GgufHeader;
 use inferno::models::gguf::tiny::{synthetic_shape, write_synthetic, write_tiny_llama};
+use inferno::config::ModelCacheConfig;
+use inferno::models::cache::ModelCache;
 use inferno::models::llama::{GenerateParams, GgufModel};
 use inferno::models::pages;
 
@@ -154,8 +157,20 @@ fn model_load(c: &mut Criterion) {
     group.bench_function("synthetic_1g_warm", |b| {
         b.iter_batched(|| make_warm(&synthetic), |()| load_and_generate(&synthetic), BatchSize::PerIteration)
     });
-    // Model-cache hit: once the model cache lands, add `synthetic_1g_cached_model` here: the model already
-    // loaded in the cache, timed from the lookup to the first token.
+    // Model-cache hit: the model already loaded in the model cache, timed from the lookup to the first token;
+    // and the lookup alone (a stat of the file to compare its stamp, and a map lookup).
+    let cache = ModelCache::new(&ModelCacheConfig::default());
+    cache.get_or_load(&synthetic).expect("load into the model cache");
+    let params = GenerateParams { max_tokens: 1, n_ctx: 64, ..GenerateParams::default() };
+    group.bench_function("synthetic_1g_model_cache_hit", |b| {
+        b.iter(|| {
+            let cached = cache.get_or_load(&synthetic).expect("hit");
+            let model = cached.model().gguf().expect("a GGUF model");
+            assert_eq!(model.generate("a", &params).expect("generate").completion_tokens, 1);
+        })
+    });
+    group.sample_size(100).sampling_mode(SamplingMode::Auto);
+    group.bench_function("model_cache_lookup", |b| b.iter(|| cache.get_or_load(&synthetic).expect("hit")));
     group.finish();
 }
 
