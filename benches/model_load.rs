@@ -37,10 +37,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use inferno::models::gguf::GgufHeader;
-use inferno::models::gguf::tiny::{synthetic_shape, write_synthetic, write_tiny_llama};
 use inferno::config::ModelCacheConfig;
 use inferno::models::cache::ModelCache;
+use inferno::models::gguf::GgufHeader;
+use inferno::models::gguf::tiny::{synthetic_shape, write_synthetic, write_tiny_llama};
 use inferno::models::llama::{GenerateParams, GgufModel};
 use inferno::models::pages;
 

@@ -89,15 +89,19 @@ pub const KEYS: &[Key] = &[
     on(key("cache.deduplication.seed", Kind::Integer, "seed for xxhash")),
     on(key("cache.deduplication.variant", Kind::Text, "xxhash function: xxh32 | xxh64 | xxh3")),
     on(key("cache.model.enabled", Kind::Bool, "cache model entries")),
-    key("cache.model.max_models", Kind::Integer, "most model instances loaded at once"),
-    key("cache.model.memory_limit_gb", Kind::Size(GB), "most memory loaded models may take"),
-    key("cache.model.preload_strategy", Kind::Text, "which model is evicted first: lru | mru | frequency"),
-    key("cache.model.unload_policy", Kind::Text, "time_based | size_based | manual"),
-    key(
+    on(key("cache.model.max_models", Kind::Integer, "most model instances loaded at once")),
+    on(key("cache.model.memory_limit_gb", Kind::Size(GB), "most memory loaded models may take")),
+    on(key(
+        "cache.model.preload_strategy",
+        Kind::Text,
+        "which model is evicted first: lru | mru | frequency",
+    )),
+    on(key("cache.model.unload_policy", Kind::Text, "time_based | size_based | manual")),
+    on(key(
         "cache.model.keep_alive_minutes",
         Kind::Duration(MINUTE),
         "how long an idle model stays loaded when unload_policy is time_based",
-    ),
+    )),
     on(key("cache.response.enabled", Kind::Bool, "cache inference responses")),
     on(key("cache.response.max_entries", Kind::Integer, "most responses in the memory tier")),
     on(key("cache.response.max_size_gb", Kind::Size(GB), "most bytes of responses in the memory tier")),
@@ -106,17 +110,17 @@ pub const KEYS: &[Key] = &[
         Kind::Duration(HOUR),
         "time to live of a cached response; 0 = no expiry",
     )),
-    key(
+    on(key(
         "cache.response.enable_streaming_cache",
         Kind::Bool,
         "cache streamed responses and replay them as a stream",
-    ),
+    )),
     on(key("cache.response.hash_algorithm", Kind::Text, "hash for response keys: blake3 | xxhash")),
-    key(
+    on(key(
         "cache.response.deterministic_only",
         Kind::Bool,
         "cache only requests with temperature 0 or a seed; false caches every request",
-    ),
+    )),
     on(key("cache.metadata.enabled", Kind::Bool, "cache model metadata")),
     on(key(
         "cache.metadata.ttl_hours",
@@ -193,14 +197,17 @@ pub const KEYS: &[Key] = &[
         )),
         "INFERNO_DEFAULT_MODEL",
     ),
-    key("server.bind", Kind::Text, "address inferno serve listens on; 0.0.0.0 accepts other machines"),
-    alias(key("server.port", Kind::Integer, "TCP port of inferno serve; 0 picks a free one"), "INFERNO_PORT"),
+    on(key("server.bind", Kind::Text, "address inferno serve listens on; 0.0.0.0 accepts other machines")),
     alias(
-        key("server.api_key", Kind::Text, "when set, requests need Authorization: Bearer <key>"),
+        on(key("server.port", Kind::Integer, "TCP port of inferno serve; 0 picks a free one")),
+        "INFERNO_PORT",
+    ),
+    alias(
+        on(key("server.api_key", Kind::Text, "when set, requests need Authorization: Bearer <key>")),
         "INFERNO_API_KEY",
     ),
-    key("server.max_request_size", Kind::Size(BYTE), "largest request body inferno serve accepts"),
-    key("server.preload", Kind::List, "models loaded when inferno serve starts (names or paths)"),
+    on(key("server.max_request_size", Kind::Size(BYTE), "largest request body inferno serve accepts")),
+    on(key("server.preload", Kind::List, "models loaded when inferno serve starts (names or paths)")),
 ];
 
 /// True for keys whose value must never be printed (`cache status` shows whether they are set).

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::state::{AppState, Flight, wait_for};
+use super::state::{AppState, Flight, FlightGuard, wait_for};
 use crate::cache::response::{Endpoint, ModelIdentity};
 use crate::inference::response::{ResponseMeta, completion_body};
 use crate::inference::{
@@ -94,7 +94,8 @@ async fn answer(
         }
     }
     if request.stream {
-        return Ok(stream_generation(state, model, request, identity, plan, name, endpoint, guard));
+        let meta = ResponseMeta::new(endpoint, &name, &identity.fingerprint);
+        return Ok(Stream { state, model, request, identity, plan, meta, endpoint, guard }.start());
     }
     let started = Instant::now();
     let generation = {
@@ -152,24 +153,34 @@ fn cache_headers(headers: &mut HeaderMap, status: CacheStatus, key: &str) {
     }
 }
 
-/// Generates on a blocking thread, sending SSE events as pieces come; stores the whole answer at the end.
-#[allow(clippy::too_many_arguments)]
-fn stream_generation(
+/// A streamed answer being generated: everything the blocking generation thread needs.
+struct Stream {
     state: Arc<AppState>,
     model: Arc<CachedModel>,
     request: Request,
     identity: ModelIdentity,
     plan: CachePlan,
-    name: String,
+    meta: ResponseMeta,
     endpoint: Endpoint,
-    guard: Option<super::state::FlightGuard>,
-) -> Response {
-    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
-    let status = plan.generated_status();
-    let key = plan.key().to_string();
-    let meta = ResponseMeta::new(endpoint, &name, &identity.fingerprint);
-    let chunker = Chunker::new(endpoint, meta.clone(), request.include_usage);
-    tokio::task::spawn_blocking(move || {
+    guard: Option<FlightGuard>,
+}
+
+impl Stream {
+    /// Generates on a blocking thread, sending SSE events as pieces come; stores the whole answer at the end
+    /// (unless the client went away before it).
+    fn start(self) -> Response {
+        let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
+        let status = self.plan.generated_status();
+        let key = self.plan.key().to_string();
+        tokio::task::spawn_blocking(move || self.generate(&tx));
+        let mut response = Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
+        cache_headers(response.headers_mut(), status, &key);
+        response
+    }
+
+    fn generate(self, tx: &mpsc::Sender<Result<Event, Infallible>>) {
+        let Stream { state, model, request, identity, plan, meta, endpoint, guard } = self;
+        let chunker = Chunker::new(endpoint, meta.clone(), request.include_usage);
         let _guard = guard;
         let send = |value: Value| tx.blocking_send(Ok(Event::default().data(value.to_string()))).is_ok();
         if let Some(start) = chunker.start() {
@@ -200,10 +211,7 @@ fn stream_generation(
                 send(error.to_body());
             }
         }
-    });
-    let mut response = Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
-    cache_headers(response.headers_mut(), status, &key);
-    response
+    }
 }
 
 fn join_error(error: tokio::task::JoinError) -> InferenceError {

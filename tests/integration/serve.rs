@@ -129,7 +129,11 @@ fn bad_requests_get_openai_error_bodies() {
     assert_eq!(error["type"], "invalid_request_error");
     assert!(error["message"].as_str().unwrap().contains("not valid JSON"), "{error}");
 
-    let missing = server.post("/v1/chat/completions", &json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}), &[]);
+    let missing = server.post(
+        "/v1/chat/completions",
+        &json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"]["code"], "model_not_found");
     let n2 = server.post("/v1/completions", &json!({"model": "tiny", "prompt": "a", "n": 2}), &[]);
@@ -177,4 +181,27 @@ fn kill_9_keeps_entries_older_than_the_sync_interval() {
     assert_eq!(server.stop(libc::SIGKILL), None);
     let server = Server::start(&sb, &dir, &["--cache-persist"], &env);
     assert_eq!(server.post("/v1/completions", &completion("abc"), &[]).cache.as_deref(), Some("HIT"));
+}
+
+#[test]
+fn identical_concurrent_requests_generate_once() {
+    let (sb, dir) = with_tiny_model();
+    let server = std::sync::Arc::new(Server::start(&sb, &dir, &[], &[]));
+    // A long answer, so the requests overlap the generation.
+    let body = json!({"model": "tiny", "prompt": "a", "temperature": 0, "max_tokens": 100});
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let (server, barrier, body) = (server.clone(), barrier.clone(), body.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let reply = server.post("/v1/completions", &body, &[]);
+                (reply.cache.clone().unwrap_or_default(), reply.json()["choices"][0]["text"].clone())
+            })
+        })
+        .collect();
+    let results: Vec<(String, Value)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let misses = results.iter().filter(|(c, _)| c == "MISS").count();
+    assert_eq!(misses, 1, "{results:?}");
+    assert!(results.iter().all(|(_, text)| *text == results[0].1), "every request got the same answer");
 }
