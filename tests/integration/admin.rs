@@ -113,7 +113,7 @@ fn maintenance_goes_through_the_server_and_other_commands_name_it() {
     let (sb, dir) = with_tiny_model();
     let server = Server::start(&sb, &dir, &[], &LONG_SYNC);
     server.post("/v1/completions", &completion("abc"), &[]);
-    let out = sb.cmd().args(["-v", "cache", "verify", "--json"]).output().unwrap();
+    let out = sb.cmd().args(["cache", "verify", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let verify: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((verify["entries_checked"].as_u64().unwrap() >= 1, &verify["damaged"]), (true, &json!([])));
@@ -188,6 +188,10 @@ fn a_stale_socket_after_kill_9_does_not_break_a_restart() {
 
     let server = Server::start(&sb, &dir, &[], &[]);
     assert_eq!(inferno_json(&sb, &["cache", "stats"])["server"]["pid"], server.pid());
+    let status = inferno(&sb, &["cache", "status"]);
+    let writer =
+        format!("Writer: process {} (inferno serve, admin socket {})", server.pid(), socket.display());
+    assert!(status.contains(&writer), "{status}");
     assert_eq!(server.stop(libc::SIGTERM), Some(0));
     assert!(!socket.exists(), "a clean shutdown removes the socket");
 }
