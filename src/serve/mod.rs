@@ -63,8 +63,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let (stop, stopping) = watch::channel(false);
+    let signalled = shutdown_signal()?;
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signalled.await;
         let _ = stop.send(true);
     });
     let admin = socket.map(|socket| {
@@ -126,13 +127,16 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
-/// Resolves on SIGTERM (containers) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// A future that resolves on SIGTERM (containers) or SIGINT (Ctrl-C); the handlers are installed before
+/// this returns, so a signal that arrives before the future is first polled is not lost.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+    })
 }
