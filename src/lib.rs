@@ -11,10 +11,13 @@
 //!   the response cache.
 //! - [`inference`]: OpenAI chat and completion requests answered by a model through the response cache.
 //! - [`serve`] (cargo feature `llama`): `inferno serve`, the OpenAI-compatible HTTP server.
+//! - [`admin`]: the admin API of a running server: its socket and the bodies of its `/v1/cache` routes,
+//!   shared by the server and the CLI commands that go through it.
 //! - [`cli`]: clap definitions and printing for the `inferno` binary.
 //! - [`logging`]: tracing setup.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod config;

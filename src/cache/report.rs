@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::disk::KindStats;
 use super::kind::Kind;
@@ -13,7 +13,7 @@ use super::manager::Manager;
 use crate::config::CacheType;
 
 /// The whole picture.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CacheReport {
     /// `cache.type`.
     pub cache_type: CacheType,
@@ -35,7 +35,7 @@ pub struct CacheReport {
 }
 
 /// One kind.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KindReport {
     /// The kind.
     pub kind: Kind,
@@ -58,7 +58,7 @@ pub struct KindReport {
 }
 
 /// The memory tier.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MemoryReport {
     /// Entries held now by this process.
     pub entries: u64,
@@ -73,7 +73,7 @@ pub struct MemoryReport {
 }
 
 /// The disk tier.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DiskReport {
     /// Bytes of segment and hint files on disk.
     pub file_bytes: u64,
@@ -100,7 +100,7 @@ pub struct DiskReport {
 }
 
 /// Dedup of payloads.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DedupReport {
     /// Entries whose payload is stored as shared chunks.
     pub total_values: u64,

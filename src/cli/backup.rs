@@ -1,5 +1,7 @@
 //! `inferno cache backup [list]`, `inferno cache restore` and `inferno cache rebuild --from-backup`: thin
-//! wrappers over `cache::backup` that print what was copied, checked and restored.
+//! wrappers over `cache::backup` that print what was copied, checked and restored. While `inferno serve`
+//! holds the cache, `backup` asks the server to flush and back it up, so the backup has everything it has
+//! answered.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -8,9 +10,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::admin::{BackupRequest, BackupView};
 use crate::cache::{Access, Kind, Manager, backup};
 use crate::config::{self, LoadOptions};
 
+use super::live::LiveServer;
 use super::transfer::open_cache;
 use super::{UsageError, output};
 
@@ -100,26 +104,33 @@ pub fn backup(options: &LoadOptions, args: &BackupArgs, json: bool) -> anyhow::R
         return Err(UsageError("give --destination DIR (or use `inferno cache backup list`)".into()).into());
     };
     let spinner = output::spinner("backing up", json);
-    let manifest = backup::create(cache, dest, args.compress).context("backup failed")?;
-    if args.verify {
-        spinner.set_message("verifying the backup");
-        backup::verify(dest).context("the backup was written but does not verify")?;
-    }
+    let made = match LiveServer::find(&cache.base_dir) {
+        Some(server) => {
+            let destination = std::path::absolute(dest)?;
+            let request = BackupRequest { destination, compress: args.compress, verify: args.verify };
+            server.post::<BackupView>("/v1/cache/backup", &request)?
+        }
+        None => {
+            let manifest = backup::create(cache, dest, args.compress).context("backup failed")?;
+            if args.verify {
+                spinner.set_message("verifying the backup");
+                backup::verify(dest).context("the backup was written but does not verify")?;
+            }
+            BackupView::new(dest.clone(), &manifest, args.verify)
+        }
+    };
     spinner.finish_and_clear();
     if json {
-        return output::print_json(&json!({
-            "destination": dest, "files": manifest.files.len(), "entries": manifest.entries,
-            "bytes": manifest.bytes(), "compressed": manifest.compressed, "verified": args.verify,
-        }));
+        return output::print_json(&serde_json::to_value(&made)?);
     }
-    let verified = if args.verify { ", verified" } else { "" };
+    let verified = if made.verified { ", verified" } else { "" };
     let text = format!(
         "Backed up {} entries ({} in {} files{}{verified}) to {}\n",
-        manifest.entries,
-        bytes(manifest.bytes()),
-        manifest.files.len(),
-        if manifest.compressed { ", compressed" } else { "" },
-        dest.display()
+        made.entries,
+        bytes(made.bytes),
+        made.files,
+        if made.compressed { ", compressed" } else { "" },
+        made.destination.display()
     );
     Ok(output::print(&text)?)
 }

@@ -1,5 +1,7 @@
 //! `inferno cache clear | cleanup | compact | verify | repair | disk-usage`: thin wrappers over the
-//! manager and the disk tier that print what was really done, measured.
+//! manager and the disk tier that print what was really done, measured. While `inferno serve` holds the
+//! cache, `clear`, `cleanup`, `compact`, `verify` and `repair` ask the server to do it (`cli::live`) and print
+//! its answer the same way.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
@@ -8,11 +10,13 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
-use crate::cache::disk::{QUARANTINE_DIR, VerifyReport};
-use crate::cache::{Access, Filter, Kind, Removal};
-use crate::config::LoadOptions;
+use crate::admin::{ClearRequest, CompactView, RemovalView, VerifyRequest, VerifyView};
+use crate::cache::disk::QUARANTINE_DIR;
+use crate::cache::{Access, Kind};
 use crate::config::units::{SECOND, parse_duration};
+use crate::config::{self, LoadOptions};
 
+use super::live::LiveServer;
 use super::transfer::open_cache;
 use super::{UsageError, output};
 
@@ -26,8 +30,11 @@ fn duration(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Args)]
 pub struct ClearArgs {
     /// Remove every entry.
-    #[arg(long, conflicts_with_all = ["kinds", "older_than", "pattern"])]
+    #[arg(long, conflicts_with_all = ["kinds", "older_than", "pattern", "key"])]
     all: bool,
+    /// Only the entry stored under exactly this key (as `X-Inferno-Cache-Key` shows it).
+    #[arg(long, value_name = "KEY")]
+    key: Option<String>,
     /// Only these kinds: response, model, metadata (comma-separated).
     #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
     kinds: Vec<Kind>,
@@ -85,24 +92,20 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-fn print_removal(what: &str, removal: &Removal, json: bool) -> anyhow::Result<()> {
+fn print_removal(what: &str, removal: &RemovalView, json: bool) -> anyhow::Result<()> {
     if json {
-        return output::print_json(&json!({
-            "removed": removal.removed.iter().map(|(k, n)| json!({"type": k, "entries": n})).collect::<Vec<_>>(),
-            "entries": removal.total(),
-            "bytes": removal.bytes,
-            "bytes_freed_on_disk": removal.bytes_freed(),
-        }));
+        return output::print_json(&serde_json::to_value(removal)?);
     }
     let mut out = String::new();
-    if removal.total() == 0 {
+    if removal.entries == 0 {
         writeln!(out, "{what}: no entries matched")?;
     } else {
-        let per_kind: Vec<String> = removal.removed.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        let per_kind: Vec<String> =
+            removal.removed.iter().map(|c| format!("{} {}", c.entries, c.kind)).collect();
         writeln!(
             out,
             "{what}: removed {} entries ({}), {} of values",
-            removal.total(),
+            removal.entries,
             per_kind.join(", "),
             bytes(removal.bytes)
         )?;
@@ -111,62 +114,81 @@ fn print_removal(what: &str, removal: &Removal, json: bool) -> anyhow::Result<()
             "Disk: {} -> {} ({} freed)",
             bytes(removal.file_bytes_before),
             bytes(removal.file_bytes_after),
-            bytes(removal.bytes_freed())
+            bytes(removal.bytes_freed_on_disk)
         )?;
     }
     Ok(output::print(&out)?)
 }
 
+/// Removes what `request` selects: through the running server when one holds the cache, else here.
+fn remove(options: &LoadOptions, request: &ClearRequest, json: bool) -> anyhow::Result<RemovalView> {
+    if let Some(server) = LiveServer::for_options(options)? {
+        return server.delete(&format!("/v1/cache?{}", request.query_string()));
+    }
+    let filter = request.filter().map_err(UsageError)?;
+    let cache = open_cache(options, Access::ReadWrite)?;
+    let spinner = output::spinner("removing and compacting", json);
+    let removal = cache.remove_matching(&filter)?;
+    spinner.finish_and_clear();
+    Ok(RemovalView::from(&removal))
+}
+
 /// Runs `cache clear`.
 pub fn clear(options: &LoadOptions, args: &ClearArgs, json: bool) -> anyhow::Result<()> {
-    if !args.all && args.kinds.is_empty() && args.older_than.is_none() && args.pattern.is_none() {
+    if !args.all
+        && args.kinds.is_empty()
+        && args.older_than.is_none()
+        && args.pattern.is_none()
+        && args.key.is_none()
+    {
         return Err(UsageError(
-            "say what to clear: --all, --type TYPE, --older-than DURATION or --pattern GLOB".into(),
+            "say what to clear: --all, --type TYPE, --older-than DURATION, --pattern GLOB or --key KEY"
+                .into(),
         )
         .into());
     }
-    let pattern = match &args.pattern {
-        Some(p) => Some(glob::Pattern::new(p).map_err(|e| UsageError(format!("--pattern {p:?}: {e}")))?),
-        None => None,
-    };
+    if let Some(p) = &args.pattern {
+        glob::Pattern::new(p).map_err(|e| UsageError(format!("--pattern {p:?}: {e}")))?;
+    }
     if args.all && !args.yes && std::io::stdin().is_terminal() && !confirm("Remove every cache entry?")? {
         return Err(UsageError(
             "not confirmed; nothing was removed (pass --yes to skip the question)".into(),
         )
         .into());
     }
-    let cache = open_cache(options, Access::ReadWrite)?;
-    let filter = Filter { kinds: args.kinds.clone(), pattern, older_than: args.older_than };
-    let spinner = output::spinner("removing and compacting", json);
-    let removal = cache.remove_matching(&filter)?;
-    spinner.finish_and_clear();
-    print_removal("Clear", &removal, json)
+    let request = if args.all {
+        ClearRequest { all: true, ..ClearRequest::default() }
+    } else {
+        ClearRequest::new(&args.kinds, args.key.as_deref(), args.pattern.as_deref(), args.older_than)
+    };
+    print_removal("Clear", &remove(options, &request, json)?, json)
 }
 
 /// Runs `cache cleanup`.
 pub fn cleanup(options: &LoadOptions, args: &CleanupArgs, json: bool) -> anyhow::Result<()> {
-    let cache = open_cache(options, Access::ReadWrite)?;
-    let age = args.older_than.unwrap_or(cache.config().cleanup.age_threshold_days.duration());
-    let removal = cache.remove_matching(&Filter { older_than: Some(age), ..Filter::default() })?;
+    let config = config::load(options)?.config;
+    let age = args.older_than.unwrap_or(config.cache.cleanup.age_threshold_days.duration());
+    let removal = remove(options, &ClearRequest::new(&[], None, None, Some(age)), json)?;
     print_removal(&format!("Cleanup (older than {})", humantime::format_duration(age)), &removal, json)
 }
 
 /// Runs `cache compact`.
 pub fn compact(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
-    let cache = open_cache(options, Access::ReadWrite)?;
-    let Some(disk) = cache.disk() else {
-        anyhow::bail!("cache.type = memory has no disk tier to compact");
+    let report: CompactView = match LiveServer::for_options(options)? {
+        Some(server) => server.post("/v1/cache/compact", &json!({}))?,
+        None => {
+            let cache = open_cache(options, Access::ReadWrite)?;
+            let Some(disk) = cache.disk() else {
+                anyhow::bail!("cache.type = memory has no disk tier to compact");
+            };
+            let spinner = output::spinner("compacting", json);
+            let report = disk.compact()?;
+            spinner.finish_and_clear();
+            CompactView::from(&report)
+        }
     };
-    let spinner = output::spinner("compacting", json);
-    let report = disk.compact()?;
-    spinner.finish_and_clear();
     if json {
-        return output::print_json(&serde_json::to_value(json!({
-            "bytes_before": report.bytes_before,
-            "bytes_after": report.bytes_after,
-            "records_kept": report.records_kept,
-            "damaged_skipped": report.damaged_skipped,
-        }))?);
+        return output::print_json(&serde_json::to_value(report)?);
     }
     let mut out = format!(
         "Compacted: {} -> {} ({} freed), {} records kept\n",
@@ -185,28 +207,9 @@ pub fn compact(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
     Ok(output::print(&out)?)
 }
 
-fn print_verify(report: &VerifyReport, detailed: bool, json: bool) -> anyhow::Result<()> {
+fn print_verify(report: &VerifyView, detailed: bool, json: bool) -> anyhow::Result<()> {
     if json {
-        let damaged: Vec<_> = report
-            .damaged
-            .iter()
-            .map(|d| {
-                let kind = Kind::from_code(d.kind).map_or("chunk", Kind::name);
-                json!({"kind": kind, "key": d.key, "segment": d.segment, "offset": d.offset, "reason": d.reason})
-            })
-            .collect();
-        let ranges: Vec<_> = report
-            .damaged_ranges
-            .iter()
-            .map(|(s, o, l)| json!({"segment": s, "offset": o, "length": l}))
-            .collect();
-        return output::print_json(&json!({
-            "entries_checked": report.entries_checked,
-            "chunks_checked": report.chunks_checked,
-            "damaged": damaged,
-            "damaged_ranges": ranges,
-            "fixed": report.fixed,
-        }));
+        return output::print_json(&serde_json::to_value(report)?);
     }
     let mut out =
         format!("Checked {} entries and {} chunks: ", report.entries_checked, report.chunks_checked);
@@ -222,15 +225,18 @@ fn print_verify(report: &VerifyReport, detailed: bool, json: bool) -> anyhow::Re
     )?;
     let shown = if detailed { report.damaged.len() } else { report.damaged.len().min(10) };
     for d in &report.damaged[..shown] {
-        let kind = Kind::from_code(d.kind).map_or("chunk", Kind::name);
-        writeln!(out, "  {kind} {}: {} (segment {}, offset {})", d.key, d.reason, d.segment, d.offset)?;
+        writeln!(out, "  {} {}: {} (segment {}, offset {})", d.kind, d.key, d.reason, d.segment, d.offset)?;
     }
     if shown < report.damaged.len() {
         writeln!(out, "  ... {} more (--detailed lists all)", report.damaged.len() - shown)?;
     }
     if detailed {
-        for (segment, offset, len) in &report.damaged_ranges {
-            writeln!(out, "  segment {segment}: {len} bytes at offset {offset} hold no intact record")?;
+        for r in &report.damaged_ranges {
+            writeln!(
+                out,
+                "  segment {}: {} bytes at offset {} hold no intact record",
+                r.segment, r.length, r.offset
+            )?;
         }
     }
     if report.fixed && report.damaged.is_empty() {
@@ -246,16 +252,26 @@ fn print_verify(report: &VerifyReport, detailed: bool, json: bool) -> anyhow::Re
     Ok(output::print(&out)?)
 }
 
-/// Runs `cache verify`; fails when damage is found and not fixed.
-pub fn verify(options: &LoadOptions, args: &VerifyArgs, json: bool) -> anyhow::Result<()> {
-    let access = if args.fix { Access::ReadWrite } else { Access::ReadOnly };
+/// Checks every record (and with `fix`, quarantines what is damaged): through the running server when one
+/// holds the cache, else here.
+fn check(options: &LoadOptions, fix: bool, json: bool) -> anyhow::Result<VerifyView> {
+    if let Some(server) = LiveServer::for_options(options)? {
+        return server.post("/v1/cache/verify", &VerifyRequest { fix });
+    }
+    let access = if fix { Access::ReadWrite } else { Access::ReadOnly };
     let cache = open_cache(options, access)?;
     let Some(disk) = cache.disk() else {
         anyhow::bail!("cache.type = memory has no disk tier to verify");
     };
     let spinner = output::spinner("verifying every record", json);
-    let report = disk.verify(args.fix)?;
+    let report = disk.verify(fix)?;
     spinner.finish_and_clear();
+    Ok(VerifyView::from(&report))
+}
+
+/// Runs `cache verify`; fails when damage is found and not fixed.
+pub fn verify(options: &LoadOptions, args: &VerifyArgs, json: bool) -> anyhow::Result<()> {
+    let report = check(options, args.fix, json)?;
     print_verify(&report, args.detailed, json)?;
     if !report.is_clean() && !report.fixed {
         anyhow::bail!("the cache has damaged records");
@@ -265,13 +281,7 @@ pub fn verify(options: &LoadOptions, args: &VerifyArgs, json: bool) -> anyhow::R
 
 /// Runs `cache repair`.
 pub fn repair(options: &LoadOptions, args: &RepairArgs, json: bool) -> anyhow::Result<()> {
-    let cache = open_cache(options, Access::ReadWrite)?;
-    let Some(disk) = cache.disk() else {
-        anyhow::bail!("cache.type = memory has no disk tier to repair");
-    };
-    let spinner = output::spinner("verifying every record", json);
-    let found = disk.verify(false)?;
-    spinner.finish_and_clear();
+    let found = check(options, false, json)?;
     if found.is_clean() {
         return print_verify(&found, false, json);
     }
@@ -285,7 +295,7 @@ pub fn repair(options: &LoadOptions, args: &RepairArgs, json: bool) -> anyhow::R
         print_verify(&found, true, json)?;
         anyhow::bail!("nothing was repaired (pass --auto-fix to quarantine without asking)");
     }
-    let fixed = disk.verify(true)?;
+    let fixed = check(options, true, json)?;
     print_verify(&fixed, true, json)
 }
 

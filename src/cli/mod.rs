@@ -5,6 +5,7 @@
 
 mod backup;
 mod configure;
+mod live;
 mod manage;
 mod models;
 mod monitor;
@@ -169,33 +170,38 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cache { command } => {
             let options = load_options(&global)?;
-            match command {
-                CacheCommand::Status => status::run(&options, global.json),
-                CacheCommand::Configure(args) => configure::run(&options, &args, global.json),
-                CacheCommand::Enable(args) => toggle::enable(&options, &args, global.json),
-                CacheCommand::Disable(args) => toggle::disable(&options, &args, global.json),
-                CacheCommand::Persist(args) => toggle::persist(&options, &args, global.json),
-                CacheCommand::Stats(args) => stats::stats(&options, &args, global.json),
-                CacheCommand::Metrics => stats::metrics(&options, global.json),
-                CacheCommand::Clear(args) => manage::clear(&options, &args, global.json),
-                CacheCommand::Cleanup(args) => manage::cleanup(&options, &args, global.json),
-                CacheCommand::Compact => manage::compact(&options, global.json),
-                CacheCommand::Verify(args) => manage::verify(&options, &args, global.json),
-                CacheCommand::Repair(args) => manage::repair(&options, &args, global.json),
-                CacheCommand::DiskUsage(args) => manage::disk_usage(&options, &args, global.json),
-                CacheCommand::Backup(args) => backup::backup(&options, &args, global.json),
-                CacheCommand::Restore(args) => backup::restore(&options, &args, global.json),
-                CacheCommand::Rebuild(args) => backup::rebuild(&options, &args, global.json),
-                CacheCommand::Monitor(args) => monitor::monitor(&options, &args, global.json),
-                CacheCommand::Report(args) => monitor::report(&options, &args, global.json),
-                CacheCommand::Analyze(args) => monitor::analyze(&options, &args, global.json),
-                CacheCommand::Trace(args) => trace::trace(&options, &args, global.json),
-                CacheCommand::Warm(args) => warm::run(&options, &args, global.json),
-                CacheCommand::Refresh(args) => models::refresh(&options, &args, global.json),
-                CacheCommand::Import(args) => transfer::import(&options, &args, global.json),
-                CacheCommand::Export(args) => transfer::export(&options, &args, global.json),
-            }
+            cache_command(&options, command, global.json).map_err(live::explain_lock)
         }
+    }
+}
+
+/// Runs an `inferno cache` command.
+fn cache_command(options: &LoadOptions, command: CacheCommand, json: bool) -> anyhow::Result<()> {
+    match command {
+        CacheCommand::Status => status::run(options, json),
+        CacheCommand::Configure(args) => configure::run(options, &args, json),
+        CacheCommand::Enable(args) => toggle::enable(options, &args, json),
+        CacheCommand::Disable(args) => toggle::disable(options, &args, json),
+        CacheCommand::Persist(args) => toggle::persist(options, &args, json),
+        CacheCommand::Stats(args) => stats::stats(options, &args, json),
+        CacheCommand::Metrics => stats::metrics(options, json),
+        CacheCommand::Clear(args) => manage::clear(options, &args, json),
+        CacheCommand::Cleanup(args) => manage::cleanup(options, &args, json),
+        CacheCommand::Compact => manage::compact(options, json),
+        CacheCommand::Verify(args) => manage::verify(options, &args, json),
+        CacheCommand::Repair(args) => manage::repair(options, &args, json),
+        CacheCommand::DiskUsage(args) => manage::disk_usage(options, &args, json),
+        CacheCommand::Backup(args) => backup::backup(options, &args, json),
+        CacheCommand::Restore(args) => backup::restore(options, &args, json),
+        CacheCommand::Rebuild(args) => backup::rebuild(options, &args, json),
+        CacheCommand::Monitor(args) => monitor::monitor(options, &args, json),
+        CacheCommand::Report(args) => monitor::report(options, &args, json),
+        CacheCommand::Analyze(args) => monitor::analyze(options, &args, json),
+        CacheCommand::Trace(args) => trace::trace(options, &args, json),
+        CacheCommand::Warm(args) => warm::run(options, &args, json),
+        CacheCommand::Refresh(args) => models::refresh(options, &args, json),
+        CacheCommand::Import(args) => transfer::import(options, &args, json),
+        CacheCommand::Export(args) => transfer::export(options, &args, json),
     }
 }
 

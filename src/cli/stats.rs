@@ -1,14 +1,17 @@
 //! `inferno cache stats [--detailed] [--deduplication]` and `inferno cache metrics`: print the measured
-//! [`CacheReport`]. Opens the cache read-only, so it works while another process writes.
+//! [`CacheReport`]. While `inferno serve` holds the cache, the report comes from the server (its live
+//! counters, and its own figures); otherwise the cache is opened read-only.
 
 use std::fmt::Write;
 
 use bytesize::ByteSize;
 use clap::Args;
 
+use crate::admin::{LiveStats, ServerInfo};
 use crate::cache::{Access, CacheReport};
 use crate::config::LoadOptions;
 
+use super::live::LiveServer;
 use super::output;
 use super::transfer::open_cache;
 
@@ -43,17 +46,25 @@ fn thousands(n: u64) -> String {
     out
 }
 
-/// The report, measured on a read-only open of the cache.
-fn measure(options: &LoadOptions) -> anyhow::Result<CacheReport> {
+/// The report: the running server's when one holds the cache (with its own figures), else measured on a
+/// read-only open of the cache.
+pub(super) fn measure(options: &LoadOptions) -> anyhow::Result<(CacheReport, Option<ServerInfo>)> {
+    if let Some(server) = LiveServer::for_options(options)? {
+        let live: LiveStats = server.get("/v1/cache/stats")?;
+        return Ok((live.report, Some(live.server)));
+    }
     let cache = open_cache(options, Access::ReadOnly)?;
-    Ok(CacheReport::measure(&cache))
+    Ok((CacheReport::measure(&cache), None))
 }
 
 /// Runs `cache stats`.
 pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Result<()> {
-    let report = measure(options)?;
+    let (report, server) = measure(options)?;
     if json {
-        return output::print_json(&serde_json::to_value(&report)?);
+        return output::print_json(&match server {
+            Some(server) => serde_json::to_value(LiveStats { report, server })?,
+            None => serde_json::to_value(&report)?,
+        });
     }
     let mut out = String::new();
     if args.deduplication {
@@ -99,10 +110,40 @@ pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Res
         report.memory.evictions,
         report.disk.as_ref().map_or(0, |d| d.evictions)
     )?;
+    if let Some(server) = &server {
+        server_section(server, &mut out)?;
+    }
     if args.detailed {
-        detailed(&report, &mut out)?;
+        detailed(&report, if server.is_some() { "the server's" } else { "this process" }, &mut out)?;
     }
     Ok(output::print(&out)?)
+}
+
+/// The running server's figures: requests answered, response-cache results, loaded models.
+fn server_section(server: &ServerInfo, out: &mut String) -> anyhow::Result<()> {
+    let results: Vec<String> = server.responses.iter().map(|(result, n)| format!("{n} {result}")).collect();
+    let results = if results.is_empty() { "none yet".to_string() } else { results.join(", ") };
+    writeln!(
+        out,
+        "Server: inferno serve {} (pid {}), {} requests answered; completions: {results}",
+        server.version,
+        server.pid,
+        thousands(server.requests)
+    )?;
+    let models = &server.models;
+    let names: Vec<String> =
+        models.models.iter().map(|m| format!("{} ({})", m.name, bytes(m.resident_bytes))).collect();
+    writeln!(
+        out,
+        "Models loaded: {} of {} max, {} of {}{}{}",
+        models.loaded,
+        models.max_models,
+        bytes(models.resident_bytes),
+        bytes(models.memory_limit_bytes),
+        if names.is_empty() { "" } else { ": " },
+        names.join(", ")
+    )?;
+    Ok(())
 }
 
 fn dedup_section(report: &CacheReport, out: &mut String) -> anyhow::Result<()> {
@@ -127,7 +168,7 @@ fn dedup_section(report: &CacheReport, out: &mut String) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn detailed(report: &CacheReport, out: &mut String) -> anyhow::Result<()> {
+fn detailed(report: &CacheReport, whose: &str, out: &mut String) -> anyhow::Result<()> {
     writeln!(out, "\nPer kind (counts since the cache was created):")?;
     writeln!(
         out,
@@ -150,7 +191,7 @@ fn detailed(report: &CacheReport, out: &mut String) -> anyhow::Result<()> {
     let m = &report.memory;
     writeln!(
         out,
-        "\nMemory tier (this process): {} entries, {} (limits {} entries, {})",
+        "\nMemory tier ({whose}): {} entries, {} (limits {} entries, {})",
         m.entries,
         bytes(m.bytes),
         thousands(m.max_entries),
@@ -181,7 +222,7 @@ fn detailed(report: &CacheReport, out: &mut String) -> anyhow::Result<()> {
 
 /// Runs `cache metrics`: the key figures, one per line.
 pub fn metrics(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
-    let report = measure(options)?;
+    let (report, _) = measure(options)?;
     if json {
         return output::print_json(&serde_json::to_value(&report)?);
     }

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::cache::{Access, Kind, Manager, disk};
 use crate::config::{self, CacheConfig, LoadOptions, keys};
 
+use super::live::LiveServer;
 use super::output;
 use crate::warm::progress::{self, JobState, Progress};
 
@@ -61,9 +62,13 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         )?;
     }
     writeln!(out, "Directory: {}", summary["base_dir"].as_str().unwrap_or(""))?;
-    match summary["writer_pid"].as_u64() {
-        Some(pid) => writeln!(out, "Writer: process {pid} holds the cache")?,
-        None => writeln!(out, "Writer: none running")?,
+    match (summary["writer_pid"].as_u64(), summary["admin_socket"].as_str()) {
+        (Some(pid), Some(socket)) => {
+            writeln!(out, "Writer: process {pid} (inferno serve, admin socket {socket}) holds the cache")?
+        }
+        (Some(pid), None) => writeln!(out, "Writer: process {pid} holds the cache")?,
+        (None, Some(socket)) => writeln!(out, "Writer: inferno serve, admin socket {socket}")?,
+        (None, None) => writeln!(out, "Writer: none running")?,
     }
     if let Some(entries) = summary["entries"].as_object() {
         let parts: Vec<String> = entries.iter().map(|(k, v)| format!("{v} {k}")).collect();
@@ -154,6 +159,7 @@ fn summary(cache: &CacheConfig) -> serde_json::Value {
         "compression": compression,
         "deduplication": dedup,
         "writer_pid": disk::holder(&cache.base_dir),
+        "admin_socket": LiveServer::find(&cache.base_dir).map(|_| crate::admin::socket_path(&cache.base_dir)),
         "entries": entries,
         "warm": progress::read(&cache.base_dir),
     })

@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cache::{Access, CacheReport, Kind, Manager, prometheus, transfer};
+use crate::cache::{Access, Kind, Manager, prometheus, transfer};
 use crate::config::{self, LoadOptions};
 
 use super::output;
@@ -124,23 +124,23 @@ fn write_out(args: &ExportArgs, text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `cache export`.
+/// Runs `cache export`. The metrics formats come from the running server when one holds the cache.
 pub fn export(options: &LoadOptions, args: &ExportArgs, json: bool) -> anyhow::Result<()> {
-    let cache = open_cache(options, Access::ReadOnly)?;
     match args.format {
-        // Refuse before `--output` is created (or truncated).
-        ExportFormat::Jsonl if !cache.is_enabled(Kind::Response) => {
-            return Err(transfer::TransferError::ResponsesDisabled.into());
-        }
         ExportFormat::Jsonl => {}
         ExportFormat::Prometheus => {
-            return write_out(args, &prometheus::encode(&CacheReport::measure(&cache))?);
+            return write_out(args, &prometheus::encode(&super::stats::measure(options)?.0)?);
         }
         ExportFormat::Json => {
-            let mut text = serde_json::to_string_pretty(&CacheReport::measure(&cache))?;
+            let mut text = serde_json::to_string_pretty(&super::stats::measure(options)?.0)?;
             text.push('\n');
             return write_out(args, &text);
         }
+    }
+    let cache = open_cache(options, Access::ReadOnly)?;
+    // Refuse before `--output` is created (or truncated).
+    if !cache.is_enabled(Kind::Response) {
+        return Err(transfer::TransferError::ResponsesDisabled.into());
     }
     let bar = progress_bar(0, json || args.output.is_none());
     let mut on_progress = |done, total| {

@@ -1,5 +1,10 @@
 //! `inferno cache warm`: warm models (`--model`, `--directory`) and responses (`--responses`), in the
 //! foreground with a progress bar, or detached with `--background` (progress in `inferno cache status`).
+//!
+//! While `inferno serve` holds the cache, each model is warmed by the server (`POST /v1/cache/warm` on its
+//! admin socket): it reads the file, records metadata and the model entry in its cache, and loads the model
+//! into its model cache, where it stays for requests. Names are then resolved in the server's models
+//! directory; paths are sent absolute.
 
 use std::fmt::Write;
 use std::io::IsTerminal;
@@ -10,12 +15,14 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::admin::WarmRequest;
 use crate::cache::{Access, CacheError, Manager, disk::DiskError};
 use crate::config::{self, Config, LoadOptions};
 use crate::models::catalog;
 use crate::warm::progress::{self, JobState, Progress};
-use crate::warm::{self as warming, ModelWarmReport};
+use crate::warm::{self as warming, LoadInto, ModelWarmReport};
 
+use super::live::LiveServer;
 use super::{UsageError, output};
 
 /// Flags of `cache warm`.
@@ -48,19 +55,42 @@ pub fn run(options: &LoadOptions, args: &WarmArgs, json: bool) -> anyhow::Result
         .into());
     }
     let config = config::load(options)?.config;
-    let plan = Plan::new(&config, args)?;
+    let server = LiveServer::find(&config.cache.base_dir);
+    let plan = Plan::new(&config, args, server.is_some())?;
     if args.background {
         return detach(&config, json);
     }
     let background = std::env::var_os(BACKGROUND_CHILD).is_some();
     let log = background.then(|| config.cache.base_dir.join(progress::LOG_FILE));
-    let manager = open_cache(&config)?;
+    let target = match server {
+        Some(server) => Target::Server(server),
+        None => open_cache(&config)?.map_or(Target::Unrecorded, |m| Target::Local(Box::new(m))),
+    };
     let mut job = Job::new(&config, &plan, background, log, json);
-    job.run(manager.as_ref())?;
-    if let Some(manager) = &manager {
+    job.run(&target)?;
+    if let Target::Local(manager) = &target {
         manager.flush()?;
     }
     job.finish()
+}
+
+/// Where a job's work happens and is recorded.
+enum Target {
+    /// This process holds the cache.
+    Local(Box<Manager>),
+    /// A running server holds it: models are warmed by the server.
+    Server(LiveServer),
+    /// Another process holds it: models are read and checked here, nothing is recorded.
+    Unrecorded,
+}
+
+impl Target {
+    fn manager(&self) -> Option<&Manager> {
+        match self {
+            Target::Local(manager) => Some(manager),
+            _ => None,
+        }
+    }
 }
 
 /// What a job will do, checked before anything starts.
@@ -70,11 +100,24 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(config: &Config, args: &WarmArgs) -> anyhow::Result<Self> {
+    /// With `through_server`, names that are not files here are left for the server to resolve, and paths
+    /// are made absolute (the server's working directory is not ours).
+    fn new(config: &Config, args: &WarmArgs, through_server: bool) -> anyhow::Result<Self> {
         let dir = &config.models.dir;
-        let named: Vec<PathBuf> =
-            args.models.iter().map(|m| catalog::resolve(m, dir)).collect::<Result<_, _>>()?;
-        let models = warming::collect_models(&named, &args.directories)?;
+        let resolve = |m: &String| -> anyhow::Result<PathBuf> {
+            if !through_server {
+                return Ok(catalog::resolve(m, dir)?);
+            }
+            let path = Path::new(m);
+            Ok(if path.is_file() { std::path::absolute(path)? } else { PathBuf::from(m) })
+        };
+        let named: Vec<PathBuf> = args.models.iter().map(resolve).collect::<Result<_, _>>()?;
+        let mut models = warming::collect_models(&named, &args.directories)?;
+        if through_server {
+            for path in models.iter_mut().filter(|p| p.is_file()) {
+                *path = std::path::absolute(&*path)?;
+            }
+        }
         let responses = match &args.responses {
             None => None,
             Some(prompts) => {
@@ -198,30 +241,38 @@ impl<'a> Job<'a> {
         }
     }
 
-    fn run(&mut self, cache: Option<&Manager>) -> anyhow::Result<()> {
+    fn run(&mut self, target: &Target) -> anyhow::Result<()> {
         self.save();
         for path in &self.plan.models {
-            self.step_model(cache, path);
+            self.step_model(target, path);
         }
         if let Some((prompts, through)) = &self.plan.responses {
             for model in through {
-                self.step_responses(cache, prompts, model);
+                self.step_responses(target, prompts, model);
             }
         }
         Ok(())
     }
 
-    fn step_model(&mut self, cache: Option<&Manager>, path: &Path) {
+    fn step_model(&mut self, target: &Target, path: &Path) {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         self.progress.current = Some(name.clone());
         self.save();
         self.bar.set_message(name.clone());
         self.bar.set_position(0);
         let bar = self.bar.clone();
-        let outcome = warming::warm_model(cache, path, |done, total| {
+        let on_progress = |done, total| {
             bar.set_length(total);
             bar.set_position(done);
-        });
+        };
+        let outcome = match target {
+            Target::Server(server) => {
+                let request = WarmRequest { model: path.to_string_lossy().into_owned() };
+                server.post::<ModelWarmReport>("/v1/cache/warm", &request)
+            }
+            _ => warming::warm_model(target.manager(), path, LoadInto::Check, on_progress)
+                .map_err(anyhow::Error::from),
+        };
         self.bar.finish_and_clear();
         match outcome {
             Ok(report) => {
@@ -230,8 +281,8 @@ impl<'a> Job<'a> {
                 self.models.push(report);
             }
             Err(e) => {
-                let _ = writeln!(self.text, "failed {name}: {e}");
-                self.progress.errors.push(e.to_string());
+                let _ = writeln!(self.text, "failed {name}: {e:#}");
+                self.progress.errors.push(format!("{e:#}"));
             }
         }
         self.progress.done_steps += 1;
@@ -239,11 +290,18 @@ impl<'a> Job<'a> {
     }
 
     /// Runs the prompts through one model; each prompt is one step.
-    fn step_responses(&mut self, cache: Option<&Manager>, prompts: &Path, model: &Path) {
+    fn step_responses(&mut self, target: &Target, prompts: &Path, model: &Path) {
         let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let steps = warm_steps(prompts);
-        let Some(manager) = cache else {
-            let error = format!("responses through {name} not stored: another process holds the cache");
+        let Some(manager) = target.manager() else {
+            let error = match target {
+                Target::Server(server) => format!(
+                    "responses through {name} not stored: {} holds the cache; send the prompts to its \
+                     /v1/chat/completions (deterministic requests are stored), or stop it and warm again",
+                    server.describe()
+                ),
+                _ => format!("responses through {name} not stored: another process holds the cache"),
+            };
             let _ = writeln!(self.text, "{error}");
             self.progress.errors.push(error);
             self.progress.done_steps += steps;
@@ -368,7 +426,11 @@ fn describe(r: &ModelWarmReport) -> String {
     let before = r.read.resident_before.fraction() * 100.0;
     let after = r.read.resident_after.fraction() * 100.0;
     let speed = r.tokens_per_second.map_or(String::new(), |t| format!(", {t:.0} tokens/s"));
-    let stored = if r.stored { "" } else { " (not recorded: the cache is held by another process)" };
+    let stored = match (r.stored, r.kept_loaded) {
+        (_, true) => " (by the running server, which keeps it loaded)",
+        (true, false) => "",
+        (false, false) => " (not recorded: the cache is held by another process)",
+    };
     format!(
         "Warmed {} ({}, {}): read in {:.1} ms ({:.0} MB/s), in page cache {before:.0}% -> {after:.0}%; \
          loaded in {:.1} ms{speed}{stored}",

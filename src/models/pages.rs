@@ -18,13 +18,13 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Size of each read in [`warm`]; progress is reported after each one.
 const READ_CHUNK: usize = 8 << 20;
 
 /// How much of a file is in the OS page cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Residency {
     /// Bytes of the file whose pages are cached (the last, partial page counts only its file bytes).
     pub resident_bytes: u64,
@@ -45,12 +45,12 @@ impl Residency {
 }
 
 /// What [`warm`] did.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WarmReport {
     /// Bytes read (the file's length, unless it changed during the read).
     pub bytes: u64,
     /// How long the read-and-hash pass took (the residency checks around it are not included).
-    #[serde(rename = "elapsed_s", serialize_with = "seconds")]
+    #[serde(rename = "elapsed_s", serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub elapsed: Duration,
     /// Residency before the read.
     pub resident_before: Residency,
@@ -70,6 +70,10 @@ impl WarmReport {
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+fn from_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Duration::try_from_secs_f64(f64::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 /// How much of the file at `path` is in the OS page cache, from `mincore(2)` on a read-only mapping of it.

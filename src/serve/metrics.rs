@@ -9,6 +9,9 @@
 //! - `inferno_model_cache_events_total{event}` counter — hits, misses, loads, load_failures, evictions,
 //!   idle_unloads, manual_unloads of the model cache
 
+use std::collections::BTreeMap;
+
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -66,6 +69,25 @@ impl Metrics {
             registry.register(Box::new(metric.clone())).expect("unique metric");
         }
         Self { registry, requests, durations, inference, cache_results }
+    }
+
+    /// HTTP requests answered since the server started, over every route and status.
+    pub fn requests_answered(&self) -> u64 {
+        let families = self.requests.collect();
+        let metrics = families.iter().flat_map(|family| family.get_metric());
+        metrics.map(|m| m.get_counter().get_value() as u64).sum()
+    }
+
+    /// Completion requests per response-cache result (`HIT`, `MISS`, `BYPASS`) since the server started.
+    pub fn cache_result_counts(&self) -> BTreeMap<String, u64> {
+        let mut counts = BTreeMap::new();
+        for family in self.cache_results.collect() {
+            for metric in family.get_metric() {
+                let result = metric.get_label().first().map_or("", |l| l.value()).to_string();
+                *counts.entry(result).or_default() += metric.get_counter().get_value() as u64;
+            }
+        }
+        counts
     }
 
     /// The request-path metrics and the model cache's figures, in Prometheus text format.

@@ -2,15 +2,18 @@
 //! inference.
 //!
 //! Start-up: open the cache for writing (this process owns it until it exits), preload the `server.preload`
-//! models, bind `server.bind:server.port` (loopback by default) and print the address on stdout. SIGTERM and
-//! SIGINT stop accepting connections, let in-flight requests (streams included) finish, then flush the
-//! cache to disk before exiting. A timer unloads idle models under `cache.model.unload_policy =
-//! "time_based"`. Routes and their behaviour: `routes.rs`, `completions.rs`; docs/serve.md.
+//! models, bind `server.bind:server.port` (loopback by default) and the admin socket in the cache directory,
+//! and print the address on stdout. SIGTERM and SIGINT stop accepting connections on both, let in-flight
+//! requests (streams included) finish, remove the admin socket, then flush the cache to disk before exiting.
+//! A timer unloads idle models under `cache.model.unload_policy = "time_based"`. Routes and their behaviour:
+//! `routes.rs`, `completions.rs`, `admin.rs`; docs/serve.md.
 
+pub mod admin;
 mod completions;
 pub mod metrics;
 pub mod registry;
 mod routes;
+mod socket;
 pub mod state;
 
 use std::io::Write;
@@ -19,9 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::sync::watch;
 
 use crate::cache::{Access, Manager};
 use crate::config::{Config, UnloadPolicy};
+use socket::AdminSocket;
 use state::AppState;
 
 /// Runs the server until SIGTERM or SIGINT; returns after the cache is flushed.
@@ -48,11 +53,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    let socket = match AdminSocket::bind(&state.config.cache.base_dir) {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::warn!(
+                "{e:#}; `inferno cache` commands cannot reach this server, the HTTP admin routes can"
+            );
+            None
+        }
+    };
+    let (stop, stopping) = watch::channel(false);
+    let signalled = shutdown_signal()?;
+    tokio::spawn(async move {
+        signalled.await;
+        let _ = stop.send(true);
+    });
+    let admin = socket.map(|socket| {
+        tracing::info!(socket = %socket.path().display(), "admin socket ready");
+        tokio::spawn(socket.serve(routes::admin_socket_router(Arc::clone(&state)), stopped(stopping.clone())))
+    });
     announce(&state, local)?;
     let unloader = tokio::spawn(unload_idle_models(Arc::clone(&state)));
     axum::serve(listener, routes::router(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stopped(stopping))
         .await?;
+    if let Some(admin) = admin {
+        match admin.await {
+            Ok(Err(e)) => tracing::error!("the admin socket failed: {e}"),
+            Err(e) => tracing::error!("the admin socket task failed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
     unloader.abort();
     tracing::info!("requests drained; flushing the cache");
     state.manager.flush().context("flushing the cache at shutdown")?;
@@ -91,13 +122,21 @@ async fn unload_idle_models(state: Arc<AppState>) {
     }
 }
 
-/// Resolves on SIGTERM (containers) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Resolves once `stopping` turns true (or its sender is gone).
+async fn stopped(mut stopping: watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// A future that resolves on SIGTERM (containers) or SIGINT (Ctrl-C); the handlers are installed before
+/// this returns, so a signal that arrives before the future is first polled is not lost.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
+    })
 }

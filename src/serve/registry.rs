@@ -47,6 +47,11 @@ impl Registry {
         Ok(name)
     }
 
+    /// Answers for the model at `path` under `name` from now on (a model warmed through the admin API).
+    pub fn pin(&self, name: &str, path: &Path) {
+        self.pinned.lock().insert(name.to_string(), path.to_path_buf());
+    }
+
     /// Every model the server can answer for: name and path, sorted by name.
     pub fn list(&self) -> Vec<(String, PathBuf)> {
         let mut all: BTreeMap<String, PathBuf> = BTreeMap::new();

@@ -1,10 +1,9 @@
-//! The router: OpenAI routes, `/health`, `/metrics`, the API-key check, the body-size limit, and request
-//! metrics.
+//! The routers: on TCP, the OpenAI routes, `/health`, `/metrics` and the admin routes, with the API-key
+//! check, the body-size limit and request metrics; on the admin socket, the admin routes alone.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -12,8 +11,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde_json::json;
 
+use super::admin::{self, Channel};
 use super::completions::{self, error_response};
 use super::state::AppState;
 use crate::cache::response::Endpoint;
@@ -28,10 +29,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(admin::router())
+        .layer(Extension(Channel::Http))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), measure))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// The admin socket's routes: the admin routes, trusted (no API key; the socket is 0600), unmeasured.
+pub fn admin_socket_router(state: Arc<AppState>) -> Router {
+    let limit = state.config.server.max_request_size.bytes() as usize;
+    admin::router().layer(Extension(Channel::Socket)).layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
 async fn chat(

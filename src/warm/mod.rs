@@ -14,10 +14,10 @@ pub mod responses;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cache::{Kind, Manager};
-use crate::models::cache::{LoadedModel, ModelCacheError};
+use crate::models::cache::{LoadedModel, ModelCache, ModelCacheError};
 use crate::models::file::{ModelFile, ModelFileError, ModelFormat};
 use crate::models::metadata::{MetadataError, ModelMetadata, PerformanceStats};
 use crate::models::metadata_cache::MetadataCache;
@@ -56,7 +56,7 @@ pub enum WarmError {
 }
 
 /// What warming one model did and measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelWarmReport {
     /// Canonical path.
     pub path: PathBuf,
@@ -74,13 +74,28 @@ pub struct ModelWarmReport {
     pub tokens_per_second: Option<f64>,
     /// Whether metadata and the model entry were stored (false when no cache is open).
     pub stored: bool,
+    /// Whether the model stays loaded afterwards, in a running server's model cache.
+    #[serde(default)]
+    pub kept_loaded: bool,
 }
 
-/// Warms the model file at `path`; `cache` is the open cache to record it in (`None`: record nothing).
-/// `on_progress(done, total)` follows the read in bytes.
+/// Where warming loads the model.
+#[derive(Clone, Copy, Debug)]
+pub enum LoadInto<'a> {
+    /// Load it once to prove it loads and time it, then drop it (a CLI process).
+    Check,
+    /// Load it into this model cache, where it stays for requests (a server). A model already loaded is
+    /// not loaded again; its load time is the one measured when it was.
+    Keep(&'a ModelCache),
+}
+
+/// Warms the model file at `path`; `cache` is the open cache to record it in (`None`: record nothing);
+/// `into` says whether the load is a check or the model stays loaded. `on_progress(done, total)` follows the
+/// read in bytes.
 pub fn warm_model(
     cache: Option<&Manager>,
     path: &Path,
+    into: LoadInto<'_>,
     on_progress: impl FnMut(u64, u64),
 ) -> Result<ModelWarmReport, WarmError> {
     let file = ModelFile::open(path)?;
@@ -91,12 +106,19 @@ pub fn warm_model(
         None => ModelMetadata::read(&file, read.fingerprint.clone())?,
     };
     let measure = cache.is_none_or(|m| m.config().metadata.include_performance_stats);
-    // The model is loaded to prove it loads, timed, and unloaded at the end of this block.
-    let (load_ms, tokens_per_second) = {
-        let started = Instant::now();
-        let loaded = LoadedModel::load(&file)?;
-        let load_ms = started.elapsed().as_secs_f64() * 1e3;
-        (load_ms, if measure { generation_speed(&loaded, &metadata) } else { None })
+    let (load_ms, tokens_per_second) = match into {
+        // Loaded to prove it loads, timed, and unloaded at the end of this block.
+        LoadInto::Check => {
+            let started = Instant::now();
+            let loaded = LoadedModel::load(&file)?;
+            let load_ms = started.elapsed().as_secs_f64() * 1e3;
+            (load_ms, if measure { generation_speed(&loaded, &metadata) } else { None })
+        }
+        LoadInto::Keep(models) => {
+            let cached = models.get_or_load(&file.path)?;
+            let load_ms = cached.load_time().as_secs_f64() * 1e3;
+            (load_ms, if measure { generation_speed(cached.model(), &metadata) } else { None })
+        }
     };
     if let Some(manager) = cache {
         let stats =
@@ -122,6 +144,7 @@ pub fn warm_model(
         load_ms,
         tokens_per_second,
         stored: cache.is_some(),
+        kept_loaded: matches!(into, LoadInto::Keep(_)),
     })
 }
 

@@ -21,6 +21,8 @@ mod bad_config;
 /// `cache configure`: guide invocations, round trips that keep comments, atomic refusal of bad values.
 mod configure;
 
+/// `inferno cache ...` against a running server (admin socket), and the HTTP admin routes.
+mod admin;
 /// `cache backup`, `restore` and `rebuild`.
 mod backup;
 /// `--version`, `--help`, completions, usage errors, logging and broken pipes.

@@ -71,6 +71,18 @@ impl Server {
         Reply::from(req.send_json(body).expect("request"))
     }
 
+    /// DELETEs `path` (query string included), with a JSON body when given.
+    pub fn delete(&self, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Reply {
+        let mut req = Self::agent().delete(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        Reply::from(match body {
+            Some(body) => req.force_send_body().send_json(body).expect("request"),
+            None => req.call().expect("request"),
+        })
+    }
+
     /// GETs `path`.
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
         let mut req = Self::agent().get(format!("{}{path}", self.base));

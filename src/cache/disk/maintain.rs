@@ -136,6 +136,16 @@ impl DiskStore {
     /// what is damaged and drops the damaged ranges found at open (needs a writable store for this to last).
     pub fn verify(&self, fix: bool) -> Result<VerifyReport, DiskError> {
         let (entries, blobs, ranges) = {
+            // A record still in the write buffer cannot be read through its file and would look damaged:
+            // write the buffer out and list the records while appends wait (a live server verifying itself).
+            let _appends_wait = match &self.writer {
+                Some(writer) => {
+                    let mut w = writer.lock();
+                    w.write_out()?;
+                    Some(w)
+                }
+                None => None,
+            };
             let state = self.state.read();
             let entries: Vec<_> = state
                 .index

@@ -209,3 +209,14 @@ fn expired_entries_are_not_returned() {
     assert_eq!(get(&store, "old"), None);
     assert_eq!(store.compact().unwrap().records_kept, 0);
 }
+
+#[test]
+fn the_writer_verifying_itself_sees_its_buffered_appends_as_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(StoreOptions { write_buffer_size: 1 << 20, ..opts(dir.path()) }).unwrap();
+    put(&store, "buffered", b"still in the write buffer");
+    let report = store.verify(true).unwrap();
+    assert!(report.is_clean() && !report.fixed, "{report:?}");
+    assert_eq!(report.entries_checked, 1);
+    assert_eq!(get(&store, "buffered").as_deref(), Some(&b"still in the write buffer"[..]));
+}

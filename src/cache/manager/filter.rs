@@ -1,7 +1,7 @@
 //! Selecting entries (`--type`, `--pattern`, `--older-than`) and removing them, with the bytes that the
 //! removal gave back on disk. `clear` and `cleanup` are built on this.
 //!
-//! A pattern is a shell glob (`*`, `?`, `[abc]`) matched against the entry's name — the model name for
+//! A key selects the one entry stored under exactly that key. A pattern is a shell glob (`*`, `?`, `[abc]`) matched against the entry's name — the model name for
 //! responses, the model file name for model and metadata entries — and against its key; either may match.
 
 use std::time::Duration;
@@ -17,6 +17,8 @@ use crate::cache::kind::Kind;
 pub struct Filter {
     /// Only these kinds (empty = every kind).
     pub kinds: Vec<Kind>,
+    /// Only the entry stored under exactly this key.
+    pub key: Option<String>,
     /// Only entries whose name or key matches this glob.
     pub pattern: Option<glob::Pattern>,
     /// Only entries created longer ago than this.
@@ -27,6 +29,9 @@ impl Filter {
     /// True when `entry` is selected.
     pub fn matches(&self, entry: &EntryInfo, now_ms: u64) -> bool {
         if !self.kinds.is_empty() && !self.kinds.contains(&entry.kind) {
+            return false;
+        }
+        if self.key.as_ref().is_some_and(|key| *key != entry.key) {
             return false;
         }
         if let Some(pattern) = &self.pattern

@@ -119,3 +119,13 @@ fn entries_older_than_an_age_are_removed() {
     assert!(cache.get(Kind::Model, "old").unwrap().is_none());
     assert!(cache.get(Kind::Metadata, "new").unwrap().is_some());
 }
+
+#[test]
+fn the_open_cache_verifies_what_it_just_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Manager::open(&config(dir.path(), CacheType::Persistent), Access::ReadWrite).unwrap();
+    cache.put(Kind::Response, "r", "tiny", &record("a", "hello"), None).unwrap();
+    let report = cache.disk().unwrap().verify(false).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!((report.entries_checked, report.chunks_checked), (1, 1));
+}

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::models::file::ModelFormat;
 
@@ -15,7 +15,7 @@ use crate::models::file::ModelFormat;
 /// A call answered by a loaded model is a hit, and so is a call that waits for another caller's load of the
 /// same file and shares its model; a call that shares a failed load counts nowhere (the loader's call
 /// counted the failure).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelCacheCounters {
     /// Calls answered by a model already loaded (or being loaded by another caller).
     pub hits: u64,
@@ -34,15 +34,15 @@ pub struct ModelCacheCounters {
     /// Models unloaded on request (`unload`, `unload_all`).
     pub manual_unloads: u64,
     /// Time spent in successful loads (fingerprinting included), in total.
-    #[serde(rename = "total_load_ms", serialize_with = "millis")]
+    #[serde(rename = "total_load_ms", serialize_with = "millis", deserialize_with = "from_millis")]
     pub total_load_time: Duration,
     /// Time the latest successful load took.
-    #[serde(rename = "last_load_ms", serialize_with = "millis")]
+    #[serde(rename = "last_load_ms", serialize_with = "millis", deserialize_with = "from_millis")]
     pub last_load_time: Duration,
 }
 
 /// One loaded model, as [`ModelCache::stats`](super::ModelCache::stats) shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoadedModelInfo {
     /// The canonical path of the model file.
     pub path: PathBuf,
@@ -59,16 +59,16 @@ pub struct LoadedModelInfo {
     /// True while a caller holds it (it is then never unloaded for being idle).
     pub in_use: bool,
     /// Time since it was last handed out.
-    #[serde(rename = "idle_ms", serialize_with = "millis")]
+    #[serde(rename = "idle_ms", serialize_with = "millis", deserialize_with = "from_millis")]
     pub idle: Duration,
     /// How long loading it took.
-    #[serde(rename = "load_ms", serialize_with = "millis")]
+    #[serde(rename = "load_ms", serialize_with = "millis", deserialize_with = "from_millis")]
     pub load_time: Duration,
 }
 
 /// A snapshot of the model cache: the loaded models, most recently used first, their totals, the limits
 /// and the counters.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelCacheStats {
     /// The loaded models, most recently used first.
     pub models: Vec<LoadedModelInfo>,
@@ -87,4 +87,10 @@ pub struct ModelCacheStats {
 /// A duration as fractional milliseconds.
 fn millis<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64() * 1000.0)
+}
+
+/// Reads what [`millis`] wrote.
+fn from_millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let ms = f64::deserialize(deserializer)?;
+    Duration::try_from_secs_f64(ms / 1000.0).map_err(serde::de::Error::custom)
 }
