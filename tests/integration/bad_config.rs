@@ -41,9 +41,9 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "unknown top-level section",
-        text: "[cache]\nenabled = true\n\n[server]\nport = 8080\n",
-        at: "server",
-        key: Some("server"),
+        text: "[cache]\nenabled = true\n\n[sever]\nport = 8080\n",
+        at: "sever",
+        key: Some("sever"),
         says: &["unknown key"],
     },
     Case {
