@@ -18,9 +18,10 @@
 #                                    examples/prometheus/alerts.yml; the binary is taken from Debian's
 #                                    `prometheus` package (apt-get download) rather than installing that
 #                                    package, which would enable and start a Prometheus server.
-#   openai (PyPI, pinned below)      tests/python/openai_client.py drives `inferno serve` with the official
-#                                    OpenAI Python SDK; installed for the `python3` on PATH (with --user when
-#                                    that Python is the system's, externally managed one).
+#   openai, PyYAML (PyPI, pinned)    tests/python/openai_client.py drives `inferno serve` with the official
+#                                    OpenAI Python SDK; PyYAML reads examples/kubernetes for its test.
+#                                    Installed for the `python3` on PATH (with --user when that Python is the
+#                                    system's, externally managed one).
 set -euo pipefail
 
 deps_only=0
@@ -91,16 +92,15 @@ if [ "$test_tools" -eq 1 ]; then
     dpkg-deb --fsys-tarfile "$tmp"/prometheus/prometheus_*.deb | tar -x -C "$tmp/prometheus" ./usr/bin/promtool
     $sudo install -D -m 0755 "$tmp/prometheus/usr/bin/promtool" /usr/local/bin/promtool
   fi
-  openai_version=3.57.0
-  if ! python3 -c 'import openai' >/dev/null 2>&1; then
-    echo "setup: installing the openai Python package $openai_version"
-    pip_args=(--quiet "openai==$openai_version")
+  if ! python3 -c 'import openai, yaml' >/dev/null 2>&1; then
+    echo "setup: installing the Python packages the tests use: openai, PyYAML"
+    pip_args=(--quiet "openai==3.57.0" "PyYAML==6.0.3")
     if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
       pip_args+=(--user --break-system-packages)
     fi
     python3 -m pip install "${pip_args[@]}"
   fi
-  echo "setup: test tools are in place: $(command -v promtool), openai $(python3 -c 'import openai; print(openai.__version__)')"
+  echo "setup: test tools are in place: $(command -v promtool), python3 with openai $(python3 -c 'import openai; print(openai.__version__)')"
 fi
 
 if [ "$deps_only" -eq 1 ]; then exit 0; fi
