@@ -76,11 +76,13 @@ def streaming(client, chat_answer, completion_answer):
         model=MODEL, prompt="abc", temperature=0, max_tokens=8, stream=True,
         stream_options={"include_usage": True},
     )
+    objects = set()
     for chunk in stream:
-        check(chunk.object == "text_completion", "completion chunks are text_completion objects")
+        objects.add(chunk.object)
         if chunk.choices:
             pieces.append(chunk.choices[0].text)
         last = chunk
+    check(objects == {"text_completion"}, f"completion chunks are text_completion objects: {objects}")
     check("".join(pieces) == completion_answer, f"streamed completion text: {''.join(pieces)!r}")
     check(last is not None and last.usage is not None and last.usage.completion_tokens == 8,
           f"include_usage sends a usage chunk last: {last}")
@@ -92,13 +94,15 @@ def streaming(client, chat_answer, completion_answer):
         model=MODEL, messages=[{"role": "user", "content": "stream me"}], temperature=0, max_tokens=6,
         stream=True,
     )
+    objects = set()
     for chunk in stream:
-        check(chunk.object == "chat.completion.chunk", "chat chunks are chat.completion.chunk objects")
+        objects.add(chunk.object)
         for choice in chunk.choices:
             if choice.delta.content:
                 deltas.append(choice.delta.content)
             if choice.finish_reason:
                 finish = choice.finish_reason
+    check(objects == {"chat.completion.chunk"}, f"chat chunks are chat.completion.chunk objects: {objects}")
     check(len(deltas) > 1, f"a generated stream comes in pieces: {deltas}")
     check(finish in ("stop", "length"), f"the stream ends with a finish_reason: {finish}")
 
