@@ -1,18 +1,42 @@
-# Builds inferno and runs it with the cache on a volume, configured by the guide's env vars.
-# `inferno serve` does not exist yet; until it does the image's command prints the effective configuration.
+# inferno in a container: `inferno serve --cache-persist` with the cache on a volume (docs/serve-ops.md).
+#
+#   docker build -t inferno .
+#   docker run -p 8080:8080 -v inferno-cache:/cache -v "$PWD/models:/models:ro" inferno
+#
+# tests/integration/deploy.rs checks this file against scripts/setup.sh and the real configuration loader.
+
+# Build stage: the same scripts/setup.sh that sets up a developer's machine and CI installs the build tools
+# (cmake, libclang-dev, pkg-config, libgomp1) and ONNX Runtime, so the image builds the way the tests do.
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends cmake libclang-dev pkg-config \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+COPY scripts/setup.sh scripts/setup.sh
+RUN bash scripts/setup.sh --deps-only --no-test-tools && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked
 
+# Runtime stage: the binary, ONNX Runtime at the path the binary looks in, and a non-root user.
 FROM debian:bookworm-slim
-# llama.cpp is built with OpenMP, so the binary needs libgomp at run time.
-RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+# libgomp1: llama.cpp runs with OpenMP. curl: the HEALTHCHECK below.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 curl \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /usr/local/lib/inferno/libonnxruntime.so.1.31.1 /usr/local/lib/inferno/libonnxruntime.so.1.31.1
 COPY --from=build /src/target/release/inferno /usr/local/bin/inferno
+# A fixed numeric uid, so Kubernetes' runAsNonRoot can verify it (examples/kubernetes/deployment.yaml).
+RUN groupadd --system --gid 10001 inferno \
+    && useradd --system --uid 10001 --gid inferno --home-dir /home/inferno --create-home inferno \
+    && mkdir -p /cache /models \
+    && chown inferno:inferno /cache /models
+USER 10001:10001
 VOLUME ["/cache"]
 ENV INFERNO_CACHE_DIR=/cache
+ENV INFERNO_MODELS_DIR=/models
 ENV INFERNO_CACHE_ENABLED=true
 ENV INFERNO_CACHE_COMPRESS=zstd
-CMD ["inferno", "cache", "status"]
+# Listen on every interface of the container's own network namespace, so a published port reaches it; the
+# default, 127.0.0.1, would accept only connections from inside the container.
+ENV INFERNO_SERVER__BIND=0.0.0.0
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD curl -fsS http://127.0.0.1:8080/health || exit 1
+CMD ["inferno", "serve", "--cache-persist"]

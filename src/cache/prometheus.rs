@@ -1,5 +1,5 @@
 //! The Prometheus text exposition of a [`CacheReport`], built with the `prometheus` crate. Used by
-//! `inferno cache export --format prometheus` (and by the server's `/metrics` once it exists).
+//! `inferno cache export --format prometheus` and by `inferno serve`'s `/metrics`.
 //!
 //! Metrics (labels in braces):
 //! - `inferno_cache_hits_total{type,tier}` counter — gets answered, tier `memory` or `disk`
@@ -13,10 +13,16 @@
 //! - `inferno_cache_compression_ratio` gauge — decoded bytes / stored bytes
 //! - `inferno_cache_deduplication_ratio` gauge — share of deduplicated values that were duplicates
 //! - `inferno_cache_deduplication_saved_bytes` gauge
+//! - `inferno_cache_lookups_total` counter and `inferno_cache_lookup_seconds_total` counter — timed gets and
+//!   their summed time; their rates' quotient is the mean lookup time that
+//!   `cache.alerts.thresholds.response_time_max_ms` is about
 //!
-//! Counters are totals since the cache directory was created (see `stats.rs`).
+//! Counters are totals since the cache directory was created (see `stats.rs`). The compression and dedup
+//! ratios are absent while there is nothing to measure them on (no disk tier, or nothing stored yet).
 
-use prometheus::{Encoder, Gauge, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Counter, Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use super::report::CacheReport;
 
@@ -82,6 +88,15 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
         saved.set(dedup.bytes_saved as i64);
         registry.register(Box::new(saved))?;
     }
+    let lookups = IntCounter::new("inferno_cache_lookups_total", "Cache gets timed (lookup, read, decode).")?;
+    lookups.inc_by(report.lookups);
+    registry.register(Box::new(lookups))?;
+    let lookup_seconds = Counter::new(
+        "inferno_cache_lookup_seconds_total",
+        "Summed time of the timed cache gets, in seconds.",
+    )?;
+    lookup_seconds.inc_by(report.lookup_seconds);
+    registry.register(Box::new(lookup_seconds))?;
     let mut out = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut out)?;
     Ok(String::from_utf8_lossy(&out).into_owned())

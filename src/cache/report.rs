@@ -32,6 +32,12 @@ pub struct CacheReport {
     /// Mean time of a cache get (lookup, read, checksum, decompression), in microseconds; `None` before the
     /// first get.
     pub mean_lookup_us: Option<f64>,
+    /// Timed gets (all processes, since the cache was created): the count behind `mean_lookup_us`.
+    #[serde(skip)]
+    pub lookups: u64,
+    /// Their summed time, in seconds.
+    #[serde(skip)]
+    pub lookup_seconds: f64,
 }
 
 /// One kind.
@@ -208,6 +214,8 @@ impl CacheReport {
             disk,
             dedup,
             mean_lookup_us: ratio(counters.lookup_nanos, counters.lookups).map(|ns| ns / 1000.0),
+            lookups: counters.lookups,
+            lookup_seconds: counters.lookup_nanos as f64 / 1e9,
         }
     }
 

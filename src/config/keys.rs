@@ -180,7 +180,11 @@ pub const KEYS: &[Key] = &[
     key("cache.distributed.enabled", Kind::Bool, "use the shared tier on Redis"),
     key("cache.distributed.cluster_nodes", Kind::List, "seed addresses: host:port or redis:// URLs"),
     key("cache.distributed.replication_factor", Kind::Integer, "copies of each entry the shared tier keeps"),
-    key("cache.metrics.prometheus_enabled", Kind::Bool, "export Prometheus metrics"),
+    on(key(
+        "cache.metrics.prometheus_enabled",
+        Kind::Bool,
+        "serve Prometheus metrics on inferno serve's /metrics",
+    )),
     alias(
         on(key(
             "models.dir",

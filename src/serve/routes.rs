@@ -1,5 +1,6 @@
-//! The routers: on TCP, the OpenAI routes, `/health`, `/metrics` and the admin routes, with the API-key
-//! check, the body-size limit and request metrics; on the admin socket, the admin routes alone.
+//! The routers: on TCP, the OpenAI routes, `/health`, `/metrics` (only with `cache.metrics.prometheus_enabled`)
+//! and the admin routes, with the API-key check, the body-size limit and request metrics; on the admin
+//! socket, the admin routes alone.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -97,8 +98,12 @@ async fn health() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// `GET /metrics`: the cache engine's metrics and the server's, in Prometheus text format.
+/// `GET /metrics`: the cache engine's metrics and the server's, in Prometheus text format, when
+/// `cache.metrics.prometheus_enabled` is on; otherwise 404 with a JSON error that says how to turn it on.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if !state.config.cache.metrics.prometheus_enabled {
+        return metrics_disabled();
+    }
     let text = tokio::task::spawn_blocking(move || -> Result<String, prometheus::Error> {
         let report = crate::cache::CacheReport::measure(&state.manager);
         let mut text = crate::cache::prometheus::encode(&report)?;
@@ -113,6 +118,20 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
+}
+
+/// The 404 of `/metrics` while Prometheus export is off, in the OpenAI error shape the other routes use.
+fn metrics_disabled() -> Response {
+    let message = "Prometheus metrics are off: set cache.metrics.prometheus_enabled = true \
+                   (`inferno cache configure --prometheus-enabled`, or \
+                   INFERNO_CACHE__METRICS__PROMETHEUS_ENABLED=true) and restart `inferno serve`";
+    let body = json!({"error": {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": null,
+        "code": "metrics_disabled",
+    }});
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
 /// With `server.api_key` set, every route but `/health` needs `Authorization: Bearer <key>`.

@@ -9,10 +9,10 @@ use crate::fixture::{DISTINCT_ANSWERS, SEED_COUNT, ok, seed, si, stats};
 use crate::util::Sandbox;
 
 /// A sample's identity: metric name and its labels.
-type Series = (String, BTreeMap<String, String>);
+pub type Series = (String, BTreeMap<String, String>);
 
 /// Parses the Prometheus text exposition: `name{label="value",...} number` lines; `#` lines are skipped.
-fn parse_prometheus(text: &str) -> BTreeMap<Series, f64> {
+pub fn parse_prometheus(text: &str) -> BTreeMap<Series, f64> {
     let mut samples = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value in {line:?}"));
@@ -39,7 +39,7 @@ fn parse_prometheus(text: &str) -> BTreeMap<Series, f64> {
 }
 
 /// The value of `name{labels}`; panics when absent.
-fn sample(samples: &BTreeMap<Series, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn sample(samples: &BTreeMap<Series, f64>, name: &str, labels: &[(&str, &str)]) -> f64 {
     let labels: BTreeMap<String, String> =
         labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     *samples
@@ -48,7 +48,7 @@ fn sample(samples: &BTreeMap<Series, f64>, name: &str, labels: &[(&str, &str)]) 
 }
 
 /// The sum of every `name` series.
-fn total(samples: &BTreeMap<Series, f64>, name: &str) -> f64 {
+pub fn total(samples: &BTreeMap<Series, f64>, name: &str) -> f64 {
     samples.iter().filter(|((n, _), _)| n == name).map(|(_, v)| v).sum()
 }
 

@@ -46,7 +46,7 @@ fn toml_value(table: &toml::Table, dotted: &str) -> Value {
 
 /// Loads `path` with `--config`; every key it sets must come from it with its value, every other key from the
 /// built-in defaults. Returns the status for further checks.
-fn check_loads_from_file(path: &Path) -> crate::util::Status {
+pub fn check_loads_from_file(path: &Path) -> crate::util::Status {
     let sandbox = Sandbox::new();
     let text = std::fs::read_to_string(path).expect("read example");
     let table: toml::Table = text.parse().unwrap_or_else(|e| panic!("{} is not TOML: {e}", path.display()));

@@ -27,16 +27,24 @@ mod admin;
 mod backup;
 /// `--version`, `--help`, completions, usage errors, logging and broken pipes.
 mod cli;
+/// The Dockerfile, examples/kubernetes, examples/prometheus and examples/grafana against the real binary.
+mod deploy;
 /// `cache report`, `analyze` and `monitor`.
 mod history;
+/// `/metrics`: off until configured, the promised names, `promtool check metrics`, counters that move.
+mod metrics;
 /// `models list`, `models info` and `cache refresh` on real model files.
 mod models;
+/// The official OpenAI Python SDK against `inferno serve` (tests/python/openai_client.py).
+mod openai_sdk;
 /// `inferno serve` end to end.
 mod serve;
 /// A running `inferno serve` for the serve tests.
 mod server;
 /// `cache stats` and `cache metrics`.
 mod stats;
+/// promtool and Python with its packages, or a failure that says what to install.
+mod tools;
 /// `cache trace`.
 mod trace;
 /// `cache import` and `cache export`.

@@ -33,9 +33,13 @@ impl Server {
         let mut cmd = sb.std_command();
         cmd.args(["serve", "--port", "0", "--models-dir", models.to_str().unwrap()])
             .args(extra)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .envs(env.iter().copied());
+        Self::spawn(&mut cmd)
+    }
+
+    /// Starts `cmd`, an `inferno serve` command line that listens on loopback; waits for its address line.
+    pub fn spawn(cmd: &mut std::process::Command) -> Self {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("start inferno serve");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
