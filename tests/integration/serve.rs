@@ -129,7 +129,11 @@ fn bad_requests_get_openai_error_bodies() {
     assert_eq!(error["type"], "invalid_request_error");
     assert!(error["message"].as_str().unwrap().contains("not valid JSON"), "{error}");
 
-    let missing = server.post("/v1/chat/completions", &json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}), &[]);
+    let missing = server.post(
+        "/v1/chat/completions",
+        &json!({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
     assert_eq!(missing.status, 404);
     assert_eq!(missing.json()["error"]["code"], "model_not_found");
     let n2 = server.post("/v1/completions", &json!({"model": "tiny", "prompt": "a", "n": 2}), &[]);
