@@ -99,19 +99,24 @@ pub enum EmbeddingError {
 impl Signature {
     /// The signature of `model`, or why it is not an embedding model.
     pub fn of(model: &OnnxModel) -> Result<Self, String> {
-        let inputs = model.inputs();
-        let batch = |info: &TensorInfo| info.shape.first().copied().flatten();
+        Self::from_declared(model.inputs(), model.outputs())
+    }
+
+    /// The signature of a model that declares `inputs` and `outputs`, or why it is not an embedding model.
+    pub fn from_declared(inputs: &[TensorInfo], outputs: &[TensorInfo]) -> Result<Self, String> {
+        // A fixed dimension of 0 holds nothing: it is read as dynamic (batch, sequence) or refused (width).
+        let batch = |info: &TensorInfo| info.shape.first().copied().flatten().filter(|&n| n > 0);
         if let [input] = inputs
             && input.element_type == "f32"
         {
-            let [_, Some(width)] = input.shape[..] else {
+            let [_, Some(width @ 1..)] = input.shape[..] else {
                 return Err(format!(
-                    "its input {:?} is {}, not [N, d] with a fixed d",
+                    "its input {:?} is {}, not [N, d] with a fixed d > 0",
                     input.name,
                     shape_text(input)
                 ));
             };
-            let (output, _) = embedding_output(model, false)?;
+            let (output, _) = embedding_output(outputs, false)?;
             return Ok(Self::Vectors { input: input.name.clone(), width, batch: batch(input), output });
         }
         let Some(ids) = inputs.iter().find(|i| i.name == "input_ids") else {
@@ -138,12 +143,12 @@ impl Signature {
                 ));
             }
         }
-        let (output, pooled) = embedding_output(model, true)?;
+        let (output, pooled) = embedding_output(outputs, true)?;
         Ok(Self::Text(TextInputs {
             mask: inputs.iter().any(|i| i.name == "attention_mask"),
             type_ids: inputs.iter().any(|i| i.name == "token_type_ids"),
             batch: batch(ids),
-            seq: ids.shape[1],
+            seq: ids.shape[1].filter(|&n| n > 0),
             output,
             pooled,
         }))
@@ -164,8 +169,7 @@ impl Signature {
 }
 
 /// The embedding output's index, and whether it is rank 3 (to be pooled).
-fn embedding_output(model: &OnnxModel, text: bool) -> Result<(usize, bool), String> {
-    let outputs = model.outputs();
+fn embedding_output(outputs: &[TensorInfo], text: bool) -> Result<(usize, bool), String> {
     let index = outputs.iter().position(|o| o.name == SENTENCE_EMBEDDING).unwrap_or(0);
     let Some(output) = outputs.get(index) else {
         return Err("it has no outputs".into());

@@ -5,9 +5,11 @@
 //! models, bind `server.bind:server.port` (loopback by default) and print the address on stdout. SIGTERM and
 //! SIGINT stop accepting connections, let in-flight requests (streams included) finish, then flush the
 //! cache to disk before exiting. A timer unloads idle models under `cache.model.unload_policy =
-//! "time_based"`. Routes and their behaviour: `routes.rs`, `completions.rs`; docs/serve.md.
+//! "time_based"`. Routes and their behaviour: `routes.rs`, `completions.rs`, `embeddings.rs`; docs/serve.md,
+//! docs/embeddings.md.
 
 mod completions;
+mod embeddings;
 pub mod metrics;
 pub mod registry;
 mod routes;

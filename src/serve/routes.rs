@@ -1,4 +1,4 @@
-//! The router: OpenAI routes, `/health`, `/metrics`, the API-key check, the body-size limit, and request
+//! The router: OpenAI routes (chat, completions, embeddings, models), `/health`, `/metrics`, the API-key check, the body-size limit, and request
 //! metrics.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::completions::{self, error_response};
+use super::embeddings;
 use super::state::AppState;
 use crate::cache::response::Endpoint;
 use crate::inference::InferenceError;
@@ -25,6 +26,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completion))
+        .route("/v1/embeddings", post(embedding))
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -52,6 +54,17 @@ async fn completion(
 ) -> Response {
     match body {
         Ok(body) => completions::handle(state, headers, body, Endpoint::Completion).await,
+        Err(rejection) => body_error(&state, rejection),
+    }
+}
+
+async fn embedding(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => embeddings::handle(state, headers, body).await,
         Err(rejection) => body_error(&state, rejection),
     }
 }

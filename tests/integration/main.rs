@@ -25,6 +25,8 @@ mod configure;
 mod backup;
 /// `--version`, `--help`, completions, usage errors, logging and broken pipes.
 mod cli;
+/// `POST /v1/embeddings` end to end with the tiny ONNX models.
+mod embeddings;
 /// `cache report`, `analyze` and `monitor`.
 mod history;
 /// `models list`, `models info` and `cache refresh` on real model files.

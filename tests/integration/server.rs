@@ -49,11 +49,6 @@ impl Server {
         Self { child: Some(child), base }
     }
 
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
     /// Sends `signal` and waits for the exit; returns the exit code (None when killed by a signal).
     pub fn stop(mut self, signal: i32) -> Option<i32> {
         let mut child = self.child.take().unwrap();

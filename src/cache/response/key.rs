@@ -36,13 +36,15 @@ pub const NUMERIC_FIELDS: [&str; 12] = [
     "top_p",
 ];
 
-/// Which OpenAI endpoint a request came in on; chat and completion requests never share a key.
+/// Which OpenAI endpoint a request came in on; requests to different endpoints never share a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     /// `/v1/chat/completions`.
     Chat,
     /// `/v1/completions`.
     Completion,
+    /// `/v1/embeddings`.
+    Embedding,
 }
 
 impl Endpoint {
@@ -51,6 +53,21 @@ impl Endpoint {
         match self {
             Self::Chat => "chat",
             Self::Completion => "completion",
+            Self::Embedding => "embedding",
+        }
+    }
+
+    /// The endpoint a request body is for, judged by its fields: `messages` (chat), else `prompt`
+    /// (completion), else `input` (embedding); `None` when it has none of them.
+    pub fn of_request(body: &Value) -> Option<Self> {
+        if body.get("messages").is_some() {
+            Some(Self::Chat)
+        } else if body.get("prompt").is_some() {
+            Some(Self::Completion)
+        } else if body.get("input").is_some() {
+            Some(Self::Embedding)
+        } else {
+            None
         }
     }
 }

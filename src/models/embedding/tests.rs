@@ -45,6 +45,60 @@ fn the_tiny_models_are_embedding_models() {
     assert_eq!(Signature::of(&mlp()).unwrap().describe(), "vectors of 4 numbers (input shape [N, 4])");
 }
 
+fn info(name: &str, element_type: &str, shape: &[Option<usize>]) -> TensorInfo {
+    let dimension_names =
+        shape.iter().map(|d| if d.is_some() { String::new() } else { "N".into() }).collect();
+    TensorInfo {
+        name: name.into(),
+        element_type: element_type.into(),
+        shape: shape.to_vec(),
+        dimension_names,
+    }
+}
+
+#[test]
+fn signatures_follow_the_documented_rules() {
+    let (n, s) = (None, None);
+    let vector = [info("x", "f32", &[n, Some(4)])];
+    let hidden = info("last_hidden_state", "f32", &[n, s, Some(8)]);
+    let pooled = info("pooled", "f32", &[Some(1), Some(8)]);
+    let ids = info("input_ids", "i64", &[Some(1), Some(16)]);
+    let mask = info("attention_mask", "i64", &[Some(1), Some(16)]);
+
+    // The sentence_embedding output wins over the first one; a fixed batch and sequence are kept.
+    let sentence = info(SENTENCE_EMBEDDING, "f32", &[n, Some(8)]);
+    let text = Signature::from_declared(&[ids.clone(), mask.clone()], &[hidden.clone(), sentence]).unwrap();
+    let inputs =
+        TextInputs { mask: true, type_ids: false, batch: Some(1), seq: Some(16), output: 1, pooled: false };
+    assert_eq!(text, Signature::Text(inputs));
+    let text = Signature::from_declared(&[ids.clone()], &[pooled.clone()]).unwrap();
+    assert!(matches!(text, Signature::Text(TextInputs { mask: false, pooled: false, output: 0, .. })));
+    let zero = [info("input_ids", "i64", &[Some(0), Some(0)])];
+    let Signature::Text(inputs) = Signature::from_declared(&zero, &[pooled.clone()]).unwrap() else {
+        panic!()
+    };
+    assert_eq!((inputs.batch, inputs.seq), (None, None), "a fixed 0 is read as dynamic");
+
+    let why = |inputs: &[TensorInfo], outputs: &[TensorInfo]| {
+        Signature::from_declared(inputs, outputs).unwrap_err()
+    };
+    assert!(why(&vector, &[hidden.clone()]).contains("not f32 [N, dim]"), "a vector model is not pooled");
+    assert!(why(&[info("x", "f32", &[n, n])], &[pooled.clone()]).contains("fixed d > 0"));
+    assert!(why(&[info("x", "f32", &[n, Some(0)])], &[pooled.clone()]).contains("fixed d > 0"));
+    assert!(why(&[info("x", "f32", &[n, Some(4), Some(4)])], &[pooled.clone()]).contains("[N, 4, 4]"));
+    let two = [info("a", "f32", &[n, Some(4)]), info("b", "f32", &[n, Some(4)])];
+    assert!(why(&two, &[pooled.clone()]).contains("neither one f32 [N, d] input nor input_ids"));
+    let extra = [ids.clone(), info("position_ids", "i64", &[n, s])];
+    assert!(why(&extra, &[hidden.clone()]).contains("takes input \"position_ids\""));
+    let int32 = [info("input_ids", "i32", &[n, s])];
+    assert!(why(&int32, &[hidden.clone()]).contains("is i32 [N, N], not i64 [N, S]"));
+    assert!(
+        why(&[ids.clone()], &[info("logits", "i64", &[n, Some(2)])]).contains("its output \"logits\" is i64")
+    );
+    assert!(why(&[ids.clone()], &[info("y", "f32", &[n])]).contains("not f32 [N, dim] or [N, S, dim]"));
+    assert_eq!(why(&vector, &[]), "it has no outputs");
+}
+
 #[test]
 fn vectors_give_the_mlp_outputs_exactly() {
     let model = mlp();
@@ -140,4 +194,39 @@ fn pooling_keeps_only_masked_tokens_and_checks_shapes() {
     assert_eq!(rows_of(&model, "h", &[1, 2, 2], &states[..4], 1, Some((2, &none))).unwrap(), [vec![0.0; 2]]);
     let err = rows_of(&model, "h", &[3, 2], &states[..6], 2, None).unwrap_err().to_string();
     assert!(err.contains("output \"h\" has shape [3, 2]; expected [2, dim]"), "{err}");
+}
+
+/// Fixed batch and sequence dimensions, declared over the dynamic tiny models (which accept any size):
+/// chunks of the fixed batch, the last padded with rows whose outputs are dropped, rows padded to the
+/// fixed length, and longer rows refused.
+#[test]
+fn fixed_dimensions_pad_chunks_and_rows() {
+    let model = mlp();
+    let signature = Signature::Vectors { input: "x".into(), width: 4, batch: Some(2), output: 0 };
+    let x: Vec<Vec<f32>> = vec![vec![1.0, 2.0, 3.0, 4.0], vec![-1.0, 0.5, 2.0, -3.0], vec![0.5; 4]];
+    let out = embed(&model, &signature, None, Batch::Vectors(&x)).unwrap();
+    assert_eq!(out.vectors.len(), 3);
+    for (got, x) in out.vectors.iter().zip(&x) {
+        assert!(close(got, &mlp_reference(x)), "{got:?}");
+    }
+
+    let (model, tokenizer) = text();
+    let fixed =
+        TextInputs { mask: true, type_ids: true, batch: Some(2), seq: Some(8), output: 0, pooled: true };
+    let signature = Signature::Text(fixed);
+    let texts: Vec<String> = ["hello world", "Inferno, cache fast!", "hello"].map(String::from).to_vec();
+    let out = embed(&model, &signature, Some(&tokenizer), Batch::Texts(&texts)).unwrap();
+    assert_eq!(out.tokens, 4 + 7 + 3);
+    let second = [0.11607143, 0.26785713, 0.33035713, 0.48214287];
+    assert!(close(&out.vectors[0], &[0.1875, 0.21875, 0.0, 0.3125]), "{:?}", out.vectors);
+    assert!(close(&out.vectors[1], &second), "{:?}", out.vectors);
+    assert!(close(&out.vectors[2], &[0.3125, 0.25, -0.0625, 0.25]), "{:?}", out.vectors);
+
+    let short = Signature::Text(TextInputs { seq: Some(5), ..fixed });
+    match embed(&model, &short, Some(&tokenizer), Batch::Texts(&texts)) {
+        Err(EmbeddingError::Input(message)) => {
+            assert_eq!(message, "input[1] has 7 tokens; the model takes at most 5")
+        }
+        other => panic!("{other:?}"),
+    }
 }
