@@ -150,7 +150,8 @@ fn positive(param: &str) -> InferenceError {
 fn parse_input(input: Option<&Value>) -> Result<EmbeddingInput, InferenceError> {
     let shape_error = || {
         InferenceError::invalid(
-            "'input' must be a string, an array of strings, an array of numbers, or an array of arrays of numbers",
+            "'input' must be a string, an array of strings, an array of numbers, or an array of arrays of \
+             numbers",
             Some("input"),
         )
     };

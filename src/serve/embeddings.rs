@@ -7,7 +7,8 @@
 //! 400 when it does not fit), plan the cache, answer a hit from it, else run the model on a blocking thread
 //! and store the answer. Embeddings are deterministic, so every request is cacheable (`Cache-Control` and the
 //! body's `cache` field still apply); identical concurrent requests run once. The key's model fingerprint
-//! covers the tokenizer file too where one is used. Answers carry `X-Inferno-Cache` and `X-Inferno-Cache-Key`.
+//! covers the tokenizer file too where one is used. Answers carry `X-Inferno-Cache` and
+//! `X-Inferno-Cache-Key`.
 //! Without the `onnx` cargo feature, every known model is refused with a 400 that says so.
 
 use std::sync::Arc;
@@ -133,6 +134,7 @@ mod onnx {
         let inputs = inputs(&name, &request.input, &target)?;
         let identity = ModelIdentity { name: target.model.name(), fingerprint: fingerprint(&target) };
         let mut control = header_control(headers);
+        // A model gives the same embedding for the same input: every request is cacheable.
         control.cache_all = true;
         let plan = CachePlan::new(&state.manager, &identity, Endpoint::Embedding, &body, &control)?;
         let guard = match state.lookup_or_lead(&plan).await {

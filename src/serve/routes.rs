@@ -1,5 +1,5 @@
-//! The router: OpenAI routes (chat, completions, embeddings, models), `/health`, `/metrics`, the API-key check, the body-size limit, and request
-//! metrics.
+//! The router: OpenAI routes (chat, completions, embeddings, models), `/health`, `/metrics`, the API-key
+//! check, the body-size limit, and request metrics.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -312,6 +312,22 @@ mod tests {
     }
 
     #[test]
+    fn embedding_requests_have_their_own_endpoint() {
+        let body = json!({"model": "m", "input": ["a", "b"], "encoding_format": "base64", "user": "u"});
+        let bytes = canonical_request(Endpoint::Embedding, &body, &model()).unwrap_or_default();
+        let expected = concat!(
+            "inferno-key-v1\n",
+            r#"{"endpoint":"embedding","model":{"fingerprint":"gguf-3f2a9c","name":"llama-3-8b"},"#,
+            r#""request":{"encoding_format":"base64","input":["a","b"]}}"#,
+        );
+        assert_eq!(String::from_utf8_lossy(&bytes), expected);
+        assert_eq!(Endpoint::of_request(&body), Some(Endpoint::Embedding));
+        assert_eq!(Endpoint::of_request(&base()), Some(Endpoint::Chat));
+        assert_eq!(Endpoint::of_request(&json!({"prompt": "p", "input": "i"})), Some(Endpoint::Completion));
+        assert_eq!(Endpoint::of_request(&json!({"model": "m"})), None);
+    }
+
+    #[test]
     fn excluded_fields_do_not_change_the_key() {
         let base_key = key_of(&base());
         let mut body = base();

@@ -56,6 +56,10 @@ fn info(name: &str, element_type: &str, shape: &[Option<usize>]) -> TensorInfo {
     }
 }
 
+fn one(info: &TensorInfo) -> &[TensorInfo] {
+    std::slice::from_ref(info)
+}
+
 #[test]
 fn signatures_follow_the_documented_rules() {
     let (n, s) = (None, None);
@@ -71,31 +75,27 @@ fn signatures_follow_the_documented_rules() {
     let inputs =
         TextInputs { mask: true, type_ids: false, batch: Some(1), seq: Some(16), output: 1, pooled: false };
     assert_eq!(text, Signature::Text(inputs));
-    let text = Signature::from_declared(&[ids.clone()], &[pooled.clone()]).unwrap();
+    let text = Signature::from_declared(one(&ids), one(&pooled)).unwrap();
     assert!(matches!(text, Signature::Text(TextInputs { mask: false, pooled: false, output: 0, .. })));
     let zero = [info("input_ids", "i64", &[Some(0), Some(0)])];
-    let Signature::Text(inputs) = Signature::from_declared(&zero, &[pooled.clone()]).unwrap() else {
-        panic!()
-    };
+    let Signature::Text(inputs) = Signature::from_declared(&zero, one(&pooled)).unwrap() else { panic!() };
     assert_eq!((inputs.batch, inputs.seq), (None, None), "a fixed 0 is read as dynamic");
 
     let why = |inputs: &[TensorInfo], outputs: &[TensorInfo]| {
         Signature::from_declared(inputs, outputs).unwrap_err()
     };
-    assert!(why(&vector, &[hidden.clone()]).contains("not f32 [N, dim]"), "a vector model is not pooled");
-    assert!(why(&[info("x", "f32", &[n, n])], &[pooled.clone()]).contains("fixed d > 0"));
-    assert!(why(&[info("x", "f32", &[n, Some(0)])], &[pooled.clone()]).contains("fixed d > 0"));
-    assert!(why(&[info("x", "f32", &[n, Some(4), Some(4)])], &[pooled.clone()]).contains("[N, 4, 4]"));
+    assert!(why(&vector, one(&hidden)).contains("not f32 [N, dim]"), "a vector model is not pooled");
+    assert!(why(&[info("x", "f32", &[n, n])], one(&pooled)).contains("fixed d > 0"));
+    assert!(why(&[info("x", "f32", &[n, Some(0)])], one(&pooled)).contains("fixed d > 0"));
+    assert!(why(&[info("x", "f32", &[n, Some(4), Some(4)])], one(&pooled)).contains("[N, 4, 4]"));
     let two = [info("a", "f32", &[n, Some(4)]), info("b", "f32", &[n, Some(4)])];
-    assert!(why(&two, &[pooled.clone()]).contains("neither one f32 [N, d] input nor input_ids"));
+    assert!(why(&two, one(&pooled)).contains("neither one f32 [N, d] input nor input_ids"));
     let extra = [ids.clone(), info("position_ids", "i64", &[n, s])];
-    assert!(why(&extra, &[hidden.clone()]).contains("takes input \"position_ids\""));
+    assert!(why(&extra, one(&hidden)).contains("takes input \"position_ids\""));
     let int32 = [info("input_ids", "i32", &[n, s])];
-    assert!(why(&int32, &[hidden.clone()]).contains("is i32 [N, N], not i64 [N, S]"));
-    assert!(
-        why(&[ids.clone()], &[info("logits", "i64", &[n, Some(2)])]).contains("its output \"logits\" is i64")
-    );
-    assert!(why(&[ids.clone()], &[info("y", "f32", &[n])]).contains("not f32 [N, dim] or [N, S, dim]"));
+    assert!(why(&int32, one(&hidden)).contains("is i32 [N, N], not i64 [N, S]"));
+    assert!(why(one(&ids), &[info("logits", "i64", &[n, Some(2)])]).contains("its output \"logits\" is i64"));
+    assert!(why(one(&ids), &[info("y", "f32", &[n])]).contains("not f32 [N, dim] or [N, S, dim]"));
     assert_eq!(why(&vector, &[]), "it has no outputs");
 }
 
