@@ -66,12 +66,10 @@ struct Line {
 
 /// The key a request gets for `model` (name and file fingerprint), as the server computes it.
 pub fn request_key(manager: &Manager, model: &ModelIdentity, request: &Value) -> Result<String, String> {
-    let endpoint = if request.get("messages").is_some() {
-        Endpoint::Chat
-    } else if request.get("prompt").is_some() {
-        Endpoint::Completion
-    } else {
-        return Err("`request` has neither `messages` (chat) nor `prompt` (completion)".into());
+    let Some(endpoint) = Endpoint::of_request(request) else {
+        return Err(
+            "`request` has none of `messages` (chat), `prompt` (completion) and `input` (embedding)".into()
+        );
     };
     let canonical = CanonicalRequest::new(endpoint, request, model).map_err(|e| e.to_string())?;
     Ok(response_key(&canonical, manager.config().response.hash_algorithm))

@@ -6,12 +6,14 @@
 //! - [`response`]: response bodies and stream chunks.
 //! - [`cached`]: cache control (including LiteLLM's `cache` body field), the cache plan of a request, and
 //!   [`respond`] (cargo feature `llama`).
+//! - [`embeddings`]: `/v1/embeddings` request validation and response bodies (float or base64).
 //! - [`run`] (cargo feature `llama`): a request run on a GGUF model (prompt, defaults, context budget).
 //! - [`InferenceError`]: OpenAI-style error bodies with their HTTP status.
 //!
 //! `docs/inference.md` describes the defaults and the cache behaviour.
 
 pub mod cached;
+pub mod embeddings;
 mod error;
 pub mod openai;
 pub mod response;
@@ -21,6 +23,7 @@ pub mod run;
 #[cfg(feature = "llama")]
 pub use cached::respond;
 pub use cached::{Answer, CacheControl, CachePlan, CacheStatus};
+pub use embeddings::{EmbeddingInput, EmbeddingRequest, EncodingFormat, embeddings_body};
 pub use error::InferenceError;
 pub use openai::{Input, Request, Sampling};
 pub use response::{Chunker, ResponseMeta, chunks_from_body, completion_body};

@@ -203,6 +203,12 @@ impl Request {
                 let req: CompletionRequest = deserialize(body)?;
                 (req.model, Input::Prompt(prompt_text(req.prompt)?))
             }
+            Endpoint::Embedding => {
+                return Err(InferenceError::invalid(
+                    "an embedding request is not a completion; send it to /v1/embeddings",
+                    None,
+                ));
+            }
         };
         let sampling = sampling(&options)?;
         let include_usage = options.stream_options.and_then(|o| o.include_usage).unwrap_or(false);

@@ -36,11 +36,12 @@ impl ResponseMeta {
 }
 
 /// A fresh response id: `chatcmpl-` (chat) or `cmpl-` (completions) and 24 random hex digits, the form cache
-/// hits are given too.
+/// hits are given too. (Embedding responses carry no id; `embd-` is there for completeness.)
 pub fn response_id(endpoint: Endpoint) -> String {
     let prefix = match endpoint {
         Endpoint::Chat => "chatcmpl-",
         Endpoint::Completion => "cmpl-",
+        Endpoint::Embedding => "embd-",
     };
     format!("{prefix}{}", unique_hex())
 }
@@ -51,6 +52,13 @@ pub fn system_fingerprint(fingerprint: &str) -> Option<String> {
     let digest = fingerprint.rsplit(':').next().unwrap_or_default();
     let short: String = digest.chars().filter(char::is_ascii_alphanumeric).take(10).collect();
     (!short.is_empty()).then(|| format!("fp_{short}"))
+}
+
+/// Whether answers to `endpoint` have chat shapes; the others built here are text completions. (Embedding
+/// requests never get here: [`super::Request::parse`] refuses them, and the server answers them with
+/// [`super::embeddings_body`].)
+fn is_chat(endpoint: Endpoint) -> bool {
+    endpoint == Endpoint::Chat
 }
 
 fn now_secs() -> u64 {
@@ -69,16 +77,17 @@ fn usage_of(prompt: usize, completion: usize) -> Value {
 /// The whole answer: a `chat.completion` (choice with `message`) or a `text_completion` (choice with `text`).
 pub fn completion_body(endpoint: Endpoint, meta: &ResponseMeta, generation: &Generation) -> Value {
     let finish = generation.finish_reason.as_str();
-    let (object, choice) = match endpoint {
-        Endpoint::Chat => (
+    let (object, choice) = if is_chat(endpoint) {
+        (
             "chat.completion",
             json!({"index": 0, "message": {"role": "assistant", "content": generation.text},
                    "logprobs": null, "finish_reason": finish}),
-        ),
-        Endpoint::Completion => (
+        )
+    } else {
+        (
             "text_completion",
             json!({"index": 0, "text": generation.text, "logprobs": null, "finish_reason": finish}),
-        ),
+        )
     };
     json!({
         "id": meta.id,
@@ -116,25 +125,24 @@ impl Chunker {
 
     /// The opening chunk: for chat, a delta with `role: assistant` and empty content; none for completions.
     pub fn start(&self) -> Option<Value> {
-        match self.endpoint {
-            Endpoint::Chat => Some(self.chunk(json!({"role": "assistant", "content": ""}), None)),
-            Endpoint::Completion => None,
-        }
+        is_chat(self.endpoint).then(|| self.chunk(json!({"role": "assistant", "content": ""}), None))
     }
 
     /// A chunk carrying one piece of text.
     pub fn text(&self, piece: &str) -> Value {
-        match self.endpoint {
-            Endpoint::Chat => self.chunk(json!({"content": piece}), None),
-            Endpoint::Completion => self.chunk(json!(piece), None),
+        if is_chat(self.endpoint) {
+            self.chunk(json!({"content": piece}), None)
+        } else {
+            self.chunk(json!(piece), None)
         }
     }
 
     /// The chunk that says why the answer ended (an empty delta, or empty text).
     pub fn finish(&self, reason: FinishReason) -> Value {
-        match self.endpoint {
-            Endpoint::Chat => self.chunk(json!({}), Some(reason)),
-            Endpoint::Completion => self.chunk(json!(""), Some(reason)),
+        if is_chat(self.endpoint) {
+            self.chunk(json!({}), Some(reason))
+        } else {
+            self.chunk(json!(""), Some(reason))
         }
     }
 
@@ -150,22 +158,16 @@ impl Chunker {
     /// A chunk with one choice: `delta` for chat, `text` for completions.
     fn chunk(&self, content: Value, finish: Option<FinishReason>) -> Value {
         let finish = finish.map(FinishReason::as_str);
-        let choice = match self.endpoint {
-            Endpoint::Chat => {
-                json!({"index": 0, "delta": content, "logprobs": null, "finish_reason": finish})
-            }
-            Endpoint::Completion => {
-                json!({"index": 0, "text": content, "logprobs": null, "finish_reason": finish})
-            }
+        let choice = if is_chat(self.endpoint) {
+            json!({"index": 0, "delta": content, "logprobs": null, "finish_reason": finish})
+        } else {
+            json!({"index": 0, "text": content, "logprobs": null, "finish_reason": finish})
         };
         self.envelope(json!([choice]))
     }
 
     fn envelope(&self, choices: Value) -> Value {
-        let object = match self.endpoint {
-            Endpoint::Chat => "chat.completion.chunk",
-            Endpoint::Completion => "text_completion",
-        };
+        let object = if is_chat(self.endpoint) { "chat.completion.chunk" } else { "text_completion" };
         let mut chunk = json!({
             "id": self.meta.id,
             "object": object,
@@ -195,10 +197,8 @@ pub fn chunks_from_body(body: &Value, include_usage: bool) -> Vec<Value> {
         system_fingerprint: body["system_fingerprint"].as_str().map(str::to_string),
     };
     let choice = &body["choices"][0];
-    let text = match endpoint {
-        Endpoint::Chat => choice["message"]["content"].as_str(),
-        Endpoint::Completion => choice["text"].as_str(),
-    };
+    let text =
+        if is_chat(endpoint) { choice["message"]["content"].as_str() } else { choice["text"].as_str() };
     let finish = match choice["finish_reason"].as_str() {
         Some("length") => FinishReason::Length,
         _ => FinishReason::Stop,

@@ -77,7 +77,8 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
+    /// The stamp of a file with metadata `meta`.
+    pub(crate) fn of(meta: &std::fs::Metadata) -> Self {
         Self {
             size: meta.len(),
             mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,

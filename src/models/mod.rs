@@ -13,12 +13,16 @@
 //! - [`llama`] (cargo feature `llama`, on by default): GGUF models loaded and run by llama.cpp.
 //! - [`onnx`] (cargo feature `onnx`, on by default): ONNX models loaded and run by ONNX Runtime, whose shared
 //!   library is loaded at run time (`ORT_DYLIB_PATH`, else where `scripts/setup.sh` installs it).
+//! - [`embedding`] and [`tokenizer`] (cargo feature `onnx`): which ONNX models are embedding models and how
+//!   inputs (vectors, texts through a HuggingFace `tokenizer.json`, token ids) become embeddings.
 //! - [`pages`]: model files and the OS page cache: how much of a file is cached, dropping it, and warming it
 //!   (one sequential read that also yields the file's fingerprint).
 
 pub mod cache;
 pub mod catalog;
 pub mod chat;
+#[cfg(feature = "onnx")]
+pub mod embedding;
 pub mod file;
 pub mod generate;
 pub mod gguf;
@@ -30,3 +34,5 @@ pub mod metadata_cache;
 pub mod onnx;
 pub mod onnx_graph;
 pub mod pages;
+#[cfg(feature = "onnx")]
+pub mod tokenizer;

@@ -1,6 +1,6 @@
 //! ONNX models through ONNX Runtime (the `ort` crate, loading the runtime's shared library at run time): the
 //! process-wide environment, loading a model file, its input and output signature, and running it on f32
-//! tensors.
+//! and i64 input tensors (f32 outputs).
 //!
 //! The runtime library is [`runtime_path`]: `ORT_DYLIB_PATH` when set, else [`DEFAULT_RUNTIME_PATH`] (where
 //! `scripts/setup.sh` installs it). It is loaded once per process; a missing or broken library is a clear
@@ -167,6 +167,51 @@ impl TensorInfo {
 /// A named f32 tensor: name, shape, data in row-major order.
 pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
+/// The elements of an input tensor, in row-major order: the element types inferno feeds models (float
+/// features, and integer token ids and masks).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    /// 32-bit floats (`f32` inputs).
+    F32(Vec<f32>),
+    /// 64-bit integers (`i64` inputs, such as `input_ids` and `attention_mask`).
+    I64(Vec<i64>),
+}
+
+impl TensorData {
+    /// How many elements there are.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::F32(data) => data.len(),
+            Self::I64(data) => data.len(),
+        }
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element type as [`TensorInfo::element_type`] spells it (`f32`, `i64`).
+    pub fn element_type(&self) -> &'static str {
+        match self {
+            Self::F32(_) => "f32",
+            Self::I64(_) => "i64",
+        }
+    }
+}
+
+impl From<Vec<f32>> for TensorData {
+    fn from(data: Vec<f32>) -> Self {
+        Self::F32(data)
+    }
+}
+
+impl From<Vec<i64>> for TensorData {
+    fn from(data: Vec<i64>) -> Self {
+        Self::I64(data)
+    }
+}
+
 /// An ONNX model loaded in ONNX Runtime.
 pub struct OnnxModel {
     path: PathBuf,
@@ -220,18 +265,38 @@ impl OnnxModel {
         &self.outputs
     }
 
-    /// Runs the model on named f32 tensors `(name, shape, data)` and returns every output, in the file's order,
-    /// as f32 tensors. Unknown, missing or repeated input names, data that does not fill the shape, and
-    /// outputs that are not f32 tensors are errors.
+    /// Runs the model on named f32 tensors `(name, shape, data)`; see [`run_tensors`](Self::run_tensors).
     pub fn run(&self, inputs: &[(&str, Vec<usize>, Vec<f32>)]) -> Result<Vec<NamedTensor>, OnnxError> {
+        let typed: Vec<(&str, Vec<usize>, TensorData)> = inputs
+            .iter()
+            .map(|(name, shape, data)| (*name, shape.clone(), TensorData::F32(data.clone())))
+            .collect();
+        self.run_tensors(&typed)
+    }
+
+    /// Runs the model on named tensors `(name, shape, data)` and returns every output, in the file's order,
+    /// as f32 tensors. Unknown, missing or repeated input names, data that does not fill the shape, data of
+    /// another element type than the model declares for the input, and outputs that are not f32 tensors are
+    /// errors.
+    pub fn run_tensors(
+        &self,
+        inputs: &[(&str, Vec<usize>, TensorData)],
+    ) -> Result<Vec<NamedTensor>, OnnxError> {
         let fail = |reason: String| OnnxError::Inference { path: self.path.clone(), reason };
         for (i, (name, shape, data)) in inputs.iter().enumerate() {
-            if !self.inputs.iter().any(|input| input.name == *name) {
+            let Some(declared) = self.inputs.iter().find(|input| input.name == *name) else {
                 let known: Vec<&str> = self.inputs.iter().map(|input| input.name.as_str()).collect();
                 return Err(fail(format!("the model has no input {name:?} (its inputs: {known:?})")));
-            }
+            };
             if inputs[..i].iter().any(|(other, _, _)| other == name) {
                 return Err(fail(format!("input {name:?} is given twice")));
+            }
+            if declared.element_type != data.element_type() {
+                return Err(fail(format!(
+                    "input {name:?} is {} but the model takes {}",
+                    data.element_type(),
+                    declared.element_type
+                )));
             }
             let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
             if elements != Some(data.len()) {
@@ -245,8 +310,15 @@ impl OnnxModel {
         }
         let mut values = Vec::with_capacity(inputs.len());
         for (name, shape, data) in inputs {
-            let tensor = Tensor::from_array((shape.clone(), data.clone()))
-                .map_err(|e| fail(format!("input {name:?}: {}", error_chain(&e))))?;
+            let tensor = match data {
+                TensorData::F32(data) => {
+                    Tensor::from_array((shape.clone(), data.clone())).map(Tensor::into_dyn)
+                }
+                TensorData::I64(data) => {
+                    Tensor::from_array((shape.clone(), data.clone())).map(Tensor::into_dyn)
+                }
+            };
+            let tensor = tensor.map_err(|e| fail(format!("input {name:?}: {}", error_chain(&e))))?;
             values.push((*name, tensor));
         }
         let mut session = self.session.lock();
@@ -264,121 +336,4 @@ impl OnnxModel {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const X: [[f32; 4]; 2] = [[1.0, 2.0, 3.0, 4.0], [-1.0, 0.5, 2.0, -3.0]];
-    /// What scripts/make-tiny-onnx.py printed for [`X`].
-    const Y: [[f32; 3]; 2] = [[0.296875, -0.5625, 0.0625], [-0.140625, 0.2265625, 0.59375]];
-
-    fn tiny_path() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/tiny-mlp.onnx")
-    }
-
-    /// The tiny MLP's forward pass, with the weights defined as in scripts/make-tiny-onnx.py.
-    fn reference(x: &[f32; 4]) -> [f32; 3] {
-        let w1 = |i: usize, j: usize| ((i * 8 + j) % 7) as f32 / 8.0 - 3.0 / 8.0;
-        let b1 = |j: usize| (j % 3) as f32 / 8.0 - 1.0 / 8.0;
-        let w2 = |j: usize, k: usize| ((j * 3 + k) % 5) as f32 / 8.0 - 2.0 / 8.0;
-        let b2 = |k: usize| k as f32 / 8.0 - 1.0 / 8.0;
-        let h: Vec<f32> =
-            (0..8).map(|j| ((0..4).map(|i| x[i] * w1(i, j)).sum::<f32>() + b1(j)).max(0.0)).collect();
-        std::array::from_fn(|k| (0..8).map(|j| h[j] * w2(j, k)).sum::<f32>() + b2(k))
-    }
-
-    #[test]
-    fn models_can_be_shared_between_threads() {
-        fn shared<T: Send + Sync>() {}
-        shared::<OnnxModel>();
-    }
-
-    #[test]
-    fn the_reference_matches_the_script() {
-        for (x, y) in X.iter().zip(Y) {
-            assert_eq!(reference(x), y);
-        }
-    }
-
-    #[test]
-    fn tiny_mlp_signature_and_outputs() {
-        let model = OnnxModel::load(&tiny_path()).unwrap();
-        let input = TensorInfo {
-            name: "x".into(),
-            element_type: "f32".into(),
-            shape: vec![None, Some(4)],
-            dimension_names: vec!["N".into(), String::new()],
-        };
-        assert_eq!(model.inputs(), [input]);
-        assert_eq!(model.outputs().len(), 1);
-        let output = &model.outputs()[0];
-        assert_eq!((output.name.as_str(), output.element_type.as_str()), ("y", "f32"));
-        assert_eq!(output.shape, [None, Some(3)]);
-        assert_eq!(output.dimension_names[0], "N");
-
-        let data: Vec<f32> = X.iter().flatten().copied().collect();
-        let out = model.run(&[("x", vec![2, 4], data)]).unwrap();
-        assert_eq!(out.len(), 1);
-        let (name, shape, y) = &out[0];
-        assert_eq!((name.as_str(), shape.as_slice()), ("y", [2, 3].as_slice()));
-        let expected: Vec<f32> = X.iter().flat_map(reference).collect();
-        for (got, want) in y.iter().zip(&expected) {
-            assert!((got - want).abs() < 1e-5, "{y:?} != {expected:?}");
-        }
-        // A batch of one, and the model may be run again.
-        let out = model.run(&[("x", vec![1, 4], X[1].to_vec())]).unwrap();
-        assert_eq!(out[0].1, [1, 3]);
-        assert!(out[0].2.iter().zip(Y[1]).all(|(got, want)| (got - want).abs() < 1e-5));
-    }
-
-    #[test]
-    fn bad_inputs_are_errors() {
-        let model = OnnxModel::load(&tiny_path()).unwrap();
-        let bad = |inputs: &[(&str, Vec<usize>, Vec<f32>)]| match model.run(inputs) {
-            Err(OnnxError::Inference { reason, .. }) => reason,
-            other => panic!("{other:?}"),
-        };
-        assert!(bad(&[("z", vec![1, 4], vec![0.0; 4])]).contains("no input \"z\""));
-        assert!(bad(&[]).contains("missing"));
-        assert!(bad(&[("x", vec![1, 4], vec![0.0; 3])]).contains("3 values"));
-        assert!(bad(&[("x", vec![usize::MAX, 2], vec![0.0; 3])]).contains("3 values"));
-        assert!(bad(&[("x", vec![1, 4], vec![0.0; 4]), ("x", vec![1, 4], vec![0.0; 4])]).contains("twice"));
-        // The right count in the wrong shape: ONNX Runtime refuses it.
-        assert!(!bad(&[("x", vec![2, 2], vec![0.0; 4])]).is_empty());
-    }
-
-    #[test]
-    fn missing_and_foreign_files_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing.onnx");
-        let err = OnnxModel::load(&missing).unwrap_err();
-        assert!(matches!(err, OnnxError::Io { .. }), "{err}");
-        assert!(err.to_string().contains("missing.onnx"), "{err}");
-
-        let foreign = dir.path().join("foreign.onnx");
-        std::fs::write(&foreign, b"not a model at all").unwrap();
-        let err = OnnxModel::load(&foreign).unwrap_err();
-        assert!(matches!(err, OnnxError::Load { .. }), "{err}");
-        assert!(err.to_string().contains("foreign.onnx"), "{err}");
-
-        let truncated = dir.path().join("truncated.onnx");
-        let bytes = std::fs::read(tiny_path()).unwrap();
-        std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(matches!(OnnxModel::load(&truncated), Err(OnnxError::Load { .. })));
-
-        assert!(matches!(OnnxModel::load(dir.path()), Err(OnnxError::Load { .. })));
-    }
-
-    /// The runtime is loaded once per process, so a wrong library path is tested through the check that runs
-    /// before ort is asked to load it (calling ort after a failed load would panic).
-    #[test]
-    fn a_missing_runtime_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("libonnxruntime.so.0");
-        let err = check_runtime_file(&missing).unwrap_err().to_string();
-        assert!(err.contains("libonnxruntime.so.0") && err.contains(RUNTIME_PATH_VAR), "{err}");
-        assert!(err.contains("No such file"), "{err}");
-        let err = check_runtime_file(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("not a regular file"), "{err}");
-        assert!(check_runtime_file(&runtime_path()).is_ok(), "the runtime this process uses is installed");
-    }
-}
+mod tests;

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::state::{AppState, Flight, FlightGuard, wait_for};
+use super::state::{AppState, FlightGuard, Lookup};
 use crate::cache::response::{Endpoint, ModelIdentity};
 use crate::inference::response::{ResponseMeta, completion_body};
 use crate::inference::{
@@ -48,11 +48,7 @@ async fn answer(
     bytes: &Bytes,
     endpoint: Endpoint,
 ) -> Result<Response, InferenceError> {
-    let body: Value = serde_json::from_slice(bytes)
-        .map_err(|e| InferenceError::invalid(format!("the request body is not valid JSON: {e}"), None))?;
-    if !body.is_object() {
-        return Err(InferenceError::invalid("the request body must be a JSON object", None));
-    }
+    let body = json_body(bytes)?;
     let request = Request::parse(endpoint, &body)?;
     let name =
         request.model.clone().filter(|m| !m.is_empty()).ok_or_else(|| InferenceError::InvalidRequest {
@@ -77,22 +73,13 @@ async fn answer(
         control.no_store = true;
     }
     let plan = CachePlan::new(&state.manager, &identity, endpoint, &body, &control)?;
-    let mut guard = None;
-    if plan.looks_up() {
-        loop {
-            if let Some(mut hit) = plan.lookup(&state.manager) {
-                hit["model"] = Value::String(name.clone());
-                return Ok(reply(hit, CacheStatus::Hit, plan.key(), request.stream, request.include_usage));
-            }
-            match state.join_flight(plan.key()) {
-                Flight::Lead(lead) => {
-                    guard = Some(lead);
-                    break;
-                }
-                Flight::Follow(rx) => wait_for(rx).await,
-            }
+    let guard = match state.lookup_or_lead(&plan).await {
+        Lookup::Hit(mut hit) => {
+            hit["model"] = Value::String(name.clone());
+            return Ok(reply(hit, CacheStatus::Hit, plan.key(), request.stream, request.include_usage));
         }
-    }
+        Lookup::Generate(guard) => guard,
+    };
     if request.stream {
         let meta = ResponseMeta::new(endpoint, &name, &identity.fingerprint);
         return Ok(Stream { state, model, request, identity, plan, meta, endpoint, guard }.start());
@@ -115,8 +102,18 @@ async fn answer(
     Ok(reply(response, plan.generated_status(), plan.key(), false, false))
 }
 
+/// The request body as a JSON object, else a 400.
+pub(super) fn json_body(bytes: &[u8]) -> Result<Value, InferenceError> {
+    let body: Value = serde_json::from_slice(bytes)
+        .map_err(|e| InferenceError::invalid(format!("the request body is not valid JSON: {e}"), None))?;
+    if !body.is_object() {
+        return Err(InferenceError::invalid("the request body must be a JSON object", None));
+    }
+    Ok(body)
+}
+
 /// `Cache-Control: no-cache` skips the lookup (the answer is still stored); `no-store` skips the store.
-fn header_control(headers: &HeaderMap) -> CacheControl {
+pub(super) fn header_control(headers: &HeaderMap) -> CacheControl {
     let mut control = CacheControl::default();
     for value in headers.get_all("cache-control") {
         for directive in value.to_str().unwrap_or_default().split(',') {
@@ -146,7 +143,8 @@ fn reply(body: Value, status: CacheStatus, key: &str, stream: bool, include_usag
     response
 }
 
-fn cache_headers(headers: &mut HeaderMap, status: CacheStatus, key: &str) {
+/// `X-Inferno-Cache` and `X-Inferno-Cache-Key`.
+pub(super) fn cache_headers(headers: &mut HeaderMap, status: CacheStatus, key: &str) {
     headers.insert("x-inferno-cache", HeaderValue::from_static(status.as_str()));
     if let Ok(value) = HeaderValue::from_str(key) {
         headers.insert("x-inferno-cache-key", value);
@@ -214,6 +212,7 @@ impl Stream {
     }
 }
 
-fn join_error(error: tokio::task::JoinError) -> InferenceError {
+/// A blocking task that panicked or was cancelled, as a 500.
+pub(super) fn join_error(error: tokio::task::JoinError) -> InferenceError {
     InferenceError::Server { message: format!("the inference task failed: {error}") }
 }

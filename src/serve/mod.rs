@@ -6,10 +6,11 @@
 //! and print the address on stdout. SIGTERM and SIGINT stop accepting connections on both, let in-flight
 //! requests (streams included) finish, remove the admin socket, then flush the cache to disk before exiting.
 //! A timer unloads idle models under `cache.model.unload_policy = "time_based"`. Routes and their behaviour:
-//! `routes.rs`, `completions.rs`, `admin.rs`; docs/serve.md.
+//! `routes.rs`, `completions.rs`, `embeddings.rs`, `admin.rs`; docs/serve.md, docs/embeddings.md.
 
 pub mod admin;
 mod completions;
+mod embeddings;
 pub mod metrics;
 pub mod registry;
 mod routes;

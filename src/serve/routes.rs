@@ -1,6 +1,6 @@
-//! The routers: on TCP, the OpenAI routes, `/health`, `/metrics` (only with `cache.metrics.prometheus_enabled`)
-//! and the admin routes, with the API-key check, the body-size limit and request metrics; on the admin
-//! socket, the admin routes alone.
+//! The routers: on TCP, the OpenAI routes (chat, completions, embeddings, models), `/health`, `/metrics`
+//! (only with `cache.metrics.prometheus_enabled`) and the admin routes, with the API-key check, the body-size
+//! limit and request metrics; on the admin socket, the admin routes alone.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::admin::{self, Channel};
 use super::completions::{self, error_response};
+use super::embeddings;
 use super::state::AppState;
 use crate::cache::response::Endpoint;
 use crate::inference::InferenceError;
@@ -27,6 +28,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/completions", post(completion))
+        .route("/v1/embeddings", post(embedding))
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -62,6 +64,17 @@ async fn completion(
 ) -> Response {
     match body {
         Ok(body) => completions::handle(state, headers, body, Endpoint::Completion).await,
+        Err(rejection) => body_error(&state, rejection),
+    }
+}
+
+async fn embedding(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => embeddings::handle(state, headers, body).await,
         Err(rejection) => body_error(&state, rejection),
     }
 }

@@ -1,16 +1,21 @@
-//! What every request handler shares: the configuration, the cache, the model registry, and the
-//! single-flight table that makes identical concurrent requests for an uncached key run inference once.
+//! What every request handler shares: the configuration, the cache, the model registry (and, with ONNX, the
+//! loaded tokenizers), and the single-flight table that makes identical concurrent requests for an uncached
+//! key run inference once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use serde_json::Value;
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
 use super::registry::Registry;
 use crate::cache::Manager;
 use crate::config::Config;
+use crate::inference::CachePlan;
+#[cfg(feature = "onnx")]
+use crate::models::tokenizer::TokenizerCache;
 
 /// The server's shared state.
 pub struct AppState {
@@ -22,8 +27,19 @@ pub struct AppState {
     pub registry: Registry,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Tokenizers of ONNX text models, loaded on first use.
+    #[cfg(feature = "onnx")]
+    pub tokenizers: TokenizerCache,
     /// Keys being generated now, each with a channel that closes when its generation ends.
     in_flight: Mutex<HashMap<String, watch::Receiver<()>>>,
+}
+
+/// What [`AppState::lookup_or_lead`] found.
+pub enum Lookup {
+    /// The cached answer.
+    Hit(Value),
+    /// Generate, holding the guard (if any) until the answer is stored.
+    Generate(Option<FlightGuard>),
 }
 
 /// What [`AppState::join_flight`] found.
@@ -51,7 +67,33 @@ impl AppState {
     /// Shared state over an open cache.
     pub fn new(config: Config, manager: Arc<Manager>) -> Self {
         let registry = Registry::new(&config.models.dir, &config.cache.model);
-        Self { config, manager, registry, metrics: Metrics::new(), in_flight: Mutex::new(HashMap::new()) }
+        Self {
+            config,
+            manager,
+            registry,
+            metrics: Metrics::new(),
+            #[cfg(feature = "onnx")]
+            tokenizers: TokenizerCache::default(),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The cached answer of `plan`, when it looks up and one is there; else the flight guard to generate
+    /// under (`None` when the plan does not look up). A request that finds another generating its key waits
+    /// for it and looks again.
+    pub async fn lookup_or_lead(self: &Arc<Self>, plan: &CachePlan) -> Lookup {
+        if !plan.looks_up() {
+            return Lookup::Generate(None);
+        }
+        loop {
+            if let Some(hit) = plan.lookup(&self.manager) {
+                return Lookup::Hit(hit);
+            }
+            match self.join_flight(plan.key()) {
+                Flight::Lead(lead) => return Lookup::Generate(Some(lead)),
+                Flight::Follow(rx) => wait_for(rx).await,
+            }
+        }
     }
 
     /// Joins the flight for `key`: lead it when nobody generates it, else follow the leader.

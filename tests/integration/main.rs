@@ -29,6 +29,8 @@ mod backup;
 mod cli;
 /// The Dockerfile, examples/kubernetes, examples/prometheus and examples/grafana against the real binary.
 mod deploy;
+/// `POST /v1/embeddings` end to end with the tiny ONNX models.
+mod embeddings;
 /// `cache report`, `analyze` and `monitor`.
 mod history;
 /// `/metrics`: off until configured, the promised names, `promtool check metrics`, counters that move.

@@ -36,13 +36,15 @@ pub const NUMERIC_FIELDS: [&str; 12] = [
     "top_p",
 ];
 
-/// Which OpenAI endpoint a request came in on; chat and completion requests never share a key.
+/// Which OpenAI endpoint a request came in on; requests to different endpoints never share a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     /// `/v1/chat/completions`.
     Chat,
     /// `/v1/completions`.
     Completion,
+    /// `/v1/embeddings`.
+    Embedding,
 }
 
 impl Endpoint {
@@ -51,6 +53,21 @@ impl Endpoint {
         match self {
             Self::Chat => "chat",
             Self::Completion => "completion",
+            Self::Embedding => "embedding",
+        }
+    }
+
+    /// The endpoint a request body is for, judged by its fields: `messages` (chat), else `prompt`
+    /// (completion), else `input` (embedding); `None` when it has none of them.
+    pub fn of_request(body: &Value) -> Option<Self> {
+        if body.get("messages").is_some() {
+            Some(Self::Chat)
+        } else if body.get("prompt").is_some() {
+            Some(Self::Completion)
+        } else if body.get("input").is_some() {
+            Some(Self::Embedding)
+        } else {
+            None
         }
     }
 }
@@ -292,6 +309,22 @@ mod tests {
         assert_ne!(key_with(&base(), &renamed), base_key);
         let completion = CanonicalRequest::new(Endpoint::Completion, &base(), &model()).ok();
         assert_ne!(completion.map(|r| response_key(&r, HashAlgorithm::Blake3)), Some(base_key));
+    }
+
+    #[test]
+    fn embedding_requests_have_their_own_endpoint() {
+        let body = json!({"model": "m", "input": ["a", "b"], "encoding_format": "base64", "user": "u"});
+        let bytes = canonical_request(Endpoint::Embedding, &body, &model()).unwrap_or_default();
+        let expected = concat!(
+            "inferno-key-v1\n",
+            r#"{"endpoint":"embedding","model":{"fingerprint":"gguf-3f2a9c","name":"llama-3-8b"},"#,
+            r#""request":{"encoding_format":"base64","input":["a","b"]}}"#,
+        );
+        assert_eq!(String::from_utf8_lossy(&bytes), expected);
+        assert_eq!(Endpoint::of_request(&body), Some(Endpoint::Embedding));
+        assert_eq!(Endpoint::of_request(&base()), Some(Endpoint::Chat));
+        assert_eq!(Endpoint::of_request(&json!({"prompt": "p", "input": "i"})), Some(Endpoint::Completion));
+        assert_eq!(Endpoint::of_request(&json!({"model": "m"})), None);
     }
 
     #[test]

@@ -135,3 +135,10 @@ fn completions_take_one_text_prompt() {
     assert_eq!(err.to_string(), "invalid 'prompt': expected a string or an array of one string");
     assert!(completion(json!({"messages": []})).is_err(), "a chat body is not a completion");
 }
+
+#[test]
+fn embedding_requests_are_not_completions() {
+    let error = Request::parse(Endpoint::Embedding, &json!({"model": "m", "input": "hi"})).unwrap_err();
+    assert_eq!(error.status(), 400);
+    assert!(error.to_string().contains("/v1/embeddings"), "{error}");
+}
