@@ -18,8 +18,9 @@
 //!    tier hit, as in the server). `hit_path`: what the server's handler does for a hit apart from finding
 //!    the model, from the body bytes to the response bytes (parse, `Request::parse`, `CachePlan::new`, the
 //!    lookup, the `model` field, `serde_json::to_vec`); the bench checks its key is the server's.
-//!    `registry_get`: `Registry::get("tiny")` of the loaded model, the model lookup the server does per
-//!    request.
+//!    `registry_get_loaded`: `Registry::get_loaded("tiny")`, the model lookup the server does per request
+//!    on the request's task (a walk of the models directory, the file opened and its stamp compared);
+//!    `registry_get`: `Registry::get`, the same through the path that can load.
 //!
 //! Run with `cargo bench --bench http_hit` (about 40 s); a name filter after `--` also selects or skips the
 //! timed loop. `INFERNO_BENCH_BIN=PATH` serves with another `inferno` binary (to compare builds back to back;
@@ -298,6 +299,9 @@ fn in_process(c: &mut Criterion, stopped: &Server, key: &str) {
     group.bench_function("get_response", |b| b.iter(|| manager.get_response(black_box(key)).expect("get")));
     group.bench_function("hit_path", |b| b.iter(|| hit_path(black_box(CHAT_BODY.as_bytes()))));
     group.bench_function("registry_get", |b| b.iter(|| registry.get(black_box("tiny")).expect("get")));
+    group.bench_function("registry_get_loaded", |b| {
+        b.iter(|| registry.get_loaded(black_box("tiny")).expect("loaded"))
+    });
     group.finish();
 }
 
