@@ -5,8 +5,9 @@
 # directory with the tiny llama model, sends one chat completion with temperature 0 (a MISS: the model loads
 # and generates) and checks the second is a HIT, then runs wrk (`apt-get install wrk`) for DURATION seconds
 # per connection count, `/health` first and the cached POST second, and prints requests/s and wrk's latency
-# percentiles, and the server's CPU time per request (user + system, from /proc/PID/stat), which other load
-# on the machine disturbs less than requests/s. After the runs it checks on `/metrics` that every completion
+# percentiles, and the CPU time per request (user + system) of the server (from /proc/PID/stat) and of wrk,
+# which other load on the machine disturbs less than requests/s: 2 cores divided by their sum is the rate
+# the two could reach with the cores to themselves. After the runs it checks on `/metrics` that every completion
 # was answered from the cache.
 #
 # Usage: scripts/bench-http.sh            (CONNECTIONS="1 16 64" DURATION=10 THREADS=1 by default)
@@ -63,7 +64,8 @@ EOF
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/^Mem:/ {print $2}') GiB"
 echo "server: $addr (pid $pid); wrk $threads thread(s), ${duration}s per run; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %-6s %12s %10s %10s %10s %10s %14s %8s\n' route conns 'requests/s' p50 p75 p90 p99 'server CPU/req' errors
+printf '%-6s %-6s %12s %10s %10s %10s %10s %14s %11s %8s\n' route conns 'requests/s' p50 p75 p90 p99 \
+  'server CPU/req' 'wrk CPU/req' errors
 ticks_per_s=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 run() { # route connections wrk-args...
@@ -71,19 +73,21 @@ run() { # route connections wrk-args...
   shift 2
   local out before after
   before=$(cpu_ticks)
-  out=$(wrk -t"$threads" -c"$conns" -d"${duration}s" --latency "$@")
+  out=$({ TIMEFORMAT='%U %S' && time wrk -t"$threads" -c"$conns" -d"${duration}s" --latency "$@"; } 2>"$work/wrk-time")
   after=$(cpu_ticks)
-  local rps requests cpu p50 p75 p90 p99 errors
+  local rps requests cpu wrk_cpu p50 p75 p90 p99 errors
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   cpu=$(awk -v t=$((after - before)) -v hz="$ticks_per_s" -v n="$requests" 'BEGIN {printf "%.1fus", t / hz / n * 1e6}')
+  wrk_cpu=$(awk -v n="$requests" '{printf "%.1fus", ($1 + $2) / n * 1e6}' "$work/wrk-time")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p75=$(awk '$1 == "75%" {print $2}' <<<"$out")
   p90=$(awk '$1 == "90%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   errors=$(awk '/Non-2xx|Socket errors/ {n++} END {print n + 0}' <<<"$out")
   [ "$errors" = 0 ] || echo "$out" >&2
-  printf '%-6s %-6s %12s %10s %10s %10s %10s %14s %8s\n' "$route" "$conns" "$rps" "$p50" "$p75" "$p90" "$p99" "$cpu" "$errors"
+  printf '%-6s %-6s %12s %10s %10s %10s %10s %14s %11s %8s\n' "$route" "$conns" "$rps" "$p50" "$p75" "$p90" "$p99" \
+    "$cpu" "$wrk_cpu" "$errors"
 }
 for c in $connections; do
   run health "$c" "$addr/health"
