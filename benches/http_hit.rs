@@ -22,10 +22,12 @@
 //!    on the request's task (a walk of the models directory, the file opened and its stamp compared);
 //!    `registry_get`: `Registry::get`, the same through the path that can load.
 //!
-//! Run with `cargo bench --bench http_hit` (about 40 s); a name filter after `--` also selects or skips the
+//! Run with `cargo bench --bench http_hit` (about 45 s); a name filter after `--` also selects or skips the
 //! timed loop. `INFERNO_BENCH_BIN=PATH` serves with another `inferno` binary (to compare builds back to back;
-//! the `in_process` group always runs this tree's library). `docs/performance.md` has the last numbers and the machine; `scripts/bench-http.sh` measures
-//! throughput with a load generator.
+//! the `in_process` group always runs this tree's library). `scripts/bench-http.sh` measures throughput with
+//! a load generator. `docs/performance.md` has the last numbers and the machine. Last runs (medians of three,
+//! 2 cores shared with other builds): cached chat p50 66.6 µs against `/health` 35.7 µs, 30.9 µs apart; in
+//! process `get_response` 7.6 µs, `hit_path` 12.7 µs, `registry_get_loaded` 16.3 µs.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
