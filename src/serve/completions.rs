@@ -1,7 +1,7 @@
 //! `POST /v1/chat/completions` and `POST /v1/completions`: the response cache in front of inference.
 //!
 //! Per request: parse the JSON body (400 with an OpenAI error body when it is not), find the model by name
-//! (404), plan the cache use (`inference::CachePlan`: deterministic requests only unless
+//! (404; a loaded model is found on the request's task, a model to load is loaded on a blocking thread), plan the cache use (`inference::CachePlan`: deterministic requests only unless
 //! `cache.response.deterministic_only = false`; `Cache-Control: no-cache` / `no-store`; the body's `cache`
 //! field), answer a hit from the cache, else generate on a blocking thread and store. Identical concurrent
 //! requests for an uncached key generate once: the first leads, the others wait and then read the cache.
@@ -56,10 +56,15 @@ async fn answer(
             param: Some("model".into()),
             code: None,
         })?;
-    let model = {
-        let state = Arc::clone(&state);
-        let name = name.clone();
-        tokio::task::spawn_blocking(move || state.registry.get(&name)).await.map_err(join_error)??
+    // A loaded model is found on this task (a hop to a blocking thread costs more than the lookup); loading,
+    // waiting for a load and reporting errors happen on a blocking thread.
+    let model = match state.registry.get_loaded(&name) {
+        Some(model) => model,
+        None => {
+            let state = Arc::clone(&state);
+            let name = name.clone();
+            tokio::task::spawn_blocking(move || state.registry.get(&name)).await.map_err(join_error)??
+        }
     };
     if model.model().gguf().is_none() {
         return Err(InferenceError::invalid(format!("model '{name}' does not generate text"), Some("model")));

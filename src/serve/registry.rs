@@ -82,6 +82,16 @@ impl Registry {
         }
     }
 
+    /// The model called `name` when it is loaded and its file unchanged, found as [`get`](Self::get) finds it
+    /// (so a model whose file was removed, changed or made ambiguous is not returned) but never loading or
+    /// waiting for a load: `None` then, and the caller uses `get` on a blocking thread. Looking up a name in
+    /// `models.dir` lists that directory (and its subdirectories), then the file is opened and its stamp
+    /// compared: system calls only, cheap enough for an async task on a local disk.
+    pub fn get_loaded(&self, name: &str) -> Option<Arc<CachedModel>> {
+        let path = self.path_of(name).ok()?;
+        self.cache.get_loaded(&path)
+    }
+
     /// The loaded model called `name`, loading it when needed. Blocking: call from a blocking thread.
     pub fn get(&self, name: &str) -> Result<Arc<CachedModel>, InferenceError> {
         let path = self.path_of(name)?;

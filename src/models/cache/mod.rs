@@ -166,6 +166,28 @@ impl ModelCache {
         load.finish(outcome)
     }
 
+    /// The model of the file at `path` when it is loaded and its file unchanged: the checks of
+    /// [`get_or_load`](Self::get_or_load) (the file opened, its stamp compared), counted as the hit
+    /// `get_or_load` would count. `None`, counting nothing, in every other case (the file cannot be opened, or
+    /// its model is not loaded, is loading, or changed): call `get_or_load` then, which checks again and loads,
+    /// waits or reports the error. Never waits for a load, so an async task can call it (the checks are a few
+    /// system calls) and leave loads to a blocking thread.
+    pub fn get_loaded(&self, path: &Path) -> Option<Arc<CachedModel>> {
+        let file = ModelFile::open(path).ok()?;
+        let now = Instant::now();
+        let mut guard = self.state.lock();
+        let state = &mut *guard;
+        match state.slots.get_mut(&file.path) {
+            Some(Slot::Loaded(entry)) if entry.model.file.stamp == file.stamp => {
+                entry.uses += 1;
+                entry.last_use = entry.last_use.max(now);
+                state.counters.hits += 1;
+                Some(entry.model.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// Counts a lookup whose file could not even be identified: a miss and a failed load.
     fn count_failed_lookup(&self) {
         let mut state = self.state.lock();

@@ -258,6 +258,30 @@ fn two_spellings_of_one_file_are_one_entry() {
 
 #[cfg(feature = "llama")]
 #[test]
+fn get_loaded_finds_only_loaded_unchanged_models_and_counts_them_as_hits() {
+    let (dir, [a, b, ..]) = four_models();
+    let cache = new_cache(4, PreloadStrategy::Lru, UnloadPolicy::SizeBased);
+    assert!(cache.get_loaded(&a).is_none(), "not loaded yet");
+    assert!(cache.get_loaded(&dir.path().join("missing.gguf")).is_none());
+    let model = cache.get_or_load(&a).unwrap();
+    let other_spelling = dir.path().join(".").join("a.gguf");
+    assert!(Arc::ptr_eq(&model, &cache.get_loaded(&other_spelling).unwrap()));
+    assert!(cache.get_loaded(&b).is_none(), "another file");
+    let stats = cache.stats();
+    assert_eq!((stats.counters.hits, stats.counters.misses, stats.counters.loads), (1, 1, 1));
+    assert_eq!(stats.models[0].uses, 2);
+
+    let mut bytes = std::fs::read(&a).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    let aside = a.with_extension("part");
+    std::fs::write(&aside, &bytes).unwrap();
+    std::fs::rename(&aside, &a).unwrap();
+    assert!(cache.get_loaded(&a).is_none(), "a changed file is for get_or_load to reload");
+    assert_eq!(cache.stats().counters.hits, 1, "misses count nothing");
+}
+
+#[cfg(feature = "llama")]
+#[test]
 fn a_rewritten_file_is_loaded_again_with_its_new_fingerprint() {
     let (_dir, [a, ..]) = four_models();
     let cache = new_cache(4, PreloadStrategy::Lru, UnloadPolicy::SizeBased);
