@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::disk::KindStats;
 use super::kind::Kind;
 use super::manager::Manager;
+use super::remote::{RemoteSnapshot, RemoteStatus};
 use crate::config::CacheType;
 
 /// The whole picture.
@@ -32,6 +33,24 @@ pub struct CacheReport {
     /// Mean time of a cache get (lookup, read, checksum, decompression), in microseconds; `None` before the
     /// first get.
     pub mean_lookup_us: Option<f64>,
+    /// The remote tier (Redis), when `cache.distributed.enabled` or it has ever been used.
+    pub remote: Option<RemoteReport>,
+}
+
+/// The remote tier: its counters (all processes, since the cache was created) and its status.
+#[derive(Clone, Debug, Serialize)]
+pub struct RemoteReport {
+    /// Counters: hits, misses, errors, corrupt values, skipped reads, writes and their failures.
+    #[serde(flatten)]
+    pub counters: RemoteSnapshot,
+    /// Mean time of a lookup sent to Redis, in microseconds.
+    pub mean_latency_us: Option<f64>,
+    /// Median lookup time (upper bound of its histogram bucket), in microseconds.
+    pub p50_latency_us: Option<u64>,
+    /// 99th percentile lookup time (upper bound of its histogram bucket), in microseconds.
+    pub p99_latency_us: Option<u64>,
+    /// Nodes, cluster or standalone, replicas seen, reachable or not; `None` when not looked at.
+    pub status: Option<RemoteStatus>,
 }
 
 /// One kind.
@@ -47,6 +66,8 @@ pub struct KindReport {
     pub memory_hits: u64,
     /// Gets answered by the disk tier.
     pub disk_hits: u64,
+    /// Gets answered by the remote tier.
+    pub remote_hits: u64,
     /// Gets that found nothing.
     pub misses: u64,
     /// Gets that found an expired entry.
@@ -147,6 +168,7 @@ impl CacheReport {
                     bytes,
                     memory_hits: c.memory_hits,
                     disk_hits: c.disk_hits,
+                    remote_hits: c.remote_hits,
                     misses: c.misses,
                     expired: c.expired,
                     puts: c.puts,
@@ -208,11 +230,23 @@ impl CacheReport {
             disk,
             dedup,
             mean_lookup_us: ratio(counters.lookup_nanos, counters.lookups).map(|ns| ns / 1000.0),
+            remote: (config.distributed.enabled || counters.remote != RemoteSnapshot::default()).then(|| {
+                let r = &counters.remote;
+                RemoteReport {
+                    mean_latency_us: ratio(r.lookup_nanos, r.lookups()).map(|ns| ns / 1000.0),
+                    p50_latency_us: r.latency_quantile_us(0.5),
+                    p99_latency_us: r.latency_quantile_us(0.99),
+                    counters: r.clone(),
+                    status: manager.remote_status(false),
+                }
+            }),
         }
     }
 
     /// Hits and misses over all kinds.
     pub fn totals(&self) -> (u64, u64) {
-        self.kinds.iter().fold((0, 0), |(h, m), k| (h + k.memory_hits + k.disk_hits, m + k.misses))
+        self.kinds
+            .iter()
+            .fold((0, 0), |(h, m), k| (h + k.memory_hits + k.disk_hits + k.remote_hits, m + k.misses))
     }
 }

@@ -85,14 +85,18 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+fn removal_json(removal: &Removal) -> serde_json::Value {
+    json!({
+        "removed": removal.removed.iter().map(|(k, n)| json!({"type": k, "entries": n})).collect::<Vec<_>>(),
+        "entries": removal.total(),
+        "bytes": removal.bytes,
+        "bytes_freed_on_disk": removal.bytes_freed(),
+    })
+}
+
 fn print_removal(what: &str, removal: &Removal, json: bool) -> anyhow::Result<()> {
     if json {
-        return output::print_json(&json!({
-            "removed": removal.removed.iter().map(|(k, n)| json!({"type": k, "entries": n})).collect::<Vec<_>>(),
-            "entries": removal.total(),
-            "bytes": removal.bytes,
-            "bytes_freed_on_disk": removal.bytes_freed(),
-        }));
+        return output::print_json(&removal_json(removal));
     }
     let mut out = String::new();
     if removal.total() == 0 {
@@ -139,8 +143,35 @@ pub fn clear(options: &LoadOptions, args: &ClearArgs, json: bool) -> anyhow::Res
     let filter = Filter { kinds: args.kinds.clone(), pattern, older_than: args.older_than };
     let spinner = output::spinner("removing and compacting", json);
     let removal = cache.remove_matching(&filter)?;
+    let remote = cache.clear_remote(&filter);
     spinner.finish_and_clear();
-    print_removal("Clear", &removal, json)
+    if json {
+        let mut value = removal_json(&removal);
+        if let Some(remote) = &remote {
+            value["remote"] = match remote {
+                Ok(r) => json!(r),
+                Err(e) => json!({ "error": e }),
+            };
+        }
+        output::print_json(&value)?;
+    } else {
+        print_removal("Clear", &removal, false)?;
+        match &remote {
+            Some(Ok(r)) => output::print(&format!(
+                "Remote tier: removed {} of {} entries on {} node{}\n",
+                r.removed,
+                r.scanned,
+                r.nodes,
+                if r.nodes == 1 { "" } else { "s" }
+            ))?,
+            Some(Err(e)) => output::print(&format!("Remote tier: not cleared: {e}\n"))?,
+            None => {}
+        }
+    }
+    match remote {
+        Some(Err(e)) => anyhow::bail!("the local tiers were cleared but the remote tier was not: {e}"),
+        _ => Ok(()),
+    }
 }
 
 /// Runs `cache cleanup`.

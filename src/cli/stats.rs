@@ -6,6 +6,7 @@ use std::fmt::Write;
 use bytesize::ByteSize;
 use clap::Args;
 
+use crate::cache::report::RemoteReport;
 use crate::cache::{Access, CacheReport};
 use crate::config::LoadOptions;
 
@@ -43,10 +44,50 @@ fn thousands(n: u64) -> String {
     out
 }
 
-/// The report, measured on a read-only open of the cache.
+/// The report, measured on a read-only open of the cache; the remote tier's status is looked at from here.
 fn measure(options: &LoadOptions) -> anyhow::Result<CacheReport> {
     let cache = open_cache(options, Access::ReadOnly)?;
-    Ok(CacheReport::measure(&cache))
+    let mut report = CacheReport::measure(&cache);
+    if let Some(remote) = report.remote.as_mut().filter(|r| r.status.is_none()) {
+        remote.status = cache.remote_status(true);
+    }
+    Ok(report)
+}
+
+fn micros(us: Option<u64>) -> String {
+    match us {
+        None => "n/a".into(),
+        Some(us) if us >= 1_000 => format!("{} ms", us / 1_000),
+        Some(us) => format!("{us} µs"),
+    }
+}
+
+/// The remote tier's lines: its status, then its counters (all processes since the cache was created).
+fn remote_section(remote: &RemoteReport, out: &mut String) -> anyhow::Result<()> {
+    if let Some(status) = &remote.status {
+        writeln!(out, "{}", super::status::remote_line(status))?;
+    }
+    let c = &remote.counters;
+    writeln!(
+        out,
+        "  lookups: {} hits, {} misses, {} errors, {} corrupt, {} skipped (unreachable); latency p50 {}, p99 {}",
+        thousands(c.hits),
+        thousands(c.misses),
+        thousands(c.errors),
+        thousands(c.corrupt),
+        thousands(c.skipped),
+        micros(remote.p50_latency_us),
+        micros(remote.p99_latency_us)
+    )?;
+    writeln!(
+        out,
+        "  writes: {} ok, {} failed, {} dropped, {} under-replicated",
+        thousands(c.writes),
+        thousands(c.write_errors),
+        thousands(c.dropped_writes),
+        thousands(c.under_replicated)
+    )?;
+    Ok(())
 }
 
 /// Runs `cache stats`.
@@ -99,6 +140,9 @@ pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Res
         report.memory.evictions,
         report.disk.as_ref().map_or(0, |d| d.evictions)
     )?;
+    if let Some(remote) = &report.remote {
+        remote_section(remote, &mut out)?;
+    }
     if args.detailed {
         detailed(&report, &mut out)?;
     }

@@ -80,7 +80,7 @@ async fn answer(
     let mut guard = None;
     if plan.looks_up() {
         loop {
-            if let Some(mut hit) = plan.lookup(&state.manager) {
+            if let Some(mut hit) = lookup(&state, &plan).await {
                 hit["model"] = Value::String(name.clone());
                 return Ok(reply(hit, CacheStatus::Hit, plan.key(), request.stream, request.include_usage));
             }
@@ -113,6 +113,16 @@ async fn answer(
     plan.store(&state.manager, &identity, &response);
     drop(guard);
     Ok(reply(response, plan.generated_status(), plan.key(), false, false))
+}
+
+/// The cached answer for `plan`. With a remote tier a lookup may wait on Redis (a few hundred ms at worst),
+/// so it runs on a blocking thread; local lookups stay inline.
+async fn lookup(state: &Arc<AppState>, plan: &CachePlan) -> Option<Value> {
+    if !state.manager.has_remote() {
+        return plan.lookup(&state.manager);
+    }
+    let (state, plan) = (Arc::clone(state), plan.clone());
+    tokio::task::spawn_blocking(move || plan.lookup(&state.manager)).await.ok().flatten()
 }
 
 /// `Cache-Control: no-cache` skips the lookup (the answer is still stored); `no-store` skips the store.
