@@ -42,6 +42,8 @@ mod transfer;
 /// `cache warm`: models, directories, background jobs, responses.
 mod warm;
 
+/// The remote tier on real redis-server processes: sharing between servers, failures, status and clear.
+mod distributed;
 /// `cache export --format prometheus|json` and `cache metrics`, parsed and checked against the import.
 mod export_metrics;
 /// A cache populated by `cache import`, and readers for its export and its files.
@@ -50,5 +52,7 @@ mod fixture;
 mod guide;
 /// `cache clear`, `cleanup`, `compact`, `verify`, `repair` and `disk-usage`: effects on entries and disk.
 mod manage;
+/// redis-server processes and a Redis Cluster formed by the tests.
+mod redis_nodes;
 /// `cache enable`, `disable` and `persist`: the config file, `cache status`, and disabled kinds.
 mod toggle;

@@ -137,20 +137,21 @@ fn short_of_replicas(factor: u32, seen: u32) -> String {
 
 /// Looks at the deployment `config` names, from this process (at most a few seconds).
 pub fn probe(config: &DistributedConfig) -> RemoteStatus {
-    let found = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| {
-            rt.block_on(async {
-                match tokio::time::timeout(Duration::from_secs(3), conn::discover(&config.cluster_nodes))
-                    .await
-                {
+    let found = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => {
+            let found = rt.block_on(async {
+                let discover = conn::discover(&config.cluster_nodes);
+                match tokio::time::timeout(Duration::from_secs(3), discover).await {
                     Ok(found) => found,
                     Err(_) => Err("no seed answered within 3 s".into()),
                 }
-            })
-        });
+            });
+            // A name lookup still running on a blocking thread is left behind rather than waited for.
+            rt.shutdown_background();
+            found
+        }
+        Err(err) => Err(err.to_string()),
+    };
     RemoteStatus::new(config, found.as_ref().map_err(Clone::clone))
 }
 
@@ -197,6 +198,8 @@ impl RemoteTier {
             runtime.block_on(async {
                 let _ = stopped.await;
             });
+            // Tasks still waiting (a reconnect, a name lookup) are dropped, not waited for.
+            runtime.shutdown_background();
         })?;
         let (writes, queue) = mpsc::channel(QUEUE_LEN);
         handle.spawn(task::maintain(Arc::clone(&shared)));
