@@ -367,10 +367,10 @@ impl Manager {
             }
         }
         let Some(disk) = &self.disk else {
-            return Ok(self.from_remote(kind, key));
+            return Ok(self.read_through(kind, key));
         };
         let Some(stored) = disk.get(kind.code(), key.as_bytes())? else {
-            return Ok(self.from_remote(kind, key));
+            return Ok(self.read_through(kind, key));
         };
         let bytes: Arc<[u8]> = self.decode(kind, key, &stored)?.into();
         counters.disk_hits.fetch_add(1, Ordering::Relaxed);

@@ -34,7 +34,7 @@ pub(super) fn start(
 impl Manager {
     /// The value of a response entry from the remote tier after a local miss; a hit is written to the local
     /// tiers. Counts the hit or the miss.
-    pub(super) fn from_remote(&self, kind: Kind, key: &str) -> Option<Arc<[u8]>> {
+    pub(super) fn read_through(&self, kind: Kind, key: &str) -> Option<Arc<[u8]>> {
         let counters = self.counters.kind(kind);
         let found = self.remote.as_ref().filter(|_| kind == Kind::Response).and_then(|r| r.get(key));
         let Some(entry) = found else {
