@@ -219,3 +219,33 @@ fn killing_a_primary_under_load_fails_no_request_and_its_keys_come_back_after_fa
     );
     assert!(recovered < Duration::from_secs(15), "{recovered:?}");
 }
+
+#[test]
+fn the_documented_config_shares_responses_between_two_servers() {
+    let Some(bin) = redis_server() else { return };
+    let redis = Node::start(&bin, false);
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/distributed.md")).unwrap();
+    let block = doc.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).expect("a toml block");
+    assert!(block.contains("[cache.distributed]\nenabled = true\n"), "{block}");
+    // The environment overrides the documented seed with this test's server.
+    let env = vec![("INFERNO_CACHE__DISTRIBUTED__CLUSTER_NODES", redis.addr())];
+    let start = || {
+        let (sb, dir) = with_tiny_model();
+        sb.write_project(block);
+        let server = Server::start(&sb, &dir, &[], &env_refs(&env));
+        (sb, server)
+    };
+    let (_sa, a) = start();
+    let first = a.post("/v1/completions", &completion("documented"), &[]);
+    assert_eq!(first.cache.as_deref(), Some("MISS"));
+    let key = format!("inferno:v1:resp:{}", first.key.unwrap());
+    wait_for("the write-behind to reach Redis", || redis.cmd::<bool>(&["EXISTS", &key]));
+    let (sb, b) = start();
+    assert_eq!(b.post("/v1/completions", &completion("documented"), &[]).cache.as_deref(), Some("HIT"));
+    let out = sb.cmd().args(["cache", "status"]).envs(env_refs(&env)).output().unwrap();
+    let expected = format!(
+        "Remote tier: reachable, standalone, 1 primary, at least 0 replicas each (replication_factor 1); seeds {}",
+        redis.addr()
+    );
+    assert!(stdout(&out).contains(&expected), "{}", stdout(&out));
+}
