@@ -249,3 +249,27 @@ fn the_documented_config_shares_responses_between_two_servers() {
     );
     assert!(stdout(&out).contains(&expected), "{}", stdout(&out));
 }
+
+#[test]
+fn the_kubernetes_example_config_loads() {
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/kubernetes/redis/inferno.yaml"
+    ))
+    .unwrap();
+    let toml: String = yaml
+        .lines()
+        .skip_while(|l| l.trim() != "config.toml: |")
+        .skip(1)
+        .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let sb = Sandbox::new();
+    let file = sb.write("etc/k8s.toml", &toml);
+    let status = sb.status(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(status.value("cache.distributed.enabled"), &json!(true));
+    assert_eq!(status.value("cache.distributed.cluster_nodes"), &json!(["redis-0.redis:6379"]));
+    assert_eq!(status.value("cache.distributed.replication_factor"), &json!(2));
+    assert_eq!(status.value("server.bind"), &json!("0.0.0.0"));
+    assert_eq!(status.0["cache"]["remote"]["reachable"], false, "no such host here");
+}
