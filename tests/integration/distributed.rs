@@ -273,3 +273,28 @@ fn the_kubernetes_example_config_loads() {
     assert_eq!(status.value("server.bind"), &json!("0.0.0.0"));
     assert_eq!(status.0["cache"]["remote"]["reachable"], false, "no such host here");
 }
+
+#[test]
+fn import_reaches_redis_and_clear_by_name_pattern_removes_only_matching_keys() {
+    let Some(bin) = redis_server() else { return };
+    let redis = Node::start(&bin, false);
+    let sb = Sandbox::new();
+    sb.write_project(&format!(
+        "[cache.distributed]\nenabled = true\ncluster_nodes = [\"{}\"]\n",
+        redis.addr()
+    ));
+    // Puts made while the first connection is still being made are queued, not dropped.
+    let lines = crate::fixture::seed(&sb);
+    assert_eq!(redis.cmd::<usize>(&["DBSIZE"]), lines.len());
+    let llama = lines.iter().filter(|l| l["model"] == "llama-7b").count();
+    assert!(llama > 0 && llama < lines.len());
+    let text = crate::fixture::ok(&sb, &["cache", "clear", "--pattern", "llama*", "--yes"]);
+    assert!(
+        text.contains(&format!("Remote tier: removed {llama} of {} entries on 1 node", lines.len())),
+        "{text}"
+    );
+    assert_eq!(redis.cmd::<usize>(&["DBSIZE"]), lines.len() - llama);
+    let json = crate::fixture::ok_json(&sb, &["cache", "clear", "--all", "--yes"]);
+    assert_eq!(json["remote"]["removed"], lines.len() - llama, "{json}");
+    assert_eq!(redis.cmd::<usize>(&["DBSIZE"]), 0);
+}

@@ -281,10 +281,12 @@ impl RemoteTier {
     }
 
     /// Queues `value` to be written under response key `key`; never blocks. Dropped (and counted) when the
-    /// queue is full or Redis is unreachable.
+    /// queue is full or Redis is known to be unreachable (a put while the first connection is still being
+    /// made is queued: the writer waits for it).
     pub fn put(&self, key: &str, name: &str, value: &[u8], created_ms: u64, expires_ms: u64) {
         let c = &self.shared.counters;
-        if !self.shared.reachable.load(Ordering::Relaxed) {
+        let attempted = self.shared.attempted.load(Ordering::Acquire);
+        if attempted && !self.shared.reachable.load(Ordering::Relaxed) {
             RemoteCounters::bump(&c.dropped_writes);
             return;
         }

@@ -138,6 +138,13 @@ async fn write(shared: &Shared, job: WriteJob) {
             _ => return,
         },
     };
+    // A write queued while the first connection is being made waits for it (a few seconds at most).
+    for _ in 0..500 {
+        if shared.attempted.load(Ordering::Acquire) || shared.conns.read().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let Some(mut conn) = shared.conns.read().as_ref().map(|(_, write)| write.clone()) else {
         RemoteCounters::bump(&c.dropped_writes);
         return;
