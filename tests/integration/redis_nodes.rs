@@ -40,7 +40,11 @@ pub fn redis_server() -> Option<PathBuf> {
         let msg = "redis-server is not installed: run `apt-get install redis-server` \
                    (`scripts/setup.sh --deps-only` installs it)";
         assert!(std::env::var_os("CI").is_none(), "{msg}");
-        eprintln!("SKIPPED (not run): {msg}");
+        // Straight to fd 2: the test harness captures `eprintln!` of passing tests, and this must be seen.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("SKIPPED (not run): {msg}\n").as_bytes(),
+        );
     }
     found
 }
