@@ -54,5 +54,7 @@ mod guide;
 mod manage;
 /// redis-server processes and a Redis Cluster formed by the tests.
 mod redis_nodes;
+/// A timing run (ignored): HTTP hits answered from Redis against hits from the memory tier.
+mod remote_http;
 /// `cache enable`, `disable` and `persist`: the config file, `cache status`, and disabled kinds.
 mod toggle;
