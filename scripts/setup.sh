@@ -10,6 +10,8 @@
 #   cmake, libclang-dev, pkg-config  llama-cpp-2 builds llama.cpp from source with cmake and runs bindgen
 #   libgomp1                         llama.cpp runs with OpenMP
 #   python3, python3-pip             only when `python3 -m pip` is missing: pip fetches the wheels below
+#   redis-server                     the remote-tier tests (tests/integration/distributed.rs) start their own
+#                                    servers and a cluster on ephemeral ports; the service itself is not used
 #   libonnxruntime.so.1.31.1         ONNX Runtime for the `ort` crate (load-dynamic), taken from the PyPI
 #                                    wheel onnxruntime==1.31.1 and placed at /usr/local/lib/inferno/;
 #                                    for the ONNX backend (src/models/onnx.rs; ORT_DYLIB_PATH overrides).
@@ -46,7 +48,7 @@ apt_update() {
 }
 
 missing=()
-for pkg in cmake libclang-dev pkg-config libgomp1; do
+for pkg in cmake libclang-dev pkg-config libgomp1 redis-server; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ! python3 -m pip --version >/dev/null 2>&1; then

@@ -21,16 +21,21 @@ pub enum LogFormat {
 /// The level used when neither flags nor `INFERNO_LOG_LEVEL` say otherwise.
 pub const DEFAULT_LEVEL: &str = "warn";
 
+/// The `redis` client logs every failed reconnect attempt at warn level (hundreds a second while a cluster
+/// node is down); the remote tier logs what matters itself, rate-limited. Below `-vv` the client is quieter.
+const REDIS_DEFAULT: &str = "redis=error";
+const REDIS_VERBOSE: &str = "redis=warn";
+
 /// Installs the global subscriber. `verbose` counts `-v` flags; `quiet` is `-q`.
 pub fn init(verbose: u8, quiet: bool, format: Option<LogFormat>) -> anyhow::Result<()> {
     let env_level = std::env::var("INFERNO_LOG_LEVEL").ok().filter(|v| !v.trim().is_empty());
     let directive = match (quiet, verbose) {
-        (true, _) => "error".to_string(),
+        (true, _) => format!("error,{REDIS_DEFAULT}"),
         (false, 0) => match env_level {
             Some(level) => check_env_level(level)?,
-            None => DEFAULT_LEVEL.to_string(),
+            None => format!("{DEFAULT_LEVEL},{REDIS_DEFAULT}"),
         },
-        (false, 1) => "debug".to_string(),
+        (false, 1) => format!("debug,{REDIS_VERBOSE}"),
         (false, _) => "trace".to_string(),
     };
     let filter = EnvFilter::builder().parse(&directive).with_context(|| {

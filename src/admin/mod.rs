@@ -16,8 +16,8 @@ use crate::cache::{Filter, Kind};
 use crate::config::units::{SECOND, parse_duration};
 
 pub use views::{
-    BackupView, CompactView, DamagedView, KindCount, LiveStats, RangeView, RemovalView, ServerInfo,
-    VerifyView,
+    BackupView, CompactView, DamagedView, KindCount, LiveStats, RangeView, RemoteClearView, RemovalView,
+    ServerInfo, VerifyView,
 };
 
 /// Name of the server's admin socket in the cache directory.

@@ -62,6 +62,45 @@ pub struct RemovalView {
     pub file_bytes_before: u64,
     /// Bytes of cache files after.
     pub file_bytes_after: u64,
+    /// What clearing the remote tier (Redis) did, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteClearView>,
+}
+
+/// The remote tier's part of a removal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RemoteClearView {
+    /// Matching keys were removed.
+    Cleared {
+        /// Keys removed.
+        removed: u64,
+        /// Keys looked at.
+        scanned: u64,
+        /// Primary nodes scanned.
+        nodes: u64,
+    },
+    /// Redis could not be reached or refused.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+impl RemovalView {
+    /// This removal with the outcome of clearing the remote tier (`None`: there is none).
+    pub fn with_remote(
+        mut self,
+        remote: Option<Result<crate::cache::remote::RemoteRemoval, String>>,
+    ) -> Self {
+        self.remote = remote.map(|r| match r {
+            Ok(r) => {
+                RemoteClearView::Cleared { removed: r.removed, scanned: r.scanned, nodes: r.nodes as u64 }
+            }
+            Err(error) => RemoteClearView::Failed { error },
+        });
+        self
+    }
 }
 
 impl From<&Removal> for RemovalView {
@@ -73,6 +112,7 @@ impl From<&Removal> for RemovalView {
             bytes_freed_on_disk: r.bytes_freed(),
             file_bytes_before: r.file_bytes_before,
             file_bytes_after: r.file_bytes_after,
+            remote: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`Manager`]: what the CLI and the server use; composes the tiers per `[cache]`.
 //! - [`memory`]: the in-RAM LRU tier, bounded by entry count and by bytes.
 //! - [`disk`]: the disk tier — framed, checksummed records in append-only segments.
+//! - [`remote`]: the shared tier on Redis (standalone or cluster) behind both, for fleets of servers.
 //! - [`codec`]: how a value's bytes are stored (raw, gzip or zstd), with the on-disk codec ids.
 //! - [`hash`]: content hashes as `[cache.deduplication]` configures them.
 //! - [`chunk`]: content-defined chunking of large values.
@@ -29,6 +30,7 @@ mod kind;
 mod manager;
 pub mod memory;
 pub mod prometheus;
+pub mod remote;
 pub mod report;
 pub mod response;
 mod stats;

@@ -2,7 +2,7 @@
 //! `inferno cache export --format prometheus` and by `inferno serve`'s `/metrics`.
 //!
 //! Metrics (labels in braces):
-//! - `inferno_cache_hits_total{type,tier}` counter — gets answered, tier `memory` or `disk`
+//! - `inferno_cache_hits_total{type,tier}` counter — gets answered, tier `memory`, `disk` or `remote`
 //! - `inferno_cache_misses_total{type}` counter — gets that found nothing
 //! - `inferno_cache_expired_total{type}` counter — gets that found an expired entry
 //! - `inferno_cache_puts_total{type}` counter
@@ -17,6 +17,18 @@
 //!   their summed time; their rates' quotient is the mean lookup time that
 //!   `cache.alerts.thresholds.response_time_max_ms` is about
 //!
+//! With the remote tier (`[cache.distributed]`):
+//! - `inferno_cache_remote_lookups_total{result}` counter — `hit`, `miss`, `error` (failed or timed out),
+//!   `corrupt` (bad checksum or format), `skipped` (Redis unreachable); all but `hit` are misses
+//! - `inferno_cache_remote_writes_total{result}` counter — `ok`, `error`, `dropped` (queue full or Redis
+//!   unreachable)
+//! - `inferno_cache_remote_under_replicated_writes_total` counter — writes acknowledged by fewer replicas
+//!   than `replication_factor - 1`
+//! - `inferno_cache_remote_lookup_seconds` histogram — time of lookups sent to Redis
+//! - `inferno_cache_remote_up` gauge — 1 when a seed answered at the last look, else 0
+//! - `inferno_cache_remote_replicas` gauge — the fewest healthy replicas any primary has
+//! - `inferno_cache_remote_queued_writes` gauge — writes waiting for the background writer
+//!
 //! Counters are totals since the cache directory was created (see `stats.rs`). The compression and dedup
 //! ratios are absent while there is nothing to measure them on (no disk tier, or nothing stored yet).
 
@@ -24,7 +36,10 @@ use prometheus::{
     Counter, Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use super::report::CacheReport;
+use std::fmt::Write;
+
+use super::remote::LATENCY_BOUNDS_US;
+use super::report::{CacheReport, RemoteReport};
 
 /// The report in Prometheus text format.
 pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
@@ -51,6 +66,9 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
         let name = k.kind.name();
         hits.with_label_values(&[name, "memory"]).inc_by(k.memory_hits);
         hits.with_label_values(&[name, "disk"]).inc_by(k.disk_hits);
+        if report.remote.is_some() {
+            hits.with_label_values(&[name, "remote"]).inc_by(k.remote_hits);
+        }
         misses.with_label_values(&[name]).inc_by(k.misses);
         expired.with_label_values(&[name]).inc_by(k.expired);
         puts.with_label_values(&[name]).inc_by(k.puts);
@@ -97,7 +115,82 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
     )?;
     lookup_seconds.inc_by(report.lookup_seconds);
     registry.register(Box::new(lookup_seconds))?;
+    if let Some(remote) = &report.remote {
+        register_remote(&registry, remote)?;
+    }
     let mut out = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut out)?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    let mut text = String::from_utf8_lossy(&out).into_owned();
+    if let Some(remote) = &report.remote {
+        latency_histogram(remote, &mut text);
+    }
+    Ok(text)
+}
+
+fn register_remote(registry: &Registry, remote: &RemoteReport) -> Result<(), prometheus::Error> {
+    let c = &remote.counters;
+    let lookups = IntCounterVec::new(
+        Opts::new("inferno_cache_remote_lookups_total", "Remote-tier lookups, by result."),
+        &["result"],
+    )?;
+    registry.register(Box::new(lookups.clone()))?;
+    for (result, n) in [
+        ("hit", c.hits),
+        ("miss", c.misses),
+        ("error", c.errors),
+        ("corrupt", c.corrupt),
+        ("skipped", c.skipped),
+    ] {
+        lookups.with_label_values(&[result]).inc_by(n);
+    }
+    let writes = IntCounterVec::new(
+        Opts::new("inferno_cache_remote_writes_total", "Remote-tier writes, by result."),
+        &["result"],
+    )?;
+    registry.register(Box::new(writes.clone()))?;
+    for (result, n) in [("ok", c.writes), ("error", c.write_errors), ("dropped", c.dropped_writes)] {
+        writes.with_label_values(&[result]).inc_by(n);
+    }
+    let under = prometheus::IntCounter::new(
+        "inferno_cache_remote_under_replicated_writes_total",
+        "Remote writes acknowledged by fewer replicas than replication_factor - 1.",
+    )?;
+    under.inc_by(c.under_replicated);
+    registry.register(Box::new(under))?;
+    if let Some(status) = &remote.status {
+        let up = IntGauge::new("inferno_cache_remote_up", "1 when a Redis seed answered at the last look.")?;
+        up.set(i64::from(status.reachable));
+        registry.register(Box::new(up))?;
+        if let Some(replicas) = status.replicas_seen {
+            let g = IntGauge::new(
+                "inferno_cache_remote_replicas",
+                "The fewest healthy replicas any primary has.",
+            )?;
+            g.set(i64::from(replicas));
+            registry.register(Box::new(g))?;
+        }
+        if let Some(queued) = status.queued_writes {
+            let g = IntGauge::new("inferno_cache_remote_queued_writes", "Remote writes waiting to be sent.")?;
+            g.set(queued as i64);
+            registry.register(Box::new(g))?;
+        }
+    }
+    Ok(())
+}
+
+/// The lookup latency histogram, written by hand from the saved buckets (the `prometheus` crate only builds
+/// histograms from live observations).
+fn latency_histogram(remote: &RemoteReport, out: &mut String) {
+    let c = &remote.counters;
+    let name = "inferno_cache_remote_lookup_seconds";
+    let _ = writeln!(out, "# HELP {name} Time of remote-tier lookups sent to Redis.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut seen = 0;
+    for (i, bound) in LATENCY_BOUNDS_US.iter().enumerate() {
+        seen += c.latency_buckets.get(i).copied().unwrap_or(0);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {seen}", *bound as f64 / 1e6);
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", c.lookups());
+    let _ = writeln!(out, "{name}_sum {}", c.lookup_nanos as f64 / 1e9);
+    let _ = writeln!(out, "{name}_count {}", c.lookups());
 }

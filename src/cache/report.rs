@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::disk::KindStats;
 use super::kind::Kind;
 use super::manager::Manager;
+use super::remote::{RemoteSnapshot, RemoteStatus};
 use crate::config::CacheType;
 
 /// The whole picture.
@@ -38,6 +39,24 @@ pub struct CacheReport {
     /// Their summed time, in seconds.
     #[serde(skip)]
     pub lookup_seconds: f64,
+    /// The remote tier (Redis), when `cache.distributed.enabled` or it has ever been used.
+    pub remote: Option<RemoteReport>,
+}
+
+/// The remote tier: its counters (all processes, since the cache was created) and its status.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RemoteReport {
+    /// Counters: hits, misses, errors, corrupt values, skipped reads, writes and their failures.
+    #[serde(flatten)]
+    pub counters: RemoteSnapshot,
+    /// Mean time of a lookup sent to Redis, in microseconds.
+    pub mean_latency_us: Option<f64>,
+    /// Median lookup time (upper bound of its histogram bucket), in microseconds.
+    pub p50_latency_us: Option<u64>,
+    /// 99th percentile lookup time (upper bound of its histogram bucket), in microseconds.
+    pub p99_latency_us: Option<u64>,
+    /// Nodes, cluster or standalone, replicas seen, reachable or not; `None` when not looked at.
+    pub status: Option<RemoteStatus>,
 }
 
 /// One kind.
@@ -53,6 +72,8 @@ pub struct KindReport {
     pub memory_hits: u64,
     /// Gets answered by the disk tier.
     pub disk_hits: u64,
+    /// Gets answered by the remote tier.
+    pub remote_hits: u64,
     /// Gets that found nothing.
     pub misses: u64,
     /// Gets that found an expired entry.
@@ -153,6 +174,7 @@ impl CacheReport {
                     bytes,
                     memory_hits: c.memory_hits,
                     disk_hits: c.disk_hits,
+                    remote_hits: c.remote_hits,
                     misses: c.misses,
                     expired: c.expired,
                     puts: c.puts,
@@ -216,11 +238,23 @@ impl CacheReport {
             mean_lookup_us: ratio(counters.lookup_nanos, counters.lookups).map(|ns| ns / 1000.0),
             lookups: counters.lookups,
             lookup_seconds: counters.lookup_nanos as f64 / 1e9,
+            remote: (config.distributed.enabled || counters.remote != RemoteSnapshot::default()).then(|| {
+                let r = &counters.remote;
+                RemoteReport {
+                    mean_latency_us: ratio(r.lookup_nanos, r.lookups()).map(|ns| ns / 1000.0),
+                    p50_latency_us: r.latency_quantile_us(0.5),
+                    p99_latency_us: r.latency_quantile_us(0.99),
+                    counters: r.clone(),
+                    status: manager.remote_status(false),
+                }
+            }),
         }
     }
 
     /// Hits and misses over all kinds.
     pub fn totals(&self) -> (u64, u64) {
-        self.kinds.iter().fold((0, 0), |(h, m), k| (h + k.memory_hits + k.disk_hits, m + k.misses))
+        self.kinds
+            .iter()
+            .fold((0, 0), |(h, m), k| (h + k.memory_hits + k.disk_hits + k.remote_hits, m + k.misses))
     }
 }

@@ -1,17 +1,19 @@
-//! Counters the manager keeps: hits per tier, misses, puts, expirations and evictions per kind. Every figure
-//! a command prints about cache activity comes from here or from the disk tier's index.
+//! Counters the manager keeps: hits per tier, misses, puts, expirations and evictions per kind, and the remote
+//! tier's own (`remote/stats.rs`). Every figure a command prints about cache activity comes from here or from
+//! the disk tier's index.
 //!
 //! The counters are totals since the cache directory was created: the writer saves them to
 //! `<base_dir>/counters.json` at every flush, and every open starts from the saved values, so a `stats` run in
 //! a new process shows the hits of the processes before it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use super::kind::Kind;
+use super::remote::{RemoteCounters, RemoteSnapshot};
 
 /// Activity counters for one kind.
 #[derive(Debug, Default)]
@@ -20,6 +22,8 @@ pub struct KindCounters {
     pub memory_hits: AtomicU64,
     /// Gets answered by the disk tier.
     pub disk_hits: AtomicU64,
+    /// Gets answered by the remote tier (Redis).
+    pub remote_hits: AtomicU64,
     /// Gets that found nothing usable.
     pub misses: AtomicU64,
     /// Gets that found an expired entry.
@@ -42,6 +46,8 @@ pub struct Counters {
     pub lookups: AtomicU64,
     /// Total time of those gets, in nanoseconds.
     pub lookup_nanos: AtomicU64,
+    /// The remote tier's counters (shared with the tier itself).
+    pub remote: Arc<RemoteCounters>,
 }
 
 impl Counters {
@@ -56,6 +62,7 @@ impl Counters {
             let c = self.kind(k.kind);
             c.memory_hits.store(k.memory_hits, Ordering::Relaxed);
             c.disk_hits.store(k.disk_hits, Ordering::Relaxed);
+            c.remote_hits.store(k.remote_hits, Ordering::Relaxed);
             c.misses.store(k.misses, Ordering::Relaxed);
             c.expired.store(k.expired, Ordering::Relaxed);
             c.puts.store(k.puts, Ordering::Relaxed);
@@ -65,6 +72,7 @@ impl Counters {
         self.bytes_put.store(saved.bytes_put, Ordering::Relaxed);
         self.lookups.store(saved.lookups, Ordering::Relaxed);
         self.lookup_nanos.store(saved.lookup_nanos, Ordering::Relaxed);
+        self.remote.restore(&saved.remote);
     }
 
     /// A plain copy of every counter.
@@ -79,6 +87,7 @@ impl Counters {
                         kind,
                         memory_hits: load(&c.memory_hits),
                         disk_hits: load(&c.disk_hits),
+                        remote_hits: load(&c.remote_hits),
                         misses: load(&c.misses),
                         expired: load(&c.expired),
                         puts: load(&c.puts),
@@ -90,6 +99,7 @@ impl Counters {
             bytes_put: load(&self.bytes_put),
             lookups: load(&self.lookups),
             lookup_nanos: load(&self.lookup_nanos),
+            remote: self.remote.snapshot(),
         }
     }
 }
@@ -103,6 +113,9 @@ pub struct KindSnapshot {
     pub memory_hits: u64,
     /// Gets answered by the disk tier.
     pub disk_hits: u64,
+    /// Gets answered by the remote tier.
+    #[serde(default)]
+    pub remote_hits: u64,
     /// Gets that found nothing usable.
     pub misses: u64,
     /// Gets that found an expired entry.
@@ -114,7 +127,7 @@ pub struct KindSnapshot {
 impl KindSnapshot {
     /// Hits in all tiers.
     pub fn hits(&self) -> u64 {
-        self.memory_hits + self.disk_hits
+        self.memory_hits + self.disk_hits + self.remote_hits
     }
 
     /// Hits / (hits + misses), or `None` before the first get.
@@ -141,6 +154,9 @@ pub struct CounterSnapshot {
     /// Total time of those gets, in nanoseconds.
     #[serde(default)]
     pub lookup_nanos: u64,
+    /// The remote tier's counters.
+    #[serde(default)]
+    pub remote: RemoteSnapshot,
 }
 
 /// File, in the cache directory, that holds the saved counters.

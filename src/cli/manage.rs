@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
-use crate::admin::{ClearRequest, CompactView, RemovalView, VerifyRequest, VerifyView};
+use crate::admin::{ClearRequest, CompactView, RemoteClearView, RemovalView, VerifyRequest, VerifyView};
 use crate::cache::disk::QUARANTINE_DIR;
 use crate::cache::{Access, Kind};
 use crate::config::units::{SECOND, parse_duration};
@@ -94,7 +94,8 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 
 fn print_removal(what: &str, removal: &RemovalView, json: bool) -> anyhow::Result<()> {
     if json {
-        return output::print_json(&serde_json::to_value(removal)?);
+        output::print_json(&serde_json::to_value(removal)?)?;
+        return remote_outcome(removal);
     }
     let mut out = String::new();
     if removal.entries == 0 {
@@ -117,7 +118,27 @@ fn print_removal(what: &str, removal: &RemovalView, json: bool) -> anyhow::Resul
             bytes(removal.bytes_freed_on_disk)
         )?;
     }
-    Ok(output::print(&out)?)
+    match &removal.remote {
+        Some(RemoteClearView::Cleared { removed, scanned, nodes }) => writeln!(
+            out,
+            "Remote tier: removed {removed} of {scanned} entries on {nodes} node{}",
+            if *nodes == 1 { "" } else { "s" }
+        )?,
+        Some(RemoteClearView::Failed { error }) => writeln!(out, "Remote tier: not cleared: {error}")?,
+        None => {}
+    }
+    output::print(&out)?;
+    remote_outcome(removal)
+}
+
+/// An error when the local tiers were cleared but the remote tier could not be.
+fn remote_outcome(removal: &RemovalView) -> anyhow::Result<()> {
+    match &removal.remote {
+        Some(RemoteClearView::Failed { error }) => {
+            anyhow::bail!("the local tiers were cleared but the remote tier was not: {error}")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Removes what `request` selects: through the running server when one holds the cache, else here.
@@ -129,8 +150,9 @@ fn remove(options: &LoadOptions, request: &ClearRequest, json: bool) -> anyhow::
     let cache = open_cache(options, Access::ReadWrite)?;
     let spinner = output::spinner("removing and compacting", json);
     let removal = cache.remove_matching(&filter)?;
+    let remote = cache.clear_remote(&filter);
     spinner.finish_and_clear();
-    Ok(RemovalView::from(&removal))
+    Ok(RemovalView::from(&removal).with_remote(remote))
 }
 
 /// Runs `cache clear`.

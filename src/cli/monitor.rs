@@ -76,7 +76,7 @@ fn sample(dir: &std::path::Path) -> (Option<Live>, CounterSnapshot) {
 }
 
 fn totals(c: &CounterSnapshot) -> (u64, u64, u64) {
-    c.kinds.iter().fold((0, 0, 0), |(h, m, p), k| (h + k.memory_hits + k.disk_hits, m + k.misses, p + k.puts))
+    c.kinds.iter().fold((0, 0, 0), |(h, m, p), k| (h + k.hits(), m + k.misses, p + k.puts))
 }
 
 /// Runs `cache monitor`.

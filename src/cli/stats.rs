@@ -8,6 +8,7 @@ use bytesize::ByteSize;
 use clap::Args;
 
 use crate::admin::{LiveStats, ServerInfo};
+use crate::cache::report::RemoteReport;
 use crate::cache::{Access, CacheReport};
 use crate::config::LoadOptions;
 
@@ -54,7 +55,47 @@ pub(super) fn measure(options: &LoadOptions) -> anyhow::Result<(CacheReport, Opt
         return Ok((live.report, Some(live.server)));
     }
     let cache = open_cache(options, Access::ReadOnly)?;
-    Ok((CacheReport::measure(&cache), None))
+    let mut report = CacheReport::measure(&cache);
+    if let Some(remote) = report.remote.as_mut().filter(|r| r.status.is_none()) {
+        remote.status = cache.remote_status(true);
+    }
+    Ok((report, None))
+}
+
+fn micros(us: Option<u64>) -> String {
+    match us {
+        None => "n/a".into(),
+        Some(us) if us >= 1_000 => format!("{} ms", us / 1_000),
+        Some(us) => format!("{us} µs"),
+    }
+}
+
+/// The remote tier's lines: its status, then its counters (all processes since the cache was created).
+fn remote_section(remote: &RemoteReport, out: &mut String) -> anyhow::Result<()> {
+    if let Some(status) = &remote.status {
+        writeln!(out, "{}", super::status::remote_line(status))?;
+    }
+    let c = &remote.counters;
+    writeln!(
+        out,
+        "  lookups: {} hits, {} misses, {} errors, {} corrupt, {} skipped (unreachable); latency p50 {}, p99 {}",
+        thousands(c.hits),
+        thousands(c.misses),
+        thousands(c.errors),
+        thousands(c.corrupt),
+        thousands(c.skipped),
+        micros(remote.p50_latency_us),
+        micros(remote.p99_latency_us)
+    )?;
+    writeln!(
+        out,
+        "  writes: {} ok, {} failed, {} dropped, {} under-replicated",
+        thousands(c.writes),
+        thousands(c.write_errors),
+        thousands(c.dropped_writes),
+        thousands(c.under_replicated)
+    )?;
+    Ok(())
 }
 
 /// Runs `cache stats`.
@@ -112,6 +153,9 @@ pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Res
     )?;
     if let Some(server) = &server {
         server_section(server, &mut out)?;
+    }
+    if let Some(remote) = &report.remote {
+        remote_section(remote, &mut out)?;
     }
     if args.detailed {
         detailed(&report, if server.is_some() { "the server's" } else { "this process" }, &mut out)?;

@@ -1,10 +1,13 @@
 //! `inferno cache status`: the effective configuration, where each value came from (like
-//! `git config --show-origin`), and which settings are stored but not active yet.
+//! `git config --show-origin`), which settings are stored but not active yet, and — with
+//! `cache.distributed.enabled` — how the remote tier looks from here (nodes, cluster or standalone, replicas,
+//! reachable or not).
 
 use std::fmt::Write;
 
 use serde_json::json;
 
+use crate::cache::remote::RemoteStatus;
 use crate::cache::{Access, Kind, Manager, disk};
 use crate::config::{self, CacheConfig, LoadOptions, keys};
 
@@ -23,7 +26,9 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         })
         .collect();
 
-    let summary = summary(&resolved.config.cache);
+    let cache = &resolved.config.cache;
+    let remote = cache.distributed.enabled.then(|| crate::cache::remote::probe(&cache.distributed));
+    let summary = summary(cache, remote.as_ref());
     if json {
         let settings: Vec<_> = rows
             .iter()
@@ -74,6 +79,9 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         let parts: Vec<String> = entries.iter().map(|(k, v)| format!("{v} {k}")).collect();
         writeln!(out, "Entries: {}", parts.join(", "))?;
     }
+    if let Some(status) = &remote {
+        writeln!(out, "{}", remote_line(status))?;
+    }
     if let Some(job) = progress::read(&resolved.config.cache.base_dir) {
         writeln!(out, "{}", warm_line(&job))?;
     }
@@ -121,7 +129,7 @@ fn shown(key: &keys::Key, value: &toml::Value) -> String {
 }
 
 /// What is cached and where, measured now (the entry counts come from a read-only open of the cache).
-fn summary(cache: &CacheConfig) -> serde_json::Value {
+fn summary(cache: &CacheConfig, remote: Option<&RemoteStatus>) -> serde_json::Value {
     let types: Vec<&str> = Kind::ALL
         .into_iter()
         .filter(|k| {
@@ -162,7 +170,37 @@ fn summary(cache: &CacheConfig) -> serde_json::Value {
         "admin_socket": LiveServer::find(&cache.base_dir).map(|_| crate::admin::socket_path(&cache.base_dir)),
         "entries": entries,
         "warm": progress::read(&cache.base_dir),
+        "remote": remote,
     })
+}
+
+/// The remote tier in one line (two when something is wrong), as `status` and `stats` print it.
+pub fn remote_line(s: &RemoteStatus) -> String {
+    let seeds = s.nodes.join(", ");
+    if !s.reachable {
+        let why = s.error.as_deref().unwrap_or("no answer");
+        return format!(
+            "Remote tier: unreachable (seeds {seeds}): {why}\n  serving from the local tiers; start Redis or fix \
+             cache.distributed.cluster_nodes"
+        );
+    }
+    let mode = s.mode.map_or("?".to_string(), |m| format!("{m:?}").to_lowercase());
+    let replicas = s.replicas_seen.unwrap_or(0);
+    let mut line = format!(
+        "Remote tier: reachable, {mode}, {} primar{}, at least {replicas} replica{} each (replication_factor {}); \
+         seeds {seeds}",
+        s.primaries,
+        if s.primaries == 1 { "y" } else { "ies" },
+        if replicas == 1 { "" } else { "s" },
+        s.replication_factor
+    );
+    if let Some(queued) = s.queued_writes {
+        line.push_str(&format!("; {queued} writes queued"));
+    }
+    if let Some(error) = &s.error {
+        line.push_str(&format!("\n  warning: {error}"));
+    }
+    line
 }
 
 /// The warm job line: what the running job is doing, or how the last one ended.

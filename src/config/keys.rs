@@ -177,9 +177,13 @@ pub const KEYS: &[Key] = &[
         Kind::Integer,
         "alert above this lookup time in ms",
     )),
-    key("cache.distributed.enabled", Kind::Bool, "use the shared tier on Redis"),
-    key("cache.distributed.cluster_nodes", Kind::List, "seed addresses: host:port or redis:// URLs"),
-    key("cache.distributed.replication_factor", Kind::Integer, "copies of each entry the shared tier keeps"),
+    on(key("cache.distributed.enabled", Kind::Bool, "use the shared tier on Redis")),
+    on(key("cache.distributed.cluster_nodes", Kind::List, "seed addresses: host:port or redis:// URLs")),
+    on(key(
+        "cache.distributed.replication_factor",
+        Kind::Integer,
+        "copies of each entry the shared tier keeps",
+    )),
     on(key(
         "cache.metrics.prometheus_enabled",
         Kind::Bool,

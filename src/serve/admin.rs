@@ -170,7 +170,11 @@ async fn clear(
         Ok(filter) => filter,
         Err(error) => return error.into_response(),
     };
-    blocking(state, move |state| Ok(RemovalView::from(&state.manager.remove_matching(&filter)?))).await
+    blocking(state, move |state| {
+        let removal = state.manager.remove_matching(&filter)?;
+        Ok(RemovalView::from(&removal).with_remote(state.manager.clear_remote(&filter)))
+    })
+    .await
 }
 
 /// `POST /v1/cache/warm {"model": NAME}`: warms the model as `cache warm` does (page cache, metadata, a

@@ -1,12 +1,14 @@
 //! `inferno serve`: an OpenAI-compatible HTTP server (axum on tokio) with the response cache in front of
 //! inference.
 //!
-//! Start-up: open the cache for writing (this process owns it until it exits), preload the `server.preload`
-//! models, bind `server.bind:server.port` (loopback by default) and the admin socket in the cache directory,
-//! and print the address on stdout. SIGTERM and SIGINT stop accepting connections on both, let in-flight
-//! requests (streams included) finish, remove the admin socket, then flush the cache to disk before exiting.
-//! A timer unloads idle models under `cache.model.unload_policy = "time_based"`. Routes and their behaviour:
-//! `routes.rs`, `completions.rs`, `embeddings.rs`, `admin.rs`; docs/serve.md, docs/embeddings.md.
+//! Start-up: open the cache for writing (this process owns it until it exits), give the remote tier (when
+//! `cache.distributed.enabled`) up to 2 s to connect — without Redis it serves from the local tiers and
+//! keeps trying in the background —, preload the `server.preload` models, bind `server.bind:server.port`
+//! (loopback by default) and the admin socket in the cache directory, and print the address on stdout.
+//! SIGTERM and SIGINT stop accepting connections on both, let in-flight requests (streams included) finish,
+//! remove the admin socket, then flush the cache to disk before exiting. A timer unloads idle models under
+//! `cache.model.unload_policy = "time_based"`. Routes and their behaviour: `routes.rs`, `completions.rs`,
+//! `embeddings.rs`, `admin.rs`; docs/serve.md, docs/embeddings.md, docs/distributed.md.
 
 pub mod admin;
 mod completions;
@@ -43,6 +45,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let manager = Manager::open(&config.cache, Access::ReadWrite)
         .with_context(|| format!("cannot open the cache in {}", config.cache.base_dir.display()))?;
+    if manager.has_remote() && !manager.wait_remote(Duration::from_secs(2)) {
+        tracing::warn!(
+            "the remote tier (cache.distributed) is not reachable yet: serving from the local tiers; \
+             `inferno cache status` shows why"
+        );
+    }
     let state = Arc::new(AppState::new(config, Arc::new(manager)));
     for model in state.config.server.preload.clone() {
         let loader = Arc::clone(&state);

@@ -78,6 +78,16 @@ impl AppState {
         }
     }
 
+    /// The cached answer for `plan`. With a remote tier a lookup may wait on Redis (a few hundred ms at
+    /// worst), so it runs on a blocking thread; local lookups stay inline.
+    async fn lookup(self: &Arc<Self>, plan: &CachePlan) -> Option<Value> {
+        if !self.manager.has_remote() {
+            return plan.lookup(&self.manager);
+        }
+        let (state, plan) = (Arc::clone(self), plan.clone());
+        tokio::task::spawn_blocking(move || plan.lookup(&state.manager)).await.ok().flatten()
+    }
+
     /// The cached answer of `plan`, when it looks up and one is there; else the flight guard to generate
     /// under (`None` when the plan does not look up). A request that finds another generating its key waits
     /// for it and looks again.
@@ -86,7 +96,7 @@ impl AppState {
             return Lookup::Generate(None);
         }
         loop {
-            if let Some(hit) = plan.lookup(&self.manager) {
+            if let Some(hit) = self.lookup(plan).await {
                 return Lookup::Hit(hit);
             }
             match self.join_flight(plan.key()) {

@@ -54,6 +54,8 @@ mod transfer;
 /// `cache warm`: models, directories, background jobs, responses.
 mod warm;
 
+/// The remote tier on real redis-server processes: sharing between servers, failures, status and clear.
+mod distributed;
 /// `cache export --format prometheus|json` and `cache metrics`, parsed and checked against the import.
 mod export_metrics;
 /// A cache populated by `cache import`, and readers for its export and its files.
@@ -62,5 +64,9 @@ mod fixture;
 mod guide;
 /// `cache clear`, `cleanup`, `compact`, `verify`, `repair` and `disk-usage`: effects on entries and disk.
 mod manage;
+/// redis-server processes and a Redis Cluster formed by the tests.
+mod redis_nodes;
+/// A timing run (ignored): HTTP hits answered from Redis against hits from the memory tier.
+mod remote_http;
 /// `cache enable`, `disable` and `persist`: the config file, `cache status`, and disabled kinds.
 mod toggle;

@@ -11,7 +11,7 @@ mod index;
 mod lock;
 mod maintain;
 mod open;
-mod record;
+pub mod record;
 mod segment;
 mod snapshot;
 mod stats;

@@ -5,6 +5,10 @@
 //! (the default) keeps a RAM tier in front of the disk tier and writes behind: every put is appended at once
 //! (compressed on the caller's thread) and made durable by a background flush every
 //! `persistence.sync_interval_seconds`, by [`Manager::flush`], and when the manager is dropped.
+//!
+//! With `cache.distributed.enabled`, a writable manager also runs the remote tier (Redis) for response
+//! entries only: asked after a local miss (a hit fills the local tiers), written behind every response put.
+//! Models and metadata stay local. See `remote.rs` here and `cache/remote`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +22,7 @@ use super::disk::{DiskError, DiskStore, EntryWrite, StoreOptions, StoredEntry, n
 use super::hash::ContentHasher;
 use super::kind::Kind;
 use super::memory::MemoryTier;
+use super::remote::RemoteTier;
 use super::response::{join_record, join_response, split_record};
 use super::stats::{CounterSnapshot, Counters};
 use super::trace::{Op, Tracer};
@@ -25,6 +30,7 @@ use crate::config::{CacheConfig, CacheType};
 
 mod filter;
 mod housekeeping;
+mod remote;
 #[cfg(test)]
 mod tests;
 
@@ -117,6 +123,7 @@ pub struct Manager {
     last_history: Arc<parking_lot::Mutex<Option<(super::history::Snapshot, bool)>>>,
     tracer: Arc<Tracer>,
     flusher: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    remote: Option<RemoteTier>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -124,6 +131,7 @@ impl std::fmt::Debug for Manager {
         f.debug_struct("Manager")
             .field("type", &self.config.kind)
             .field("disk", &self.disk)
+            .field("remote", &self.remote)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +163,7 @@ impl Manager {
         if let Some(saved) = CounterSnapshot::load(&config.base_dir) {
             counters.restore(&saved);
         }
+        let remote = remote::start(config, access, &counters).map_err(CacheError::Thread)?;
         let mut manager = Self {
             config: config.clone(),
             memory,
@@ -165,6 +174,7 @@ impl Manager {
             last_history: Arc::default(),
             tracer: Arc::default(),
             flusher: None,
+            remote,
         };
         if access == Access::ReadWrite
             && let Some(keeper) = manager.housekeeper()
@@ -242,6 +252,11 @@ impl Manager {
             let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires_ms };
             let evicted = memory.insert(memory_key(kind, key).into(), cached);
             self.note_evicted(evicted);
+        }
+        if kind == Kind::Response
+            && let Some(remote) = &self.remote
+        {
+            remote.put(key, name, value, now, expires_ms);
         }
         self.counters.kind(kind).puts.fetch_add(1, Ordering::Relaxed);
         self.tracer.record(Op::Write, kind, key, None, None, value.len() as u64);
@@ -352,12 +367,10 @@ impl Manager {
             }
         }
         let Some(disk) = &self.disk else {
-            counters.misses.fetch_add(1, Ordering::Relaxed);
-            return Ok(None);
+            return Ok(self.read_through(kind, key));
         };
         let Some(stored) = disk.get(kind.code(), key.as_bytes())? else {
-            counters.misses.fetch_add(1, Ordering::Relaxed);
-            return Ok(None);
+            return Ok(self.read_through(kind, key));
         };
         let bytes: Arc<[u8]> = self.decode(kind, key, &stored)?.into();
         counters.disk_hits.fetch_add(1, Ordering::Relaxed);
@@ -471,8 +484,12 @@ impl Manager {
         out
     }
 
-    /// Makes every write so far durable, and saves the counters.
+    /// Makes every write so far durable, and saves the counters. With a remote tier, first waits (a few
+    /// seconds at most) for the writes queued for Redis.
     pub fn flush(&self) -> Result<(), CacheError> {
+        if let Some(remote) = &self.remote {
+            remote.drain(Duration::from_secs(3));
+        }
         match self.housekeeper() {
             Some(keeper) if !keeper.disk.options().read_only => keeper.sync(),
             _ => Ok(()),

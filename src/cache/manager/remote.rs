@@ -1,0 +1,110 @@
+//! The manager's side of the remote tier: starting it, reading through it on a local miss (and filling the
+//! local tiers), `cache clear` on it, and its status. Only response entries go to Redis.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{Access, Cached, EntryInfo, Filter, Manager, memory_key};
+use crate::cache::disk::now_ms;
+use crate::cache::kind::Kind;
+use crate::cache::remote::{self, RemoteRemoval, RemoteStatus, RemoteTier};
+use crate::cache::stats::Counters;
+use crate::cache::trace::Op;
+use crate::config::CacheConfig;
+
+/// The remote tier for a writable manager when `cache.distributed.enabled` and responses are cached.
+pub(super) fn start(
+    config: &CacheConfig,
+    access: Access,
+    counters: &Counters,
+) -> std::io::Result<Option<RemoteTier>> {
+    let wanted = config.distributed.enabled
+        && !config.distributed.cluster_nodes.is_empty()
+        && access == Access::ReadWrite
+        && config.enabled
+        && config.response.enabled;
+    if !wanted {
+        return Ok(None);
+    }
+    let codec = crate::cache::codec::Codec::from_cache_config(config);
+    RemoteTier::start(&config.distributed, codec, Arc::clone(&counters.remote)).map(Some)
+}
+
+impl Manager {
+    /// The value of a response entry from the remote tier after a local miss; a hit is written to the local
+    /// tiers. Counts the hit or the miss.
+    pub(super) fn read_through(&self, kind: Kind, key: &str) -> Option<Arc<[u8]>> {
+        let counters = self.counters.kind(kind);
+        let found = self.remote.as_ref().filter(|_| kind == Kind::Response).and_then(|r| r.get(key));
+        let Some(entry) = found else {
+            counters.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        counters.remote_hits.fetch_add(1, Ordering::Relaxed);
+        self.tracer.record(Op::Read, kind, key, Some("remote"), Some(true), entry.value.len() as u64);
+        if let Some(disk) = &self.disk
+            && let Err(err) = self.write_disk(disk, kind, key, &entry.name, &entry.value, entry.expires_ms)
+        {
+            tracing::warn!(key, "keeping a remote hit on disk failed: {err}");
+        }
+        let bytes: Arc<[u8]> = entry.value.into();
+        if let Some(memory) = &self.memory {
+            let cached = Cached {
+                bytes: bytes.clone(),
+                name: entry.name.as_str().into(),
+                created_ms: entry.created_ms,
+                expires_ms: entry.expires_ms,
+            };
+            let evicted = memory.insert(memory_key(kind, key).into(), cached);
+            self.note_evicted(evicted);
+        }
+        Some(bytes)
+    }
+
+    /// Whether this manager runs a remote tier.
+    pub fn has_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Waits until the remote tier's first connection attempt has finished, at most `limit`; true when
+    /// Redis answered. False at once without a remote tier.
+    pub fn wait_remote(&self, limit: Duration) -> bool {
+        self.remote.as_ref().is_some_and(|r| r.wait_ready(limit))
+    }
+
+    /// The remote tier's status: this process's view when it runs the tier, else a fresh look from here
+    /// (a few seconds at most); `None` when `cache.distributed.enabled` is false.
+    pub fn remote_status(&self, probe: bool) -> Option<RemoteStatus> {
+        let config = &self.config.distributed;
+        match &self.remote {
+            Some(tier) => Some(tier.status(config)),
+            None if config.enabled && probe => Some(remote::probe(config)),
+            None => None,
+        }
+    }
+
+    /// Removes the remote entries `filter` selects (response entries only: a filter of other kinds selects
+    /// none). `None` without a remote tier; an error when Redis cannot be reached.
+    pub fn clear_remote(&self, filter: &Filter) -> Option<Result<RemoteRemoval, String>> {
+        let tier = self.remote.as_ref()?;
+        if !filter.kinds.is_empty() && !filter.kinds.contains(&Kind::Response) {
+            return Some(Ok(RemoteRemoval::default()));
+        }
+        let peek = filter.pattern.is_some() || filter.older_than.is_some();
+        let filter = filter.clone();
+        let now = now_ms();
+        let select = Arc::new(move |p: &remote::Peeked| {
+            let entry = EntryInfo {
+                kind: Kind::Response,
+                key: p.key.clone(),
+                name: p.name.clone(),
+                created_ms: p.created_ms,
+                expires_ms: p.expires_ms,
+                size: p.size,
+            };
+            filter.matches(&entry, now)
+        });
+        Some(tier.clear(peek, select))
+    }
+}

@@ -1,0 +1,160 @@
+//! What the remote tier stores: the key layout and the value bytes.
+//!
+//! A key is `inferno:v1:resp:<response key>` (see [`remote_key`]). `v1` is the namespace: it names this
+//! layout and value format, and changes (so that old keys simply miss) if either ever does. It is written
+//! without braces on purpose: a `{...}` part would be a Redis Cluster hash tag and put every key in one slot.
+//!
+//! A value is one framed, checksummed record exactly as the disk tier writes it (docs/format.md, "Record"):
+//! type entry, kind response, the entry's key, name, creation and expiry times, and the whole value
+//! compressed with the configured codec. Chunk references are never used remotely (dedup chunks live in
+//! the local disk tier), so a record read from Redis is self-contained. Reading checks the checksum, the
+//! kind and that the record's key is the key asked for: a damaged or misplaced value is reported, never
+//! served.
+
+use crate::cache::codec::{Codec, CodecId};
+use crate::cache::disk::record::{self, HEADER_LEN, RecordRef, RecordType};
+use crate::cache::kind::Kind;
+
+/// Every key the remote tier writes starts with this.
+pub const KEY_PREFIX: &str = "inferno:v1:resp:";
+
+/// The Redis key of the response entry `key`.
+pub fn remote_key(key: &str) -> String {
+    format!("{KEY_PREFIX}{key}")
+}
+
+/// The response key inside a Redis key made by [`remote_key`].
+pub fn local_key(remote: &str) -> Option<&str> {
+    remote.strip_prefix(KEY_PREFIX)
+}
+
+/// An entry read back from the remote tier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteEntry {
+    /// The decoded value.
+    pub value: Vec<u8>,
+    /// The entry's name (the model name for responses).
+    pub name: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Expiry time, ms since the Unix epoch; 0 = never.
+    pub expires_ms: u64,
+}
+
+/// The record bytes stored under [`remote_key`]`(key)`.
+pub fn encode(
+    codec: &Codec,
+    key: &str,
+    name: &str,
+    value: &[u8],
+    created_ms: u64,
+    expires_ms: u64,
+) -> Vec<u8> {
+    let mut scratch = Vec::new();
+    let (codec, stored) = codec.encode(value, &mut scratch);
+    let mut out = Vec::with_capacity(HEADER_LEN + key.len() + name.len() + stored.len());
+    record::encode(
+        &RecordRef {
+            record_type: RecordType::Entry,
+            kind: Kind::Response.code(),
+            codec: codec as u8,
+            seq: 0,
+            created_ms,
+            expires_ms,
+            key: key.as_bytes(),
+            name: name.as_bytes(),
+            refs: &[],
+            value: stored,
+            raw_len: value.len() as u32,
+            payload_len: 0,
+        },
+        &mut out,
+    );
+    out
+}
+
+/// Decodes and checks the record stored for `key`; the error says what is wrong with it.
+pub fn decode(key: &str, bytes: &[u8]) -> Result<RemoteEntry, String> {
+    let record = record::decode(bytes, true).map_err(|e| e.to_string())?;
+    let header = record.header;
+    if header.record_type != RecordType::Entry || header.kind != Kind::Response.code() {
+        return Err(format!("not a response entry (type {:?}, kind {})", header.record_type, header.kind));
+    }
+    if record.key != key.as_bytes() {
+        return Err("the record belongs to another key".into());
+    }
+    if header.refs != 0
+        || record.value.len() + HEADER_LEN + record.key.len() + record.name.len() != bytes.len()
+    {
+        return Err("unexpected chunk references or trailing bytes".into());
+    }
+    let codec = CodecId::try_from(header.codec).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let value =
+        Codec::decode(codec, record.value, header.raw_len as usize, &mut out).map_err(|e| e.to_string())?;
+    Ok(RemoteEntry {
+        value: value.to_vec(),
+        name: String::from_utf8_lossy(record.name).into_owned(),
+        created_ms: header.created_ms,
+        expires_ms: header.expires_ms,
+    })
+}
+
+/// The name, creation time, expiry and decoded size of a record from its first bytes (a `GETRANGE`
+/// prefix), without the value and without checking the checksum: enough for `clear --pattern`.
+pub fn peek(prefix: &[u8]) -> Option<(String, u64, u64, u64)> {
+    let header = record::decode_header(prefix).ok()?;
+    let name_at = HEADER_LEN + header.key_len as usize;
+    let name = prefix.get(name_at..name_at + header.name_len as usize)?;
+    Some((
+        String::from_utf8_lossy(name).into_owned(),
+        header.created_ms,
+        header.expires_ms,
+        header.raw_len as u64,
+    ))
+}
+
+/// Bytes of a record that [`peek`] needs for any key and name up to these lengths.
+pub const PEEK_LEN: usize = HEADER_LEN + 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CacheConfig;
+
+    #[test]
+    fn round_trip_and_damage_is_an_error() {
+        let codec = Codec::from_cache_config(&CacheConfig::default());
+        let value =
+            br#"{"response":"hello hello hello hello hello hello hello hello hello hello"}"#.repeat(40);
+        let bytes = encode(&codec, "abc123", "tiny", &value, 7, 9);
+        assert!(bytes.len() < value.len(), "compressed");
+        let entry = decode("abc123", &bytes).unwrap();
+        assert_eq!(
+            entry,
+            RemoteEntry { value: value.clone(), name: "tiny".into(), created_ms: 7, expires_ms: 9 }
+        );
+        assert_eq!(
+            peek(&bytes[..PEEK_LEN.min(bytes.len())]),
+            Some(("tiny".into(), 7, 9, value.len() as u64))
+        );
+        assert!(decode("other", &bytes).unwrap_err().contains("another key"));
+        for at in [0, 10, HEADER_LEN + 2, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x40;
+            assert!(decode("abc123", &damaged).is_err(), "flip at {at} went unnoticed");
+        }
+        assert!(decode("abc123", &bytes[..bytes.len() - 1]).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode("abc123", &longer).is_err());
+    }
+
+    #[test]
+    fn keys_have_no_hash_tag() {
+        let key = remote_key("k1");
+        assert_eq!(key, "inferno:v1:resp:k1");
+        assert!(!key.contains('{'));
+        assert_eq!(local_key(&key), Some("k1"));
+    }
+}
