@@ -47,6 +47,9 @@ pub struct ClearRequest {
     /// Only entries created longer ago than this: seconds, or a duration such as `24h` or `7d`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub older_than: Option<String>,
+    /// Leave the remote tier alone (`cache cleanup`: Redis expires entries by their own TTLs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local_only: bool,
 }
 
 impl ClearRequest {
@@ -64,6 +67,7 @@ impl ClearRequest {
             pattern: pattern.map(str::to_string),
             kinds,
             older_than: older_than.map(|d| format!("{}ms", d.as_millis())),
+            local_only: false,
         }
     }
 
@@ -105,6 +109,9 @@ impl ClearRequest {
             if let Some(value) = value {
                 pairs.push(format!("{name}={}", percent_encode(value)));
             }
+        }
+        if self.local_only {
+            pairs.push("local_only=true".to_string());
         }
         pairs.join("&")
     }

@@ -150,7 +150,7 @@ fn remove(options: &LoadOptions, request: &ClearRequest, json: bool) -> anyhow::
     let cache = open_cache(options, Access::ReadWrite)?;
     let spinner = output::spinner("removing and compacting", json);
     let removal = cache.remove_matching(&filter)?;
-    let remote = cache.clear_remote(&filter);
+    let remote = if request.local_only { None } else { cache.clear_remote(&filter) };
     spinner.finish_and_clear();
     Ok(RemovalView::from(&removal).with_remote(remote))
 }
@@ -190,7 +190,8 @@ pub fn clear(options: &LoadOptions, args: &ClearArgs, json: bool) -> anyhow::Res
 pub fn cleanup(options: &LoadOptions, args: &CleanupArgs, json: bool) -> anyhow::Result<()> {
     let config = config::load(options)?.config;
     let age = args.older_than.unwrap_or(config.cache.cleanup.age_threshold_days.duration());
-    let removal = remove(options, &ClearRequest::new(&[], None, None, Some(age)), json)?;
+    let request = ClearRequest { local_only: true, ..ClearRequest::new(&[], None, None, Some(age)) };
+    let removal = remove(options, &request, json)?;
     print_removal(&format!("Cleanup (older than {})", humantime::format_duration(age)), &removal, json)
 }
 

@@ -166,13 +166,15 @@ async fn clear(
         Err(rejection) => Err(AdminError::bad_request(rejection.body_text())),
         Ok(Query(query)) => parse(&body, Some(query)),
     };
-    let filter = match request.and_then(|r| r.filter().map_err(AdminError::bad_request)) {
-        Ok(filter) => filter,
-        Err(error) => return error.into_response(),
-    };
+    let (filter, local_only) =
+        match request.and_then(|r| r.filter().map(|f| (f, r.local_only)).map_err(AdminError::bad_request)) {
+            Ok(selected) => selected,
+            Err(error) => return error.into_response(),
+        };
     blocking(state, move |state| {
         let removal = state.manager.remove_matching(&filter)?;
-        Ok(RemovalView::from(&removal).with_remote(state.manager.clear_remote(&filter)))
+        let remote = if local_only { None } else { state.manager.clear_remote(&filter) };
+        Ok(RemovalView::from(&removal).with_remote(remote))
     })
     .await
 }

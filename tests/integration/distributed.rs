@@ -20,6 +20,7 @@ fn remote_env(seeds: &str, factor: u32) -> Vec<(&'static str, String)> {
         ("INFERNO_CACHE__DISTRIBUTED__ENABLED", "true".into()),
         ("INFERNO_CACHE__DISTRIBUTED__CLUSTER_NODES", seeds.into()),
         ("INFERNO_CACHE__DISTRIBUTED__REPLICATION_FACTOR", factor.to_string()),
+        ("INFERNO_CACHE__METRICS__PROMETHEUS_ENABLED", "true".into()),
     ]
 }
 
