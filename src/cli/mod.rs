@@ -156,7 +156,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { global, command } = cli;
     match command {
         Command::Completions { shell } => completions(&global, shell),
-        Command::Serve(args) => serve::run(load_options(&global)?, &args),
+        Command::Serve(args) => {
+            if global.json {
+                return Err(UsageError(
+                    "--json does not apply to `serve`; its logs are JSON with --log-format json".into(),
+                )
+                .into());
+            }
+            serve::run(load_options(&global)?, &args)
+        }
         Command::Models { models_dir, command } => {
             let mut options = load_options(&global)?;
             if let Some(dir) = models_dir {

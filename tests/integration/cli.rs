@@ -52,12 +52,14 @@ fn completions_print_a_script_for_each_shell() {
 }
 
 #[test]
-fn completions_with_json_is_a_usage_error() {
+fn json_where_nothing_prints_data_is_a_usage_error() {
     let sandbox = Sandbox::new();
-    let out = sandbox.cmd().args(["completions", "bash", "--json"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(out.stdout.is_empty());
-    assert!(stderr(&out).contains("--json"), "{}", stderr(&out));
+    for args in [&["completions", "bash", "--json"][..], &["serve", "--port", "0", "--json"]] {
+        let out = sandbox.cmd().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+        assert!(stderr(&out).contains("--json"), "{}", stderr(&out));
+    }
 }
 
 #[test]
