@@ -135,14 +135,11 @@ impl ModelCache {
         let mut stale = None;
         let pending = {
             let mut guard = self.state.lock();
+            if let Some(model) = guard.hit(&file, now) {
+                return Ok(model);
+            }
             let state = &mut *guard;
             match state.slots.get_mut(&file.path) {
-                Some(Slot::Loaded(entry)) if entry.model.file.stamp == file.stamp => {
-                    entry.uses += 1;
-                    entry.last_use = entry.last_use.max(now);
-                    state.counters.hits += 1;
-                    return Ok(entry.model.clone());
-                }
                 Some(Slot::Loading { pending, .. }) => {
                     let pending = pending.clone();
                     drop(guard);
@@ -174,18 +171,7 @@ impl ModelCache {
     /// system calls) and leave loads to a blocking thread.
     pub fn get_loaded(&self, path: &Path) -> Option<Arc<CachedModel>> {
         let file = ModelFile::open(path).ok()?;
-        let now = Instant::now();
-        let mut guard = self.state.lock();
-        let state = &mut *guard;
-        match state.slots.get_mut(&file.path) {
-            Some(Slot::Loaded(entry)) if entry.model.file.stamp == file.stamp => {
-                entry.uses += 1;
-                entry.last_use = entry.last_use.max(now);
-                state.counters.hits += 1;
-                Some(entry.model.clone())
-            }
-            _ => None,
-        }
+        self.state.lock().hit(&file, Instant::now())
     }
 
     /// Counts a lookup whose file could not even be identified: a miss and a failed load.

@@ -10,6 +10,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::{CachedModel, ModelCacheCounters, ModelCacheError};
 use crate::config::PreloadStrategy;
+use crate::models::file::ModelFile;
 
 /// A loaded model in the cache, with its use.
 #[derive(Debug)]
@@ -105,6 +106,19 @@ impl State {
     pub(super) fn remove_loaded(&mut self, mut unload: impl FnMut(&Entry) -> bool) -> Vec<Arc<CachedModel>> {
         let paths: Vec<PathBuf> = self.entries().filter(|(_, e)| unload(e)).map(|(p, _)| p.clone()).collect();
         paths.iter().filter_map(|path| self.remove_entry(path)).collect()
+    }
+
+    /// The loaded model of `file` when its stamp still matches, counted as a hit and a use at `now`.
+    pub(super) fn hit(&mut self, file: &ModelFile, now: Instant) -> Option<Arc<CachedModel>> {
+        match self.slots.get_mut(&file.path) {
+            Some(Slot::Loaded(entry)) if entry.model.file.stamp == file.stamp => {
+                entry.uses += 1;
+                entry.last_use = entry.last_use.max(now);
+                self.counters.hits += 1;
+                Some(entry.model.clone())
+            }
+            _ => None,
+        }
     }
 
     pub(super) fn remove_entry(&mut self, path: &Path) -> Option<Arc<CachedModel>> {
