@@ -41,7 +41,7 @@ mkdir -p "$work/models"
 "$target/release/examples/tiny_model" "$work/models/tiny.gguf" >/dev/null
 
 env -i PATH="$PATH" HOME="$work/home" XDG_CONFIG_HOME="$work/config" XDG_CACHE_HOME="$work/cache" \
-  INFERNO_SYSTEM_CONFIG="$work/none.toml" \
+  INFERNO_SYSTEM_CONFIG="$work/none.toml" INFERNO_CACHE__METRICS__PROMETHEUS_ENABLED=true \
   "$work/inferno" serve --port 0 --models-dir "$work/models" >"$work/stdout" 2>"$work/stderr" &
 pid=$!
 for _ in $(seq 100); do
