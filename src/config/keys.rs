@@ -88,7 +88,11 @@ pub const KEYS: &[Key] = &[
     on(key("cache.deduplication.enable_parallel", Kind::Bool, "hash large values on several threads")),
     on(key("cache.deduplication.seed", Kind::Integer, "seed for xxhash")),
     on(key("cache.deduplication.variant", Kind::Text, "xxhash function: xxh32 | xxh64 | xxh3")),
-    on(key("cache.model.enabled", Kind::Bool, "cache model entries")),
+    on(key(
+        "cache.model.enabled",
+        Kind::Bool,
+        "keep loaded models between requests (inferno serve) and record warmed models",
+    )),
     on(key("cache.model.max_models", Kind::Integer, "most model instances loaded at once")),
     on(key("cache.model.memory_limit_gb", Kind::Size(GB), "most memory loaded models may take")),
     on(key(

@@ -197,7 +197,12 @@ async fn warm_model(
                 .map_err(|e| not_found(e.to_string()))?,
             Channel::Http => state.registry.path_of(&request.model).map_err(|e| not_found(e.to_string()))?,
         };
-        let into = LoadInto::Keep(state.registry.cache());
+        // With model caching off the model is checked and unloaded, as in a CLI warm.
+        let into = if state.registry.keeps_loaded() {
+            LoadInto::Keep(state.registry.cache())
+        } else {
+            LoadInto::Check
+        };
         let report = warm::warm_model(Some(&state.manager), &path, into, |_, _| {})?;
         state.registry.pin(&report.name, &report.path);
         tracing::info!(model = %report.name, "warmed and loaded on request");

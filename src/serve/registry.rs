@@ -21,16 +21,26 @@ pub struct Registry {
     /// Models given by path at start, by name.
     pinned: Mutex<BTreeMap<String, PathBuf>>,
     cache: ModelCache,
+    /// False with `cache.model.enabled = false` (or the cache off): every request loads its own instance,
+    /// dropped when the request ends.
+    keep_loaded: bool,
 }
 
 impl Registry {
-    /// A registry over `models_dir` with the `[cache.model]` limits.
-    pub fn new(models_dir: &Path, config: &ModelCacheConfig) -> Self {
+    /// A registry over `models_dir` with the `[cache.model]` limits; `keep_loaded` false keeps no model
+    /// loaded between requests.
+    pub fn new(models_dir: &Path, config: &ModelCacheConfig, keep_loaded: bool) -> Self {
         Self {
             models_dir: models_dir.to_path_buf(),
             pinned: Mutex::new(BTreeMap::new()),
             cache: ModelCache::new(config),
+            keep_loaded,
         }
+    }
+
+    /// Whether loaded models stay in the model cache between requests.
+    pub fn keeps_loaded(&self) -> bool {
+        self.keep_loaded
     }
 
     /// The loaded-model cache.
@@ -42,6 +52,9 @@ impl Registry {
     pub fn preload(&self, name_or_path: &str) -> anyhow::Result<String> {
         let path = catalog::resolve(name_or_path, &self.models_dir)?;
         let model = self.cache.get_or_load(&path)?;
+        if !self.keep_loaded {
+            self.cache.unload(model.path());
+        }
         let name = model.name();
         self.pinned.lock().insert(name.clone(), model.path().to_path_buf());
         Ok(name)
@@ -95,7 +108,12 @@ impl Registry {
     /// The loaded model called `name`, loading it when needed. Blocking: call from a blocking thread.
     pub fn get(&self, name: &str) -> Result<Arc<CachedModel>, InferenceError> {
         let path = self.path_of(name)?;
-        self.cache.get_or_load(&path).map_err(|e| load_error(name, e))
+        let model = self.cache.get_or_load(&path).map_err(|e| load_error(name, e))?;
+        if !self.keep_loaded {
+            // The caller's handle keeps this instance alive for its request; the cache forgets it.
+            self.cache.unload(model.path());
+        }
+        Ok(model)
     }
 }
 

@@ -66,7 +66,8 @@ impl Drop for FlightGuard {
 impl AppState {
     /// Shared state over an open cache.
     pub fn new(config: Config, manager: Arc<Manager>) -> Self {
-        let registry = Registry::new(&config.models.dir, &config.cache.model);
+        let keep_loaded = config.cache.enabled && config.cache.model.enabled;
+        let registry = Registry::new(&config.models.dir, &config.cache.model, keep_loaded);
         Self {
             config,
             manager,

@@ -214,3 +214,28 @@ fn counters_move_with_requests() {
     assert_eq!(sample(&m2, "inferno_http_requests_total", &[("route", "/metrics"), ("status", "200")]), 2.0);
     assert!(delta(&m1, &m2, "inferno_cache_lookup_seconds_total") > 0.0);
 }
+
+#[test]
+fn with_model_caching_off_every_request_loads_its_own_instance() {
+    let (sb, dir) = with_tiny_model();
+    let loads = |server: &Server| {
+        let m = parse_prometheus(&scrape(server));
+        (
+            sample(&m, "inferno_model_cache_events_total", &[("event", "load")]),
+            sample(&m, "inferno_models_loaded", &[]),
+        )
+    };
+    let on = Server::start(&sb, &dir, &[], &[METRICS_ON]);
+    for prompt in ["a", "b", "c"] {
+        assert_eq!(on.post("/v1/completions", &completion(prompt), &[]).status, 200);
+    }
+    assert_eq!(loads(&on), (1.0, 1.0), "the model cache keeps one instance for all requests");
+    drop(on);
+
+    let off = Server::start(&sb, &dir, &[], &[METRICS_ON, ("INFERNO_CACHE__MODEL__ENABLED", "false")]);
+    for prompt in ["d", "e", "f"] {
+        let reply = off.post("/v1/completions", &completion(prompt), &[]);
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    assert_eq!(loads(&off), (3.0, 0.0), "cache.model.enabled = false: a load per request, none kept");
+}
