@@ -294,7 +294,7 @@ fn in_process(c: &mut Criterion, stopped: &Server, key: &str) {
         (plan.key().to_string(), serde_json::to_vec(&hit).expect("serialise"))
     };
     assert_eq!(hit_path(CHAT_BODY.as_bytes()).0, key, "the in-process key is the server's");
-    let registry = Registry::new(&config.models.dir, &config.cache.model);
+    let registry = Registry::new(&config.models.dir, &config.cache.model, true);
     assert_eq!(registry.get("tiny").expect("load tiny").fingerprint(), identity.fingerprint);
 
     let mut group = c.benchmark_group("in_process");
