@@ -239,3 +239,31 @@ fn with_model_caching_off_every_request_loads_its_own_instance() {
     }
     assert_eq!(loads(&off), (3.0, 0.0), "cache.model.enabled = false: a load per request, none kept");
 }
+
+#[test]
+fn time_based_unloading_frees_idle_models_on_the_servers_timer() {
+    let (sb, dir) = with_tiny_model();
+    let env = [
+        METRICS_ON,
+        ("INFERNO_CACHE__MODEL__UNLOAD_POLICY", "time_based"),
+        ("INFERNO_CACHE__MODEL__KEEP_ALIVE_MINUTES", "1s"),
+    ];
+    let server = Server::start(&sb, &dir, &[], &env);
+    assert_eq!(server.post("/v1/completions", &completion("idle"), &[]).status, 200);
+    let loaded = |server: &Server| {
+        let m = parse_prometheus(&scrape(server));
+        (
+            sample(&m, "inferno_models_loaded", &[]),
+            sample(&m, "inferno_model_cache_events_total", &[("event", "idle_unload")]),
+        )
+    };
+    assert_eq!(loaded(&server), (1.0, 0.0), "loaded right after the request");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while loaded(&server) != (0.0, 1.0) {
+        assert!(std::time::Instant::now() < deadline, "not unloaded after keep_alive: {:?}", loaded(&server));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The next request loads it again.
+    assert_eq!(server.post("/v1/completions", &completion("idle again"), &[]).status, 200);
+    assert_eq!(loaded(&server).0, 1.0);
+}

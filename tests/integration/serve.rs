@@ -205,3 +205,18 @@ fn identical_concurrent_requests_generate_once() {
     assert_eq!(misses, 1, "{results:?}");
     assert!(results.iter().all(|(_, text)| *text == results[0].1), "every request got the same answer");
 }
+
+#[test]
+fn a_body_over_the_size_limit_is_a_413_error_body() {
+    let (sb, dir) = with_tiny_model();
+    let server = Server::start(&sb, &dir, &[], &[("INFERNO_SERVER__MAX_REQUEST_SIZE", "2KB")]);
+    let big = json!({"model": "tiny", "prompt": "a".repeat(5000), "temperature": 0});
+    let reply = server.post("/v1/completions", &big, &[]);
+    assert_eq!(reply.status, 413, "{}", reply.text);
+    assert_eq!(reply.json()["error"]["code"], "request_too_large");
+    assert_eq!(
+        server.post("/v1/completions", &completion("abc"), &[]).status,
+        200,
+        "small bodies still pass"
+    );
+}
