@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use inferno::cache::clock::Expiry;
 use inferno::cache::disk::{DiskStore, EntryWrite, StoreOptions};
 use inferno::cache::{Access, Kind, Manager};
 use inferno::config::{CacheConfig, CacheType, Config};
@@ -171,7 +172,7 @@ fn get_hit(c: &mut Criterion) {
         let filled = start.elapsed();
         // Reopened, as a server finds the cache at start: sealed segments mapped, the last one read by pread.
         let manager = Manager::open(&config, Access::ReadWrite).expect("reopen manager");
-        let stats = manager.disk().expect("disk tier").stats();
+        let stats = manager.disk_stats().expect("disk tier");
         println!(
             "inferno {name}: filled in {filled:.2?}, {} segments, {:.1} MB on disk, {} chunks",
             stats.segments,
@@ -332,7 +333,7 @@ fn put_throughput(_: &mut Criterion) {
                     }
                     manager.flush().expect("flush");
                     let elapsed = start.elapsed();
-                    stored_chunks = manager.disk().expect("disk tier").stats().blobs;
+                    stored_chunks = manager.disk_stats().expect("disk tier").blobs;
                     elapsed
                 }
                 _ => {
@@ -365,7 +366,7 @@ fn put_throughput(_: &mut Criterion) {
 fn build_store(dir: &Path, entries: usize) {
     let mut rng = Rng(entries as u64);
     let store = DiskStore::open(StoreOptions::new(dir)).expect("open store");
-    let now = inferno::cache::disk::now_ms();
+    let now = inferno::cache::clock::now_ms();
     for i in 0..entries {
         let key = rng.hex(64);
         let len = 64 + rng.below(137);
@@ -382,7 +383,7 @@ fn build_store(dir: &Path, entries: usize) {
                 refs: &[],
                 payload_len: 0,
                 created_ms: now + i as u64,
-                expires_ms: 0,
+                expires: Expiry::NEVER,
             })
             .expect("put entry");
     }

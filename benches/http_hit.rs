@@ -37,7 +37,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use inferno::cache::response::{Endpoint, ModelIdentity};
+use inferno::cache::response_store::{Endpoint, ModelIdentity};
 use inferno::cache::{Access, Kind, Manager};
 use inferno::config::Config;
 use inferno::inference::{CacheControl, CachePlan, Request};

@@ -25,7 +25,7 @@
 //!    from a dropped file; `warm/synthetic_1g_cached` the same on a file already in the page cache (the
 //!    hashing and copying alone).
 //!
-//! 4. `model_load/synthetic_1g_model_cache_hit`: the model already loaded in a [`ModelCache`], timed from the
+//! 4. `model_load/synthetic_1g_model_cache_hit`: the model already loaded in a [`ModelPool`], timed from the
 //!    lookup to the first token — what a server's request pays once the model is resident; and
 //!    `model_load/model_cache_lookup`, the lookup alone (a stat to compare the file's stamp, a map lookup).
 //!
@@ -38,11 +38,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use inferno::config::ModelCacheConfig;
-use inferno::models::cache::ModelCache;
 use inferno::models::gguf::GgufHeader;
 use inferno::models::gguf::tiny::{synthetic_shape, write_synthetic, write_tiny_llama};
 use inferno::models::llama::{GenerateParams, GgufModel};
 use inferno::models::pages;
+use inferno::models::pool::ModelPool;
 
 const SYNTHETIC_BYTES: u64 = 1_000_000_000;
 /// A drop counts as cold when at most this share of the file stays cached.
@@ -159,7 +159,7 @@ fn model_load(c: &mut Criterion) {
     });
     // Model-cache hit: the model already loaded in the model cache, timed from the lookup to the first token;
     // and the lookup alone (a stat of the file to compare its stamp, and a map lookup).
-    let cache = ModelCache::new(&ModelCacheConfig::default());
+    let cache = ModelPool::new(&ModelCacheConfig::default());
     cache.get_or_load(&synthetic).expect("load into the model cache");
     let params = GenerateParams { max_tokens: 1, n_ctx: 64, ..GenerateParams::default() };
     group.bench_function("synthetic_1g_model_cache_hit", |b| {

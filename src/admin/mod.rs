@@ -3,8 +3,10 @@
 //!
 //! The server (`serve::admin`) answers with these types and the CLI (`cli::live`) reads them, and the CLI's
 //! `--json` output of the same command is the same document, so a command prints the same thing whether it
-//! ran on the cache itself or through the server. docs/serve.md, "Admin API", describes the routes.
+//! ran on the cache itself or through the server. docs/serve.md, "Admin API", describes the routes. The
+//! operations themselves are written once, in [`ops`].
 
+pub mod ops;
 mod views;
 
 use std::path::{Path, PathBuf};

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::backup::Manifest;
 use crate::cache::disk::{CompactReport, VerifyReport};
+use crate::cache::ops::backup::Manifest;
 use crate::cache::{CacheReport, Kind, Removal};
-use crate::models::cache::ModelCacheStats;
+use crate::models::pool::ModelCacheStats;
 
 /// `GET /v1/cache/stats`: the [`CacheReport`] of the server's open cache (live counters included) and the
 /// server's own figures.

@@ -1,43 +1,35 @@
 //! The cache engine: tiers, codecs and the manager that composes them.
 //!
 //! Each tier is its own module and never names another tier, the CLI or the server; the manager is the only
-//! place that wires them together.
+//! place that wires them together. Where to look:
 //!
 //! - [`Manager`]: what the CLI and the server use; composes the tiers per `[cache]`.
-//! - [`memory`]: the in-RAM LRU tier, bounded by entry count and by bytes.
-//! - [`disk`]: the disk tier — framed, checksummed records in append-only segments.
+//! - [`clock`]: the cache's clock and [`clock::Expiry`], the one "is this entry still live" rule (TTL expiry).
+//! - [`memory`]: the in-RAM tier, bounded by entry count and by bytes.
+//! - [`disk`]: the disk tier — append-only segments, the index (with dedup refcounts), compaction.
 //! - [`remote`]: the shared tier on Redis (standalone or cluster) behind both, for fleets of servers.
+//! - [`record`]: the framing of one stored record (header, body, checksum), shared by the disk and remote tiers.
 //! - [`codec`]: how a value's bytes are stored (raw, gzip or zstd), with the on-disk codec ids.
-//! - [`hash`]: content hashes as `[cache.deduplication]` configures them.
-//! - [`chunk`]: content-defined chunking of large values.
-//! - [`response`]: the response cache key and the envelope/payload split of responses.
-//! - [`transfer`]: JSONL import and export of response entries.
-//! - [`report`]: the measured picture that `stats`, `metrics` and `export` print.
-//! - [`prometheus`]: that picture in Prometheus text format.
-//! - [`analysis`]: period summaries and advice from the history.
-//! - [`history`]: counter snapshots over time and the writer's live figures.
-//! - [`trace`]: streaming a running writer's operations to `cache trace`.
-//! - [`backup`]: consistent backups with checksummed manifests, restore and rotation.
+//! - [`dedup`]: content-defined chunking and content hashes: how equal payloads come to share storage.
+//! - [`response_store`]: the cache key of a request (canonical form) and the envelope/payload split of
+//!   responses.
+//! - [`observe`]: what the cache reports: counters, history, reports, Prometheus text, analysis, trace.
+//! - [`ops`]: operations on a whole cache: backups and restore, JSONL import and export.
 
-pub mod analysis;
-pub mod backup;
-pub mod chunk;
+pub mod clock;
 pub mod codec;
+pub mod dedup;
 pub mod disk;
-pub mod hash;
-pub mod history;
 mod kind;
 mod manager;
 pub mod memory;
-pub mod prometheus;
+pub mod observe;
+pub mod ops;
+pub mod record;
 pub mod remote;
-pub mod report;
-pub mod response;
-mod stats;
-pub mod trace;
-pub mod transfer;
+pub mod response_store;
 
 pub use kind::Kind;
 pub use manager::{Access, CacheError, EntryInfo, Filter, HousekeepingReport, Manager, Removal};
-pub use report::CacheReport;
-pub use stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot};
+pub use observe::report::CacheReport;
+pub use observe::stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot};

@@ -1,7 +1,7 @@
 //! `inferno cache backup [list]`, `inferno cache restore` and `inferno cache rebuild --from-backup`: thin
-//! wrappers over `cache::backup` that print what was copied, checked and restored. While `inferno serve`
-//! holds the cache, `backup` asks the server to flush and back it up, so the backup has everything it has
-//! answered.
+//! wrappers over `admin::ops::backup`, `cache::ops::backup` and `cache::ops::rebuild` that print what was
+//! copied, checked and restored. While `inferno serve` holds the cache, `backup` asks the server to flush
+//! and back it up, so the backup has everything it has answered.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -10,11 +10,12 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::admin::{BackupRequest, BackupView};
-use crate::cache::{Access, Kind, Manager, backup};
+use crate::admin::BackupRequest;
+use crate::cache::ops::{backup, rebuild as rebuilding};
+use crate::cache::{Access, Manager};
 use crate::config::{self, LoadOptions};
 
-use super::live::LiveServer;
+use super::target::Target;
 use super::transfer::open_cache;
 use super::{UsageError, output};
 
@@ -103,23 +104,17 @@ pub fn backup(options: &LoadOptions, args: &BackupArgs, json: bool) -> anyhow::R
     let Some(dest) = &args.destination else {
         return Err(UsageError("give --destination DIR (or use `inferno cache backup list`)".into()).into());
     };
-    let spinner = output::spinner("backing up", json);
-    let made = match LiveServer::find(&cache.base_dir) {
-        Some(server) => {
-            let destination = std::path::absolute(dest)?;
-            let request = BackupRequest { destination, compress: args.compress, verify: args.verify };
-            server.post::<BackupView>("/v1/cache/backup", &request)?
-        }
-        None => {
-            let manifest = backup::create(cache, dest, args.compress).context("backup failed")?;
-            if args.verify {
-                spinner.set_message("verifying the backup");
-                backup::verify(dest).context("the backup was written but does not verify")?;
-            }
-            BackupView::new(dest.clone(), &manifest, args.verify)
-        }
+    let target = Target::for_options(options)?;
+    // The server writes where the request says, from its own working directory: send an absolute path.
+    let destination = match target {
+        Target::Live(_) => std::path::absolute(dest)?,
+        Target::Local(_) => dest.clone(),
     };
+    let request = BackupRequest { destination, compress: args.compress, verify: args.verify };
+    let spinner = output::spinner("backing up", json);
+    let made = target.backup(&request);
     spinner.finish_and_clear();
+    let made = made?;
     if json {
         return output::print_json(&serde_json::to_value(&made)?);
     }
@@ -145,29 +140,7 @@ pub fn restore(options: &LoadOptions, args: &RestoreArgs, json: bool) -> anyhow:
     let mut verified = None;
     if args.verify {
         let manager = Manager::open(cache, Access::ReadWrite)?;
-        let disk = manager.disk().context("cache.type = memory has no disk tier")?;
-        let report = disk.verify(false)?;
-        // Damaged byte ranges without a missing entry are records the backed-up cache had already
-        // quarantined (`verify --fix` drops them from the index but leaves their bytes in the segment, and
-        // the backup copies segments as they are); the restored cache's first scan meets them again.
-        let entries_lost = report.entries_checked < manifest.entries;
-        if !report.damaged.is_empty() || (!report.damaged_ranges.is_empty() && entries_lost) {
-            anyhow::bail!(
-                "the restored cache has {} damaged records and {} damaged byte ranges ({} of the {} backed-up entries are readable); run `inferno cache verify --detailed`",
-                report.damaged.len(),
-                report.damaged_ranges.len(),
-                report.entries_checked,
-                manifest.entries
-            );
-        }
-        if !report.damaged_ranges.is_empty() {
-            tracing::warn!(
-                ranges = report.damaged_ranges.len(),
-                "the backup holds damaged byte ranges that no entry uses (records quarantined before the backup); every backed-up entry is intact, the ranges were dropped"
-            );
-            disk.verify(true)?;
-        }
-        verified = Some(report.entries_checked);
+        verified = Some(rebuilding::check_restored(&manager, &manifest)?);
     }
     if json {
         return output::print_json(&json!({
@@ -191,55 +164,21 @@ pub fn restore(options: &LoadOptions, args: &RestoreArgs, json: bool) -> anyhow:
 /// recorded backup that has it. Fails when some damaged entry is in no backup.
 pub fn rebuild(options: &LoadOptions, _args: &RebuildArgs, json: bool) -> anyhow::Result<()> {
     let live = open_cache(options, Access::ReadWrite)?;
-    let disk = live.disk().context("cache.type = memory has no disk tier")?;
-    let report = disk.verify(true)?;
-    let mut damaged: Vec<(Kind, String)> =
-        report.damaged.iter().filter_map(|d| Kind::from_code(d.kind).map(|k| (k, d.key.clone()))).collect();
-    let found = damaged.len();
-    let mut restored = 0u64;
-    let scratch = tempfile::tempdir().context("cannot create a temporary folder")?;
-    for (i, registered) in backup::list(&live.config().base_dir).iter().rev().enumerate() {
-        if damaged.is_empty() {
-            break;
-        }
-        let mut config = live.config().clone();
-        config.base_dir = scratch.path().join(i.to_string());
-        if backup::restore(&config, &registered.path).is_err() {
-            tracing::warn!(path = %registered.path.display(), "skipping a backup that is missing or damaged");
-            continue;
-        }
-        config.kind = crate::config::CacheType::Disk;
-        let old = Manager::open(&config, Access::ReadOnly)?;
-        let mut still = Vec::new();
-        for (kind, key) in damaged {
-            let info = old.entries(Some(kind)).into_iter().find(|e| e.key == key);
-            match (old.get(kind, &key)?, info) {
-                (Some(bytes), Some(info)) => {
-                    let left = info.expires_ms.checked_sub(crate::cache::disk::now_ms());
-                    let ttl =
-                        (info.expires_ms != 0).then(|| std::time::Duration::from_millis(left.unwrap_or(1)));
-                    live.put(kind, &key, &info.name, &bytes, ttl)?;
-                    restored += 1;
-                }
-                _ => still.push((kind, key)),
-            }
-        }
-        damaged = still;
-    }
-    live.flush()?;
+    let report = rebuilding::rebuild(&live)?;
     if json {
-        output::print_json(
-            &json!({"damaged": found, "restored": restored, "not_in_any_backup": damaged.len()}),
-        )?;
+        output::print_json(&json!({
+            "damaged": report.damaged, "restored": report.restored, "not_in_any_backup": report.missing.len()
+        }))?;
     } else {
-        let mut text = format!("Found {found} damaged entries; restored {restored} from backups\n");
-        for (kind, key) in &damaged {
+        let mut text =
+            format!("Found {} damaged entries; restored {} from backups\n", report.damaged, report.restored);
+        for (kind, key) in &report.missing {
             writeln!(text, "  not in any backup: {kind} {key}")?;
         }
         output::print(&text)?;
     }
-    if !damaged.is_empty() {
-        anyhow::bail!("{} damaged entries are in no backup; they were quarantined", damaged.len());
+    if !report.missing.is_empty() {
+        anyhow::bail!("{} damaged entries are in no backup; they were quarantined", report.missing.len());
     }
     Ok(())
 }

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 
 use crate::admin;
 use crate::cache::CacheError;
-use crate::cache::backup::BackupError;
 use crate::cache::disk::{DiskError, holder};
+use crate::cache::ops::backup::BackupError;
 use crate::config::{self, LoadOptions};
 
 /// Commands that go through a running server, for messages.

@@ -1,7 +1,6 @@
-//! `inferno cache clear | cleanup | compact | verify | repair | disk-usage`: thin wrappers over the
-//! manager and the disk tier that print what was really done, measured. While `inferno serve` holds the
-//! cache, `clear`, `cleanup`, `compact`, `verify` and `repair` ask the server to do it (`cli::live`) and print
-//! its answer the same way.
+//! `inferno cache clear | cleanup | compact | verify | repair | disk-usage`: parse, run the operation on
+//! its [`Target`] (the running server, or the cache opened here; the work is `admin::ops` either way) and
+//! print what was really done, measured.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, IsTerminal, Write};
@@ -10,13 +9,13 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::json;
 
-use crate::admin::{ClearRequest, CompactView, RemoteClearView, RemovalView, VerifyRequest, VerifyView};
+use crate::admin::{ClearRequest, RemoteClearView, RemovalView, VerifyRequest, VerifyView};
 use crate::cache::disk::QUARANTINE_DIR;
 use crate::cache::{Access, Kind};
 use crate::config::units::{SECOND, parse_duration};
 use crate::config::{self, LoadOptions};
 
-use super::live::LiveServer;
+use super::target::Target;
 use super::transfer::open_cache;
 use super::{UsageError, output};
 
@@ -141,18 +140,13 @@ fn remote_outcome(removal: &RemovalView) -> anyhow::Result<()> {
     }
 }
 
-/// Removes what `request` selects: through the running server when one holds the cache, else here.
+/// Removes what `request` selects, on the running server or here.
 fn remove(options: &LoadOptions, request: &ClearRequest, json: bool) -> anyhow::Result<RemovalView> {
-    if let Some(server) = LiveServer::for_options(options)? {
-        return server.delete(&format!("/v1/cache?{}", request.query_string()));
-    }
-    let filter = request.filter().map_err(UsageError)?;
-    let cache = open_cache(options, Access::ReadWrite)?;
+    let target = Target::for_options(options)?;
     let spinner = output::spinner("removing and compacting", json);
-    let removal = cache.remove_matching(&filter)?;
-    let remote = if request.local_only { None } else { cache.clear_remote(&filter) };
+    let removal = target.clear(request);
     spinner.finish_and_clear();
-    Ok(RemovalView::from(&removal).with_remote(remote))
+    removal
 }
 
 /// Runs `cache clear`.
@@ -197,19 +191,11 @@ pub fn cleanup(options: &LoadOptions, args: &CleanupArgs, json: bool) -> anyhow:
 
 /// Runs `cache compact`.
 pub fn compact(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
-    let report: CompactView = match LiveServer::for_options(options)? {
-        Some(server) => server.post("/v1/cache/compact", &json!({}))?,
-        None => {
-            let cache = open_cache(options, Access::ReadWrite)?;
-            let Some(disk) = cache.disk() else {
-                anyhow::bail!("cache.type = memory has no disk tier to compact");
-            };
-            let spinner = output::spinner("compacting", json);
-            let report = disk.compact()?;
-            spinner.finish_and_clear();
-            CompactView::from(&report)
-        }
-    };
+    let target = Target::for_options(options)?;
+    let spinner = output::spinner("compacting", json);
+    let report = target.compact();
+    spinner.finish_and_clear();
+    let report = report?;
     if json {
         return output::print_json(&serde_json::to_value(report)?);
     }
@@ -275,21 +261,13 @@ fn print_verify(report: &VerifyView, detailed: bool, json: bool) -> anyhow::Resu
     Ok(output::print(&out)?)
 }
 
-/// Checks every record (and with `fix`, quarantines what is damaged): through the running server when one
-/// holds the cache, else here.
+/// Checks every record (and with `fix`, quarantines what is damaged), on the running server or here.
 fn check(options: &LoadOptions, fix: bool, json: bool) -> anyhow::Result<VerifyView> {
-    if let Some(server) = LiveServer::for_options(options)? {
-        return server.post("/v1/cache/verify", &VerifyRequest { fix });
-    }
-    let access = if fix { Access::ReadWrite } else { Access::ReadOnly };
-    let cache = open_cache(options, access)?;
-    let Some(disk) = cache.disk() else {
-        anyhow::bail!("cache.type = memory has no disk tier to verify");
-    };
+    let target = Target::for_options(options)?;
     let spinner = output::spinner("verifying every record", json);
-    let report = disk.verify(fix)?;
+    let report = target.verify(&VerifyRequest { fix });
     spinner.finish_and_clear();
-    Ok(VerifyView::from(&report))
+    report
 }
 
 /// Runs `cache verify`; fails when damage is found and not fixed.
@@ -325,26 +303,10 @@ pub fn repair(options: &LoadOptions, args: &RepairArgs, json: bool) -> anyhow::R
 /// Runs `cache disk-usage`.
 pub fn disk_usage(options: &LoadOptions, args: &DiskUsageArgs, json: bool) -> anyhow::Result<()> {
     let cache = open_cache(options, Access::ReadOnly)?;
-    let Some(disk) = cache.disk() else {
-        anyhow::bail!("cache.type = memory keeps nothing on disk");
-    };
+    let (files, segments) = cache.disk_usage()?;
+    let stats = cache.disk_stats().unwrap_or_default();
     let base = &cache.config().base_dir;
-    let mut classes = [("segments", 0u64), ("hints", 0), ("quarantine", 0), ("other", 0)];
-    for (dir, class) in
-        [(disk.data_dir().to_path_buf(), None), (base.join(QUARANTINE_DIR), Some(2)), (base.clone(), Some(3))]
-    {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().filter_map(Result::ok) {
-            let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_file() {
-                continue;
-            }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let i = class.unwrap_or(if name.ends_with(".hint") { 1 } else { 0 });
-            classes[i].1 += meta.len();
-        }
-    }
-    let stats = disk.stats();
-    let total: u64 = classes.iter().map(|(_, b)| b).sum();
+    let total = files.total();
     let max = cache.config().max_size_gb.bytes();
     let kinds: Vec<(Kind, u64, u64)> = Kind::ALL
         .into_iter()
@@ -358,18 +320,18 @@ pub fn disk_usage(options: &LoadOptions, args: &DiskUsageArgs, json: bool) -> an
             "base_dir": base,
             "total_bytes": total,
             "max_bytes": max,
-            "files": classes.iter().map(|(c, b)| json!({"class": c, "bytes": b})).collect::<Vec<_>>(),
+            "files": files.classes().iter().map(|(c, b)| json!({"class": c, "bytes": b})).collect::<Vec<_>>(),
             "kinds": kinds.iter().map(|(k, n, b)| json!({"type": k, "entries": n, "record_bytes": b})).collect::<Vec<_>>(),
             "shared_chunk_bytes": stats.blob_stored_bytes,
-            "segments": disk.segment_usage().iter().map(|(id, u)| json!({"id": id, "bytes": u.total, "live_bytes": u.live})).collect::<Vec<_>>(),
+            "segments": segments.iter().map(|(id, u)| json!({"id": id, "bytes": u.total, "live_bytes": u.live})).collect::<Vec<_>>(),
         }));
     }
     let mut out = String::new();
     let pct = if max > 0 { total as f64 * 100.0 / max as f64 } else { 0.0 };
     writeln!(out, "{}: {} of {} ({pct:.2}%)", base.display(), bytes(total), bytes(max))?;
     writeln!(out, "By file:")?;
-    for (class, b) in &classes {
-        writeln!(out, "  {class:<11} {:>10}", bytes(*b))?;
+    for (class, b) in files.classes() {
+        writeln!(out, "  {class:<11} {:>10}", bytes(b))?;
     }
     writeln!(out, "By type (entry records):")?;
     for (k, n, b) in &kinds {
@@ -384,7 +346,7 @@ pub fn disk_usage(options: &LoadOptions, args: &DiskUsageArgs, json: bool) -> an
     )?;
     if args.detailed {
         writeln!(out, "Segments:")?;
-        for (id, usage) in disk.segment_usage() {
+        for (id, usage) in &segments {
             writeln!(
                 out,
                 "  seg-{id:010}.log  {:>10} records, {:>10} live",

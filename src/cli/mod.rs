@@ -13,6 +13,7 @@ mod output;
 mod serve;
 mod stats;
 mod status;
+mod target;
 mod toggle;
 mod trace;
 mod transfer;

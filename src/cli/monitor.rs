@@ -1,5 +1,5 @@
 //! `inferno cache monitor`, `report` and `analyze`: live rates from the writer's published figures, and
-//! period summaries and advice from the recorded history (`cache::history`, `cache::analysis`).
+//! period summaries and advice from the recorded history (`cache::observe::history`, `cache::observe::analysis`).
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -11,9 +11,10 @@ use clap::Args;
 use serde_json::json;
 
 use crate::cache::CounterSnapshot;
-use crate::cache::analysis::{PeriodSummary, advise};
-use crate::cache::disk::{holder, now_ms};
-use crate::cache::history::{self, Live};
+use crate::cache::clock::now_ms;
+use crate::cache::disk::holder;
+use crate::cache::observe::analysis::{PeriodSummary, advise};
+use crate::cache::observe::history::{self, Live};
 use crate::cache::{Access, CacheReport};
 use crate::config::units::{SECOND, parse_duration};
 use crate::config::{self, LoadOptions};

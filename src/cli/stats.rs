@@ -8,7 +8,7 @@ use bytesize::ByteSize;
 use clap::Args;
 
 use crate::admin::{LiveStats, ServerInfo};
-use crate::cache::report::RemoteReport;
+use crate::cache::observe::report::RemoteReport;
 use crate::cache::{Access, CacheReport};
 use crate::config::LoadOptions;
 

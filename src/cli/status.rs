@@ -154,10 +154,9 @@ fn summary(cache: &CacheConfig, remote: Option<&RemoteStatus>) -> serde_json::Va
         .then(|| Manager::open(cache, Access::ReadOnly).ok())
         .flatten()
         .map(|m| {
-            let all = m.entries(None);
-            Kind::ALL
+            m.entry_counts()
                 .into_iter()
-                .map(|k| (k.name().to_string(), json!(all.iter().filter(|e| e.kind == k).count())))
+                .map(|(k, n)| (k.name().to_string(), json!(n)))
                 .collect::<serde_json::Map<_, _>>()
         });
     json!({

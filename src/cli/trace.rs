@@ -1,13 +1,12 @@
 //! `inferno cache trace --operations read,write,evict`: streams the operations of the process writing the
-//! cache, as they happen (see `cache::trace` for the request/events file protocol).
+//! cache, as they happen (`cache::observe::follow` does the following; this file prints).
 
-use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::cache::disk::{holder, now_ms};
-use crate::cache::trace::{EVENTS_FILE, Op, REQUEST_FILE, TraceEvent, TraceRequest};
+use crate::cache::observe::follow::{Polled, TraceFollower};
+use crate::cache::observe::trace::{Op, TraceEvent};
 use crate::config::units::{SECOND, parse_duration};
 use crate::config::{self, LoadOptions};
 
@@ -46,56 +45,25 @@ fn line(event: &TraceEvent) -> String {
 /// Runs `cache trace`.
 pub fn trace(options: &LoadOptions, args: &TraceArgs, json: bool) -> anyhow::Result<()> {
     let resolved = config::load(options)?;
-    let dir = resolved.config.cache.base_dir.clone();
-    let Some(pid) = holder(&dir) else {
-        anyhow::bail!(
-            "no process is writing the cache in {}; trace shows the operations of a running writer (such as `inferno serve`)",
-            dir.display()
-        );
-    };
-    let events_path = dir.join(EVENTS_FILE);
-    let mut offset = std::fs::metadata(&events_path).map_or(0, |m| m.len());
-    let request = |now| TraceRequest { ops: args.operations.clone(), heartbeat_ms: now };
-    request(now_ms()).save(&dir)?;
-    tracing::info!(pid, "tracing cache operations");
+    let mut follower = TraceFollower::start(&resolved.config.cache.base_dir, args.operations.clone())?;
+    tracing::info!(pid = follower.pid(), "tracing cache operations");
     let started = Instant::now();
-    let mut last_beat = Instant::now();
     let mut shown = 0u64;
-    let result = (|| -> anyhow::Result<()> {
-        loop {
-            std::thread::sleep(Duration::from_millis(200));
-            if let Ok(mut file) = std::fs::File::open(&events_path) {
-                let len = file.metadata()?.len();
-                if len < offset {
-                    offset = 0;
-                }
-                file.seek(SeekFrom::Start(offset))?;
-                let mut text = String::new();
-                file.read_to_string(&mut text)?;
-                let complete = text.rfind('\n').map_or(0, |i| i + 1);
-                offset += complete as u64;
-                for raw in text[..complete].lines() {
-                    let Ok(event) = serde_json::from_str::<TraceEvent>(raw) else { continue };
-                    output::print(&if json { format!("{raw}\n") } else { line(&event) })?;
-                    shown += 1;
-                    if args.count.is_some_and(|c| shown >= c) {
-                        return Ok(());
-                    }
-                }
-            }
-            if args.duration.is_some_and(|d| started.elapsed() >= d) {
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let Polled::Events(events) = follower.poll()? else {
+            tracing::info!(pid = follower.pid(), "the writer exited");
+            return Ok(());
+        };
+        for (raw, event) in events {
+            output::print(&if json { format!("{raw}\n") } else { line(&event) })?;
+            shown += 1;
+            if args.count.is_some_and(|c| shown >= c) {
                 return Ok(());
-            }
-            if holder(&dir) != Some(pid) {
-                tracing::info!(pid, "the writer exited");
-                return Ok(());
-            }
-            if last_beat.elapsed() >= Duration::from_secs(1) {
-                request(now_ms()).save(&dir)?;
-                last_beat = Instant::now();
             }
         }
-    })();
-    let _ = std::fs::remove_file(dir.join(REQUEST_FILE));
-    result
+        if args.duration.is_some_and(|d| started.elapsed() >= d) {
+            return Ok(());
+        }
+    }
 }

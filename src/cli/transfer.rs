@@ -1,5 +1,5 @@
 //! `inferno cache import FILE.jsonl` and `inferno cache export --format jsonl`: thin wrappers over
-//! `cache::transfer`, with a progress bar on a terminal.
+//! `cache::ops::transfer`, with a progress bar on a terminal.
 
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Write};
@@ -10,7 +10,9 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cache::{Access, Kind, Manager, prometheus, transfer};
+use crate::cache::observe::prometheus;
+use crate::cache::ops::transfer;
+use crate::cache::{Access, Kind, Manager};
 use crate::config::{self, LoadOptions};
 
 use super::output;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::InferenceError;
-use crate::cache::response::{
+use crate::cache::response_store::{
     CanonicalRequest, Endpoint, ModelIdentity, is_deterministic, namespace_of, response_key,
 };
 use crate::cache::{Kind, Manager};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::InferenceError;
-use crate::cache::response::Endpoint;
+use crate::cache::response_store::Endpoint;
 use crate::models::chat::ChatTurn;
 
 /// Temperature when the request gives none (llama.cpp's server and Ollama use 0.8).

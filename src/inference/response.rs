@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::cache::response::{Endpoint, unique_hex};
+use crate::cache::response_store::{Endpoint, unique_hex};
 use crate::models::generate::{FinishReason, Generation};
 
 /// The per-answer fields every body and chunk of one answer shares.

@@ -3,7 +3,7 @@
 //! parameters, all at once or piece by piece.
 //!
 //! Only the mechanics live here; which models stay loaded is the job of the model cache
-//! ([`crate::models::cache`]). The header is read with our own reader first, so a truncated or foreign file
+//! ([`crate::models::pool`]). The header is read with our own reader first, so a truncated or foreign file
 //! gets a clear error naming the file and the problem instead of llama.cpp's generic load failure.
 //! Generation is blocking: callers on an async runtime run it on a blocking thread.
 

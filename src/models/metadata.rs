@@ -116,7 +116,7 @@ impl ModelMetadata {
             inputs: Vec::new(),
             outputs: Vec::new(),
             opset: None,
-            read_at_ms: crate::cache::disk::now_ms(),
+            read_at_ms: crate::cache::clock::now_ms(),
             performance: None,
         };
         match file.format {

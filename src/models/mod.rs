@@ -1,8 +1,9 @@
 //! Models: the formats inferno runs and the runtimes that run them.
 //!
 //! - [`catalog`]: finding model files in the models directory, and a model by name or path.
-//! - [`cache`]: the model cache, which keeps loaded model instances in memory within `[cache.model]`'s
-//!   limits (max models, memory limit, eviction strategy, unload policy, keep-alive).
+//! - [`pool`]: the pool of loaded models (the guide's "model cache"), which keeps loaded model instances in
+//!   memory within `[cache.model]`'s limits (max models, memory limit, eviction strategy, unload policy,
+//!   keep-alive).
 //! - [`file`](mod@file): a model file's identity (canonical path, stamp, format, content fingerprint).
 //! - [`gguf`]: the GGUF header reader (metadata and tensor infos, hardened against hostile files), a GGUF v3
 //!   writer, and the tiny llama test model. Never loads weights.
@@ -18,7 +19,6 @@
 //! - [`pages`]: model files and the OS page cache: how much of a file is cached, dropping it, and warming it
 //!   (one sequential read that also yields the file's fingerprint).
 
-pub mod cache;
 pub mod catalog;
 pub mod chat;
 #[cfg(feature = "onnx")]
@@ -34,5 +34,6 @@ pub mod metadata_cache;
 pub mod onnx;
 pub mod onnx_graph;
 pub mod pages;
+pub mod pool;
 #[cfg(feature = "onnx")]
 pub mod tokenizer;

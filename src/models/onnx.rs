@@ -7,7 +7,7 @@
 //! [`OnnxError::Runtime`] naming the path and the OS's reason, and after a failed load no other `ort` function
 //! is ever called (ort would then fall back to `libonnxruntime.so` on its own and panic if that is missing).
 //! Only the mechanics live here; which models stay loaded is the job of the model cache
-//! ([`crate::models::cache`]). Running is blocking: callers on an async runtime run it on a blocking thread.
+//! ([`crate::models::pool`]). Running is blocking: callers on an async runtime run it on a blocking thread.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

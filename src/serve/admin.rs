@@ -19,16 +19,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::error::ApiError;
 use super::state::AppState;
-use crate::admin::{
-    BackupRequest, BackupView, ClearRequest, CompactView, LiveStats, RemovalView, ServerInfo, VerifyRequest,
-    VerifyView, WarmRequest,
-};
-use crate::cache::backup::{self, BackupError};
-use crate::cache::{CacheError, CacheReport};
-use crate::models::cache::ModelCacheError;
+use crate::admin::{BackupRequest, ClearRequest, LiveStats, ServerInfo, VerifyRequest, WarmRequest, ops};
+use crate::cache::CacheReport;
 use crate::models::catalog;
-use crate::warm::{self, LoadInto, WarmError};
+use crate::warm::{self, LoadInto};
 
 /// Where an admin request came in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,88 +47,26 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/cache/backup", post(backup_cache))
 }
 
-/// An admin request that failed: its status and an OpenAI-style error body.
-#[derive(Debug)]
-struct AdminError {
-    status: StatusCode,
-    message: String,
-}
-
-impl AdminError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-}
-
-impl IntoResponse for AdminError {
-    fn into_response(self) -> Response {
-        let kind = match self.status.as_u16() {
-            403 => "permission_error",
-            400..500 => "invalid_request_error",
-            _ => "server_error",
-        };
-        let body = json!({"error": {"message": self.message, "type": kind, "param": null, "code": null}});
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl From<CacheError> for AdminError {
-    fn from(e: CacheError) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
-impl From<crate::cache::disk::DiskError> for AdminError {
-    fn from(e: crate::cache::disk::DiskError) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
-impl From<WarmError> for AdminError {
-    fn from(e: WarmError) -> Self {
-        let status = match &e {
-            WarmError::Load(ModelCacheError::NoRoom { .. } | ModelCacheError::TooLarge { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
-    }
-}
-
-impl From<BackupError> for AdminError {
-    fn from(e: BackupError) -> Self {
-        let status = match &e {
-            BackupError::DestinationInUse(_) => StatusCode::CONFLICT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
-    }
-}
-
 /// Runs `work` on a blocking thread (cache and model work blocks) and answers with its value as JSON.
 async fn blocking<T: Serialize + Send + 'static>(
     state: Arc<AppState>,
-    work: impl FnOnce(&AppState) -> Result<T, AdminError> + Send + 'static,
+    work: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
 ) -> Response {
     match tokio::task::spawn_blocking(move || work(&state)).await {
         Ok(Ok(value)) => Json(value).into_response(),
         Ok(Err(error)) => error.into_response(),
-        Err(e) => AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the task failed: {e}"))
-            .into_response(),
+        Err(e) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the task failed: {e}")).into_response()
+        }
     }
 }
 
 /// A JSON request body; an empty body is `T::default()` when `empty` gives one.
-fn parse<T: DeserializeOwned>(body: &Bytes, empty: Option<T>) -> Result<T, AdminError> {
+fn parse<T: DeserializeOwned>(body: &Bytes, empty: Option<T>) -> Result<T, ApiError> {
     match empty {
         Some(default) if body.iter().all(u8::is_ascii_whitespace) => Ok(default),
         _ => serde_json::from_slice(body)
-            .map_err(|e| AdminError::bad_request(format!("the request body is not valid: {e}"))),
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}"))),
     }
 }
 
@@ -143,7 +77,7 @@ fn server_info(state: &AppState) -> ServerInfo {
         version: env!("CARGO_PKG_VERSION").to_string(),
         requests: state.metrics.requests_answered(),
         responses: state.metrics.cache_result_counts(),
-        models: state.registry.cache().stats(),
+        models: state.registry.pool().stats(),
     }
 }
 
@@ -163,20 +97,14 @@ async fn clear(
     body: Bytes,
 ) -> Response {
     let request = match query {
-        Err(rejection) => Err(AdminError::bad_request(rejection.body_text())),
+        Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
         Ok(Query(query)) => parse(&body, Some(query)),
     };
-    let (filter, local_only) =
-        match request.and_then(|r| r.filter().map(|f| (f, r.local_only)).map_err(AdminError::bad_request)) {
-            Ok(selected) => selected,
-            Err(error) => return error.into_response(),
-        };
-    blocking(state, move |state| {
-        let removal = state.manager.remove_matching(&filter)?;
-        let remote = if local_only { None } else { state.manager.clear_remote(&filter) };
-        Ok(RemovalView::from(&removal).with_remote(remote))
-    })
-    .await
+    let request = match request.and_then(|r| r.filter().map(|_| r).map_err(ApiError::bad_request)) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    blocking(state, move |state| Ok(ops::clear(&state.manager, &request)?)).await
 }
 
 /// `POST /v1/cache/warm {"model": NAME}`: warms the model as `cache warm` does (page cache, metadata, a
@@ -191,7 +119,7 @@ async fn warm_model(
         Err(error) => return error.into_response(),
     };
     blocking(state, move |state| {
-        let not_found = |e: String| AdminError::new(StatusCode::NOT_FOUND, e);
+        let not_found = |e: String| ApiError::new(StatusCode::NOT_FOUND, e);
         let path = match channel {
             Channel::Socket => catalog::resolve(&request.model, &state.config.models.dir)
                 .map_err(|e| not_found(e.to_string()))?,
@@ -199,7 +127,7 @@ async fn warm_model(
         };
         // With model caching off the model is checked and unloaded, as in a CLI warm.
         let into = if state.registry.keeps_loaded() {
-            LoadInto::Keep(state.registry.cache())
+            LoadInto::Keep(state.registry.pool())
         } else {
             LoadInto::Check
         };
@@ -217,27 +145,13 @@ async fn verify(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         Ok(request) => request,
         Err(error) => return error.into_response(),
     };
-    blocking(state, move |state| {
-        let disk = state
-            .manager
-            .disk()
-            .ok_or_else(|| AdminError::bad_request("cache.type = memory has no disk tier to verify"))?;
-        Ok(VerifyView::from(&disk.verify(request.fix)?))
-    })
-    .await
+    blocking(state, move |state| Ok(ops::verify(&state.manager, &request)?)).await
 }
 
 /// `POST /v1/cache/compact`: rewrites the disk tier without dead records. A body is read and ignored (an
 /// unread body would make the connection close under the client).
 async fn compact(State(state): State<Arc<AppState>>, _body: Bytes) -> Response {
-    blocking(state, |state| {
-        let disk = state
-            .manager
-            .disk()
-            .ok_or_else(|| AdminError::bad_request("cache.type = memory has no disk tier to compact"))?;
-        Ok(CompactView::from(&disk.compact()?))
-    })
-    .await
+    blocking(state, |state| Ok(ops::compact(&state.manager)?)).await
 }
 
 /// `POST /v1/cache/flush`: makes every write so far durable now (a body is read and ignored).
@@ -259,19 +173,11 @@ async fn backup_cache(
     if channel != Channel::Socket {
         let message = "backups write files where the caller says, so only the admin socket takes them: \
                        run `inferno cache backup` on the server's machine";
-        return AdminError::new(StatusCode::FORBIDDEN, message).into_response();
+        return ApiError::new(StatusCode::FORBIDDEN, message).into_response();
     }
     let request: BackupRequest = match parse(&body, None) {
         Ok(request) => request,
         Err(error) => return error.into_response(),
     };
-    blocking(state, move |state| {
-        state.manager.flush()?;
-        let manifest = backup::create(&state.config.cache, &request.destination, request.compress)?;
-        if request.verify {
-            backup::verify(&request.destination)?;
-        }
-        Ok(BackupView::new(request.destination, &manifest, request.verify))
-    })
-    .await
+    blocking(state, move |state| Ok(ops::backup(&state.config.cache, Some(&state.manager), &request)?)).await
 }

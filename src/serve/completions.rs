@@ -14,25 +14,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::error::error_response;
 use super::state::{AppState, FlightGuard, Lookup};
-use crate::cache::response::{Endpoint, ModelIdentity};
+use crate::cache::response_store::{Endpoint, ModelIdentity};
 use crate::inference::response::{ResponseMeta, completion_body};
 use crate::inference::{
     CacheControl, CachePlan, CacheStatus, Chunker, InferenceError, Request, chunks_from_body, run,
 };
-use crate::models::cache::CachedModel;
-
-/// An error as an OpenAI-style JSON response with its status.
-pub fn error_response(error: &InferenceError) -> Response {
-    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(error.to_body())).into_response()
-}
+use crate::models::pool::CachedModel;
 
 /// Answers a completion request to `endpoint`.
 pub async fn handle(state: Arc<AppState>, headers: HeaderMap, body: Bytes, endpoint: Endpoint) -> Response {

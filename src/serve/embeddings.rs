@@ -17,7 +17,8 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::completions::{error_response, join_error, json_body};
+use super::completions::{join_error, json_body};
+use super::error::error_response;
 use super::state::AppState;
 use crate::inference::{EmbeddingRequest, InferenceError};
 use crate::models::file::{ModelFile, ModelFormat};
@@ -87,10 +88,10 @@ mod onnx {
     use serde_json::Value;
 
     use super::*;
-    use crate::cache::response::{Endpoint, ModelIdentity};
+    use crate::cache::response_store::{Endpoint, ModelIdentity};
     use crate::inference::{CachePlan, CacheStatus, EmbeddingInput, embeddings_body};
-    use crate::models::cache::CachedModel;
     use crate::models::embedding::{Batch, EmbeddingError, Signature, embed};
+    use crate::models::pool::CachedModel;
     use crate::models::tokenizer::{LoadedTokenizer, TOKENIZER_FILE, TOKENIZER_SUFFIX, tokenizer_path};
     use crate::serve::completions::{cache_headers, header_control};
     use crate::serve::state::Lookup;

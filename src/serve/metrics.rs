@@ -1,5 +1,5 @@
 //! The server's Prometheus metrics: HTTP requests and their durations, inference time, and the model cache,
-//! exposed on `/metrics` after the cache engine's own metrics (`cache::prometheus`).
+//! exposed on `/metrics` after the cache engine's own metrics (`cache::observe::prometheus`).
 //!
 //! - `inferno_http_requests_total{route,status}` counter
 //! - `inferno_http_request_duration_seconds{route}` histogram
@@ -16,7 +16,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use crate::models::cache::ModelCacheStats;
+use crate::models::pool::ModelCacheStats;
 
 /// Request-path metrics, registered once per server.
 pub struct Metrics {

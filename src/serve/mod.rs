@@ -13,6 +13,7 @@
 pub mod admin;
 mod completions;
 mod embeddings;
+pub mod error;
 pub mod metrics;
 pub mod registry;
 mod routes;
@@ -125,7 +126,7 @@ async fn unload_idle_models(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        for path in state.registry.cache().unload_idle(Instant::now()) {
+        for path in state.registry.pool().unload_idle(Instant::now()) {
             tracing::info!(model = %path.display(), "unloaded after keep_alive");
         }
     }

@@ -1,4 +1,4 @@
-//! Which models the server answers for, by name, and the model cache that holds the loaded ones.
+//! Which models the server answers for, by name, and the pool that holds the loaded ones.
 //!
 //! A model's name is its file stem. Models come from `models.dir` (found by name when a request names them;
 //! clients can never make the server open an arbitrary path) and from `--model` / `server.preload`, which
@@ -12,15 +12,15 @@ use parking_lot::Mutex;
 
 use crate::config::ModelCacheConfig;
 use crate::inference::InferenceError;
-use crate::models::cache::{CachedModel, ModelCache, ModelCacheError};
 use crate::models::catalog;
+use crate::models::pool::{CachedModel, ModelPool, PoolError};
 
-/// Named models and the cache of loaded ones.
+/// Named models and the pool of loaded ones.
 pub struct Registry {
     models_dir: PathBuf,
     /// Models given by path at start, by name.
     pinned: Mutex<BTreeMap<String, PathBuf>>,
-    cache: ModelCache,
+    pool: ModelPool,
     /// False with `cache.model.enabled = false` (or the cache off): every request loads its own instance,
     /// dropped when the request ends.
     keep_loaded: bool,
@@ -33,7 +33,7 @@ impl Registry {
         Self {
             models_dir: models_dir.to_path_buf(),
             pinned: Mutex::new(BTreeMap::new()),
-            cache: ModelCache::new(config),
+            pool: ModelPool::new(config),
             keep_loaded,
         }
     }
@@ -43,17 +43,17 @@ impl Registry {
         self.keep_loaded
     }
 
-    /// The loaded-model cache.
-    pub fn cache(&self) -> &ModelCache {
-        &self.cache
+    /// The pool of loaded models.
+    pub fn pool(&self) -> &ModelPool {
+        &self.pool
     }
 
     /// Adds a model given by name (in `models.dir`) or path, and loads it. Returns its name.
     pub fn preload(&self, name_or_path: &str) -> anyhow::Result<String> {
         let path = catalog::resolve(name_or_path, &self.models_dir)?;
-        let model = self.cache.get_or_load(&path)?;
+        let model = self.pool.get_or_load(&path)?;
         if !self.keep_loaded {
-            self.cache.unload(model.path());
+            self.pool.unload(model.path());
         }
         let name = model.name();
         self.pinned.lock().insert(name.clone(), model.path().to_path_buf());
@@ -102,24 +102,24 @@ impl Registry {
     /// compared: system calls only, cheap enough for an async task on a local disk.
     pub fn get_loaded(&self, name: &str) -> Option<Arc<CachedModel>> {
         let path = self.path_of(name).ok()?;
-        self.cache.get_loaded(&path)
+        self.pool.get_loaded(&path)
     }
 
     /// The loaded model called `name`, loading it when needed. Blocking: call from a blocking thread.
     pub fn get(&self, name: &str) -> Result<Arc<CachedModel>, InferenceError> {
         let path = self.path_of(name)?;
-        let model = self.cache.get_or_load(&path).map_err(|e| load_error(name, e))?;
+        let model = self.pool.get_or_load(&path).map_err(|e| load_error(name, e))?;
         if !self.keep_loaded {
             // The caller's handle keeps this instance alive for its request; the cache forgets it.
-            self.cache.unload(model.path());
+            self.pool.unload(model.path());
         }
         Ok(model)
     }
 }
 
-fn load_error(name: &str, error: ModelCacheError) -> InferenceError {
+fn load_error(name: &str, error: PoolError) -> InferenceError {
     match error {
-        ModelCacheError::NoRoom { .. } | ModelCacheError::TooLarge { .. } => {
+        PoolError::NoRoom { .. } | PoolError::TooLarge { .. } => {
             InferenceError::Unavailable { message: format!("model `{name}` cannot be loaded now: {error}") }
         }
         other => InferenceError::Server { message: format!("model `{name}` failed to load: {other}") },

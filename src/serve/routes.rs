@@ -16,10 +16,11 @@ use axum::{Extension, Router};
 use serde_json::json;
 
 use super::admin::{self, Channel};
-use super::completions::{self, error_response};
+use super::completions;
 use super::embeddings;
+use super::error::error_response;
 use super::state::AppState;
-use crate::cache::response::Endpoint;
+use crate::cache::response_store::Endpoint;
 use crate::inference::InferenceError;
 
 /// Every route, with the layers around them.
@@ -119,8 +120,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
     let text = tokio::task::spawn_blocking(move || -> Result<String, prometheus::Error> {
         let report = crate::cache::CacheReport::measure(&state.manager);
-        let mut text = crate::cache::prometheus::encode(&report)?;
-        text.push_str(&state.metrics.encode(&state.registry.cache().stats())?);
+        let mut text = crate::cache::observe::prometheus::encode(&report)?;
+        text.push_str(&state.metrics.encode(&state.registry.pool().stats())?);
         Ok(text)
     })
     .await;

@@ -17,11 +17,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Kind, Manager};
-use crate::models::cache::{LoadedModel, ModelCache, ModelCacheError};
 use crate::models::file::{ModelFile, ModelFileError, ModelFormat};
 use crate::models::metadata::{MetadataError, ModelMetadata, PerformanceStats};
 use crate::models::metadata_cache::MetadataCache;
 use crate::models::pages::{self, WarmReport};
+use crate::models::pool::{LoadedModel, ModelPool, PoolError};
 
 /// Why a model could not be warmed.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum WarmError {
     Metadata(#[from] MetadataError),
     /// Its runtime refused it.
     #[error(transparent)]
-    Load(#[from] ModelCacheError),
+    Load(#[from] PoolError),
     /// Responses were asked of a model that does not generate text.
     #[error("{path}: only GGUF models generate text; --responses needs a GGUF model")]
     NotTextModel {
@@ -86,7 +86,7 @@ pub enum LoadInto<'a> {
     Check,
     /// Load it into this model cache, where it stays for requests (a server). A model already loaded is
     /// not loaded again; its load time is the one measured when it was.
-    Keep(&'a ModelCache),
+    Keep(&'a ModelPool),
 }
 
 /// Warms the model file at `path`; `cache` is the open cache to record it in (`None`: record nothing);
@@ -122,7 +122,7 @@ pub fn warm_model(
     };
     if let Some(manager) = cache {
         let stats =
-            PerformanceStats { load_ms, tokens_per_second, measured_at_ms: crate::cache::disk::now_ms() };
+            PerformanceStats { load_ms, tokens_per_second, measured_at_ms: crate::cache::clock::now_ms() };
         MetadataCache::new(manager).record_performance(&file.path, stats)?;
         let entry = serde_json::json!({
             "path": file.path,
@@ -130,7 +130,7 @@ pub fn warm_model(
             "format": file.format,
             "fingerprint": read.fingerprint,
             "file_size": read.bytes,
-            "warmed_at_ms": crate::cache::disk::now_ms(),
+            "warmed_at_ms": crate::cache::clock::now_ms(),
         });
         let key = file.path.to_string_lossy();
         manager.put(Kind::Model, &key, &file.file_name(), entry.to_string().as_bytes(), None)?;

@@ -62,7 +62,7 @@ pub struct Progress {
 impl Progress {
     /// A new running job of `total_steps` in this process.
     pub fn start(total_steps: u64, background: bool, log: Option<PathBuf>) -> Self {
-        let now = crate::cache::disk::now_ms();
+        let now = crate::cache::clock::now_ms();
         Self {
             pid: std::process::id(),
             state: JobState::Running,
@@ -85,7 +85,7 @@ impl Progress {
 pub fn write(dir: &Path, progress: &Progress) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut progress = progress.clone();
-    progress.updated_ms = crate::cache::disk::now_ms();
+    progress.updated_ms = crate::cache::clock::now_ms();
     let tmp = dir.join(format!("{PROGRESS_FILE}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, serde_json::to_vec_pretty(&progress).expect("progress serialises"))?;
     std::fs::rename(&tmp, dir.join(PROGRESS_FILE))

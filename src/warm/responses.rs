@@ -15,11 +15,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::cache::Manager;
-use crate::cache::response::{Endpoint, ModelIdentity, is_deterministic};
+use crate::cache::response_store::{Endpoint, ModelIdentity, is_deterministic};
 use crate::inference::{CacheControl, CacheStatus, respond};
-use crate::models::cache::LoadedModel;
 use crate::models::file::ModelFile;
 use crate::models::metadata_cache::MetadataCache;
+use crate::models::pool::LoadedModel;
 
 use super::WarmError;
 
@@ -150,7 +150,7 @@ pub fn warm_responses(
 mod tests {
     use super::*;
     use crate::cache::Access;
-    use crate::cache::response::{CanonicalRequest, response_key};
+    use crate::cache::response_store::{CanonicalRequest, response_key};
     use crate::config::CacheConfig;
     use crate::models::gguf::tiny::write_tiny_llama;
 

@@ -12,7 +12,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use inferno::cache::disk::{DiskStore, EntryWrite, StoreOptions, VerifyReport, now_ms};
+use inferno::cache::clock::{Expiry, now_ms};
+use inferno::cache::disk::{DiskStore, EntryWrite, StoreOptions, VerifyReport};
 use inferno::cache::{Access, Kind, Manager};
 use inferno::config::{CacheConfig, CacheType, CompressionAlgorithm};
 use serde_json::Value;
@@ -153,7 +154,7 @@ fn entry<'a>(
         refs,
         payload_len: payload_len as u64,
         created_ms: now_ms(),
-        expires_ms: 0,
+        expires: Expiry::NEVER,
     }
 }
 
@@ -319,13 +320,13 @@ fn check_case(template: &Template, layout: &Layout, case: u64, seed: u64) {
         let cache = Manager::open(&config(&ro_dir), Access::ReadOnly)
             .unwrap_or_else(|e| panic!("{context}: read-only open failed: {e}"));
         read_all(&cache, template, &format!("{context}, read-only"));
-        cache.disk().unwrap().verify(false).unwrap();
+        cache.verify(false).unwrap();
     }
 
     // The writer: every key reads as its current value or nothing, and verify accounts for what is missing.
     let cache = Manager::open(&config(&dir), Access::ReadWrite)
         .unwrap_or_else(|e| panic!("{context}: read-write open failed: {e}"));
-    let report = cache.disk().unwrap().verify(false).unwrap();
+    let report = cache.verify(false).unwrap();
     let reads = read_all(&cache, template, &context);
     let blind = unhinted(&damages);
     for ((kind, key), got) in &reads {
@@ -355,12 +356,12 @@ fn check_case(template: &Template, layout: &Layout, case: u64, seed: u64) {
     }
 
     // verify --fix, then a reopen: clean, and every key reads as it did before the fix.
-    let fixed = cache.disk().unwrap().verify(true).unwrap();
+    let fixed = cache.verify(true).unwrap();
     assert_eq!(fixed.damaged_ranges, report.damaged_ranges, "{context}");
     drop(cache);
     let cache = Manager::open(&config(&dir), Access::ReadWrite)
         .unwrap_or_else(|e| panic!("{context}: reopening after verify --fix failed: {e}"));
-    let after = cache.disk().unwrap().verify(false).unwrap();
+    let after = cache.verify(false).unwrap();
     // A segment with a bad header cannot be repaired in place: it stays skipped and reported.
     let bad_headers: Vec<_> = report.damaged_ranges.iter().filter(|r| r.1 == 0).copied().collect();
     assert!(
@@ -384,7 +385,7 @@ fn damaged_files_never_give_wrong_data_and_verify_accounts_for_every_loss() {
         let layout = Layout::of(&template.records);
         // The intact template reads back exactly, and verify finds nothing.
         let cache = Manager::open(&config(template.dir.path()), Access::ReadOnly).unwrap();
-        assert!(cache.disk().unwrap().verify(false).unwrap().is_clean());
+        assert!(cache.verify(false).unwrap().is_clean());
         for ((kind, key), history) in &template.keys {
             let got = cache.get(*kind, key).unwrap();
             match (&history.current, &got) {

@@ -218,13 +218,12 @@ fn kill_9_loses_nothing_durable_and_recovers_a_prefix() {
         }
         let cache = Manager::open(&config(&dir), Access::ReadWrite)
             .unwrap_or_else(|e| panic!("{context}: reopening after kill -9 failed: {e}"));
-        let disk = cache.disk().unwrap();
-        let report = disk.verify(false).unwrap();
+        let report = cache.verify(false).unwrap();
         assert!(report.is_clean(), "{context}: verify after kill -9 found damage: {report:?}");
 
         // What the cache holds now, checked value by value against what was ever written for its key.
         let mut found = State::new();
-        for (_, key, _) in disk.entries() {
+        for (_, key, _) in cache.disk_index_entries() {
             let key = String::from_utf8(key).unwrap();
             assert!(key.starts_with("key-"), "{context}: unknown key {key:?}");
         }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::io::Write;
 
 use inferno::cache::codec::{Codec, CodecId};
-use inferno::cache::response::split_response;
+use inferno::cache::response_store::split_response;
 use inferno::cache::{Access, Kind, Manager};
 use inferno::config::units::Size;
 use inferno::config::{CacheType, CompressionAlgorithm, CompressionConfig};
@@ -118,7 +118,7 @@ fn dedup_figures_match_chunks_counted_independently() {
         cache.put(Kind::Response, &format!("key-{i}"), "tiny", &record, None).unwrap();
     }
     cache.flush().unwrap();
-    let stats = cache.disk().unwrap().stats();
+    let stats = cache.disk_stats().unwrap();
     assert_eq!(stats.blobs, distinct.len() as u64, "{stats:?}");
     assert_eq!(stats.blob_raw_bytes, blob_raw_bytes, "{stats:?}");
     assert_eq!(stats.blob_stored_bytes, blob_stored_bytes, "{stats:?}");
@@ -141,7 +141,7 @@ fn dedup_figures_match_chunks_counted_independently() {
     // The index rebuilt from the hints at open gives the same figures.
     drop(cache);
     let cache = Manager::open(&config, Access::ReadWrite).unwrap();
-    assert_eq!(cache.disk().unwrap().stats(), stats);
+    assert_eq!(cache.disk_stats().unwrap(), stats);
 
     // Removing every response of the 9000-byte answer frees exactly its chunks no other payload shares.
     let others: HashSet<&[u8]> =
@@ -152,11 +152,11 @@ fn dedup_figures_match_chunks_counted_independently() {
         assert!(cache.remove(Kind::Response, &format!("key-{i}")).unwrap());
         removed += 1;
     }
-    let after = cache.disk().unwrap().stats();
+    let after = cache.disk_stats().unwrap();
     assert_eq!(after.unreferenced_blobs, only_mine.iter().collect::<HashSet<_>>().len() as u64, "{after:?}");
     assert_eq!(after.referenced_payload_bytes, referenced - removed * payloads[2].len() as u64);
-    cache.disk().unwrap().compact().unwrap();
-    let compacted = cache.disk().unwrap().stats();
+    cache.compact().unwrap();
+    let compacted = cache.disk_stats().unwrap();
     assert_eq!(compacted.blobs, after.blobs - after.unreferenced_blobs, "{compacted:?}");
     assert_eq!(compacted.unreferenced_blobs, 0);
     assert_eq!(compacted.referenced_payload_bytes, after.referenced_payload_bytes);
@@ -199,7 +199,7 @@ fn compressed_sizes_match_the_codecs_run_in_the_test() {
                 _ => zstd_stored_len(value, level as i32),
             };
             expected_stored += record_len(&key, "m.gguf", 0, stored);
-            let slot = cache.disk().unwrap().entries().into_iter().find(|e| e.1 == key.as_bytes()).unwrap().2;
+            let slot = cache.disk_index_entries().into_iter().find(|e| e.1 == key.as_bytes()).unwrap().2;
             assert_eq!(
                 slot.stored_len as usize,
                 stored,
@@ -208,7 +208,7 @@ fn compressed_sizes_match_the_codecs_run_in_the_test() {
             );
             assert_eq!(slot.raw_len as usize, value.len());
         }
-        let stats = cache.disk().unwrap().stats();
+        let stats = cache.disk_stats().unwrap();
         let models = stats.kinds[&Kind::Model.code()];
         assert_eq!(models.stored_bytes, expected_stored, "{algorithm:?} {level}");
         assert_eq!(models.logical_bytes, values.iter().map(|v| v.len() as u64).sum::<u64>());

@@ -8,7 +8,7 @@ use std::path::Path;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::index::{Index, Loc};
-use super::record::{self, HEADER_LEN, Header, REF_LEN, RecordType};
+use crate::cache::record::{self, HEADER_LEN, Header, REF_LEN, RecordType};
 
 /// First eight bytes of a hint file.
 pub const HINT_MAGIC: [u8; 8] = *b"INFHINT\n";

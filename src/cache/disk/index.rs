@@ -7,7 +7,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
-use super::record::{BlobRef, Header, Record, RecordType};
+use crate::cache::clock::Expiry;
+use crate::cache::record::{BlobRef, Header, Record, RecordType};
 
 /// The index's hash maps. Keys are content hashes and cache keys (themselves digests), so a fast seeded hasher
 /// is enough; with std's SipHash, hashing was a quarter of the time spent opening a store.
@@ -39,8 +40,8 @@ pub struct EntrySlot {
     pub seq: u64,
     /// Creation time (ms).
     pub created_ms: u64,
-    /// Expiry time (ms), 0 = never.
-    pub expires_ms: u64,
+    /// When it stops being served.
+    pub expires: Expiry,
     /// Decoded length of the entry's own value (the envelope when deduplicated).
     pub raw_len: u32,
     /// Stored length of the entry's own value.
@@ -138,7 +139,7 @@ impl Index {
                     loc,
                     seq: h.seq,
                     created_ms: h.created_ms,
-                    expires_ms: h.expires_ms,
+                    expires: Expiry::from_ms(h.expires_ms),
                     raw_len: h.raw_len,
                     stored_len: h.value_len,
                     payload_len: h.payload_len,
@@ -238,8 +239,8 @@ impl Index {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::{RecordRef, decode, encode};
     use super::*;
+    use crate::cache::record::{RecordRef, decode, encode};
 
     fn rec(t: RecordType, seq: u64, key: &[u8], refs: &[BlobRef]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -13,9 +13,10 @@ use std::path::Path;
 use super::hint::HintBuilder;
 use super::index::{BLOB_KIND, Index, Loc};
 use super::open::new_segment;
-use super::record::{self, BlobRef};
 use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
-use super::{DiskError, DiskStore, QUARANTINE_DIR, io_err, now_ms};
+use super::{DiskError, DiskStore, QUARANTINE_DIR, io_err};
+use crate::cache::clock::now_ms;
+use crate::cache::record::{self, BlobRef};
 
 /// One record that failed its check.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,7 +234,7 @@ impl DiskStore {
             let mut live_blobs = HashSet::new();
             let mut items = Vec::new();
             for slot in state.index.entries.values() {
-                if slot.expires_ms == 0 || slot.expires_ms > now {
+                if slot.expires.is_live(now) {
                     items.push((slot.seq, slot.loc));
                     live_blobs.extend(slot.refs.iter().copied());
                 }

@@ -11,7 +11,6 @@ mod index;
 mod lock;
 mod maintain;
 mod open;
-pub mod record;
 mod segment;
 mod snapshot;
 mod stats;
@@ -30,13 +29,13 @@ use parking_lot::{Mutex, RwLock};
 pub use index::{BLOB_KIND, EntrySlot, Loc, SegmentUsage};
 pub use lock::{LOCK_FILE, WriterLock, holder};
 pub use maintain::{CompactReport, DamagedRecord, VerifyReport};
-pub use record::{BlobRef, REF_LEN, RecordType};
 pub use snapshot::consistent_segments;
-pub use stats::{DiskStats, KindStats};
+pub use stats::{DiskStats, FileUsage, KindStats};
 
+use crate::cache::clock::{Expiry, now_ms};
+use crate::cache::record::{self, BlobRef, RecordRef, RecordType};
 use hint::HintBuilder;
 use index::Index;
-use record::RecordRef;
 use segment::SegmentReader;
 
 /// Folder of segment and hint files inside the cache directory.
@@ -128,8 +127,8 @@ pub struct StoredEntry {
     pub chunks: Vec<StoredChunk>,
     /// Creation time (ms).
     pub created_ms: u64,
-    /// Expiry time (ms), 0 = never.
-    pub expires_ms: u64,
+    /// When it stops being served.
+    pub expires: Expiry,
     /// The entry's name (what pattern filters match).
     pub name: String,
 }
@@ -166,8 +165,8 @@ pub struct EntryWrite<'a> {
     pub payload_len: u64,
     /// Creation time (ms).
     pub created_ms: u64,
-    /// Expiry time (ms), 0 = never.
-    pub expires_ms: u64,
+    /// When it stops being served.
+    pub expires: Expiry,
 }
 
 /// Counters kept by the store since it was opened.
@@ -239,11 +238,6 @@ impl std::fmt::Debug for DiskStore {
 /// Takes the writer lock of the cache directory `dir` without opening the store (for restore).
 pub fn lock_dir(dir: &Path) -> Result<WriterLock, DiskError> {
     WriterLock::acquire(dir)
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl DiskStore {
@@ -366,7 +360,7 @@ impl DiskStore {
                 codec: e.codec,
                 seq: 0,
                 created_ms: e.created_ms,
-                expires_ms: e.expires_ms,
+                expires_ms: e.expires.as_ms(),
                 key: e.key,
                 name: e.name.as_bytes(),
                 refs: e.refs,
@@ -416,7 +410,7 @@ impl DiskStore {
                 None => return Ok(None),
             }
         };
-        if slot.expires_ms != 0 && slot.expires_ms <= now_ms() {
+        if !slot.expires.is_live(now_ms()) {
             return Ok(None);
         }
         let Some((codec, value, raw_len)) = self.read_value(slot.loc)? else {
@@ -447,7 +441,7 @@ impl DiskStore {
             raw_len,
             chunks,
             created_ms: slot.created_ms,
-            expires_ms: slot.expires_ms,
+            expires: slot.expires,
             name: slot.name.to_string(),
         }))
     }
@@ -501,9 +495,9 @@ impl DiskStore {
         Ok(found)
     }
 
-    /// The expiry time (ms, 0 = never) of the entry under `kind`/`key`, if the index has one.
-    pub fn expiry(&self, kind: u8, key: &[u8]) -> Option<u64> {
-        self.state.read().index.entries.get(&(kind, key.into())).map(|slot| slot.expires_ms)
+    /// The expiry of the entry under `kind`/`key`, if the index has one.
+    pub fn expiry(&self, kind: u8, key: &[u8]) -> Option<Expiry> {
+        self.state.read().index.entries.get(&(kind, key.into())).map(|slot| slot.expires)
     }
 
     /// Live entries' index slots, for listing and filtering.

@@ -13,7 +13,8 @@ use super::hint::{self, HintBuilder};
 use super::index::{Index, Loc};
 use super::lock::WriterLock;
 use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
-use super::{DATA_DIR, DiskCounters, DiskError, DiskStore, State, StoreOptions, Writer, io_err, record};
+use super::{DATA_DIR, DiskCounters, DiskError, DiskStore, State, StoreOptions, Writer, io_err};
+use crate::cache::record;
 
 impl DiskStore {
     /// Opens (or, unless read-only, creates) the store in `options.dir`.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::record::{self, FrameError, HEADER_LEN, RECORD_MAGIC, Record};
+use crate::cache::record::{self, FrameError, HEADER_LEN, RECORD_MAGIC, Record};
 
 /// First eight bytes of a segment file (PNG-style: the CR LF catches line-ending mangling).
 pub const SEGMENT_MAGIC: [u8; 8] = *b"INFSEG\r\n";
@@ -157,8 +157,8 @@ fn find_next_record(bytes: &[u8], from: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::{RecordRef, RecordType, encode};
     use super::*;
+    use crate::cache::record::{RecordRef, RecordType, encode};
 
     fn records(n: usize) -> (Vec<u8>, Vec<u64>) {
         let mut out = file_header(1).to_vec();

@@ -1,10 +1,11 @@
 //! What a disk store holds, counted from its index: entries and bytes per kind, chunks, live and dead bytes.
-//! `cache stats`, `disk-usage` and the dedup figures are built on this.
+//! `cache stats`, `disk-usage` and the dedup figures are built on this, and on [`DiskStore::file_usage`], the
+//! walk of the cache directory's files by class.
 
 use std::collections::BTreeMap;
 
-use super::DiskStore;
-use super::record::BlobRef;
+use super::{DiskStore, QUARANTINE_DIR};
+use crate::cache::record::BlobRef;
 
 impl DiskStore {
     /// A consistent summary of what is stored.
@@ -46,6 +47,61 @@ impl DiskStore {
         stats.segments = index.segments.len() as u64;
         stats.damaged_ranges = state.damage.len() as u64;
         stats
+    }
+
+    /// Bytes of the files in the cache directory by class: segments and hints in `data/`, the quarantine,
+    /// and everything else at the top level (counters, history, backups list, lock).
+    pub fn file_usage(&self) -> FileUsage {
+        let base = self.options.dir.as_path();
+        let mut usage = FileUsage::default();
+        for (dir, class) in
+            [(self.data_dir.as_path(), None), (&*base.join(QUARANTINE_DIR), Some(2)), (base, Some(3))]
+        {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let hint = entry.file_name().to_string_lossy().ends_with(".hint");
+                match class.unwrap_or(if hint { 1 } else { 0 }) {
+                    0 => usage.segments += meta.len(),
+                    1 => usage.hints += meta.len(),
+                    2 => usage.quarantine += meta.len(),
+                    _ => usage.other += meta.len(),
+                }
+            }
+        }
+        usage
+    }
+}
+
+/// Bytes on disk by file class ([`DiskStore::file_usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileUsage {
+    /// Segment files in `data/`.
+    pub segments: u64,
+    /// Hint files in `data/`.
+    pub hints: u64,
+    /// Quarantined records.
+    pub quarantine: u64,
+    /// Other files at the top of the cache directory.
+    pub other: u64,
+}
+
+impl FileUsage {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.segments + self.hints + self.quarantine + self.other
+    }
+
+    /// `(class name, bytes)` pairs in the order `disk-usage` prints them.
+    pub fn classes(&self) -> [(&'static str, u64); 4] {
+        [
+            ("segments", self.segments),
+            ("hints", self.hints),
+            ("quarantine", self.quarantine),
+            ("other", self.other),
+        ]
     }
 }
 

@@ -3,6 +3,7 @@
 use std::fs::OpenOptions;
 
 use super::*;
+use crate::cache::record::REF_LEN;
 
 fn opts(dir: &Path) -> StoreOptions {
     StoreOptions { write_buffer_size: 4096, segment_size: 64 * 1024, ..StoreOptions::new(dir) }
@@ -20,7 +21,7 @@ fn put(store: &DiskStore, key: &str, value: &[u8]) {
             refs: &[],
             payload_len: 0,
             created_ms: now_ms(),
-            expires_ms: 0,
+            expires: Expiry::NEVER,
         })
         .unwrap();
 }
@@ -176,7 +177,7 @@ fn chunks_are_shared_and_counted() {
                 refs: &[blob],
                 payload_len: 14,
                 created_ms: 0,
-                expires_ms: 0,
+                expires: Expiry::NEVER,
             })
             .unwrap();
     }
@@ -203,7 +204,7 @@ fn expired_entries_are_not_returned() {
             refs: &[],
             payload_len: 0,
             created_ms: 1,
-            expires_ms: 2,
+            expires: Expiry::from_ms(2),
         })
         .unwrap();
     assert_eq!(get(&store, "old"), None);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{CacheError, EntryInfo, Manager};
-use crate::cache::disk::now_ms;
+use crate::cache::clock::now_ms;
 use crate::cache::kind::Kind;
 
 /// Which entries to select. Empty means all.
@@ -81,7 +81,7 @@ impl Manager {
 
     /// Removes the entries `filter` selects, then compacts so the space is really given back.
     pub fn remove_matching(&self, filter: &Filter) -> Result<Removal, CacheError> {
-        let file_bytes_before = self.disk().map_or(0, |d| d.file_bytes());
+        let file_bytes_before = self.disk_file_bytes();
         let mut removal = Removal { file_bytes_before, ..Removal::default() };
         for entry in self.select(filter) {
             if self.remove(entry.kind, &entry.key)? {
@@ -92,7 +92,7 @@ impl Manager {
                 }
             }
         }
-        if let Some(disk) = self.disk() {
+        if let Some(disk) = self.disk.as_deref() {
             if removal.total() > 0 {
                 disk.compact()?;
             }

@@ -12,11 +12,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{CacheError, Cached, Manager, disk_entries, memory_key};
-use crate::cache::disk::{DiskStore, now_ms};
-use crate::cache::history::{self, Live, Snapshot};
+use crate::cache::clock::now_ms;
+use crate::cache::disk::DiskStore;
 use crate::cache::kind::Kind;
 use crate::cache::memory::MemoryTier;
-use crate::cache::stats::{CounterSnapshot, Counters};
+use crate::cache::observe::history::{self, Live, Snapshot};
+use crate::cache::observe::stats::{CounterSnapshot, Counters};
 use crate::config::CacheConfig;
 
 /// File holding the time (ms since the epoch) of the last age-based cleanup.
@@ -41,7 +42,7 @@ pub(super) struct Housekeeper {
     pub(super) counters: Arc<Counters>,
     /// The last history snapshot this manager recorded (counters, entries, bytes), to skip duplicates.
     pub(super) last_history: Arc<parking_lot::Mutex<Option<(Snapshot, bool)>>>,
-    pub(super) tracer: Arc<crate::cache::trace::Tracer>,
+    pub(super) tracer: Arc<crate::cache::observe::trace::Tracer>,
 }
 
 impl Manager {
@@ -161,7 +162,7 @@ impl Housekeeper {
         }
         let removed = self.disk.remove(kind.code(), key.as_bytes())?;
         if removed {
-            self.tracer.record(crate::cache::trace::Op::Remove, kind, key, None, None, 0);
+            self.tracer.record(crate::cache::observe::trace::Op::Remove, kind, key, None, None, 0);
         }
         Ok(removed)
     }
@@ -216,7 +217,7 @@ impl Housekeeper {
             if self.remove(entry.kind, &entry.key)? {
                 evicted += 1;
                 self.tracer.record(
-                    crate::cache::trace::Op::Evict,
+                    crate::cache::observe::trace::Op::Evict,
                     entry.kind,
                     &entry.key,
                     Some("disk"),

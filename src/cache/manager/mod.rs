@@ -17,19 +17,21 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::clock::{Expiry, now_ms};
 use super::codec::{Codec, CodecId};
-use super::disk::{DiskError, DiskStore, EntryWrite, StoreOptions, StoredEntry, now_ms};
-use super::hash::ContentHasher;
+use super::dedup::hash::ContentHasher;
+use super::disk::{DiskError, DiskStore, EntryWrite, StoreOptions, StoredEntry};
 use super::kind::Kind;
 use super::memory::MemoryTier;
+use super::observe::stats::{CounterSnapshot, Counters};
+use super::observe::trace::{Op, Tracer};
 use super::remote::RemoteTier;
-use super::response::{join_record, join_response, split_record};
-use super::stats::{CounterSnapshot, Counters};
-use super::trace::{Op, Tracer};
+use super::response_store::{join_record, join_response, split_record};
 use crate::config::{CacheConfig, CacheType};
 
 mod filter;
 mod housekeeping;
+mod maintenance;
 mod remote;
 #[cfg(test)]
 mod tests;
@@ -44,6 +46,12 @@ pub enum CacheError {
     /// The disk tier failed.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// The operation needs a disk tier and `cache.type = memory` has none.
+    #[error("cache.type = memory has no disk tier to {operation}")]
+    NoDiskTier {
+        /// What was asked, e.g. "verify".
+        operation: &'static str,
+    },
     /// The background flush thread could not be started.
     #[error("cannot start the cache's background flush thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -74,7 +82,7 @@ struct Cached {
     bytes: Arc<[u8]>,
     name: Arc<str>,
     created_ms: u64,
-    expires_ms: u64,
+    expires: Expiry,
 }
 
 fn weigh(key: &Arc<str>, value: &Cached) -> u64 {
@@ -92,8 +100,9 @@ pub struct EntryInfo {
     pub name: String,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
-    /// Expiry time, ms since the Unix epoch; 0 = never.
-    pub expires_ms: u64,
+    /// When it stops being served (`expires_ms` in JSON: ms since the Unix epoch, 0 = never).
+    #[serde(rename = "expires_ms")]
+    pub expires: Expiry,
     /// Size of the value in bytes, before compression and dedup.
     pub size: u64,
 }
@@ -120,7 +129,7 @@ pub struct Manager {
     codec: Codec,
     hasher: Option<ContentHasher>,
     counters: Arc<Counters>,
-    last_history: Arc<parking_lot::Mutex<Option<(super::history::Snapshot, bool)>>>,
+    last_history: Arc<parking_lot::Mutex<Option<(super::observe::history::Snapshot, bool)>>>,
     tracer: Arc<Tracer>,
     flusher: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
     remote: Option<RemoteTier>,
@@ -192,11 +201,6 @@ impl Manager {
         &self.config
     }
 
-    /// The disk tier, when the cache type has one.
-    pub fn disk(&self) -> Option<&DiskStore> {
-        self.disk.as_deref()
-    }
-
     /// Counters: totals since the cache directory was created (see `stats.rs`).
     pub fn counters(&self) -> &Counters {
         &self.counters
@@ -241,22 +245,19 @@ impl Manager {
             return Ok(());
         }
         let now = now_ms();
-        let expires_ms = match ttl.or_else(|| self.default_ttl(kind)) {
-            Some(ttl) if !ttl.is_zero() => now.saturating_add(ttl.as_millis() as u64),
-            _ => 0,
-        };
+        let expires = Expiry::after(now, ttl.or_else(|| self.default_ttl(kind)));
         if let Some(disk) = &self.disk {
-            self.write_disk(disk, kind, key, name, value, expires_ms)?;
+            self.write_disk(disk, kind, key, name, value, expires)?;
         }
         if let Some(memory) = &self.memory {
-            let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires_ms };
+            let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires };
             let evicted = memory.insert(memory_key(kind, key).into(), cached);
             self.note_evicted(evicted);
         }
         if kind == Kind::Response
             && let Some(remote) = &self.remote
         {
-            remote.put(key, name, value, now, expires_ms);
+            remote.put(key, name, value, now, expires);
         }
         self.counters.kind(kind).puts.fetch_add(1, Ordering::Relaxed);
         self.tracer.record(Op::Write, kind, key, None, None, value.len() as u64);
@@ -271,7 +272,7 @@ impl Manager {
         key: &str,
         name: &str,
         value: &[u8],
-        expires_ms: u64,
+        expires: Expiry,
     ) -> Result<(), CacheError> {
         let mut refs = Vec::new();
         let mut scratch = Vec::new();
@@ -306,7 +307,7 @@ impl Manager {
             refs: &refs,
             payload_len,
             created_ms: now_ms(),
-            expires_ms,
+            expires,
         })?;
         Ok(())
     }
@@ -350,7 +351,7 @@ impl Manager {
         if let Some(memory) = &self.memory {
             let mkey = memory_key(kind, key);
             if let Some(cached) = memory.get(mkey.as_str()) {
-                if cached.expires_ms == 0 || cached.expires_ms > now_ms() {
+                if cached.expires.is_live(now_ms()) {
                     counters.memory_hits.fetch_add(1, Ordering::Relaxed);
                     self.tracer.record(
                         Op::Read,
@@ -380,7 +381,7 @@ impl Manager {
                 bytes: bytes.clone(),
                 name: stored.name.as_str().into(),
                 created_ms: stored.created_ms,
-                expires_ms: stored.expires_ms,
+                expires: stored.expires,
             };
             let evicted = memory.insert(memory_key(kind, key).into(), cached);
             self.note_evicted(evicted);
@@ -422,7 +423,7 @@ impl Manager {
         let Some(bytes) = self.get(Kind::Response, key)? else { return Ok(None) };
         let Ok(record) = serde_json::from_slice::<Value>(&bytes) else { return Ok(None) };
         let Some(response) = record.get("response") else { return Ok(None) };
-        let (envelope, payload) = super::response::split_response(response);
+        let (envelope, payload) = super::response_store::split_response(response);
         Ok(join_response(&envelope, payload.as_bytes(), true).ok())
     }
 
@@ -430,13 +431,14 @@ impl Manager {
     /// not read, so a damaged entry still counts as present until a get finds the damage.
     pub fn contains(&self, kind: Kind, key: &str) -> bool {
         let now = now_ms();
-        let live = |expires_ms: u64| expires_ms == 0 || expires_ms > now;
         if let Some(memory) = &self.memory
-            && memory.peek(memory_key(kind, key).as_str()).is_some_and(|c| live(c.expires_ms))
+            && memory.peek(memory_key(kind, key).as_str()).is_some_and(|c| c.expires.is_live(now))
         {
             return true;
         }
-        self.disk.as_ref().is_some_and(|disk| disk.expiry(kind.code(), key.as_bytes()).is_some_and(live))
+        self.disk
+            .as_ref()
+            .is_some_and(|disk| disk.expiry(kind.code(), key.as_bytes()).is_some_and(|e| e.is_live(now)))
     }
 
     /// Removes an entry from every tier; returns true when it existed.
@@ -457,7 +459,6 @@ impl Manager {
     /// the cache type is `memory`.
     pub fn entries(&self, kind: Option<Kind>) -> Vec<EntryInfo> {
         let now = now_ms();
-        let live = |expires_ms: u64| expires_ms == 0 || expires_ms > now;
         let mut out = Vec::new();
         if let Some(disk) = &self.disk {
             return disk_entries(disk, kind);
@@ -466,14 +467,14 @@ impl Manager {
                 let (code, key) = mkey.split_at(1);
                 let k = Kind::from_code(code.as_bytes()[0] - b'0');
                 if let Some(k) = k.filter(|k| kind.is_none_or(|want| want == *k))
-                    && live(cached.expires_ms)
+                    && cached.expires.is_live(now)
                 {
                     out.push(EntryInfo {
                         kind: k,
                         key: key[1..].to_string(),
                         name: cached.name.to_string(),
                         created_ms: cached.created_ms,
-                        expires_ms: cached.expires_ms,
+                        expires: cached.expires,
                         size: cached.bytes.len() as u64,
                     });
                 }
@@ -516,7 +517,7 @@ fn disk_entries(disk: &DiskStore, kind: Option<Kind>) -> Vec<EntryInfo> {
     let mut out: Vec<EntryInfo> = disk
         .entries()
         .into_iter()
-        .filter(|(_, _, slot)| slot.expires_ms == 0 || slot.expires_ms > now)
+        .filter(|(_, _, slot)| slot.expires.is_live(now))
         .filter_map(|(code, key, slot)| {
             let k = Kind::from_code(code).filter(|k| kind.is_none_or(|want| want == *k))?;
             Some(EntryInfo {
@@ -524,7 +525,7 @@ fn disk_entries(disk: &DiskStore, kind: Option<Kind>) -> Vec<EntryInfo> {
                 key: String::from_utf8_lossy(&key).into_owned(),
                 name: slot.name.to_string(),
                 created_ms: slot.created_ms,
-                expires_ms: slot.expires_ms,
+                expires: slot.expires,
                 size: slot.logical_len(),
             })
         })

@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{Access, Cached, EntryInfo, Filter, Manager, memory_key};
-use crate::cache::disk::now_ms;
+use crate::cache::clock::now_ms;
 use crate::cache::kind::Kind;
+use crate::cache::observe::stats::Counters;
+use crate::cache::observe::trace::Op;
 use crate::cache::remote::{self, RemoteRemoval, RemoteStatus, RemoteTier};
-use crate::cache::stats::Counters;
-use crate::cache::trace::Op;
 use crate::config::CacheConfig;
 
 /// The remote tier for a writable manager when `cache.distributed.enabled` and responses are cached.
@@ -44,7 +44,7 @@ impl Manager {
         counters.remote_hits.fetch_add(1, Ordering::Relaxed);
         self.tracer.record(Op::Read, kind, key, Some("remote"), Some(true), entry.value.len() as u64);
         if let Some(disk) = &self.disk
-            && let Err(err) = self.write_disk(disk, kind, key, &entry.name, &entry.value, entry.expires_ms)
+            && let Err(err) = self.write_disk(disk, kind, key, &entry.name, &entry.value, entry.expires)
         {
             tracing::warn!(key, "keeping a remote hit on disk failed: {err}");
         }
@@ -54,7 +54,7 @@ impl Manager {
                 bytes: bytes.clone(),
                 name: entry.name.as_str().into(),
                 created_ms: entry.created_ms,
-                expires_ms: entry.expires_ms,
+                expires: entry.expires,
             };
             let evicted = memory.insert(memory_key(kind, key).into(), cached);
             self.note_evicted(evicted);
@@ -100,7 +100,7 @@ impl Manager {
                 key: p.key.clone(),
                 name: p.name.clone(),
                 created_ms: p.created_ms,
-                expires_ms: p.expires_ms,
+                expires: p.expires,
                 size: p.size,
             };
             filter.matches(&entry, now)

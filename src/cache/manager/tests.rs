@@ -60,7 +60,7 @@ fn identical_payloads_are_stored_once_and_served_fresh() {
             .put(Kind::Response, &format!("k{i}"), "tiny", &record(&format!("id{i}"), "same answer"), None)
             .unwrap();
     }
-    let stats = cache.disk().unwrap().stats();
+    let stats = cache.disk_stats().unwrap();
     assert_eq!(stats.blobs, 1);
     assert_eq!(stats.referenced_payload_bytes, 10 * stats.blob_raw_bytes);
     let fresh = cache.get_response("k3").unwrap().unwrap();
@@ -99,7 +99,7 @@ fn housekeeping_keeps_disk_use_under_the_size_threshold() {
     let report = cache.housekeeping().unwrap();
     let limit = cache.size_threshold_bytes();
     assert_eq!(limit, 200_000);
-    let (live, total) = cache.disk().unwrap().usage();
+    let (live, total) = cache.disk_record_bytes();
     assert!(live <= limit && total <= limit, "live {live}, total {total}, {report:?}");
     assert!(report.evicted_for_size > 50, "{report:?}");
     assert!(report.compacted.is_some());
@@ -125,7 +125,7 @@ fn the_open_cache_verifies_what_it_just_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Manager::open(&config(dir.path(), CacheType::Persistent), Access::ReadWrite).unwrap();
     cache.put(Kind::Response, "r", "tiny", &record("a", "hello"), None).unwrap();
-    let report = cache.disk().unwrap().verify(false).unwrap();
+    let report = cache.verify(false).unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!((report.entries_checked, report.chunks_checked), (1, 1));
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::conn::{self, Mode};
 use super::value::{self, KEY_PREFIX, PEEK_LEN};
+use crate::cache::clock::Expiry;
 
 /// Keys asked for per `SCAN` call.
 const SCAN_COUNT: u32 = 500;
@@ -23,8 +24,8 @@ pub struct Peeked {
     pub name: String,
     /// Creation time, ms since the Unix epoch; 0 when the header was not read.
     pub created_ms: u64,
-    /// Expiry time, ms since the Unix epoch; 0 = never or not read.
-    pub expires_ms: u64,
+    /// When it stops being served; never when the header was not read.
+    pub expires: Expiry,
     /// Decoded value size; 0 when the header was not read.
     pub size: u64,
 }
@@ -105,12 +106,17 @@ async fn choose(
         .zip(heads)
         .filter(|(key, head)| {
             let Some(local) = value::local_key(key) else { return false };
-            let mut entry =
-                Peeked { key: local.to_string(), name: String::new(), created_ms: 0, expires_ms: 0, size: 0 };
+            let mut entry = Peeked {
+                key: local.to_string(),
+                name: String::new(),
+                created_ms: 0,
+                expires: Expiry::NEVER,
+                size: 0,
+            };
             if peek {
                 // A header that cannot be read is selected only when the key itself matches.
-                if let Some((name, created_ms, expires_ms, size)) = value::peek(head) {
-                    entry = Peeked { name, created_ms, expires_ms, size, ..entry };
+                if let Some((name, created_ms, expires, size)) = value::peek(head) {
+                    entry = Peeked { name, created_ms, expires, size, ..entry };
                 }
             }
             select(&entry)

@@ -38,8 +38,8 @@ pub use conn::{Mode, NodeInfo, READ_RETRIES, READ_TIMEOUT, Topology, WAIT_MS};
 pub use stats::{LATENCY_BOUNDS_US, RemoteCounters, RemoteSnapshot};
 pub use value::{KEY_PREFIX, RemoteEntry, remote_key};
 
+use crate::cache::clock::{Expiry, now_ms};
 use crate::cache::codec::Codec;
-use crate::cache::disk::now_ms;
 use crate::config::DistributedConfig;
 
 /// Writes that may wait for the background writer; more are dropped (and counted).
@@ -56,7 +56,7 @@ struct WriteJob {
     name: String,
     value: Vec<u8>,
     created_ms: u64,
-    expires_ms: u64,
+    expires: Expiry,
 }
 
 /// What the tier and its background tasks share.
@@ -236,7 +236,7 @@ impl RemoteTier {
             Ok(Ok(Some(bytes))) => {
                 self.shared.failures.store(0, Ordering::Relaxed);
                 match value::decode(key, &bytes) {
-                    Ok(entry) if entry.expires_ms == 0 || entry.expires_ms > now_ms() => {
+                    Ok(entry) if entry.expires.is_live(now_ms()) => {
                         RemoteCounters::bump(&c.hits);
                         Some(entry)
                     }
@@ -283,7 +283,7 @@ impl RemoteTier {
     /// Queues `value` to be written under response key `key`; never blocks. Dropped (and counted) when the
     /// queue is full or Redis is known to be unreachable (a put while the first connection is still being
     /// made is queued: the writer waits for it).
-    pub fn put(&self, key: &str, name: &str, value: &[u8], created_ms: u64, expires_ms: u64) {
+    pub fn put(&self, key: &str, name: &str, value: &[u8], created_ms: u64, expires: Expiry) {
         let c = &self.shared.counters;
         let attempted = self.shared.attempted.load(Ordering::Acquire);
         if attempted && !self.shared.reachable.load(Ordering::Relaxed) {
@@ -291,8 +291,7 @@ impl RemoteTier {
             return;
         }
         let Some(writes) = &self.writes else { return };
-        let job =
-            WriteJob { key: key.into(), name: name.into(), value: value.to_vec(), created_ms, expires_ms };
+        let job = WriteJob { key: key.into(), name: name.into(), value: value.to_vec(), created_ms, expires };
         self.shared.pending.fetch_add(1, Ordering::AcqRel);
         if writes.try_send(job).is_err() {
             self.shared.pending.fetch_sub(1, Ordering::AcqRel);

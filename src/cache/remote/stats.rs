@@ -1,6 +1,6 @@
 //! The remote tier's counters and what it last saw of Redis.
 //!
-//! Counters are kept with the manager's own (`cache/stats.rs`), so they are saved in `counters.json` and a
+//! Counters are kept with the manager's own (`cache/observe/stats.rs`), so they are saved in `counters.json` and a
 //! `cache stats` in another process shows what a running server did. The latency histogram has fixed
 //! buckets (upper bounds in [`LATENCY_BOUNDS_US`]); p50 and p99 are read from it.
 

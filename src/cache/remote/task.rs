@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::conn::{self, Conn, READ_RETRIES, READ_TIMEOUT, WAIT_MS, WRITE_TIMEOUT};
 use super::stats::RemoteCounters;
 use super::{Shared, WriteJob, short_of_replicas, value};
-use crate::cache::disk::now_ms;
+use crate::cache::clock::now_ms;
 
 /// How often the deployment is looked at again while connected, and retried while not.
 const REFRESH: Duration = Duration::from_secs(5);
@@ -131,12 +131,10 @@ pub(super) async fn writer(shared: Arc<Shared>, queue: mpsc::Receiver<WriteJob>)
 
 async fn write(shared: &Shared, job: WriteJob) {
     let c = &shared.counters;
-    let ttl_secs = match job.expires_ms {
-        0 => None,
-        at => match at.checked_sub(now_ms()) {
-            Some(left) if left > 0 => Some(left.div_ceil(1_000)),
-            _ => return,
-        },
+    let ttl_secs = match job.expires.remaining(now_ms()) {
+        None => None,
+        Some(left) if !left.is_zero() => Some((left.as_millis() as u64).div_ceil(1_000)),
+        Some(_) => return,
     };
     // A write queued while the first connection is being made waits for it (a few seconds at most).
     for _ in 0..500 {
@@ -149,7 +147,7 @@ async fn write(shared: &Shared, job: WriteJob) {
         RemoteCounters::bump(&c.dropped_writes);
         return;
     };
-    let bytes = value::encode(&shared.codec, &job.key, &job.name, &job.value, job.created_ms, job.expires_ms);
+    let bytes = value::encode(&shared.codec, &job.key, &job.name, &job.value, job.created_ms, job.expires);
     let mut pipe = redis::pipe();
     pipe.cmd("SET").arg(value::remote_key(&job.key)).arg(bytes);
     if let Some(ttl) = ttl_secs {

@@ -11,9 +11,10 @@
 //! kind and that the record's key is the key asked for: a damaged or misplaced value is reported, never
 //! served.
 
+use crate::cache::clock::Expiry;
 use crate::cache::codec::{Codec, CodecId};
-use crate::cache::disk::record::{self, HEADER_LEN, RecordRef, RecordType};
 use crate::cache::kind::Kind;
+use crate::cache::record::{self, HEADER_LEN, RecordRef, RecordType};
 
 /// Every key the remote tier writes starts with this.
 pub const KEY_PREFIX: &str = "inferno:v1:resp:";
@@ -37,8 +38,8 @@ pub struct RemoteEntry {
     pub name: String,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
-    /// Expiry time, ms since the Unix epoch; 0 = never.
-    pub expires_ms: u64,
+    /// When it stops being served.
+    pub expires: Expiry,
 }
 
 /// The record bytes stored under [`remote_key`]`(key)`.
@@ -48,7 +49,7 @@ pub fn encode(
     name: &str,
     value: &[u8],
     created_ms: u64,
-    expires_ms: u64,
+    expires: Expiry,
 ) -> Vec<u8> {
     let mut scratch = Vec::new();
     let (codec, stored) = codec.encode(value, &mut scratch);
@@ -60,7 +61,7 @@ pub fn encode(
             codec: codec as u8,
             seq: 0,
             created_ms,
-            expires_ms,
+            expires_ms: expires.as_ms(),
             key: key.as_bytes(),
             name: name.as_bytes(),
             refs: &[],
@@ -96,20 +97,20 @@ pub fn decode(key: &str, bytes: &[u8]) -> Result<RemoteEntry, String> {
         value: value.to_vec(),
         name: String::from_utf8_lossy(record.name).into_owned(),
         created_ms: header.created_ms,
-        expires_ms: header.expires_ms,
+        expires: Expiry::from_ms(header.expires_ms),
     })
 }
 
 /// The name, creation time, expiry and decoded size of a record from its first bytes (a `GETRANGE`
 /// prefix), without the value and without checking the checksum: enough for `clear --pattern`.
-pub fn peek(prefix: &[u8]) -> Option<(String, u64, u64, u64)> {
+pub fn peek(prefix: &[u8]) -> Option<(String, u64, Expiry, u64)> {
     let header = record::decode_header(prefix).ok()?;
     let name_at = HEADER_LEN + header.key_len as usize;
     let name = prefix.get(name_at..name_at + header.name_len as usize)?;
     Some((
         String::from_utf8_lossy(name).into_owned(),
         header.created_ms,
-        header.expires_ms,
+        Expiry::from_ms(header.expires_ms),
         header.raw_len as u64,
     ))
 }
@@ -127,16 +128,21 @@ mod tests {
         let codec = Codec::from_cache_config(&CacheConfig::default());
         let value =
             br#"{"response":"hello hello hello hello hello hello hello hello hello hello"}"#.repeat(40);
-        let bytes = encode(&codec, "abc123", "tiny", &value, 7, 9);
+        let bytes = encode(&codec, "abc123", "tiny", &value, 7, Expiry::from_ms(9));
         assert!(bytes.len() < value.len(), "compressed");
         let entry = decode("abc123", &bytes).unwrap();
         assert_eq!(
             entry,
-            RemoteEntry { value: value.clone(), name: "tiny".into(), created_ms: 7, expires_ms: 9 }
+            RemoteEntry {
+                value: value.clone(),
+                name: "tiny".into(),
+                created_ms: 7,
+                expires: Expiry::from_ms(9)
+            }
         );
         assert_eq!(
             peek(&bytes[..PEEK_LEN.min(bytes.len())]),
-            Some(("tiny".into(), 7, 9, value.len() as u64))
+            Some(("tiny".into(), 7, Expiry::from_ms(9), value.len() as u64))
         );
         assert!(decode("other", &bytes).unwrap_err().contains("another key"));
         for at in [0, 10, HEADER_LEN + 2, bytes.len() - 1] {

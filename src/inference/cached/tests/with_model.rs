@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::super::*;
 use crate::cache::Access;
-use crate::cache::transfer::{export, import};
+use crate::cache::ops::transfer::{export, import};
 use crate::config::{CacheType, Config};
 use crate::inference::run::{self, context_size, prepare};
 use crate::inference::{Input, Request};
@@ -220,7 +220,7 @@ fn ttls_and_namespaces() {
     short["cache"] = json!({"ttl": 30});
     let answer = f.complete(&short, &no_control());
     let entry = f.manager.entries(Some(Kind::Response)).into_iter().find(|e| e.key == answer.key).unwrap();
-    assert!((29_000..=30_000).contains(&(entry.expires_ms - entry.created_ms)), "{entry:?}");
+    assert!((29_000..=30_000).contains(&(entry.expires.as_ms() - entry.created_ms)), "{entry:?}");
 
     let plain = f.complete(&completion_body(), &no_control());
     let mut in_a = completion_body();

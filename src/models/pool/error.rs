@@ -1,4 +1,4 @@
-//! [`ModelCacheError`]: why the model cache could not hand out a model. Each error names the file and says
+//! [`PoolError`]: why the model cache could not hand out a model. Each error names the file and says
 //! what to do about it.
 
 use std::error::Error;
@@ -9,12 +9,12 @@ use bytesize::ByteSize;
 
 use crate::models::file::{ModelFileError, ModelFormat};
 
-/// Why [`ModelCache::get_or_load`](super::ModelCache::get_or_load) failed.
+/// Why [`ModelPool::get_or_load`](super::ModelPool::get_or_load) failed.
 ///
 /// Cloneable, so that callers waiting for a load in flight receive the loader's error too.
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ModelCacheError {
+pub enum PoolError {
     /// The file could not be found, identified or hashed.
     #[error(transparent)]
     File(Arc<ModelFileError>),
@@ -83,7 +83,7 @@ pub enum ModelCacheError {
     },
 }
 
-impl ModelCacheError {
+impl PoolError {
     /// A load error from a reader or runtime error that names the file itself.
     pub(super) fn load(path: PathBuf, source: impl Error + Send + Sync + 'static) -> Self {
         Self::Load { path, source: Arc::new(source) }
@@ -96,7 +96,7 @@ impl ModelCacheError {
     }
 }
 
-impl From<ModelFileError> for ModelCacheError {
+impl From<ModelFileError> for PoolError {
     fn from(error: ModelFileError) -> Self {
         Self::File(Arc::new(error))
     }

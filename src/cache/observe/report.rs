@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::disk::KindStats;
-use super::kind::Kind;
-use super::manager::Manager;
-use super::remote::{RemoteSnapshot, RemoteStatus};
+use crate::cache::disk::KindStats;
+use crate::cache::kind::Kind;
+use crate::cache::manager::Manager;
+use crate::cache::remote::{RemoteSnapshot, RemoteStatus};
 use crate::config::CacheType;
 
 /// The whole picture.
@@ -152,8 +152,8 @@ impl CacheReport {
     pub fn measure(manager: &Manager) -> Self {
         let config = manager.config();
         let counters = manager.counters().snapshot();
-        let disk_stats = manager.disk().map(|d| d.stats());
-        let memory_entries = if manager.disk().is_none() { manager.entries(None) } else { Vec::new() };
+        let disk_stats = manager.disk_stats();
+        let memory_entries = if !manager.has_disk() { manager.entries(None) } else { Vec::new() };
         let kinds = counters
             .kinds
             .iter()
@@ -190,7 +190,7 @@ impl CacheReport {
             max_bytes: config.response.max_size_gb.bytes().min(config.max_size_gb.bytes()),
             evictions: counters.evictions,
         };
-        let disk = manager.disk().zip(disk_stats.as_ref()).map(|(disk, stats)| {
+        let disk = disk_stats.as_ref().map(|stats| {
             let values: KindStats = stats.kinds.values().fold(KindStats::default(), |mut acc, k| {
                 acc.value_raw_bytes += k.value_raw_bytes;
                 acc.value_stored_bytes += k.value_stored_bytes;
@@ -200,7 +200,7 @@ impl CacheReport {
             let stored_bytes = values.value_stored_bytes + stats.blob_stored_bytes;
             let max_bytes = config.max_size_gb.bytes();
             DiskReport {
-                file_bytes: disk.file_bytes(),
+                file_bytes: manager.disk_file_bytes(),
                 live_bytes: stats.live_bytes,
                 record_bytes: stats.record_bytes,
                 max_bytes,

@@ -38,8 +38,8 @@ use prometheus::{
 
 use std::fmt::Write;
 
-use super::remote::LATENCY_BOUNDS_US;
 use super::report::{CacheReport, RemoteReport};
+use crate::cache::remote::LATENCY_BOUNDS_US;
 
 /// The report in Prometheus text format.
 pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {

@@ -31,8 +31,8 @@ fn config(
 }
 
 /// A cache with room for `max_models` tiny models and plenty of memory.
-fn new_cache(max_models: u32, strategy: PreloadStrategy, policy: UnloadPolicy) -> ModelCache {
-    ModelCache::new(&config(max_models, 1 << 30, strategy, policy))
+fn new_cache(max_models: u32, strategy: PreloadStrategy, policy: UnloadPolicy) -> ModelPool {
+    ModelPool::new(&config(max_models, 1 << 30, strategy, policy))
 }
 
 /// The tiny llama written to `a.gguf`, `b.gguf`, `c.gguf` and `d.gguf` in a temporary directory.
@@ -47,7 +47,7 @@ fn four_models() -> (tempfile::TempDir, [PathBuf; 4]) {
 
 /// The names of the loaded models, sorted.
 #[cfg(feature = "llama")]
-fn loaded(cache: &ModelCache) -> Vec<String> {
+fn loaded(cache: &ModelPool) -> Vec<String> {
     let mut names: Vec<String> = cache.stats().models.into_iter().map(|m| m.name).collect();
     names.sort();
     names
@@ -55,7 +55,7 @@ fn loaded(cache: &ModelCache) -> Vec<String> {
 
 /// Loads (or hits) `path` at `now` and lets go of the model at once.
 #[cfg(feature = "llama")]
-fn touch(cache: &ModelCache, path: &Path, now: Instant) {
+fn touch(cache: &ModelPool, path: &Path, now: Instant) {
     cache.get_or_load_at(path, now).unwrap();
 }
 
@@ -67,7 +67,7 @@ fn minutes(n: u64) -> Duration {
 #[test]
 fn the_cache_can_be_shared_between_threads() {
     fn shared<T: Send + Sync>() {}
-    shared::<ModelCache>();
+    shared::<ModelPool>();
     shared::<CachedModel>();
 }
 
@@ -102,7 +102,7 @@ fn without_the_llama_feature_gguf_is_a_clear_error() {
     let (_dir, [a, ..]) = four_models();
     let cache = new_cache(2, PreloadStrategy::Lru, UnloadPolicy::SizeBased);
     let err = cache.get_or_load(&a).unwrap_err();
-    assert!(matches!(err, ModelCacheError::FeatureMissing { feature: "llama", .. }), "{err}");
+    assert!(matches!(err, PoolError::FeatureMissing { feature: "llama", .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains("a.gguf") && text.contains("built without the `llama` feature"), "{text}");
     assert_eq!(cache.stats().counters.load_failures, 1);
@@ -145,7 +145,7 @@ fn the_memory_limit_counts_resident_estimates() {
     let (_dir, [a, b, c, _]) = four_models();
     let estimate = resident_estimate(&ModelFile::open(&a).unwrap()).unwrap();
     let limit = estimate * 5 / 2;
-    let cache = ModelCache::new(&config(10, limit, PreloadStrategy::Lru, UnloadPolicy::SizeBased));
+    let cache = ModelPool::new(&config(10, limit, PreloadStrategy::Lru, UnloadPolicy::SizeBased));
     let t0 = Instant::now();
     let model = cache.get_or_load_at(&a, t0).unwrap();
     assert_eq!(model.resident_bytes(), estimate);
@@ -167,15 +167,15 @@ fn the_memory_limit_counts_resident_estimates() {
 fn a_model_larger_than_the_limit_is_an_error() {
     let (_dir, [a, ..]) = four_models();
     let estimate = resident_estimate(&ModelFile::open(&a).unwrap()).unwrap();
-    let cache = ModelCache::new(&config(4, estimate - 1, PreloadStrategy::Lru, UnloadPolicy::SizeBased));
+    let cache = ModelPool::new(&config(4, estimate - 1, PreloadStrategy::Lru, UnloadPolicy::SizeBased));
     let err = cache.get_or_load(&a).unwrap_err();
-    assert!(matches!(err, ModelCacheError::TooLarge { estimate: e, .. } if e == estimate), "{err}");
+    assert!(matches!(err, PoolError::TooLarge { estimate: e, .. } if e == estimate), "{err}");
     let text = err.to_string();
     assert!(text.contains("a.gguf") && text.contains("memory_limit_gb"), "{text}");
     let stats = cache.stats();
     assert_eq!((stats.loaded, stats.counters.loads, stats.counters.load_failures), (0, 0, 1));
 
-    let none = ModelCache::new(&config(0, 1 << 30, PreloadStrategy::Lru, UnloadPolicy::SizeBased));
+    let none = ModelPool::new(&config(0, 1 << 30, PreloadStrategy::Lru, UnloadPolicy::SizeBased));
     let err = none.get_or_load(&a).unwrap_err().to_string();
     assert!(err.contains("a.gguf") && err.contains("max_models is 0"), "{err}");
 }
@@ -189,7 +189,7 @@ fn the_manual_policy_refuses_and_unloading_makes_room() {
     touch(&cache, &a, t0);
     touch(&cache, &b, t0 + minutes(1));
     let err = cache.get_or_load_at(&c, t0 + minutes(2)).unwrap_err();
-    assert!(matches!(err, ModelCacheError::NoRoom { loaded: 2, max_models: 2, .. }), "{err}");
+    assert!(matches!(err, PoolError::NoRoom { loaded: 2, max_models: 2, .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains("c.gguf") && text.contains("unload a model first"), "{text}");
     assert_eq!(loaded(&cache), ["a", "b"], "nothing was evicted");

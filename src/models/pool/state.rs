@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{CachedModel, ModelCacheCounters, ModelCacheError};
+use super::{CachedModel, ModelCacheCounters, PoolError};
 use crate::config::PreloadStrategy;
 use crate::models::file::ModelFile;
 
@@ -31,17 +31,17 @@ impl Entry {
 /// The outcome of a load in flight, for the callers waiting on it.
 #[derive(Debug, Default)]
 pub(super) struct PendingLoad {
-    outcome: Mutex<Option<Result<Arc<CachedModel>, ModelCacheError>>>,
+    outcome: Mutex<Option<Result<Arc<CachedModel>, PoolError>>>,
     done: Condvar,
 }
 
 impl PendingLoad {
-    pub(super) fn complete(&self, outcome: Result<Arc<CachedModel>, ModelCacheError>) {
+    pub(super) fn complete(&self, outcome: Result<Arc<CachedModel>, PoolError>) {
         *self.outcome.lock() = Some(outcome);
         self.done.notify_all();
     }
 
-    pub(super) fn wait(&self) -> Result<Arc<CachedModel>, ModelCacheError> {
+    pub(super) fn wait(&self) -> Result<Arc<CachedModel>, PoolError> {
         let mut outcome = self.outcome.lock();
         loop {
             if let Some(outcome) = outcome.as_ref() {

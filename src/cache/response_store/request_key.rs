@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::ResponseError;
 use super::canonical;
-use crate::cache::hash::ContentHasher;
+use crate::cache::dedup::hash::ContentHasher;
 use crate::config::HashAlgorithm;
 
 /// Starts every canonical request; bump it when the canonical form changes, so old keys simply miss.

@@ -6,18 +6,18 @@
 
 mod canonical;
 mod envelope;
-mod key;
 mod record;
+mod request_key;
 
 use thiserror::Error;
 
 pub(crate) use envelope::unique_hex;
 pub use envelope::{ENVELOPE_FIELDS, Envelope, Payload, join_response, split_response};
-pub use key::{
+pub use record::{join_record, split_record};
+pub use request_key::{
     CanonicalRequest, EXCLUDED_FIELDS, Endpoint, KEY_PREFIX, ModelIdentity, NUMERIC_FIELDS,
     canonical_request, is_deterministic, namespace_of, response_key,
 };
-pub use record::{join_record, split_record};
 
 /// Why a request could not be keyed or a stored response could not be rebuilt.
 #[derive(Debug, Error)]

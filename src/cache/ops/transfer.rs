@@ -11,10 +11,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::disk::now_ms;
-use super::kind::Kind;
-use super::manager::{CacheError, Manager};
-use super::response::{CanonicalRequest, Endpoint, ModelIdentity, response_key};
+use crate::cache::clock::now_ms;
+use crate::cache::kind::Kind;
+use crate::cache::manager::{CacheError, Manager};
+use crate::cache::response_store::{CanonicalRequest, Endpoint, ModelIdentity, response_key};
 use crate::config::units::{SECOND, parse_duration};
 
 /// What [`import`] did.
@@ -165,9 +165,8 @@ pub fn export(
         progress(done as u64 + 1, total);
         let Some(bytes) = manager.get(Kind::Response, &entry.key)? else { continue };
         let Ok(Value::Object(mut record)) = serde_json::from_slice::<Value>(&bytes) else { continue };
-        if entry.expires_ms != 0 {
-            let left_ms = entry.expires_ms.saturating_sub(now_ms());
-            record.insert("ttl".into(), Value::from(left_ms.div_ceil(1000)));
+        if let Some(left) = entry.expires.remaining(now_ms()) {
+            record.insert("ttl".into(), Value::from((left.as_millis() as u64).div_ceil(1000)));
         }
         serde_json::to_writer(&mut output, &record).map_err(std::io::Error::other)?;
         output.write_all(b"\n")?;

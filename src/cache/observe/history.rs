@@ -11,8 +11,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::memory::MemoryStats;
 use super::stats::CounterSnapshot;
+use crate::cache::memory::MemoryStats;
 
 /// File of counter snapshots in the cache directory.
 pub const HISTORY_FILE: &str = "history.jsonl";

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::kind::Kind;
-use super::remote::{RemoteCounters, RemoteSnapshot};
+use crate::cache::kind::Kind;
+use crate::cache::remote::{RemoteCounters, RemoteSnapshot};
 
 /// Activity counters for one kind.
 #[derive(Debug, Default)]

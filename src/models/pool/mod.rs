@@ -1,13 +1,13 @@
-//! The model cache: keeps loaded model instances in memory between requests, within `[cache.model]`'s
-//! limits, like Ollama's loaded models with their keep-alive.
+//! The pool of loaded models (the guide's "model cache"): keeps loaded model instances in memory between
+//! requests, within `[cache.model]`'s limits, like Ollama's loaded models with their keep-alive.
 //!
-//! [`ModelCache::get_or_load`] hands out a shared [`CachedModel`] for a model file, loading it on first use.
+//! [`ModelPool::get_or_load`] hands out a shared [`CachedModel`] for a model file, loading it on first use.
 //! Entries are keyed by the file's canonical path, so two spellings of one file share one instance, and a
 //! file whose [`FileStamp`](crate::models::file::FileStamp) changed since it was loaded is loaded again.
 //! Before a load, models are evicted by `preload_strategy` until the new one fits `max_models` and
 //! `memory_limit_gb` (counted with [`resident_estimate`]); under `unload_policy = "manual"` nothing is
 //! evicted and a load that does not fit fails instead. Under `"time_based"` the server calls
-//! [`ModelCache::unload_idle`] from a timer.
+//! [`ModelPool::unload_idle`] from a timer.
 //!
 //! The cache is shared across threads. Its lock is never held while a model loads: a load in flight holds a
 //! slot that reserves its room, and other callers asking for the same file wait for it and share its
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-pub use error::ModelCacheError;
+pub use error::PoolError;
 pub use loaded::{LoadedModel, feature_of, is_supported, kv_cache_bytes, resident_estimate};
 pub use stats::{LoadedModelInfo, ModelCacheCounters, ModelCacheStats};
 
@@ -89,7 +89,7 @@ impl CachedModel {
 
 /// Loaded model instances, shared across threads, within `[cache.model]`'s limits.
 #[derive(Debug)]
-pub struct ModelCache {
+pub struct ModelPool {
     max_models: u32,
     memory_limit: u64,
     strategy: PreloadStrategy,
@@ -103,7 +103,7 @@ pub struct ModelCache {
     load_delay: Duration,
 }
 
-impl ModelCache {
+impl ModelPool {
     /// An empty cache with `config`'s limits and policies (`enabled` is the caller's business).
     pub fn new(config: &ModelCacheConfig) -> Self {
         Self {
@@ -125,12 +125,12 @@ impl ModelCache {
     /// limit, and (under `unload_policy = "manual"`) models that do not fit are errors naming the file.
     /// Blocks while the model loads (or while another caller loads it): callers on an async runtime call it
     /// on a blocking thread.
-    pub fn get_or_load(&self, path: &Path) -> Result<Arc<CachedModel>, ModelCacheError> {
+    pub fn get_or_load(&self, path: &Path) -> Result<Arc<CachedModel>, PoolError> {
         self.get_or_load_at(path, Instant::now())
     }
 
     /// [`get_or_load`](Self::get_or_load) with the clock read by the caller, so tests can order uses.
-    fn get_or_load_at(&self, path: &Path, now: Instant) -> Result<Arc<CachedModel>, ModelCacheError> {
+    fn get_or_load_at(&self, path: &Path, now: Instant) -> Result<Arc<CachedModel>, PoolError> {
         let file = ModelFile::open(path).inspect_err(|_| self.count_failed_lookup())?;
         let mut stale = None;
         let pending = {
@@ -187,7 +187,7 @@ impl ModelCache {
         path: &Path,
         pending: &PendingLoad,
         now: Instant,
-    ) -> Result<Arc<CachedModel>, ModelCacheError> {
+    ) -> Result<Arc<CachedModel>, PoolError> {
         let model = pending.wait()?;
         let mut guard = self.state.lock();
         let state = &mut *guard;
@@ -202,7 +202,7 @@ impl ModelCache {
     }
 
     /// Estimates, makes room, fingerprints and loads; the caller holds the path's loading slot.
-    fn load(&self, file: &ModelFile) -> Result<Arc<CachedModel>, ModelCacheError> {
+    fn load(&self, file: &ModelFile) -> Result<Arc<CachedModel>, PoolError> {
         let started = Instant::now();
         #[cfg(test)]
         std::thread::sleep(self.load_delay);
@@ -223,13 +223,13 @@ impl ModelCache {
 
     /// Reserves room for `estimate` bytes in `file`'s loading slot, evicting models as the policy allows and
     /// waiting while other admitted loads hold the room; returns the evicted models, to drop unlocked.
-    fn admit(&self, file: &ModelFile, estimate: u64) -> Result<Vec<Arc<CachedModel>>, ModelCacheError> {
+    fn admit(&self, file: &ModelFile, estimate: u64) -> Result<Vec<Arc<CachedModel>>, PoolError> {
         let path = file.path.clone();
         if self.max_models == 0 {
-            return Err(ModelCacheError::NoModelsAllowed { path });
+            return Err(PoolError::NoModelsAllowed { path });
         }
         if estimate > self.memory_limit {
-            return Err(ModelCacheError::TooLarge { path, estimate, limit: self.memory_limit });
+            return Err(PoolError::TooLarge { path, estimate, limit: self.memory_limit });
         }
         let mut evicted = Vec::new();
         let mut state = self.state.lock();
@@ -253,14 +253,7 @@ impl ModelCache {
                 continue;
             }
             let (max_models, limit) = (self.max_models, self.memory_limit);
-            return Err(ModelCacheError::NoRoom {
-                path,
-                estimate,
-                loaded: count,
-                max_models,
-                resident,
-                limit,
-            });
+            return Err(PoolError::NoRoom { path, estimate, loaded: count, max_models, resident, limit });
         }
     }
 
@@ -355,7 +348,7 @@ fn cache_key(path: &Path) -> PathBuf {
 /// A loading slot held by the caller that loads: finishing it (or dropping it, should the load panic)
 /// replaces the slot with the model or removes it, counts the outcome and wakes the waiters.
 struct LoadInFlight<'a> {
-    cache: &'a ModelCache,
+    cache: &'a ModelPool,
     path: &'a Path,
     pending: Arc<PendingLoad>,
     now: Instant,
@@ -365,8 +358,8 @@ struct LoadInFlight<'a> {
 impl LoadInFlight<'_> {
     fn finish(
         &mut self,
-        outcome: Result<Arc<CachedModel>, ModelCacheError>,
-    ) -> Result<Arc<CachedModel>, ModelCacheError> {
+        outcome: Result<Arc<CachedModel>, PoolError>,
+    ) -> Result<Arc<CachedModel>, PoolError> {
         self.finished = true;
         {
             let mut guard = self.cache.state.lock();
@@ -395,7 +388,7 @@ impl Drop for LoadInFlight<'_> {
     fn drop(&mut self) {
         if !self.finished {
             let message = "the load was interrupted by a panic";
-            self.finish(Err(ModelCacheError::load_message(self.path.to_path_buf(), message))).ok();
+            self.finish(Err(PoolError::load_message(self.path.to_path_buf(), message))).ok();
         }
     }
 }

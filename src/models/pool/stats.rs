@@ -10,7 +10,7 @@ use crate::models::file::ModelFormat;
 
 /// The model cache's counters since it was created.
 ///
-/// A call of [`get_or_load`](super::ModelCache::get_or_load) that starts a load is a miss, so
+/// A call of [`get_or_load`](super::ModelPool::get_or_load) that starts a load is a miss, so
 /// `misses == loads + load_failures` (a file that cannot even be opened counts as both a miss and a failure).
 /// A call answered by a loaded model is a hit, and so is a call that waits for another caller's load of the
 /// same file and shares its model; a call that shares a failed load counts nowhere (the loader's call
@@ -41,7 +41,7 @@ pub struct ModelCacheCounters {
     pub last_load_time: Duration,
 }
 
-/// One loaded model, as [`ModelCache::stats`](super::ModelCache::stats) shows it.
+/// One loaded model, as [`ModelPool::stats`](super::ModelPool::stats) shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoadedModelInfo {
     /// The canonical path of the model file.

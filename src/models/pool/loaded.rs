@@ -8,7 +8,7 @@ use crate::models::llama::GgufModel;
 #[cfg(feature = "onnx")]
 use crate::models::onnx::OnnxModel;
 
-use super::ModelCacheError;
+use super::PoolError;
 use crate::models::file::{ModelFile, ModelFormat};
 use crate::models::gguf::GgufHeader;
 
@@ -27,14 +27,14 @@ pub enum LoadedModel {
 
 impl LoadedModel {
     /// Loads `file` in the runtime of its format. A runtime that panics is reported as a load error.
-    pub fn load(file: &ModelFile) -> Result<Self, ModelCacheError> {
+    pub fn load(file: &ModelFile) -> Result<Self, PoolError> {
         check_supported(file)?;
         let loaded = catch_unwind(AssertUnwindSafe(|| match file.format {
             ModelFormat::Gguf => load_gguf(file),
             ModelFormat::Onnx => load_onnx(file),
         }));
         loaded.unwrap_or_else(|_| {
-            Err(ModelCacheError::load_message(file.path.clone(), "the runtime panicked while loading it"))
+            Err(PoolError::load_message(file.path.clone(), "the runtime panicked while loading it"))
         })
     }
 
@@ -76,36 +76,32 @@ pub fn is_supported(format: ModelFormat) -> bool {
 }
 
 /// An error when this build cannot load `file`'s format.
-pub(super) fn check_supported(file: &ModelFile) -> Result<(), ModelCacheError> {
+pub(super) fn check_supported(file: &ModelFile) -> Result<(), PoolError> {
     if is_supported(file.format) { Ok(()) } else { Err(feature_missing(file)) }
 }
 
-fn feature_missing(file: &ModelFile) -> ModelCacheError {
+fn feature_missing(file: &ModelFile) -> PoolError {
     let (path, format) = (file.path.clone(), file.format);
-    ModelCacheError::FeatureMissing { path, format, feature: feature_of(format) }
+    PoolError::FeatureMissing { path, format, feature: feature_of(format) }
 }
 
 #[cfg(feature = "llama")]
-fn load_gguf(file: &ModelFile) -> Result<LoadedModel, ModelCacheError> {
-    GgufModel::load(&file.path)
-        .map(LoadedModel::Gguf)
-        .map_err(|e| ModelCacheError::load(file.path.clone(), e))
+fn load_gguf(file: &ModelFile) -> Result<LoadedModel, PoolError> {
+    GgufModel::load(&file.path).map(LoadedModel::Gguf).map_err(|e| PoolError::load(file.path.clone(), e))
 }
 
 #[cfg(not(feature = "llama"))]
-fn load_gguf(file: &ModelFile) -> Result<LoadedModel, ModelCacheError> {
+fn load_gguf(file: &ModelFile) -> Result<LoadedModel, PoolError> {
     Err(feature_missing(file))
 }
 
 #[cfg(feature = "onnx")]
-fn load_onnx(file: &ModelFile) -> Result<LoadedModel, ModelCacheError> {
-    OnnxModel::load(&file.path)
-        .map(LoadedModel::Onnx)
-        .map_err(|e| ModelCacheError::load(file.path.clone(), e))
+fn load_onnx(file: &ModelFile) -> Result<LoadedModel, PoolError> {
+    OnnxModel::load(&file.path).map(LoadedModel::Onnx).map_err(|e| PoolError::load(file.path.clone(), e))
 }
 
 #[cfg(not(feature = "onnx"))]
-fn load_onnx(file: &ModelFile) -> Result<LoadedModel, ModelCacheError> {
+fn load_onnx(file: &ModelFile) -> Result<LoadedModel, PoolError> {
     Err(feature_missing(file))
 }
 
@@ -120,11 +116,11 @@ fn load_onnx(file: &ModelFile) -> Result<LoadedModel, ModelCacheError> {
 /// It leaves out the runtimes' compute buffers (scratch memory for activations, which grows with batch and
 /// context size), a context smaller or larger than the training context, ONNX weights kept in external data
 /// files, and the runtimes' own code and allocator overhead.
-pub fn resident_estimate(file: &ModelFile) -> Result<u64, ModelCacheError> {
+pub fn resident_estimate(file: &ModelFile) -> Result<u64, PoolError> {
     match file.format {
         ModelFormat::Gguf => {
             let header =
-                GgufHeader::read_path(&file.path).map_err(|e| ModelCacheError::load(file.path.clone(), e))?;
+                GgufHeader::read_path(&file.path).map_err(|e| PoolError::load(file.path.clone(), e))?;
             Ok(file.stamp.size.saturating_add(kv_cache_bytes(&header)))
         }
         ModelFormat::Onnx => Ok(file.stamp.size),

@@ -2,7 +2,7 @@
 //! [`ContentHash`], the fixed-size, algorithm-tagged address the dedup store and response keys use.
 //!
 //! This file owns the hash functions, the algorithm ids written to disk ([`HashKind`]) and the hex form.
-//! It does not decide where chunk boundaries fall (`chunk.rs`) or what a request's key covers (`response/`).
+//! It does not decide where chunk boundaries fall (`chunk.rs`) or what a request's key covers (`response_store/`).
 
 use std::fmt;
 use std::ops::Range;

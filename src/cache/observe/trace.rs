@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::disk::now_ms;
-use super::kind::Kind;
+use crate::cache::clock::now_ms;
+use crate::cache::kind::Kind;
 
 /// The request file `cache trace` writes.
 pub const REQUEST_FILE: &str = "trace.request";

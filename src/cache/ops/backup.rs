@@ -11,8 +11,9 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::disk::{self, DiskError, DiskStore, StoreOptions, now_ms};
-use super::stats::COUNTERS_FILE;
+use crate::cache::clock::now_ms;
+use crate::cache::disk::{self, DiskError, DiskStore, StoreOptions};
+use crate::cache::observe::stats::COUNTERS_FILE;
 use crate::config::CacheConfig;
 
 /// The manifest's file name inside a backup folder.

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::ResponseError;
 use super::canonical;
-use crate::cache::hash::encode_hex;
+use crate::cache::dedup::hash::encode_hex;
 
 /// The response fields kept per key rather than in the shared payload.
 pub const ENVELOPE_FIELDS: [&str; 4] = ["created", "id", "model", "system_fingerprint"];

@@ -1,0 +1,61 @@
+//! The disk tier's maintenance as the manager offers it: verify, compact, what the tier holds, and the live
+//! entry count per kind. Front doors call these instead of reaching into the disk tier; a cache without one
+//! (`cache.type = memory`) answers [`CacheError::NoDiskTier`].
+
+use super::{CacheError, Manager};
+use crate::cache::Kind;
+use crate::cache::disk::{CompactReport, DiskStats, EntrySlot, FileUsage, SegmentUsage, VerifyReport};
+
+impl Manager {
+    fn disk_for(&self, operation: &'static str) -> Result<&crate::cache::disk::DiskStore, CacheError> {
+        self.disk.as_deref().ok_or(CacheError::NoDiskTier { operation })
+    }
+
+    /// Whether the cache type has a disk tier.
+    pub fn has_disk(&self) -> bool {
+        self.disk.is_some()
+    }
+
+    /// Checks every record's checksum; with `fix`, quarantines damaged records and drops damaged ranges.
+    pub fn verify(&self, fix: bool) -> Result<VerifyReport, CacheError> {
+        Ok(self.disk_for("verify")?.verify(fix)?)
+    }
+
+    /// Rewrites the disk tier without dead records.
+    pub fn compact(&self) -> Result<CompactReport, CacheError> {
+        Ok(self.disk_for("compact")?.compact()?)
+    }
+
+    /// What the disk tier stores, counted from its index; `None` without a disk tier.
+    pub fn disk_stats(&self) -> Option<DiskStats> {
+        self.disk.as_ref().map(|d| d.stats())
+    }
+
+    /// Bytes of the disk tier's segment and hint files (0 without a disk tier).
+    pub fn disk_file_bytes(&self) -> u64 {
+        self.disk.as_ref().map_or(0, |d| d.file_bytes())
+    }
+
+    /// The cache directory's files by class, and the record bytes of each segment.
+    pub fn disk_usage(&self) -> Result<(FileUsage, Vec<(u32, SegmentUsage)>), CacheError> {
+        let disk = self.disk_for("report the disk usage of")?;
+        Ok((disk.file_usage(), disk.segment_usage()))
+    }
+
+    /// (live, total) bytes of the disk tier's records (zeros without a disk tier).
+    pub fn disk_record_bytes(&self) -> (u64, u64) {
+        self.disk.as_ref().map_or((0, 0), |d| d.usage())
+    }
+
+    /// Every entry of the disk tier's index as stored (kind code, key, slot), expired ones included: for
+    /// figures and tests that check what the tier really holds.
+    pub fn disk_index_entries(&self) -> Vec<(u8, Vec<u8>, EntrySlot)> {
+        self.disk.as_ref().map(|d| d.entries()).unwrap_or_default()
+    }
+
+    /// Live (unexpired) entries per kind, every kind listed.
+    pub fn entry_counts(&self) -> Vec<(Kind, u64)> {
+        let all = self.entries(None);
+        Kind::ALL.into_iter().map(|k| (k, all.iter().filter(|e| e.kind == k).count() as u64)).collect()
+    }
+}
