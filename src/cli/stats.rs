@@ -8,6 +8,7 @@ use bytesize::ByteSize;
 use clap::Args;
 
 use crate::admin::{LiveStats, ServerInfo};
+use crate::cache::disk::WriteFaultSnapshot;
 use crate::cache::observe::report::RemoteReport;
 use crate::cache::{Access, CacheReport};
 use crate::config::LoadOptions;
@@ -135,6 +136,7 @@ pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Res
             bytes(disk.max_bytes),
             percent(Some(disk.usage_ratio))
         )?;
+        write_faults(&disk.writes, &mut out)?;
     }
     if let Some(dedup) = &report.dedup {
         writeln!(
@@ -287,4 +289,24 @@ pub fn metrics(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         writeln!(out, "Deduplication savings: {}", percent(saved))?;
     }
     Ok(output::print(&out)?)
+}
+
+/// The disk writes that failed, when any did: counts by reason, records dropped, and the failure in progress.
+fn write_faults(writes: &WriteFaultSnapshot, out: &mut String) -> std::fmt::Result {
+    let failed: u64 = writes.errors.values().sum();
+    if failed == 0 {
+        return Ok(());
+    }
+    let reasons: Vec<String> =
+        writes.errors.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{n} {r}")).collect();
+    writeln!(
+        out,
+        "Disk writes failed: {failed} ({}), {} records dropped",
+        reasons.join(", "),
+        thousands(writes.dropped_records)
+    )?;
+    if let Some(fault) = &writes.current {
+        writeln!(out, "DEGRADED: cache writes are failing: {}", fault.message)?;
+    }
+    Ok(())
 }

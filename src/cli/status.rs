@@ -79,6 +79,10 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         let parts: Vec<String> = entries.iter().map(|(k, v)| format!("{v} {k}")).collect();
         writeln!(out, "Entries: {}", parts.join(", "))?;
     }
+    if let Some(fault) = summary["degraded"].as_object() {
+        let message = fault.get("message").and_then(|m| m.as_str()).unwrap_or_default();
+        writeln!(out, "DEGRADED: the running server's cache writes are failing: {message}")?;
+    }
     if let Some(status) = &remote {
         writeln!(out, "{}", remote_line(status))?;
     }
@@ -168,6 +172,7 @@ fn summary(cache: &CacheConfig, remote: Option<&RemoteStatus>) -> serde_json::Va
         "writer_pid": disk::holder(&cache.base_dir),
         "admin_socket": LiveServer::find(&cache.base_dir).map(|_| crate::admin::socket_path(&cache.base_dir)),
         "entries": entries,
+        "degraded": live_write_fault(&cache.base_dir),
         "warm": progress::read(&cache.base_dir),
         "remote": remote,
     })
@@ -230,4 +235,12 @@ fn warm_line(job: &Progress) -> String {
             format!("Last warm job: {state} at {at}: {counts}{log}")
         }
     }
+}
+
+/// The failure in progress of the running server's disk writes, asked through its admin socket; `None`
+/// when no server runs or its writes are fine.
+fn live_write_fault(base_dir: &std::path::Path) -> Option<crate::cache::disk::WriteFault> {
+    let server = LiveServer::find(base_dir)?;
+    let stats: crate::admin::LiveStats = server.get("/v1/cache/stats").ok()?;
+    stats.report.disk?.writes.current
 }

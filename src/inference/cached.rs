@@ -211,13 +211,15 @@ impl CachePlan {
             "request": self.request,
             "response": response,
         });
-        let stored = serde_json::to_vec(&record).map_err(|e| e.to_string()).and_then(|bytes| {
-            manager
-                .put(Kind::Response, &self.key, &identity.name, &bytes, self.ttl)
-                .map_err(|e| e.to_string())
-        });
-        if let Err(e) = stored {
-            tracing::warn!("storing response {} in the cache failed: {e}", self.key);
+        let bytes = match serde_json::to_vec(&record) {
+            Ok(bytes) => bytes,
+            Err(e) => return tracing::warn!("storing response {} in the cache failed: {e}", self.key),
+        };
+        match manager.put(Kind::Response, &self.key, &identity.name, &bytes, self.ttl) {
+            Ok(()) => {}
+            // The disk tier counts these and warns about them itself, at most every 10 s per reason.
+            Err(e) if e.is_write_failure() => tracing::debug!("response {} not stored: {e}", self.key),
+            Err(e) => tracing::warn!("storing response {} in the cache failed: {e}", self.key),
         }
     }
 }

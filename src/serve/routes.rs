@@ -107,9 +107,21 @@ async fn models(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
-/// `GET /health`: 200 while the server runs. Exempt from the API key so probes need no secret.
-async fn health() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
+/// `GET /health`: 200 while the server runs, `{"status": "ok"}`; `{"status": "degraded", "reason",
+/// "message", "since_ms"}` while the cache cannot write to disk (a full disk, say). The status stays 200
+/// so an orchestrator does not restart a server that still answers. Exempt from the API key so probes
+/// need no secret.
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    match state.manager.write_faults().and_then(|w| w.current) {
+        None => axum::Json(json!({"status": "ok"})).into_response(),
+        Some(fault) => axum::Json(json!({
+            "status": "degraded",
+            "reason": format!("cache writes failing ({})", fault.reason),
+            "message": fault.message,
+            "since_ms": fault.since_ms,
+        }))
+        .into_response(),
+    }
 }
 
 /// `GET /metrics`: the cache engine's metrics and the server's, in Prometheus text format, when

@@ -16,3 +16,10 @@ mod corruption;
 
 /// Dedup and compression figures against numbers computed in the test.
 mod figures;
+
+/// A small tmpfs mounted by the test.
+#[path = "../common/tmpfs.rs"]
+mod tmpfs;
+
+/// A tmpfs that fills up under the disk tier: dropped writes are counted and never served; writes resume.
+mod full_disk;

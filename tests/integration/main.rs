@@ -9,6 +9,10 @@
 /// Sandbox and command helpers shared by every module.
 mod util;
 
+/// A small tmpfs mounted by a test.
+#[path = "../common/tmpfs.rs"]
+mod tmpfs;
+
 /// The guide's TOML blocks and `.inferno.toml.example` load with the right values and origins.
 mod guide_configs;
 
@@ -31,6 +35,8 @@ mod cli;
 mod deploy;
 /// `POST /v1/embeddings` end to end with the tiny ONNX models.
 mod embeddings;
+/// `inferno serve` on a tmpfs that fills up: degraded, never failing, and recovering.
+mod full_disk;
 /// `cache report`, `analyze` and `monitor`.
 mod history;
 /// `/metrics`: off until configured, the promised names, `promtool check metrics`, counters that move.

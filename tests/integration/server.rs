@@ -37,9 +37,26 @@ impl Server {
         Self::spawn(&mut cmd)
     }
 
+    /// [`start`](Self::start) with the server's log (stderr) written to `log`.
+    pub fn start_logging(
+        sb: &Sandbox,
+        models: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Self {
+        let mut cmd = sb.std_command();
+        cmd.args(["serve", "--port", "0", "--models-dir", models.to_str().unwrap()])
+            .args(extra)
+            .envs(env.iter().copied());
+        cmd.stderr(std::fs::File::create(log).unwrap());
+        Self::spawn(&mut cmd)
+    }
+
     /// Starts `cmd`, an `inferno serve` command line that listens on loopback; waits for its address line.
+    /// Its stderr goes to the test's unless `cmd` already says where.
     pub fn spawn(cmd: &mut std::process::Command) -> Self {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.stdout(Stdio::piped());
         let mut child = cmd.spawn().expect("start inferno serve");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();

@@ -6,7 +6,24 @@
 //! A stored response is split (by `response_store`) into a per-key head and a payload; the manager hashes
 //! the payload (and its chunks) here and stores each distinct piece once as a blob record. How many entries
 //! share a blob — its refcount — is kept by the disk tier's index (`disk/index.rs`), which drops a blob when
-//! the last entry using it goes.
+//! the last entry using it goes. With a weak hash (xxh32, xxh64) a chunk is shared only after its bytes are
+//! compared ([`same_bytes`]); docs/format.md, "Dedup", says why.
 
 pub mod chunk;
 pub mod hash;
+
+use crate::cache::codec::{Codec, CodecId};
+use crate::cache::disk::DiskStore;
+use crate::cache::record::BlobRef;
+
+/// Whether the chunk stored under `blob` holds exactly `raw`: the check a weak hash needs before a new value
+/// shares a stored chunk. A chunk that cannot be read or decoded is not the same.
+pub fn same_bytes(disk: &DiskStore, blob: &BlobRef, raw: &[u8]) -> bool {
+    let Ok(Some(chunk)) = disk.get_blob(blob) else { return false };
+    if chunk.raw_len as usize != raw.len() {
+        return false;
+    }
+    let Ok(codec) = CodecId::try_from(chunk.codec) else { return false };
+    let mut out = Vec::new();
+    Codec::decode(codec, &chunk.bytes, chunk.raw_len as usize, &mut out).is_ok_and(|decoded| decoded == raw)
+}

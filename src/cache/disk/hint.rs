@@ -21,7 +21,25 @@ pub struct HintBuilder {
     count: u64,
 }
 
+/// A position in a [`HintBuilder`], to rewind to when the records after it never reached the file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HintMark {
+    bytes: usize,
+    count: u64,
+}
+
 impl HintBuilder {
+    /// The current position.
+    pub fn mark(&self) -> HintMark {
+        HintMark { bytes: self.bytes.len(), count: self.count }
+    }
+
+    /// Drops every line added after `mark`.
+    pub fn rewind(&mut self, mark: HintMark) {
+        self.bytes.truncate(mark.bytes);
+        self.count = mark.count;
+    }
+
     /// Adds the record at `offset`; `record_bytes` is the whole encoded record.
     pub fn add(&mut self, offset: u64, record_bytes: &[u8]) {
         let header = record::decode_header(record_bytes).expect("hint lines come from valid records");

@@ -226,6 +226,30 @@ impl Index {
         }
     }
 
+    /// Forgets every record at `offset` or beyond in `segment`, whose bytes up to `end` never reached the
+    /// file (a failed write of the active segment's buffer): entries, tombstones and chunks there leave the
+    /// index as if never written. Returns how many records went.
+    pub fn forget_from(&mut self, segment: u32, offset: u64, end: u64) -> u64 {
+        let beyond = |loc: &Loc| loc.segment == segment && loc.offset >= offset;
+        let mut keys: Vec<EntryKey> =
+            self.entries.iter().filter(|(_, s)| beyond(&s.loc)).map(|(k, _)| k.clone()).collect();
+        keys.extend(self.tombstones.iter().filter(|(_, (_, l))| beyond(l)).map(|(k, _)| k.clone()));
+        let blobs: Vec<BlobRef> =
+            self.blobs.iter().filter(|(_, b)| b.loc.as_ref().is_some_and(beyond)).map(|(r, _)| *r).collect();
+        for key in &keys {
+            self.drop_key(key);
+        }
+        for blob in &blobs {
+            self.forget_blob(blob);
+            if self.blobs.get(blob).is_some_and(|b| b.refcount == 0) {
+                self.blobs.remove(blob);
+            }
+        }
+        let usage = self.segments.entry(segment).or_default();
+        usage.total = usage.total.saturating_sub(end.saturating_sub(offset));
+        (keys.len() + blobs.len()) as u64
+    }
+
     /// Bytes of live records in the whole store.
     pub fn live_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.live).sum()

@@ -1,21 +1,11 @@
-//! Maintenance of a disk store: quarantining damaged records, verifying every record, and compaction.
-//!
-//! Compaction copies the live records (unexpired entries and the chunks they use), in sequence order and
-//! byte for byte, into new segments written as `.tmp` files and renamed once complete; only then are the
-//! old segments deleted, oldest first. A crash at any point leaves either the old segments, or old and new
-//! side by side (the higher sequence number wins, so the result is the same), never a torn store.
+//! Maintenance of a disk store: quarantining damaged records and verifying every record (compaction is
+//! `compact.rs`).
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
 
-use super::hint::HintBuilder;
-use super::index::{BLOB_KIND, Index, Loc};
-use super::open::new_segment;
-use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
+use super::index::{BLOB_KIND, Loc};
+use super::segment;
 use super::{DiskError, DiskStore, QUARANTINE_DIR, io_err};
-use crate::cache::clock::now_ms;
 use crate::cache::record::{self, BlobRef};
 
 /// One record that failed its check.
@@ -55,19 +45,6 @@ impl VerifyReport {
     }
 }
 
-/// What [`DiskStore::compact`] did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CompactReport {
-    /// Bytes of segment and hint files before.
-    pub bytes_before: u64,
-    /// Bytes of segment and hint files after.
-    pub bytes_after: u64,
-    /// Records copied.
-    pub records_kept: u64,
-    /// Damaged records left behind.
-    pub damaged_skipped: u64,
-}
-
 fn key_text(kind: u8, key: &[u8]) -> String {
     match (kind, std::str::from_utf8(key)) {
         (BLOB_KIND, _) | (_, Err(_)) => key.iter().map(|b| format!("{b:02x}")).collect(),
@@ -77,7 +54,7 @@ fn key_text(kind: u8, key: &[u8]) -> String {
 
 impl DiskStore {
     /// The raw bytes at `loc`, as far as they can be read.
-    fn raw_record(&self, loc: Loc) -> Option<Vec<u8>> {
+    pub(super) fn raw_record(&self, loc: Loc) -> Option<Vec<u8>> {
         let state = self.state.read();
         let reader = state.readers.get(&loc.segment)?;
         let mut buf = Vec::new();
@@ -142,7 +119,7 @@ impl DiskStore {
             let _appends_wait = match &self.writer {
                 Some(writer) => {
                     let mut w = writer.lock();
-                    w.write_out()?;
+                    self.write_out_or_drop(&mut w)?;
                     Some(w)
                 }
                 None => None,
@@ -220,127 +197,4 @@ impl DiskStore {
             Some(bytes) => record::decode(&bytes, true).err().map(|e| e.to_string()),
         }
     }
-
-    /// Rewrites the live records into new segments and deletes the old ones, reclaiming the space of
-    /// removed, overwritten and expired entries and of unreferenced chunks.
-    pub fn compact(&self) -> Result<CompactReport, DiskError> {
-        let mut w = self.writer()?;
-        self.sync_locked(&mut w)?;
-        let mut report =
-            CompactReport { bytes_before: dir_bytes(&self.data_dir), ..CompactReport::default() };
-        let now = now_ms();
-        let (items, old_ids) = {
-            let state = self.state.read();
-            let mut live_blobs = HashSet::new();
-            let mut items = Vec::new();
-            for slot in state.index.entries.values() {
-                if slot.expires.is_live(now) {
-                    items.push((slot.seq, slot.loc));
-                    live_blobs.extend(slot.refs.iter().copied());
-                }
-            }
-            for blob in &live_blobs {
-                if let Some(slot) = state.index.blobs.get(blob)
-                    && let Some(loc) = slot.loc
-                {
-                    items.push((slot.seq, loc));
-                }
-            }
-            items.sort_unstable_by_key(|(seq, _)| *seq);
-            (items, state.readers.keys().copied().collect::<Vec<u32>>())
-        };
-
-        let mut index = Index::default();
-        let mut readers = std::collections::BTreeMap::new();
-        let mut out: Option<NewSegment> = None;
-        let mut next_id = w.id + 1;
-        for (_, loc) in items {
-            let Some(bytes) = self.raw_record(loc) else {
-                report.damaged_skipped += 1;
-                continue;
-            };
-            let Ok(rec) = record::decode(&bytes, true) else {
-                report.damaged_skipped += 1;
-                continue;
-            };
-            if out.as_ref().is_some_and(|s| s.len >= self.options.segment_size) {
-                let done = out.take().expect("checked");
-                readers.insert(done.id, done.finish(&self.data_dir)?);
-            }
-            let seg = match &mut out {
-                Some(seg) => seg,
-                None => {
-                    out = Some(NewSegment::create(&self.data_dir, next_id)?);
-                    next_id += 1;
-                    out.as_mut().expect("just set")
-                }
-            };
-            let offset = seg.len;
-            seg.file.write_all(&bytes).map_err(io_err(&seg.tmp))?;
-            seg.len += bytes.len() as u64;
-            seg.hint.add(offset, &bytes);
-            index.apply(&rec, Loc { segment: seg.id, offset, len: bytes.len() as u32 });
-            report.records_kept += 1;
-        }
-        if let Some(done) = out.take() {
-            readers.insert(done.id, done.finish(&self.data_dir)?);
-        }
-        File::open(&self.data_dir).and_then(|d| d.sync_all()).map_err(io_err(&self.data_dir))?;
-        index.max_seq = index.max_seq.max(w.seq);
-        {
-            let mut state = self.state.write();
-            state.index = index;
-            state.readers = readers.into_iter().map(|(id, r)| (id, std::sync::Arc::new(r))).collect();
-            state.damage.clear();
-            *w = new_segment(&self.data_dir, next_id, w.seq, &mut state)?;
-        }
-        for id in old_ids {
-            for path in [segment::segment_path(&self.data_dir, id), segment::hint_path(&self.data_dir, id)] {
-                match std::fs::remove_file(&path) {
-                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&path)(err)),
-                    _ => {}
-                }
-            }
-        }
-        report.bytes_after = dir_bytes(&self.data_dir);
-        Ok(report)
-    }
-}
-
-/// A segment being written by compaction.
-struct NewSegment {
-    id: u32,
-    tmp: std::path::PathBuf,
-    file: BufWriter<File>,
-    len: u64,
-    hint: HintBuilder,
-}
-
-impl NewSegment {
-    fn create(dir: &Path, id: u32) -> Result<Self, DiskError> {
-        let tmp = segment::segment_path(dir, id).with_extension("log.tmp");
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut file = BufWriter::with_capacity(1 << 20, file);
-        file.write_all(&segment::file_header(id)).map_err(io_err(&tmp))?;
-        Ok(Self { id, tmp, file, len: SEGMENT_HEADER_LEN, hint: HintBuilder::default() })
-    }
-
-    fn finish(self, dir: &Path) -> Result<SegmentReader, DiskError> {
-        let file = self.file.into_inner().map_err(|e| io_err(&self.tmp)(e.into_error()))?;
-        file.sync_all().map_err(io_err(&self.tmp))?;
-        let path = segment::segment_path(dir, self.id);
-        std::fs::rename(&self.tmp, &path).map_err(io_err(&path))?;
-        let hint_path = segment::hint_path(dir, self.id);
-        self.hint.write(&hint_path, self.id, self.len).map_err(io_err(&hint_path))?;
-        SegmentReader::map(&path).map_err(io_err(&path))
-    }
-}
-
-/// Bytes of all files in `dir`.
-pub(super) fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
-        })
-        .unwrap_or(0)
 }

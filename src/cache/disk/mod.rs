@@ -6,11 +6,16 @@
 //! writes the buffer, fsyncs the segment and rewrites its hint. What was flushed survives `kill -9` and power
 //! loss; what was appended but not flushed survives `kill -9` only once it left the buffer.
 
+mod compact;
+#[cfg(test)]
+mod compact_tests;
+mod faults;
 mod hint;
 mod index;
 mod lock;
 mod maintain;
 mod open;
+mod read;
 mod segment;
 mod snapshot;
 mod stats;
@@ -22,19 +27,21 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
+pub use compact::{CompactReport, Selection};
+pub use faults::{FailureReason, WriteFault, WriteFaultSnapshot, WriteFaults};
 pub use index::{BLOB_KIND, EntrySlot, Loc, SegmentUsage};
 pub use lock::{LOCK_FILE, WriterLock, holder};
-pub use maintain::{CompactReport, DamagedRecord, VerifyReport};
+pub use maintain::{DamagedRecord, VerifyReport};
 pub use snapshot::consistent_segments;
 pub use stats::{DiskStats, FileUsage, KindStats};
 
 use crate::cache::clock::{Expiry, now_ms};
 use crate::cache::record::{self, BlobRef, RecordRef, RecordType};
-use hint::HintBuilder;
+use hint::{HintBuilder, HintMark};
 use index::Index;
 use segment::SegmentReader;
 
@@ -70,6 +77,10 @@ pub enum DiskError {
     /// A write was attempted on a store opened read-only.
     #[error("the cache was opened read-only")]
     ReadOnly,
+    /// An entry refers to a chunk the store no longer has (compaction or quarantine removed it after the
+    /// caller checked): write the chunk again.
+    #[error("a chunk the entry refers to is no longer stored")]
+    MissingChunk,
     /// A key, name or value is larger than the format allows.
     #[error("{what} is {len} bytes; the most the format allows is {max}")]
     TooLarge {
@@ -201,6 +212,9 @@ struct Writer {
     /// Bytes of the segment flushed and fsynced.
     synced: u64,
     hint: HintBuilder,
+    /// Where the hint stood when the buffer was last written out, and when the segment was last synced.
+    flushed_mark: HintMark,
+    synced_mark: HintMark,
     seq: u64,
 }
 
@@ -209,13 +223,18 @@ impl Writer {
         self.flushed + self.buf.len() as u64
     }
 
-    fn write_out(&mut self) -> Result<(), DiskError> {
-        if !self.buf.is_empty() {
-            self.file.write_all(&self.buf).map_err(io_err(&self.path))?;
-            self.flushed += self.buf.len() as u64;
-            self.buf.clear();
+    /// Writes the buffer to the file; true when there was something to write. On failure the buffer and
+    /// the file are as they were, except for bytes of a partial write past `flushed`
+    /// ([`DiskStore::write_out_or_drop`] cuts those).
+    fn write_out(&mut self) -> std::io::Result<bool> {
+        if self.buf.is_empty() {
+            return Ok(false);
         }
-        Ok(())
+        self.file.write_all(&self.buf)?;
+        self.flushed += self.buf.len() as u64;
+        self.flushed_mark = self.hint.mark();
+        self.buf.clear();
+        Ok(true)
     }
 }
 
@@ -226,6 +245,11 @@ pub struct DiskStore {
     state: RwLock<State>,
     writer: Option<Mutex<Writer>>,
     counters: DiskCounters,
+    faults: WriteFaults,
+    /// One compaction pass at a time.
+    compaction: Mutex<()>,
+    /// The next segment id to create, shared by the writer and compaction so they never pick the same.
+    next_segment: AtomicU32,
     _lock: Option<WriterLock>,
 }
 
@@ -275,32 +299,47 @@ impl DiskStore {
         self.state.write().index.apply(&decoded, loc);
         self.counters.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
         if w.buf.len() >= self.options.write_buffer_size {
-            w.write_out()?;
+            self.write_out_or_drop(w)?;
         }
         Ok(loc)
     }
 
-    /// Seals the active segment (flush, fsync, hint, map) and starts the next one.
+    /// Seals the active segment (flush, fsync, hint, map) and starts the next one. When the next one cannot
+    /// be created (a full disk), the active segment stays active and is sealed on a later try.
     fn roll(&self, w: &mut Writer) -> Result<(), DiskError> {
         self.sync_locked(w)?;
         let path = w.path.clone();
         let reader = SegmentReader::map(&path).map_err(io_err(&path))?;
         let mut state = self.state.write();
+        let next = open::new_segment(&self.data_dir, self.allocate_segment_id(), w.seq, &mut state);
+        let next = next.inspect_err(|e| {
+            if let DiskError::Io { path, source } = e {
+                self.faults.record(path, source, 0);
+            }
+        })?;
+        self.next_segment.fetch_max(next.id + 1, Ordering::Relaxed);
         state.readers.insert(w.id, Arc::new(reader));
-        *w = open::new_segment(&self.data_dir, w.id + 1, w.seq, &mut state)?;
+        *w = next;
         Ok(())
     }
 
+    /// A segment id no other segment of this process has or will get.
+    fn allocate_segment_id(&self) -> u32 {
+        self.next_segment.fetch_add(1, Ordering::Relaxed)
+    }
+
     fn sync_locked(&self, w: &mut Writer) -> Result<(), DiskError> {
-        w.write_out()?;
+        self.write_out_or_drop(w)?;
         if w.synced == w.flushed {
             return Ok(());
         }
-        w.file.sync_data().map_err(io_err(&w.path))?;
-        w.synced = w.flushed;
-        let hint_path = segment::hint_path(&self.data_dir, w.id);
-        w.hint.write(&hint_path, w.id, w.flushed).map_err(io_err(&hint_path))?;
+        self.sync_or_drop(w)?;
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        // The records are durable; a hint that cannot be written only makes the next open scan more.
+        let hint_path = segment::hint_path(&self.data_dir, w.id);
+        if let Err(error) = w.hint.write(&hint_path, w.id, w.flushed) {
+            self.faults.record(&hint_path, &error, 0);
+        }
         Ok(())
     }
 
@@ -352,6 +391,12 @@ impl DiskStore {
     /// Stores an entry, replacing any older one with the same kind and key.
     pub fn put_entry(&self, e: &EntryWrite<'_>) -> Result<(), DiskError> {
         let mut w = self.writer()?;
+        {
+            let state = self.state.read();
+            if !e.refs.iter().all(|r| state.index.blobs.get(r).is_some_and(|b| b.loc.is_some())) {
+                return Err(DiskError::MissingChunk);
+            }
+        }
         self.append(
             &mut w,
             RecordRef {
@@ -400,101 +445,6 @@ impl DiskStore {
         self.append(w, rec).map(|_| ())
     }
 
-    /// Reads an entry and its chunks, verifying checksums. Expired, missing and damaged entries are `None`;
-    /// a damaged record is counted and quarantined, never returned.
-    pub fn get(&self, kind: u8, key: &[u8]) -> Result<Option<StoredEntry>, DiskError> {
-        let slot = {
-            let state = self.state.read();
-            match state.index.entries.get(&(kind, key.into())) {
-                Some(slot) => slot.clone(),
-                None => return Ok(None),
-            }
-        };
-        if !slot.expires.is_live(now_ms()) {
-            return Ok(None);
-        }
-        let Some((codec, value, raw_len)) = self.read_value(slot.loc)? else {
-            self.quarantine_entry(kind, key, slot.loc)?;
-            return Ok(None);
-        };
-        let mut chunks = Vec::with_capacity(slot.refs.len());
-        for blob in slot.refs.iter() {
-            let loc = self.state.read().index.blobs.get(blob).and_then(|b| b.loc);
-            let chunk = match loc {
-                Some(loc) => self.read_value(loc)?,
-                None => None,
-            };
-            match chunk {
-                Some((codec, bytes, raw_len)) => chunks.push(StoredChunk { codec, bytes, raw_len }),
-                None => {
-                    if let Some(loc) = loc {
-                        self.quarantine_blob(blob, loc)?;
-                    }
-                    self.quarantine_entry(kind, key, slot.loc)?;
-                    return Ok(None);
-                }
-            }
-        }
-        Ok(Some(StoredEntry {
-            codec,
-            value,
-            raw_len,
-            chunks,
-            created_ms: slot.created_ms,
-            expires: slot.expires,
-            name: slot.name.to_string(),
-        }))
-    }
-
-    /// Reads and checks the record at `loc`; `None` when it is damaged (counted).
-    fn read_value(&self, loc: Loc) -> Result<Option<(u8, Vec<u8>, u32)>, DiskError> {
-        self.counters.reads.fetch_add(1, Ordering::Relaxed);
-        let verify = self.options.verify_checksums;
-        let decode = |bytes: &[u8]| match record::decode(bytes, verify) {
-            Ok(r) => Some((r.header.codec, r.value.to_vec(), r.header.raw_len)),
-            Err(_) => None,
-        };
-        let found = {
-            let state = self.state.read();
-            match state.readers.get(&loc.segment) {
-                Some(reader) => {
-                    let mut buf = Vec::new();
-                    Some(reader.read(loc.offset, loc.len as usize, &mut buf).ok().and_then(decode))
-                }
-                None => None,
-            }
-        };
-        let found = match found {
-            Some(Some(found)) => Some(found),
-            // Not readable through the file: for the active segment it may still sit in the write buffer.
-            _ => {
-                let w = self.writer.as_ref().map(Mutex::lock);
-                match w {
-                    Some(w) if w.id == loc.segment && loc.offset >= w.flushed => {
-                        let start = (loc.offset - w.flushed) as usize;
-                        w.buf.get(start..start + loc.len as usize).and_then(decode)
-                    }
-                    // Written out by the writer since the first attempt: read the file again.
-                    Some(w) if w.id == loc.segment => {
-                        let state = self.state.read();
-                        let mut buf = Vec::new();
-                        let reader = state.readers.get(&loc.segment);
-                        let found = reader
-                            .and_then(|r| r.read(loc.offset, loc.len as usize, &mut buf).ok())
-                            .and_then(decode);
-                        drop(w);
-                        found
-                    }
-                    _ => None,
-                }
-            }
-        };
-        if found.is_none() {
-            self.counters.checksum_failures.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(found)
-    }
-
     /// The expiry of the entry under `kind`/`key`, if the index has one.
     pub fn expiry(&self, kind: u8, key: &[u8]) -> Option<Expiry> {
         self.state.read().index.entries.get(&(kind, key.into())).map(|slot| slot.expires)
@@ -508,7 +458,7 @@ impl DiskStore {
 
     /// Bytes of all segment and hint files on disk.
     pub fn file_bytes(&self) -> u64 {
-        maintain::dir_bytes(&self.data_dir)
+        compact::dir_bytes(&self.data_dir)
     }
 
     /// Live entries in the index (expired ones included until they are cleaned up).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::hint::{self, HintBuilder};
+use super::hint::{self, HintBuilder, HintMark};
 use super::index::{Index, Loc};
 use super::lock::WriterLock;
 use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
@@ -102,12 +102,17 @@ impl DiskStore {
             };
             Some(Mutex::new(writer))
         };
+        let next_segment =
+            writer.as_ref().map_or(last.map_or(1, |id| id + 1), |w: &Mutex<Writer>| w.lock().id + 1);
         Ok(Self {
             options,
             data_dir,
             state: RwLock::new(state),
             writer,
+            compaction: Mutex::new(()),
+            next_segment: next_segment.into(),
             counters: DiskCounters::default(),
+            faults: Default::default(),
             _lock: lock,
         })
     }
@@ -135,12 +140,27 @@ pub(super) fn list_segments(dir: &Path, cleanup: bool) -> Result<Vec<u32>, DiskE
     Ok(ids)
 }
 
+/// Starts the active segment `id`, or the first free id after it: a file left by a compaction that failed
+/// after renaming its output is never overwritten, and never blocks the writer. A segment that cannot be
+/// created whole (a full disk) is removed again.
 pub(super) fn new_segment(dir: &Path, id: u32, seq: u64, state: &mut State) -> Result<Writer, DiskError> {
-    let path = segment::segment_path(dir, id);
-    let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
-    file.write_all(&segment::file_header(id)).map_err(io_err(&path))?;
-    file.sync_all().map_err(io_err(&path))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    let mut id = id;
+    let (path, mut file) = loop {
+        let path = segment::segment_path(dir, id);
+        match OpenOptions::new().create_new(true).append(true).open(&path) {
+            Ok(file) => break (path, file),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && id < u32::MAX => id += 1,
+            Err(err) => return Err(io_err(&path)(err)),
+        }
+    };
+    let started = file
+        .write_all(&segment::file_header(id))
+        .and_then(|()| file.sync_all())
+        .and_then(|()| File::open(dir)?.sync_all());
+    if let Err(err) = started {
+        let _ = std::fs::remove_file(&path);
+        return Err(io_err(&path)(err));
+    }
     add_file_reader(state, id, &path)?;
     Ok(Writer {
         id,
@@ -150,6 +170,8 @@ pub(super) fn new_segment(dir: &Path, id: u32, seq: u64, state: &mut State) -> R
         flushed: SEGMENT_HEADER_LEN,
         synced: SEGMENT_HEADER_LEN,
         hint: HintBuilder::default(),
+        flushed_mark: HintMark::default(),
+        synced_mark: HintMark::default(),
         seq,
     })
 }
@@ -170,7 +192,19 @@ fn reopen_active(
         file.sync_all().map_err(io_err(&path))?;
     }
     add_file_reader(state, id, &path)?;
-    Ok(Writer { id, file, path, buf: Vec::new(), flushed: valid_len, synced: valid_len, hint, seq })
+    let mark = hint.mark();
+    Ok(Writer {
+        id,
+        file,
+        path,
+        buf: Vec::new(),
+        flushed: valid_len,
+        synced: valid_len,
+        hint,
+        flushed_mark: mark,
+        synced_mark: mark,
+        seq,
+    })
 }
 
 /// Registers the active segment `id` for reads through `pread`.

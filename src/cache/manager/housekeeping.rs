@@ -13,12 +13,15 @@ use serde::Serialize;
 
 use super::{CacheError, Cached, Manager, disk_entries, memory_key};
 use crate::cache::clock::now_ms;
-use crate::cache::disk::DiskStore;
+use crate::cache::disk::{CompactReport, DiskStore, Selection};
 use crate::cache::kind::Kind;
 use crate::cache::memory::MemoryTier;
 use crate::cache::observe::history::{self, Live, Snapshot};
 use crate::cache::observe::stats::{CounterSnapshot, Counters};
 use crate::config::CacheConfig;
+
+/// The share of dead bytes that makes a segment worth rewriting in the background.
+pub const DEAD_RATIO: f64 = 0.5;
 
 /// File holding the time (ms since the epoch) of the last age-based cleanup.
 pub const LAST_CLEANUP_FILE: &str = "cleanup.last";
@@ -179,9 +182,11 @@ impl Housekeeper {
     }
 
     /// The periodic age-based cleanup when it is due (`cleanup.auto_cleanup`, `cleanup_interval_hours`,
-    /// `age_threshold_days`); then, when segment files pass `size_threshold_percent` of `max_size_gb`,
-    /// compaction, and if live data alone is still over, removal of the oldest entries down to 90% of that
-    /// threshold (so compaction does not run again at the next pass).
+    /// `age_threshold_days`); then size control before compaction, since eviction needs no free space and
+    /// compaction needs about a segment's: when live data passes `size_threshold_percent` of
+    /// `max_size_gb`, the oldest entries (by creation time) are removed down to 90% of that threshold.
+    /// Then compaction by dead bytes: segments at least half dead are rewritten, and when the files still
+    /// pass the threshold, every segment.
     pub(super) fn run(&self) -> Result<HousekeepingReport, CacheError> {
         let mut report = HousekeepingReport::default();
         let cleanup = &self.config.cleanup;
@@ -190,15 +195,18 @@ impl Housekeeper {
             self.record_cleanup();
         }
         let limit = size_threshold_bytes(&self.config);
-        if self.disk.usage().1 >= limit || report.removed_old > 0 {
-            let compacted = self.disk.compact()?;
-            report.compacted = Some((compacted.bytes_before, compacted.bytes_after));
-        }
         if self.disk.usage().0 > limit {
             report.evicted_for_size = self.evict_oldest(limit / 10 * 9)?;
-            let compacted = self.disk.compact()?;
-            let before = report.compacted.map_or(compacted.bytes_before, |c| c.0);
-            report.compacted = Some((before, compacted.bytes_after));
+        }
+        let (live, total) = self.disk.usage();
+        let dead = total - live.min(total);
+        if dead > 0 && (total >= limit || dead * 2 >= total) {
+            let mut compacted = self.disk.compact_selected(Selection::DeadRatio(DEAD_RATIO))?;
+            if self.disk.usage().1 >= limit {
+                let all = self.disk.compact_selected(Selection::All)?;
+                compacted = CompactReport { bytes_after: all.bytes_after, ..compacted };
+            }
+            report.compacted = Some((compacted.bytes_before, compacted.bytes_after));
         }
         if report != HousekeepingReport::default() {
             tracing::info!(?report, "cache housekeeping");

@@ -4,11 +4,18 @@
 
 use super::{CacheError, Manager};
 use crate::cache::Kind;
-use crate::cache::disk::{CompactReport, DiskStats, EntrySlot, FileUsage, SegmentUsage, VerifyReport};
+use crate::cache::disk::{
+    CompactReport, DiskStats, EntrySlot, FileUsage, SegmentUsage, VerifyReport, WriteFaultSnapshot,
+};
 
 impl Manager {
     fn disk_for(&self, operation: &'static str) -> Result<&crate::cache::disk::DiskStore, CacheError> {
         self.disk.as_deref().ok_or(CacheError::NoDiskTier { operation })
+    }
+
+    /// Write failures of the disk tier since open, and the one in progress; `None` without a disk tier.
+    pub fn write_faults(&self) -> Option<WriteFaultSnapshot> {
+        self.disk.as_ref().map(|d| d.write_faults())
     }
 
     /// Whether the cache type has a disk tier.
@@ -21,9 +28,22 @@ impl Manager {
         Ok(self.disk_for("verify")?.verify(fix)?)
     }
 
-    /// Rewrites the disk tier without dead records.
+    /// Rewrites the disk tier without dead records, on a thread of its own at low CPU priority (`nice` 10),
+    /// so that a server's request threads keep the CPU while it copies.
     pub fn compact(&self) -> Result<CompactReport, CacheError> {
-        Ok(self.disk_for("compact")?.compact()?)
+        let disk = self.disk_for("compact")?;
+        let pass = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("inferno-compact".into())
+                .spawn_scoped(scope, || {
+                    lower_priority();
+                    disk.compact()
+                })
+                .map_err(CacheError::Thread)?
+                .join()
+                .map_err(|_| CacheError::Thread(std::io::Error::other("the compaction thread panicked")))
+        })?;
+        Ok(pass?)
     }
 
     /// What the disk tier stores, counted from its index; `None` without a disk tier.
@@ -57,5 +77,14 @@ impl Manager {
     pub fn entry_counts(&self) -> Vec<(Kind, u64)> {
         let all = self.entries(None);
         Kind::ALL.into_iter().map(|k| (k, all.iter().filter(|e| e.kind == k).count() as u64)).collect()
+    }
+}
+
+/// Lowers the calling thread's CPU priority (Linux: `setpriority` on the thread id). Best effort.
+pub(super) fn lower_priority() {
+    // SAFETY: gettid and setpriority take no pointers; failure only leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }

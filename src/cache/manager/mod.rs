@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::clock::{Expiry, now_ms};
 use super::codec::{Codec, CodecId};
-use super::dedup::hash::ContentHasher;
+use super::dedup::{self, hash::ContentHasher};
 use super::disk::{DiskError, DiskStore, EntryWrite, StoreOptions, StoredEntry};
 use super::kind::Kind;
 use super::memory::MemoryTier;
@@ -65,6 +65,14 @@ pub enum CacheError {
         /// What failed.
         reason: String,
     },
+}
+
+impl CacheError {
+    /// Whether this is a disk write that failed (a full disk, an I/O error): counted and logged by the disk
+    /// tier already, so callers need not warn again.
+    pub fn is_write_failure(&self) -> bool {
+        matches!(self, Self::Disk(DiskError::Io { .. }))
+    }
 }
 
 /// Whether the manager may write.
@@ -265,7 +273,26 @@ impl Manager {
         Ok(())
     }
 
+    /// Writes the value to the disk tier; written again once when a chunk it shares vanished between the
+    /// check and the write (a compaction or quarantine in between).
     fn write_disk(
+        &self,
+        disk: &DiskStore,
+        kind: Kind,
+        key: &str,
+        name: &str,
+        value: &[u8],
+        expires: Expiry,
+    ) -> Result<(), CacheError> {
+        match self.write_disk_once(disk, kind, key, name, value, expires) {
+            Err(CacheError::Disk(DiskError::MissingChunk)) => {
+                self.write_disk_once(disk, kind, key, name, value, expires)
+            }
+            other => other,
+        }
+    }
+
+    fn write_disk_once(
         &self,
         disk: &DiskStore,
         kind: Kind,
@@ -283,17 +310,28 @@ impl Manager {
                     (Kind::Response, Ok(record)) => split_record(&record),
                     _ => (Vec::new(), value.to_vec()),
                 };
+                let mut shared = true;
                 for chunk in hasher.chunk_and_hash(&payload) {
                     let blob = chunk.hash.to_bytes();
+                    let raw = &payload[chunk.range.clone()];
                     if !disk.has_blob(&blob) {
-                        let raw = &payload[chunk.range.clone()];
                         let (codec, stored) = self.codec.encode(raw, &mut scratch);
                         disk.put_blob(&blob, codec as u8, stored, raw.len() as u32)?;
+                    } else if !hasher.collision_resistant() && !dedup::same_bytes(disk, &blob, raw) {
+                        shared = false;
+                        break;
                     }
                     refs.push(blob);
                 }
-                let payload_len = payload.len() as u64;
-                (head, payload_len)
+                if shared {
+                    (head, payload.len() as u64)
+                } else {
+                    // A weak hash matched other bytes: this value is stored whole, sharing nothing.
+                    self.counters.dedup_collisions.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(key, "content hash collision: the value is stored without dedup");
+                    refs.clear();
+                    (value.to_vec(), 0)
+                }
             }
         };
         let (codec, stored) = self.codec.encode(&head, &mut scratch);
@@ -544,6 +582,8 @@ fn spawn_flusher(
     let flag = stop.clone();
     let tick = interval.min(Duration::from_secs(1));
     let handle = std::thread::Builder::new().name("inferno-cache-sync".into()).spawn(move || {
+        // Background flushes, housekeeping and compaction yield the CPU to request threads.
+        maintenance::lower_priority();
         let mut last_sync = std::time::Instant::now();
         let mut last_published = None;
         while !flag.load(Ordering::Relaxed) {

@@ -129,3 +129,38 @@ fn the_open_cache_verifies_what_it_just_wrote() {
     assert!(report.is_clean(), "{report:?}");
     assert_eq!((report.entries_checked, report.chunks_checked), (1, 1));
 }
+
+#[test]
+fn a_weak_hash_collision_never_serves_the_other_values_bytes() {
+    use crate::cache::dedup::hash::ContentHasher;
+    use crate::config::{HashAlgorithm, XxhashVariant};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), CacheType::Disk);
+    config.deduplication.enabled = true;
+    config.deduplication.algorithm = HashAlgorithm::Xxhash;
+    config.deduplication.variant = XxhashVariant::Xxh32;
+    // Two short values (one chunk each) whose xxh32, with the configured seed, is the same.
+    let hasher = ContentHasher::new(&config.deduplication);
+    let mut seen = std::collections::HashMap::new();
+    let (a, b) = (0u32..)
+        .find_map(|i| {
+            let value = format!("value-{i:08}").into_bytes();
+            let digest = hasher.hash(&value).to_hex();
+            seen.insert(digest, value.clone()).map(|earlier| (earlier, value))
+        })
+        .unwrap();
+    assert_ne!(a, b);
+    let cache = Manager::open(&config, Access::ReadWrite).unwrap();
+    cache.put(Kind::Model, "a", "a.gguf", &a, None).unwrap();
+    cache.put(Kind::Model, "b", "b.gguf", &b, None).unwrap();
+    cache.put(Kind::Model, "a2", "a.gguf", &a, None).unwrap();
+    assert_eq!(cache.get(Kind::Model, "a").unwrap().as_deref(), Some(&a[..]));
+    assert_eq!(cache.get(Kind::Model, "b").unwrap().as_deref(), Some(&b[..]), "b is served its own bytes");
+    assert_eq!(cache.get(Kind::Model, "a2").unwrap().as_deref(), Some(&a[..]));
+    assert_eq!(cache.counters().dedup_collisions.load(Ordering::Relaxed), 1, "only b collided");
+    cache.flush().unwrap();
+    drop(cache);
+    let reopened = Manager::open(&config, Access::ReadOnly).unwrap();
+    assert_eq!(reopened.get(Kind::Model, "b").unwrap().as_deref(), Some(&b[..]));
+    assert_eq!(reopened.get(Kind::Model, "a2").unwrap().as_deref(), Some(&a[..]));
+}

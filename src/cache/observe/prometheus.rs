@@ -13,6 +13,12 @@
 //! - `inferno_cache_compression_ratio` gauge — decoded bytes / stored bytes
 //! - `inferno_cache_deduplication_ratio` gauge — share of deduplicated values that were duplicates
 //! - `inferno_cache_deduplication_saved_bytes` gauge
+//! - `inferno_cache_write_errors_total{reason}` counter — disk writes that failed since the process opened
+//!   the cache: `no_space`, `io_error`, `read_only`, `short_write`, `other`
+//! - `inferno_cache_dropped_records_total` counter — records dropped because the write carrying them failed
+//! - `inferno_cache_degraded` gauge — 1 while the last disk write failed (writes resume on their own)
+//! - `inferno_cache_dedup_collisions_total` counter — values stored whole because a weak hash matched other
+//!   bytes
 //! - `inferno_cache_lookups_total` counter and `inferno_cache_lookup_seconds_total` counter — timed gets and
 //!   their summed time; their rates' quotient is the mean lookup time that
 //!   `cache.alerts.thresholds.response_time_max_ms` is about
@@ -39,6 +45,7 @@ use prometheus::{
 use std::fmt::Write;
 
 use super::report::{CacheReport, RemoteReport};
+use crate::cache::disk::WriteFaultSnapshot;
 use crate::cache::remote::LATENCY_BOUNDS_US;
 
 /// The report in Prometheus text format.
@@ -89,6 +96,7 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
             g.set(ratio);
             registry.register(Box::new(g))?;
         }
+        register_writes(&registry, &disk.writes)?;
     }
     if let Some(dedup) = &report.dedup {
         if let Some(ratio) = dedup.ratio {
@@ -105,6 +113,12 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
         )?;
         saved.set(dedup.bytes_saved as i64);
         registry.register(Box::new(saved))?;
+        let collisions = IntCounter::new(
+            "inferno_cache_dedup_collisions_total",
+            "Values stored whole because a weak content hash matched a chunk with other bytes.",
+        )?;
+        collisions.inc_by(dedup.collisions);
+        registry.register(Box::new(collisions))?;
     }
     let lookups = IntCounter::new("inferno_cache_lookups_total", "Cache gets timed (lookup, read, decode).")?;
     lookups.inc_by(report.lookups);
@@ -125,6 +139,27 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
         latency_histogram(remote, &mut text);
     }
     Ok(text)
+}
+
+fn register_writes(registry: &Registry, writes: &WriteFaultSnapshot) -> Result<(), prometheus::Error> {
+    let errors = IntCounterVec::new(
+        Opts::new("inferno_cache_write_errors_total", "Disk writes that failed, by reason."),
+        &["reason"],
+    )?;
+    registry.register(Box::new(errors.clone()))?;
+    for (reason, n) in &writes.errors {
+        errors.with_label_values(&[reason.as_str()]).inc_by(*n);
+    }
+    let dropped = IntCounter::new(
+        "inferno_cache_dropped_records_total",
+        "Records dropped because the disk write carrying them failed.",
+    )?;
+    dropped.inc_by(writes.dropped_records);
+    registry.register(Box::new(dropped))?;
+    let degraded = IntGauge::new("inferno_cache_degraded", "1 while the last disk write failed.")?;
+    degraded.set(i64::from(writes.current.is_some()));
+    registry.register(Box::new(degraded))?;
+    Ok(())
 }
 
 fn register_remote(registry: &Registry, remote: &RemoteReport) -> Result<(), prometheus::Error> {

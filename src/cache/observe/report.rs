@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::disk::KindStats;
+use crate::cache::disk::{KindStats, WriteFaultSnapshot};
 use crate::cache::kind::Kind;
 use crate::cache::manager::Manager;
 use crate::cache::remote::{RemoteSnapshot, RemoteStatus};
@@ -124,6 +124,10 @@ pub struct DiskReport {
     pub evictions: u64,
     /// Damaged byte ranges found when the cache was opened.
     pub damaged_ranges: u64,
+    /// Writes that failed since this process opened the cache, by reason (`no_space`, `io_error`,
+    /// `read_only`, `short_write`, `other`), the records they dropped, and the failure in progress.
+    #[serde(default)]
+    pub writes: WriteFaultSnapshot,
 }
 
 /// Dedup of payloads.
@@ -141,6 +145,9 @@ pub struct DedupReport {
     pub unique_bytes: u64,
     /// `logical_bytes - unique_bytes`.
     pub bytes_saved: u64,
+    /// Values stored whole because a weak hash (xxh32, xxh64) matched a chunk holding other bytes.
+    #[serde(default)]
+    pub collisions: u64,
 }
 
 fn ratio(num: u64, den: u64) -> Option<f64> {
@@ -211,6 +218,7 @@ impl CacheReport {
                 compression_ratio: ratio(raw_bytes, stored_bytes),
                 evictions: counters.disk_evictions,
                 damaged_ranges: stats.damaged_ranges,
+                writes: manager.write_faults().unwrap_or_default(),
             }
         });
         let dedup = disk_stats.as_ref().filter(|_| config.deduplication.enabled).map(|stats| {
@@ -225,6 +233,7 @@ impl CacheReport {
                 logical_bytes: stats.referenced_payload_bytes,
                 unique_bytes: stats.referenced_blob_raw_bytes,
                 bytes_saved: stats.referenced_payload_bytes.saturating_sub(stats.referenced_blob_raw_bytes),
+                collisions: manager.counters().dedup_collisions.load(std::sync::atomic::Ordering::Relaxed),
             }
         });
         Self {

@@ -46,6 +46,8 @@ pub struct Counters {
     pub lookups: AtomicU64,
     /// Total time of those gets, in nanoseconds.
     pub lookup_nanos: AtomicU64,
+    /// Values stored whole because a weak content hash (xxh32, xxh64) matched a chunk with other bytes.
+    pub dedup_collisions: AtomicU64,
     /// The remote tier's counters (shared with the tier itself).
     pub remote: Arc<RemoteCounters>,
 }

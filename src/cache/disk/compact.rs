@@ -1,0 +1,428 @@
+//! Compaction: giving back the space of removed, overwritten and expired records without stalling writes.
+//!
+//! A pass first seals the active segment (the writer moves on to a new one, so every record written
+//! before the pass lives in a sealed segment), then picks its victims among the sealed segments: all of
+//! them ([`Selection::All`], `inferno cache compact`), or those whose dead bytes reach a share of their
+//! size ([`Selection::DeadRatio`], the background pass). The live records of the victims — unexpired
+//! entries, the chunks they use, and (in a partial pass) the tombstones that must keep hiding older
+//! records elsewhere — are copied byte for byte, sequence numbers unchanged, into new segments written as
+//! `.tmp` files and renamed once fsynced. The copy runs without the writer lock: puts go on into the
+//! active segment. After each new segment is renamed, the index is pointed at the copies under the state
+//! lock, one segment's records at a time, for every record the index still places where it was copied
+//! from (a record replaced or removed meanwhile keeps its newer state; its copy is dead bytes). Last,
+//! under the writer lock for a moment: chunks that a put made after the snapshot started to use again are
+//! copied through the writer, the index forgets what is still in the victims (expired entries, chunks
+//! nothing uses, in a full pass the tombstones) and the victims are deleted.
+//!
+//! It needs free space of about one segment beyond what it frees. A crash at any point leaves the victims
+//! and the renamed copies side by side; records carry their sequence numbers, so reopening gives the same
+//! index. A pass that fails removes its copies and leaves the store as it was, still accepting writes.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::hint::HintBuilder;
+use super::index::{EntryKey, Loc};
+use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
+use super::{DiskError, DiskStore, io_err};
+use crate::cache::clock::now_ms;
+use crate::cache::record::{self, BlobRef};
+
+/// Which sealed segments a pass rewrites.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Selection {
+    /// Every segment (`inferno cache compact`, and after removals that asked for the space back).
+    All,
+    /// Segments whose dead bytes are at least this share of their record bytes (0.0–1.0).
+    DeadRatio(f64),
+}
+
+/// What [`DiskStore::compact`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Bytes of segment and hint files before.
+    pub bytes_before: u64,
+    /// Bytes of segment and hint files after.
+    pub bytes_after: u64,
+    /// Records copied.
+    pub records_kept: u64,
+    /// Damaged records left behind.
+    pub damaged_skipped: u64,
+    /// Segments rewritten.
+    pub segments_rewritten: u64,
+}
+
+/// What a pass has copied so far: its files, and the moves the index made to them.
+#[derive(Default)]
+struct Copied {
+    files: Vec<PathBuf>,
+    moves: Vec<(Loc, Loc, Target)>,
+}
+
+/// A record to copy: what it is in the index, and where it is.
+#[derive(Clone, Debug)]
+enum Target {
+    Entry(EntryKey),
+    Blob(BlobRef),
+    Tombstone(EntryKey),
+}
+
+impl DiskStore {
+    /// Rewrites every sealed segment (see the module doc); returns when done.
+    pub fn compact(&self) -> Result<CompactReport, DiskError> {
+        self.compact_selected(Selection::All)
+    }
+
+    /// One compaction pass over the segments `selection` picks.
+    pub fn compact_selected(&self, selection: Selection) -> Result<CompactReport, DiskError> {
+        let _one_pass = self.compaction.lock();
+        let mut report =
+            CompactReport { bytes_before: dir_bytes(&self.data_dir), ..CompactReport::default() };
+        let victims = self.seal_and_pick(selection)?;
+        if victims.is_empty() {
+            report.bytes_after = report.bytes_before;
+            return Ok(report);
+        }
+        let full = selection == Selection::All;
+        let items = self.live_records(&victims, full);
+        let mut done = Copied::default();
+        let copied = self.copy(items, &mut report, &mut done);
+        let synced = copied.and_then(|()| {
+            File::open(&self.data_dir).and_then(|d| d.sync_all()).map_err(io_err(&self.data_dir))
+        });
+        if let Err(err) = synced.and_then(|()| self.retire(&victims, full)) {
+            self.abandon(&done);
+            return Err(err);
+        }
+        report.segments_rewritten = victims.len() as u64;
+        report.bytes_after = dir_bytes(&self.data_dir);
+        Ok(report)
+    }
+
+    /// Seals the active segment and returns the sealed segments `selection` picks.
+    fn seal_and_pick(&self, selection: Selection) -> Result<Vec<u32>, DiskError> {
+        let mut w = self.writer()?;
+        if w.len() > SEGMENT_HEADER_LEN {
+            self.roll(&mut w)?;
+        } else {
+            self.sync_locked(&mut w)?;
+        }
+        let state = self.state.read();
+        let sealed = state.readers.keys().copied().filter(|id| *id != w.id);
+        Ok(match selection {
+            Selection::All => sealed.collect(),
+            Selection::DeadRatio(ratio) => sealed
+                .filter(|id| {
+                    let usage = state.index.segments.get(id).copied().unwrap_or_default();
+                    usage.total > 0
+                        && (usage.total - usage.live.min(usage.total)) as f64 >= ratio * usage.total as f64
+                })
+                .collect(),
+        })
+    }
+
+    /// The records of `victims` to copy, in sequence order: live entries, the chunks they use, and in a
+    /// partial pass the tombstones.
+    fn live_records(&self, victims: &[u32], full: bool) -> Vec<(u64, Loc, Target)> {
+        let victims: HashSet<u32> = victims.iter().copied().collect();
+        let now = now_ms();
+        let state = self.state.read();
+        let mut items = Vec::new();
+        let mut used = HashSet::new();
+        for (key, slot) in &state.index.entries {
+            if slot.expires.is_live(now) {
+                used.extend(slot.refs.iter().copied());
+                if victims.contains(&slot.loc.segment) {
+                    items.push((slot.seq, slot.loc, Target::Entry(key.clone())));
+                }
+            }
+        }
+        for blob in used {
+            if let Some(slot) = state.index.blobs.get(&blob)
+                && let Some(loc) = slot.loc.filter(|l| victims.contains(&l.segment))
+            {
+                items.push((slot.seq, loc, Target::Blob(blob)));
+            }
+        }
+        if !full {
+            for (key, (seq, loc)) in &state.index.tombstones {
+                if victims.contains(&loc.segment) {
+                    items.push((*seq, *loc, Target::Tombstone(key.clone())));
+                }
+            }
+        }
+        items.sort_unstable_by_key(|(seq, _, _)| *seq);
+        items
+    }
+
+    /// Copies `items` into new segments, pointing the index at each segment's copies once it is renamed.
+    fn copy(
+        &self,
+        items: Vec<(u64, Loc, Target)>,
+        report: &mut CompactReport,
+        done: &mut Copied,
+    ) -> Result<(), DiskError> {
+        let mut out: Option<NewSegment> = None;
+        for (_, loc, target) in items {
+            let Some(bytes) = self.raw_record(loc) else {
+                report.damaged_skipped += 1;
+                continue;
+            };
+            if record::decode(&bytes, true).is_err() {
+                report.damaged_skipped += 1;
+                continue;
+            }
+            if out.as_ref().is_some_and(|s| s.len >= self.options.segment_size) {
+                let full = out.take().expect("checked");
+                self.install(full, done)?;
+            }
+            let seg = match &mut out {
+                Some(seg) => seg,
+                None => {
+                    let id = self.allocate_segment_id();
+                    done.files.push(segment::segment_path(&self.data_dir, id).with_extension("log.tmp"));
+                    out.insert(NewSegment::create(&self.data_dir, id)?)
+                }
+            };
+            seg.push(&bytes, loc, target)?;
+            report.records_kept += 1;
+        }
+        if let Some(last) = out.take() {
+            self.install(last, done)?;
+        }
+        Ok(())
+    }
+
+    /// Finishes a new segment and points the index at its copies where the index still has the originals.
+    fn install(&self, seg: NewSegment, done: &mut Copied) -> Result<(), DiskError> {
+        let (id, moved, len) = (seg.id, seg.moved.clone(), seg.len);
+        done.files.push(segment::segment_path(&self.data_dir, id));
+        let reader = seg.finish(&self.data_dir)?;
+        let mut state = self.state.write();
+        state.readers.insert(id, Arc::new(reader));
+        let index = &mut state.index;
+        index.segments.entry(id).or_default().total += len - SEGMENT_HEADER_LEN;
+        for (old, new, target) in moved {
+            let relocated = match &target {
+                Target::Entry(key) => match index.entries.get_mut(key) {
+                    Some(slot) if slot.loc == old => {
+                        slot.loc = new;
+                        true
+                    }
+                    _ => false,
+                },
+                Target::Blob(blob) => match index.blobs.get_mut(blob) {
+                    Some(slot) if slot.loc == Some(old) => {
+                        slot.loc = Some(new);
+                        true
+                    }
+                    _ => false,
+                },
+                Target::Tombstone(key) => match index.tombstones.get_mut(key) {
+                    Some((_, loc)) if *loc == old => {
+                        *loc = new;
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            if relocated {
+                index.segments.entry(old.segment).or_default().live -= old.len as u64;
+                index.segments.entry(id).or_default().live += new.len as u64;
+                done.moves.push((old, new, target));
+            }
+        }
+        Ok(())
+    }
+
+    /// The last step, under the writer lock: chunks used again since the snapshot are copied through the
+    /// writer, what is left in the victims leaves the index, and the victims are deleted.
+    fn retire(&self, victims: &[u32], full: bool) -> Result<(), DiskError> {
+        let victims: HashSet<u32> = victims.iter().copied().collect();
+        let mut w = self.writer()?;
+        let in_victims = |loc: &Loc| victims.contains(&loc.segment);
+        let revived: Vec<Loc> = {
+            let state = self.state.read();
+            state
+                .index
+                .blobs
+                .values()
+                .filter(|b| b.refcount > 0)
+                .filter_map(|b| b.loc)
+                .filter(in_victims)
+                .collect()
+        };
+        for loc in revived {
+            match self.raw_record(loc) {
+                Some(bytes) if record::decode(&bytes, true).is_ok() => self.append_copy(&mut w, &bytes)?,
+                _ => tracing::warn!(
+                    segment = loc.segment,
+                    offset = loc.offset,
+                    "a chunk in use could not be copied"
+                ),
+            }
+        }
+        self.sync_locked(&mut w)?;
+        if w.len() == SEGMENT_HEADER_LEN {
+            // Nothing was written during the pass: the writer moves past the copies, so its segment stays
+            // the last one and no empty segment is left behind among them.
+            let empty = (w.id, w.path.clone());
+            let mut state = self.state.write();
+            let next =
+                super::open::new_segment(&self.data_dir, self.allocate_segment_id(), w.seq, &mut state)?;
+            self.next_segment.fetch_max(next.id + 1, std::sync::atomic::Ordering::Relaxed);
+            state.readers.remove(&empty.0);
+            state.index.segments.remove(&empty.0);
+            *w = next;
+            drop(state);
+            let _ = std::fs::remove_file(&empty.1);
+            let _ = std::fs::remove_file(segment::hint_path(&self.data_dir, empty.0));
+        }
+        {
+            let mut guard = self.state.write();
+            let state = &mut *guard;
+            let index = &mut state.index;
+            let entries: Vec<EntryKey> =
+                index.entries.iter().filter(|(_, s)| in_victims(&s.loc)).map(|(k, _)| k.clone()).collect();
+            for key in &entries {
+                index.forget_entry(key);
+            }
+            let blobs: Vec<BlobRef> = index
+                .blobs
+                .iter()
+                .filter(|(_, b)| b.loc.as_ref().is_some_and(in_victims))
+                .map(|(r, _)| *r)
+                .collect();
+            for blob in &blobs {
+                index.blobs.remove(blob);
+            }
+            if full {
+                index.tombstones.retain(|_, (_, loc)| !in_victims(loc));
+            }
+            for id in &victims {
+                index.segments.remove(id);
+                state.readers.remove(id);
+            }
+            state.damage.retain(|(id, _)| !victims.contains(id));
+        }
+        drop(w);
+        // Oldest first: a failure leaves newer victims (and the tombstones in them) behind, never an older
+        // record without the tombstone that hides it. A victim left behind is read again at the next open,
+        // where sequence numbers sort it out; its space comes back at the next pass.
+        let mut ids: Vec<u32> = victims.into_iter().collect();
+        ids.sort_unstable();
+        for id in ids {
+            for path in [segment::segment_path(&self.data_dir, id), segment::hint_path(&self.data_dir, id)] {
+                if let Err(err) = std::fs::remove_file(&path)
+                    && err.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %path.display(), "compaction could not delete a rewritten segment: {err}");
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed pass: points the index back at the originals (still in place), forgets and deletes
+    /// the copies, so the store is as it was and keeps accepting writes.
+    fn abandon(&self, done: &Copied) {
+        let mut guard = self.state.write();
+        let state = &mut *guard;
+        let index = &mut state.index;
+        for (old, new, target) in &done.moves {
+            let back = match target {
+                Target::Entry(key) => {
+                    index.entries.get_mut(key).filter(|s| s.loc == *new).map(|s| s.loc = *old)
+                }
+                Target::Blob(blob) => {
+                    index.blobs.get_mut(blob).filter(|s| s.loc == Some(*new)).map(|s| s.loc = Some(*old))
+                }
+                Target::Tombstone(key) => {
+                    index.tombstones.get_mut(key).filter(|(_, l)| l == new).map(|(_, l)| *l = *old)
+                }
+            };
+            if back.is_some() {
+                index.segments.entry(old.segment).or_default().live += old.len as u64;
+            }
+        }
+        for path in &done.files {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some(id) = segment::parse_segment_name(name.trim_end_matches(".tmp")) {
+                state.readers.remove(&id);
+                state.index.segments.remove(&id);
+                let _ = std::fs::remove_file(segment::hint_path(&self.data_dir, id));
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        tracing::warn!(
+            "compaction failed and was abandoned; the cache keeps its segments and accepts writes"
+        );
+    }
+
+    /// Appends a record copied byte for byte (its sequence number kept) through the writer.
+    fn append_copy(&self, w: &mut super::Writer, bytes: &[u8]) -> Result<(), DiskError> {
+        if w.len() >= self.options.segment_size {
+            self.roll(w)?;
+        }
+        let offset = w.len();
+        w.buf.extend_from_slice(bytes);
+        w.hint.add(offset, bytes);
+        let decoded = record::decode(bytes, false).expect("checked by the caller");
+        let loc = Loc { segment: w.id, offset, len: bytes.len() as u32 };
+        self.state.write().index.apply(&decoded, loc);
+        Ok(())
+    }
+}
+
+/// A segment being written by compaction.
+struct NewSegment {
+    id: u32,
+    tmp: PathBuf,
+    file: BufWriter<File>,
+    len: u64,
+    hint: HintBuilder,
+    /// (from, to, what) for each record copied here.
+    moved: Vec<(Loc, Loc, Target)>,
+}
+
+impl NewSegment {
+    fn create(dir: &Path, id: u32) -> Result<Self, DiskError> {
+        let tmp = segment::segment_path(dir, id).with_extension("log.tmp");
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut file = BufWriter::with_capacity(1 << 20, file);
+        file.write_all(&segment::file_header(id)).map_err(io_err(&tmp))?;
+        Ok(Self { id, tmp, file, len: SEGMENT_HEADER_LEN, hint: HintBuilder::default(), moved: Vec::new() })
+    }
+
+    fn push(&mut self, bytes: &[u8], from: Loc, target: Target) -> Result<(), DiskError> {
+        let offset = self.len;
+        self.file.write_all(bytes).map_err(io_err(&self.tmp))?;
+        self.len += bytes.len() as u64;
+        self.hint.add(offset, bytes);
+        self.moved.push((from, Loc { segment: self.id, offset, len: bytes.len() as u32 }, target));
+        Ok(())
+    }
+
+    fn finish(self, dir: &Path) -> Result<SegmentReader, DiskError> {
+        let file = self.file.into_inner().map_err(|e| io_err(&self.tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&self.tmp))?;
+        let path = segment::segment_path(dir, self.id);
+        std::fs::rename(&self.tmp, &path).map_err(io_err(&path))?;
+        let hint_path = segment::hint_path(dir, self.id);
+        self.hint.write(&hint_path, self.id, self.len).map_err(io_err(&hint_path))?;
+        SegmentReader::map(&path).map_err(io_err(&path))
+    }
+}
+
+/// Bytes of all files in `dir`.
+pub(super) fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+        })
+        .unwrap_or(0)
+}
