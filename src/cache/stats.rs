@@ -48,6 +48,8 @@ pub struct Counters {
     pub lookup_nanos: AtomicU64,
     /// The remote tier's counters (shared with the tier itself).
     pub remote: Arc<RemoteCounters>,
+    /// Puts the disk tier failed to write, in this process (read by the `write_failures` alert rule).
+    pub write_failures: AtomicU64,
 }
 
 impl Counters {

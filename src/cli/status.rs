@@ -85,6 +85,9 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
     if let Some(job) = progress::read(&resolved.config.cache.base_dir) {
         writeln!(out, "{}", warm_line(&job))?;
     }
+    let alerts = &resolved.config.cache.alerts;
+    let state = if alerts.enabled { "enabled" } else { "disabled" };
+    writeln!(out, "Alerts: {state}; channels: {}", super::alerts::channels_text(alerts))?;
     writeln!(out)?;
     writeln!(out, "Config files, lowest priority first:")?;
     for file in &resolved.files {

@@ -163,8 +163,29 @@ pub const KEYS: &[Key] = &[
         Kind::Duration(DAY),
         "entries older than this are removed by cleanup",
     )),
-    key("cache.alerts.enabled", Kind::Bool, "raise alerts when a threshold is crossed"),
-    key("cache.alerts.channels", Kind::List, "where alerts go: email, slack, webhook"),
+    on(key("cache.alerts.enabled", Kind::Bool, "evaluate the alert rules in inferno serve and send alerts")),
+    on(key("cache.alerts.channels", Kind::List, "where alerts go: email, slack, webhook")),
+    on(key(
+        "cache.alerts.evaluation_interval_seconds",
+        Kind::Duration(SECOND),
+        "time between two evaluations of the alert rules",
+    )),
+    on(key("cache.alerts.window_minutes", Kind::Duration(MINUTE), "sliding window the alert rules look at")),
+    on(key(
+        "cache.alerts.min_samples",
+        Kind::Integer,
+        "fewest requests in the window before request-based rules judge",
+    )),
+    on(key(
+        "cache.alerts.for_minutes",
+        Kind::Duration(MINUTE),
+        "how long a condition holds (pending) before its alert fires",
+    )),
+    on(key(
+        "cache.alerts.repeat_interval_minutes",
+        Kind::Duration(MINUTE),
+        "shortest time between two notifications of a firing alert",
+    )),
     on(key("cache.alerts.thresholds.hit_ratio_min", Kind::Float, "alert below this hit ratio (0-1)")),
     on(key(
         "cache.alerts.thresholds.size_usage_max",
@@ -179,8 +200,18 @@ pub const KEYS: &[Key] = &[
     on(key(
         "cache.alerts.thresholds.response_time_max_ms",
         Kind::Integer,
-        "alert above this lookup time in ms",
+        "alert above this p95 time to serve a cached response, in ms",
     )),
+    on(key("cache.alerts.webhook.url", Kind::Text, "http(s) URL the alert JSON is POSTed to")),
+    on(key("cache.alerts.webhook.secret", Kind::Text, "key of the X-Inferno-Signature HMAC-SHA256")),
+    on(key("cache.alerts.slack.webhook_url", Kind::Text, "Slack incoming-webhook URL")),
+    on(key("cache.alerts.email.smtp_host", Kind::Text, "SMTP server that sends alert mail")),
+    on(key("cache.alerts.email.smtp_port", Kind::Integer, "SMTP port")),
+    on(key("cache.alerts.email.tls", Kind::Text, "none | starttls | tls")),
+    on(key("cache.alerts.email.username", Kind::Text, "SMTP user; empty logs in as nobody")),
+    on(key("cache.alerts.email.password_file", Kind::Path, "file holding the SMTP password")),
+    on(key("cache.alerts.email.from", Kind::Text, "sender address of alert mail")),
+    on(key("cache.alerts.email.to", Kind::List, "recipients of alert mail")),
     on(key("cache.distributed.enabled", Kind::Bool, "use the shared tier on Redis")),
     on(key("cache.distributed.cluster_nodes", Kind::List, "seed addresses: host:port or redis:// URLs")),
     on(key(
@@ -224,7 +255,7 @@ pub const KEYS: &[Key] = &[
 
 /// True for keys whose value must never be printed (`cache status` shows whether they are set).
 pub fn is_secret(path: &str) -> bool {
-    path == "server.api_key"
+    matches!(path, "server.api_key" | "cache.alerts.webhook.secret" | "cache.alerts.slack.webhook_url")
 }
 
 /// The key at `path`, if there is one.
@@ -274,6 +305,7 @@ mod tests {
     #[test]
     fn secrets_are_marked() {
         assert!(is_secret("server.api_key") && !is_secret("server.port"));
+        assert!(is_secret("cache.alerts.webhook.secret") && is_secret("cache.alerts.slack.webhook_url"));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! (loopback by default) and the admin socket in the cache directory, and print the address on stdout.
 //! SIGTERM and SIGINT stop accepting connections on both, let in-flight requests (streams included) finish,
 //! remove the admin socket, then flush the cache to disk before exiting. A timer unloads idle models under
-//! `cache.model.unload_policy = "time_based"`. Routes and their behaviour: `routes.rs`, `completions.rs`,
+//! `cache.model.unload_policy = "time_based"`; with `cache.alerts.enabled` a task evaluates the alert rules
+//! (`crate::alerts`, docs/alerts.md). Routes and their behaviour: `routes.rs`, `completions.rs`,
 //! `embeddings.rs`, `admin.rs`; docs/serve.md, docs/embeddings.md, docs/distributed.md.
 
 pub mod admin;
@@ -18,6 +19,7 @@ pub mod registry;
 mod routes;
 mod socket;
 pub mod state;
+mod timing;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -83,6 +85,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     announce(&state, local)?;
     let unloader = tokio::spawn(unload_idle_models(Arc::clone(&state)));
+    for warning in state.alerts.start_warnings() {
+        tracing::warn!("{warning}");
+    }
+    let alerts = tokio::spawn(Arc::clone(&state.alerts).run(Arc::clone(&state.manager)));
     axum::serve(listener, routes::router(Arc::clone(&state)))
         .with_graceful_shutdown(stopped(stopping))
         .await?;
@@ -94,6 +100,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     unloader.abort();
+    alerts.abort();
     tracing::info!("requests drained; flushing the cache");
     state.manager.flush().context("flushing the cache at shutdown")?;
     eprintln!("inferno serve: stopped; cache flushed");

@@ -62,7 +62,7 @@ fn standalone_a_response_computed_by_one_server_is_a_hit_on_another() {
     let value: Vec<u8> = redis.cmd(&["GET", &key]);
     assert_eq!(&value[..4], b"IREC", "the disk tier's record framing");
     let ttl: i64 = redis.cmd(&["TTL", &key]);
-    assert!((3_590..=3_600).contains(&ttl), "TTL mirrors response.ttl_hours = 1: {ttl}");
+    assert!((86_390..=86_400).contains(&ttl), "TTL mirrors response.ttl_hours, inherited (24h): {ttl}");
     wait_for("the WAIT to time out and be counted", || {
         metric(&a, "inferno_cache_remote_under_replicated_writes_total") == 1.0
     });

@@ -245,8 +245,11 @@ impl Manager {
             Some(ttl) if !ttl.is_zero() => now.saturating_add(ttl.as_millis() as u64),
             _ => 0,
         };
-        if let Some(disk) = &self.disk {
-            self.write_disk(disk, kind, key, name, value, expires_ms)?;
+        if let Some(disk) = &self.disk
+            && let Err(e) = self.write_disk(disk, kind, key, name, value, expires_ms)
+        {
+            self.counters.write_failures.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
         }
         if let Some(memory) = &self.memory {
             let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires_ms };
