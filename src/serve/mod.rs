@@ -89,6 +89,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let alerts = tokio::spawn(Arc::clone(&state.alerts).run(Arc::clone(&state.manager)));
+    let clears = tokio::spawn(apply_remote_clears(Arc::clone(&state)));
     axum::serve(listener, routes::router(Arc::clone(&state)))
         .with_graceful_shutdown(stopped(stopping))
         .await?;
@@ -101,6 +102,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     unloader.abort();
     alerts.abort();
+    clears.abort();
     tracing::info!("requests drained; flushing the cache");
     state.manager.flush().context("flushing the cache at shutdown")?;
     eprintln!("inferno serve: stopped; cache flushed");
@@ -134,6 +136,25 @@ async fn unload_idle_models(state: Arc<AppState>) {
         tick.tick().await;
         for path in state.registry.cache().unload_idle(Instant::now()) {
             tracing::info!(model = %path.display(), "unloaded after keep_alive");
+        }
+    }
+}
+
+/// With the shared tier: removes from the local tiers what another replica's `cache clear` removed from
+/// Redis, as soon as its notice arrives (docs/distributed.md, "Clearing a fleet").
+async fn apply_remote_clears(state: Arc<AppState>) {
+    let Some(mut notices) = state.manager.clear_notices() else { return };
+    while let Some(notice) = notices.recv().await {
+        let manager = Arc::clone(&state.manager);
+        let applied = tokio::task::spawn_blocking(move || manager.apply_clear_notice(&notice)).await;
+        match applied {
+            Ok(Ok(Some(removal))) => {
+                let removed: u64 = removal.removed.iter().map(|(_, n)| *n).sum();
+                tracing::info!(removed, "applied another replica's clear to the local tiers");
+            }
+            Ok(Ok(None)) => tracing::warn!("ignored a clear notice this version cannot read"),
+            Ok(Err(e)) => tracing::error!("applying another replica's clear failed: {e}"),
+            Err(e) => tracing::error!("applying another replica's clear failed: {e}"),
         }
     }
 }
