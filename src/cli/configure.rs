@@ -233,8 +233,17 @@ fn kind_ttl_overrides(
 pub fn run(options: &LoadOptions, args: &ConfigureArgs, json: bool) -> anyhow::Result<()> {
     let settings = flag_settings(args)?;
     let outcome = config::configure(options, &settings)?;
-    let inactive: Vec<&str> =
-        settings.iter().filter_map(|s| keys::find(&s.key)).filter(|k| !k.active).map(|k| k.path).collect();
+    let inactive: Vec<&str> = settings
+        .iter()
+        .filter_map(|s| keys::find(&s.key))
+        .filter(|k| !k.active && k.no_effect.is_none())
+        .map(|k| k.path)
+        .collect();
+    let inert: Vec<(&str, &str)> = settings
+        .iter()
+        .filter_map(|s| keys::find(&s.key))
+        .filter_map(|k| Some((k.path, k.no_effect?)))
+        .collect();
     let kind_overrides = kind_ttl_overrides(options, &settings)?;
     if json {
         let changes: Vec<_> =
@@ -245,6 +254,7 @@ pub fn run(options: &LoadOptions, args: &ConfigureArgs, json: bool) -> anyhow::R
             "file": outcome.path,
             "changes": changes,
             "not_active_yet": inactive,
+            "no_effect": inert.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             "overridden": overridden,
             "kind_ttl_overrides": kind_overrides.iter().map(|(key, value, origin)| {
                 json!({"key": key, "value": value, "by": origin})
@@ -264,6 +274,9 @@ pub fn run(options: &LoadOptions, args: &ConfigureArgs, json: bool) -> anyhow::R
     }
     for (key, origin) in &outcome.overridden {
         writeln!(out, "Note: {key} is overridden by {origin}, which takes precedence over the file.")?;
+    }
+    for (key, why) in &inert {
+        writeln!(out, "Note: {key} is accepted but has no effect: {why}.")?;
     }
     for (key, value, origin) in &kind_overrides {
         writeln!(

@@ -42,6 +42,7 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
                     },
                     "origin": origin,
                     "active": key.active,
+                    "no_effect": key.no_effect,
                 })
             })
             .collect();
@@ -104,10 +105,24 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
     let value_width = rows.iter().map(|(_, v, _)| v.len()).max().unwrap_or(0).min(40);
     writeln!(out, "Effective settings (value, then where it came from):")?;
     for (key, value, origin) in &rows {
-        let mark = if key.active { "" } else { "  *" };
+        let mark = match (key.active, key.no_effect) {
+            (true, _) => "",
+            (false, Some(_)) => "  (no effect)",
+            (false, None) => "  *",
+        };
         writeln!(out, "  {:<key_width$}  {:<value_width$}  {}{mark}", key.path, value, origin.short())?;
     }
-    if rows.iter().any(|(key, _, _)| !key.active) {
+    for (key, _, _) in rows.iter().filter(|(key, _, _)| !key.active) {
+        if let Some(why) = key.no_effect {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "(no effect) {}: accepted and validated, but it changes nothing: {why}.",
+                key.path
+            )?;
+        }
+    }
+    if rows.iter().any(|(key, _, _)| !key.active && key.no_effect.is_none()) {
         writeln!(out)?;
         writeln!(
             out,

@@ -41,15 +41,23 @@ pub struct Key {
     pub doc: &'static str,
     /// False while the behaviour behind the key is not built yet: the value is stored and validated only.
     pub active: bool,
+    /// Set for a key inferno accepts (the guide writes it) but decided not to act on: why it has no effect.
+    pub no_effect: Option<&'static str>,
 }
 
 const fn key(path: &'static str, kind: Kind, doc: &'static str) -> Key {
-    Key { path, kind, env_alias: None, doc, active: false }
+    Key { path, kind, env_alias: None, doc, active: false, no_effect: None }
 }
 
 /// Marks a key whose behaviour exists.
 const fn on(mut key: Key) -> Key {
     key.active = true;
+    key
+}
+
+/// Marks a key that is accepted and validated but has no effect, with the reason `status` and the docs give.
+const fn inert(mut key: Key, why: &'static str) -> Key {
+    key.no_effect = Some(why);
     key
 }
 
@@ -150,7 +158,11 @@ pub const KEYS: &[Key] = &[
         Kind::Size(BYTE),
         "bytes buffered before a write reaches the file",
     )),
-    key("cache.persistence.read_ahead_size", Kind::Size(BYTE), "bytes read ahead of a sequential reader"),
+    inert(
+        key("cache.persistence.read_ahead_size", Kind::Size(BYTE), "bytes read ahead of a sequential reader"),
+        "sealed segments are memory-mapped and the kernel reads ahead of sequential scans itself \
+         (/sys/block/*/queue/read_ahead_kb); inferno passes no read-ahead size of its own",
+    ),
     on(key("cache.cleanup.auto_cleanup", Kind::Bool, "run cleanup periodically")),
     on(key("cache.cleanup.cleanup_interval_hours", Kind::Duration(HOUR), "time between periodic cleanups")),
     on(key(
@@ -339,7 +351,11 @@ mod tests {
             );
             assert!(docs.contains(&general_env_name(key.path)), "{} env form missing from docs", key.path);
             let row = docs.lines().find(|l| l.starts_with(&format!("| `{}` |", key.path))).unwrap();
-            let status = if key.active { "| active |" } else { "| stored |" };
+            let status = match (key.active, key.no_effect) {
+                (true, _) => "| active |",
+                (false, Some(_)) => "| no effect |",
+                (false, None) => "| stored |",
+            };
             assert!(row.ends_with(status), "docs/configuration.md says the wrong status for {}", key.path);
             if let Some(alias) = key.env_alias {
                 assert!(docs.contains(alias), "{alias} missing from docs/configuration.md");

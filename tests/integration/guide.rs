@@ -400,8 +400,12 @@ fn every_guide_command_runs_in_order_with_its_effect() {
     );
     guide(&sb, "inferno cache configure --compress zstd --compression-level 1");
     assert_eq!(value(&sb, "cache.compression.level"), 1);
-    guide(&sb, "inferno cache configure --read-ahead-size 1MB");
+    let text = guide(&sb, "inferno cache configure --read-ahead-size 1MB");
     assert_eq!(value(&sb, "cache.persistence.read_ahead_size"), 1_000_000);
+    assert!(
+        text.contains("Note: cache.persistence.read_ahead_size is accepted but has no effect: "),
+        "{text}"
+    );
 
     let text = guide(&sb, "inferno cache verify --detailed");
     assert!(text.ends_with("no damage found\n"), "the earlier --fix left a clean cache: {text}");

@@ -132,3 +132,23 @@ fn configure_ttl_governs_new_responses() {
     assert_eq!(sb.status(&[], &[]).value("cache.response.ttl_hours"), 2);
     assert_eq!(sb.status(&[], &[]).value("cache.metadata.ttl_hours"), 72);
 }
+
+#[test]
+fn status_marks_no_setting_as_not_active_yet_and_read_ahead_as_no_effect() {
+    let sb = Sandbox::new();
+    let text = stdout(&sb.cmd().args(["cache", "status"]).output().unwrap());
+    assert!(!text.lines().any(|l| l.ends_with("  *")), "{text}");
+    assert!(!text.contains("not active yet"), "{text}");
+    let row = text.lines().find(|l| l.trim_start().starts_with("cache.persistence.read_ahead_size")).unwrap();
+    assert!(row.ends_with("(no effect)"), "{row}");
+    assert!(text.contains(
+        "(no effect) cache.persistence.read_ahead_size: accepted and validated, but it changes nothing"
+    ));
+    let json = sb.status(&[], &[]);
+    assert!(
+        json.setting("cache.persistence.read_ahead_size")["no_effect"]
+            .as_str()
+            .unwrap()
+            .contains("memory-mapped")
+    );
+}
