@@ -46,9 +46,15 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        return output::print_json(
-            &json!({ "cache": summary, "config_files": resolved.files, "settings": settings }),
-        );
+        return output::print_json(&json!({
+            "cache": summary,
+            "alerts": {
+                "enabled": cache.alerts.enabled,
+                "channels": crate::alerts::engine::channel_views(&cache.alerts),
+            },
+            "config_files": resolved.files,
+            "settings": settings,
+        }));
     }
 
     let mut out = String::new();

@@ -191,6 +191,53 @@ fn alerts_test_reports_each_channel_and_exits_1_on_a_failure() {
 
     let bad = sb.cmd().args(["cache", "alerts", "test", "--channel", "pager"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
+
+    // Nobody listens on the SMTP port any more: a clear failure, exit 1.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    sb.write_project(
+        &config("/hook").replace(&format!("smtp_port = {}", smtp.port), &format!("smtp_port = {closed}")),
+    );
+    let out = sb.cmd().args(["cache", "alerts", "test", "--channel", "email"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with("email: FAILED after 1 attempt: SMTP: "), "{}", stdout(&out));
+}
+
+#[test]
+fn a_failing_webhook_is_retried_counted_and_recorded_while_serving_goes_on() {
+    let (sb, models) = with_tiny_model();
+    let http = HttpReceiver::start();
+    sb.write_project(&format!(
+        "[cache.metrics]\nprometheus_enabled = true\n\n[cache.alerts]\nenabled = true\nchannels = [\"webhook\"]\n\
+         evaluation_interval_seconds = 1\nwindow_minutes = \"30s\"\nmin_samples = 1\nfor_minutes = 0\n\n\
+         [cache.alerts.thresholds]\nhit_ratio_min = 0.99\ncompression_ratio_min = 0\n\n\
+         [cache.alerts.webhook]\nurl = \"{}/fail\"\n",
+        http.base
+    ));
+    let server = Server::start(&sb, &models, &[], &[]);
+    assert_eq!(server.post("/v1/completions", &completion("y"), &[]).cache.as_deref(), Some("MISS"));
+    let sample = |outcome: &str| {
+        let line = format!("inferno_alerts_sent_total{{channel=\"webhook\",outcome=\"{outcome}\"}} ");
+        let text = server.get("/metrics", &[]).text;
+        text.lines().find_map(|l| l.strip_prefix(&line)).map_or(0.0, |v| v.parse::<f64>().unwrap())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sample("failed") < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the delivery was never given up");
+        assert_eq!(server.post("/v1/completions", &completion("y"), &[]).status, 200, "serving goes on");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!((sample("retried"), sample("delivered")), (3.0, 0.0));
+    assert_eq!(http.on("/fail").len(), 4, "four attempts");
+    let path = sb.default_cache_dir().join("alerts.jsonl");
+    while !std::fs::read_to_string(&path).is_ok_and(|t| t.ends_with('\n')) {
+        assert!(std::time::Instant::now() < deadline, "the alert was not recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let history = sb.read(&path);
+    let entry: Value = serde_json::from_str(history.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["deliveries"][0]["attempts"], 4);
+    assert_eq!(entry["deliveries"][0]["ok"], false);
+    assert!(entry["deliveries"][0]["error"].as_str().unwrap().contains("500"), "{entry}");
 }
 
 #[test]
@@ -208,6 +255,10 @@ fn a_channel_without_its_table_is_not_configured_and_secrets_are_masked() {
     assert!(!text.lines().any(|l| l.contains("cache.alerts") && l.ends_with('*')), "{text}");
     let status = sb.status(&[], &[]);
     assert_eq!(status.value("cache.alerts.webhook.secret"), "(set)");
+    assert_eq!(
+        status.0["alerts"]["channels"],
+        json!([{"channel": "email", "configured": false}, {"channel": "slack", "configured": false}])
+    );
     assert_eq!(status.setting("cache.alerts.enabled")["active"], true);
     let test = sb.cmd().args(["cache", "alerts", "test"]).output().unwrap();
     assert_eq!(test.status.code(), Some(1));
