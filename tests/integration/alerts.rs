@@ -200,6 +200,14 @@ fn alerts_test_reports_each_channel_and_exits_1_on_a_failure() {
     let out = sb.cmd().args(["cache", "alerts", "test", "--channel", "email"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).starts_with("email: FAILED after 1 attempt: SMTP: "), "{}", stdout(&out));
+
+    // A Slack URL nobody answers: the error says why without printing the (secret) URL.
+    let slack = format!("http://127.0.0.1:{closed}/services/T0/B0/SECRET");
+    sb.write_project(&config("/hook").replace(&format!("{}/slack", http.base), &slack));
+    let out = sb.cmd().args(["cache", "alerts", "test", "--channel", "slack"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.starts_with("slack: FAILED after 1 attempt: ") && !text.contains("SECRET"), "{text}");
 }
 
 #[test]

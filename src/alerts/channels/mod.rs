@@ -189,7 +189,8 @@ impl Channels {
 
 /// An HTTP answer as a delivery result: 2xx is delivered; anything else names the status and the body's start.
 async fn check_answer(answer: Result<reqwest::Response, reqwest::Error>) -> Result<(), String> {
-    let response = answer.map_err(|e| describe(&e))?;
+    // Without the URL: a Slack webhook URL is a secret, and errors are logged and recorded.
+    let response = answer.map_err(|e| describe(&e.without_url()))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
