@@ -235,7 +235,14 @@ impl Engine {
                 None,
                 compression.is_none().then(|| "compression is off, or nothing is stored".into()),
             ),
-            m(Rule::ResponseTime, response, Some(f.cached), few(f.cached)),
+            m(
+                Rule::ResponseTime,
+                response,
+                Some(f.cached),
+                few(f.cached).or_else(|| {
+                    f.uncached_p95_ms.map(|ms| format!("uncached answers (not judged): p95 {ms:.1} ms"))
+                }),
+            ),
             m(Rule::WriteFailures, Some(failures as f64), None, None),
             m(
                 Rule::RemoteUnreachable,

@@ -272,3 +272,34 @@ pub fn analyze(options: &LoadOptions, args: &AnalyzeArgs, json: bool) -> anyhow:
     }
     Ok(output::print(&out)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(pid: u32, time_ms: u64) -> Option<Live> {
+        Some(Live {
+            pid,
+            time_ms,
+            counters: CounterSnapshot::default(),
+            memory_entries: 0,
+            memory_bytes: 0,
+            disk_bytes_written: 0,
+            disk_reads: 0,
+            disk_syncs: 0,
+        })
+    }
+
+    #[test]
+    fn rates_use_the_time_between_the_figures_not_the_nominal_interval() {
+        let wall = Duration::from_millis(5_300);
+        assert_eq!(measured_seconds(&live(7, 10_000), &live(7, 14_000), wall), 4.0, "the writer's own clock");
+        assert_eq!(
+            measured_seconds(&live(7, 10_000), &live(8, 14_000), wall),
+            5.3,
+            "another writer: wall time"
+        );
+        assert_eq!(measured_seconds(&live(7, 10_000), &live(7, 10_000), wall), 5.3, "not republished yet");
+        assert_eq!(measured_seconds(&None, &None, wall), 5.3);
+    }
+}
