@@ -152,3 +152,37 @@ fn status_marks_no_setting_as_not_active_yet_and_read_ahead_as_no_effect() {
             .contains("memory-mapped")
     );
 }
+
+#[test]
+fn the_guides_alerting_block_is_evaluated_by_serve() {
+    let (sb, models) = with_tiny_model();
+    let block = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/config/alerts.toml");
+    // Not the guide's: evaluated every second instead of every minute, so the test need not wait a minute.
+    let fast = [("INFERNO_CACHE__ALERTS__EVALUATION_INTERVAL_SECONDS", "1")];
+    let server = Server::start(&sb, &models, &["--config", block], &fast);
+    // One miss at start-up pages nobody: the hit-ratio rule waits for min_samples requests.
+    let body = json!({"model": "tiny", "prompt": "start-up", "temperature": 0, "max_tokens": 2});
+    assert_eq!(server.post("/v1/completions", &body, &[]).cache.as_deref(), Some("MISS"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let view = loop {
+        let out = sb.cmd().args(["--config", block, "cache", "alerts", "status", "--json"]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let rule =
+            view["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "hit_ratio").unwrap().clone();
+        if rule["samples"] == 1 {
+            break view;
+        }
+        assert!(std::time::Instant::now() < deadline, "the rules were not evaluated: {view}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(view["source"], "server");
+    assert_eq!(view["enabled"], true);
+    assert_eq!(
+        view["channels"],
+        json!([{"channel": "email", "configured": false}, {"channel": "slack", "configured": false}])
+    );
+    let rule = view["rules"].as_array().unwrap().iter().find(|r| r["rule"] == "hit_ratio").unwrap();
+    assert_eq!((rule["state"].clone(), rule["threshold"].clone()), (json!("inactive"), json!(0.8)));
+    assert!(rule["note"].as_str().unwrap().contains("fewer than min_samples = 20"), "{rule}");
+}
