@@ -22,6 +22,7 @@
 #                                    package, which would enable and start a Prometheus server.
 #   openai, PyYAML (PyPI, pinned)    tests/python/openai_client.py drives `inferno serve` with the official
 #                                    OpenAI Python SDK; PyYAML reads examples/kubernetes for its test.
+#   aiosmtpd (PyPI, pinned)          tests/python/smtp_sink.py, the SMTP server the alert tests mail to.
 #                                    Installed for the `python3` on PATH (with --user when that Python is the
 #                                    system's, externally managed one).
 set -euo pipefail
@@ -94,9 +95,9 @@ if [ "$test_tools" -eq 1 ]; then
     dpkg-deb --fsys-tarfile "$tmp"/prometheus/prometheus_*.deb | tar -x -C "$tmp/prometheus" ./usr/bin/promtool
     $sudo install -D -m 0755 "$tmp/prometheus/usr/bin/promtool" /usr/local/bin/promtool
   fi
-  if ! python3 -c 'import openai, yaml' >/dev/null 2>&1; then
-    echo "setup: installing the Python packages the tests use: openai, PyYAML"
-    pip_args=(--quiet "openai==3.57.0" "PyYAML==6.0.3")
+  if ! python3 -c 'import openai, yaml, aiosmtpd' >/dev/null 2>&1; then
+    echo "setup: installing the Python packages the tests use: openai, PyYAML, aiosmtpd"
+    pip_args=(--quiet "openai==3.57.0" "PyYAML==6.0.3" "aiosmtpd==1.4.6")
     if python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
       pip_args+=(--user --break-system-packages)
     fi

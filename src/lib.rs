@@ -2,6 +2,7 @@
 //!
 //! The library holds all behaviour; the `inferno` binary is a thin front door onto it.
 //!
+//! - [`alerts`]: alert rules evaluated by `inferno serve`, and their delivery to webhook, Slack and email.
 //! - [`config`]: `.inferno.toml`, env vars and flags resolved into one validated [`config::Config`], with the
 //!   origin of every value.
 //! - [`cache`]: the cache engine: memory and disk tiers, codecs, dedup, response keys, and the manager.
@@ -18,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod alerts;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde_json::json;
 
-use crate::config::{self, FlagSetting, LoadOptions, keys};
+use crate::config::{self, FlagSetting, LoadOptions, inherit, keys};
 
 use super::{UsageError, output};
 
@@ -207,12 +207,44 @@ fn flag_settings(args: &ConfigureArgs) -> Result<Vec<FlagSetting>, UsageError> {
     Ok(c.0)
 }
 
+/// When `settings` change `cache.default_ttl_hours`: the kinds' own TTLs that some source sets, which keep
+/// their value instead of inheriting it (key, value, origin).
+fn kind_ttl_overrides(
+    options: &LoadOptions,
+    settings: &[FlagSetting],
+) -> anyhow::Result<Vec<(&'static str, String, config::Origin)>> {
+    if !settings.iter().any(|s| s.key == inherit::DEFAULT_TTL) {
+        return Ok(Vec::new());
+    }
+    let mut after = options.clone();
+    after.allow_missing_config_file = true;
+    let now = config::load(&after)?;
+    Ok(inherit::KIND_TTLS
+        .iter()
+        .filter_map(|key| {
+            let setting = now.settings.get(*key)?;
+            let inherited = matches!(setting.origin, config::Origin::Inherited { .. });
+            (!inherited).then(|| (*key, setting.value.to_string(), setting.origin.clone()))
+        })
+        .collect())
+}
+
 /// Runs `cache configure`.
 pub fn run(options: &LoadOptions, args: &ConfigureArgs, json: bool) -> anyhow::Result<()> {
     let settings = flag_settings(args)?;
     let outcome = config::configure(options, &settings)?;
-    let inactive: Vec<&str> =
-        settings.iter().filter_map(|s| keys::find(&s.key)).filter(|k| !k.active).map(|k| k.path).collect();
+    let inactive: Vec<&str> = settings
+        .iter()
+        .filter_map(|s| keys::find(&s.key))
+        .filter(|k| !k.active && k.no_effect.is_none())
+        .map(|k| k.path)
+        .collect();
+    let inert: Vec<(&str, &str)> = settings
+        .iter()
+        .filter_map(|s| keys::find(&s.key))
+        .filter_map(|k| Some((k.path, k.no_effect?)))
+        .collect();
+    let kind_overrides = kind_ttl_overrides(options, &settings)?;
     if json {
         let changes: Vec<_> =
             outcome.changes.iter().map(|c| json!({"key": c.key, "old": c.old, "new": c.new})).collect();
@@ -222,7 +254,11 @@ pub fn run(options: &LoadOptions, args: &ConfigureArgs, json: bool) -> anyhow::R
             "file": outcome.path,
             "changes": changes,
             "not_active_yet": inactive,
+            "no_effect": inert.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             "overridden": overridden,
+            "kind_ttl_overrides": kind_overrides.iter().map(|(key, value, origin)| {
+                json!({"key": key, "value": value, "by": origin})
+            }).collect::<Vec<_>>(),
         });
         return output::print_json(&out);
     }
@@ -238,6 +274,16 @@ pub fn run(options: &LoadOptions, args: &ConfigureArgs, json: bool) -> anyhow::R
     }
     for (key, origin) in &outcome.overridden {
         writeln!(out, "Note: {key} is overridden by {origin}, which takes precedence over the file.")?;
+    }
+    for (key, why) in &inert {
+        writeln!(out, "Note: {key} is accepted but has no effect: {why}.")?;
+    }
+    for (key, value, origin) in &kind_overrides {
+        writeln!(
+            out,
+            "Note: {key} = {value} (set by {origin}) overrides {} for its kind; the other kinds inherit it.",
+            inherit::DEFAULT_TTL
+        )?;
     }
     if !inactive.is_empty() {
         writeln!(

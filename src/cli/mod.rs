@@ -3,6 +3,7 @@
 //! Nothing here decides behaviour; each command calls the library and prints what it returns. No clap type
 //! leaves this module: flags become [`crate::config::FlagSetting`]s before they reach the library.
 
+mod alerts;
 mod backup;
 mod configure;
 mod live;
@@ -41,7 +42,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Config file to use instead of ./.inferno.toml (it must exist, except for `cache configure`).
+    /// Config file to use instead of ./.inferno.toml (it must exist, except for `cache configure`); env
+    /// INFERNO_CONFIG.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -145,6 +147,12 @@ pub enum CacheCommand {
     Import(transfer::ImportArgs),
     /// Write cache entries out (--format jsonl: response entries, the format `import` reads).
     Export(transfer::ExportArgs),
+    /// Alerts: `test` sends a test alert through each channel, `status` shows each rule (docs/alerts.md).
+    Alerts {
+        /// What to do.
+        #[command(subcommand)]
+        command: alerts::AlertsCommand,
+    },
 }
 
 /// An error in how the command was called: printed like any error, but exits with code 2.
@@ -211,6 +219,7 @@ fn cache_command(options: &LoadOptions, command: CacheCommand, json: bool) -> an
         CacheCommand::Refresh(args) => models::refresh(options, &args, json),
         CacheCommand::Import(args) => transfer::import(options, &args, json),
         CacheCommand::Export(args) => transfer::export(options, &args, json),
+        CacheCommand::Alerts { command } => alerts::run(options, &command, json),
     }
 }
 
@@ -229,7 +238,9 @@ fn completions(global: &GlobalArgs, shell: clap_complete::Shell) -> anyhow::Resu
 /// Config loading options for this process, with the global flags as the highest layer.
 fn load_options(global: &GlobalArgs) -> anyhow::Result<LoadOptions> {
     let mut options = LoadOptions::from_process()?;
-    options.config_file = global.config.clone();
+    if let Some(path) = &global.config {
+        options.config_file = Some(path.clone());
+    }
     if let Some(dir) = &global.cache_dir {
         options.flags.push(FlagSetting {
             key: "cache.base_dir".into(),

@@ -50,6 +50,9 @@ pub struct ReportArgs {
     /// How far back to look, e.g. 24h.
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration)]
     period: Duration,
+    /// Also write the report, as JSON, to this file.
+    #[arg(long, value_name = "FILE")]
+    export: Option<PathBuf>,
 }
 
 /// Flags of `cache analyze`.
@@ -80,17 +83,30 @@ fn totals(c: &CounterSnapshot) -> (u64, u64, u64) {
     c.kinds.iter().fold((0, 0, 0), |(h, m, p), k| (h + k.hits(), m + k.misses, p + k.puts))
 }
 
+/// The time the two samples' counters are apart: the writer's own timestamps when both come from the same
+/// live writer (its figures are published about once a second), else the wall time between the samples.
+fn measured_seconds(before: &Option<Live>, after: &Option<Live>, wall: Duration) -> f64 {
+    match (before, after) {
+        (Some(b), Some(a)) if a.pid == b.pid && a.time_ms > b.time_ms => {
+            (a.time_ms - b.time_ms) as f64 / 1000.0
+        }
+        _ => wall.as_secs_f64().max(0.001),
+    }
+}
+
 /// Runs `cache monitor`.
 pub fn monitor(options: &LoadOptions, args: &MonitorArgs, json: bool) -> anyhow::Result<()> {
     let resolved = config::load(options)?;
     let dir = resolved.config.cache.base_dir.clone();
     let in_place = std::io::stdout().is_terminal() && !json;
     let (mut prev_live, mut prev) = sample(&dir);
+    let mut prev_at = std::time::Instant::now();
     let mut n = 0;
     loop {
         std::thread::sleep(args.interval);
         let (live, now) = sample(&dir);
-        let secs = args.interval.as_secs_f64();
+        let secs = measured_seconds(&prev_live, &live, prev_at.elapsed());
+        prev_at = std::time::Instant::now();
         let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
         let (h1, m1, p1) = totals(&now);
         let (h0, m0, p0) = totals(&prev);
@@ -98,6 +114,7 @@ pub fn monitor(options: &LoadOptions, args: &MonitorArgs, json: bool) -> anyhow:
         let reads = |l: &Option<Live>| l.as_ref().map_or(0, |l| l.disk_reads);
         let mut row = json!({
             "time_ms": now_ms(),
+            "interval_s": secs,
             "writer_pid": live.as_ref().map(|l| l.pid),
             "hits_per_s": rate(h1, h0),
             "misses_per_s": rate(m1, m0),
@@ -210,11 +227,23 @@ fn summary_text(p: &Option<PeriodSummary>, period: Duration) -> anyhow::Result<S
 
 /// Runs `cache report`.
 pub fn report(options: &LoadOptions, args: &ReportArgs, json: bool) -> anyhow::Result<()> {
-    let (summary, _, _) = period_summary(options, args.period)?;
-    if json {
-        return output::print_json(&json!({ "period_seconds": args.period.as_secs(), "summary": summary }));
+    let (summary, _, config) = period_summary(options, args.period)?;
+    let since = now_ms().saturating_sub(args.period.as_millis() as u64);
+    let alerts = crate::alerts::history::load(&config.base_dir, since);
+    let doc = json!({ "period_seconds": args.period.as_secs(), "summary": summary, "alerts": alerts });
+    if let Some(path) = &args.export {
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
-    Ok(output::print(&summary_text(&summary, args.period)?)?)
+    if json {
+        return output::print_json(&doc);
+    }
+    let mut out = summary_text(&summary, args.period)?;
+    out.push_str(&super::alerts::history_text(&alerts));
+    if let Some(path) = &args.export {
+        writeln!(out, "Wrote the report to {}", path.display())?;
+    }
+    Ok(output::print(&out)?)
 }
 
 /// Runs `cache analyze`.
@@ -243,4 +272,35 @@ pub fn analyze(options: &LoadOptions, args: &AnalyzeArgs, json: bool) -> anyhow:
         writeln!(out, "Wrote the analysis to {}", path.display())?;
     }
     Ok(output::print(&out)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(pid: u32, time_ms: u64) -> Option<Live> {
+        Some(Live {
+            pid,
+            time_ms,
+            counters: CounterSnapshot::default(),
+            memory_entries: 0,
+            memory_bytes: 0,
+            disk_bytes_written: 0,
+            disk_reads: 0,
+            disk_syncs: 0,
+        })
+    }
+
+    #[test]
+    fn rates_use_the_time_between_the_figures_not_the_nominal_interval() {
+        let wall = Duration::from_millis(5_300);
+        assert_eq!(measured_seconds(&live(7, 10_000), &live(7, 14_000), wall), 4.0, "the writer's own clock");
+        assert_eq!(
+            measured_seconds(&live(7, 10_000), &live(8, 14_000), wall),
+            5.3,
+            "another writer: wall time"
+        );
+        assert_eq!(measured_seconds(&live(7, 10_000), &live(7, 10_000), wall), 5.3, "not republished yet");
+        assert_eq!(measured_seconds(&None, &None, wall), 5.3);
+    }
 }

@@ -199,8 +199,8 @@ fn dedup_section(report: &CacheReport, out: &mut String) -> anyhow::Result<()> {
             "Deduplication is off (cache.deduplication.enabled = false) or there is no disk tier."
         )?,
         Some(d) => {
-            writeln!(out, "Total responses: {}", thousands(d.total_values))?;
-            writeln!(out, "Unique responses: {}", thousands(d.unique_values))?;
+            writeln!(out, "Total values (all kinds): {}", thousands(d.total_values))?;
+            writeln!(out, "Unique values: {}", thousands(d.unique_values))?;
             writeln!(out, "Deduplication ratio: {}", percent(d.ratio))?;
             writeln!(
                 out,

@@ -42,12 +42,19 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
                     },
                     "origin": origin,
                     "active": key.active,
+                    "no_effect": key.no_effect,
                 })
             })
             .collect();
-        return output::print_json(
-            &json!({ "cache": summary, "config_files": resolved.files, "settings": settings }),
-        );
+        return output::print_json(&json!({
+            "cache": summary,
+            "alerts": {
+                "enabled": cache.alerts.enabled,
+                "channels": crate::alerts::engine::channel_views(&cache.alerts),
+            },
+            "config_files": resolved.files,
+            "settings": settings,
+        }));
     }
 
     let mut out = String::new();
@@ -89,6 +96,9 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
     if let Some(job) = progress::read(&resolved.config.cache.base_dir) {
         writeln!(out, "{}", warm_line(&job))?;
     }
+    let alerts = &resolved.config.cache.alerts;
+    let state = if alerts.enabled { "enabled" } else { "disabled" };
+    writeln!(out, "Alerts: {state}; channels: {}", super::alerts::channels_text(alerts))?;
     writeln!(out)?;
     writeln!(out, "Config files, lowest priority first:")?;
     for file in &resolved.files {
@@ -105,10 +115,24 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
     let value_width = rows.iter().map(|(_, v, _)| v.len()).max().unwrap_or(0).min(40);
     writeln!(out, "Effective settings (value, then where it came from):")?;
     for (key, value, origin) in &rows {
-        let mark = if key.active { "" } else { "  *" };
+        let mark = match (key.active, key.no_effect) {
+            (true, _) => "",
+            (false, Some(_)) => "  (no effect)",
+            (false, None) => "  *",
+        };
         writeln!(out, "  {:<key_width$}  {:<value_width$}  {}{mark}", key.path, value, origin.short())?;
     }
-    if rows.iter().any(|(key, _, _)| !key.active) {
+    for (key, _, _) in rows.iter().filter(|(key, _, _)| !key.active) {
+        if let Some(why) = key.no_effect {
+            writeln!(out)?;
+            writeln!(
+                out,
+                "(no effect) {}: accepted and validated, but it changes nothing: {why}.",
+                key.path
+            )?;
+        }
+    }
+    if rows.iter().any(|(key, _, _)| !key.active && key.no_effect.is_none()) {
         writeln!(out)?;
         writeln!(
             out,

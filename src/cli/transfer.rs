@@ -14,6 +14,9 @@ use crate::cache::observe::prometheus;
 use crate::cache::ops::transfer;
 use crate::cache::{Access, Kind, Manager};
 use crate::config::{self, LoadOptions};
+use crate::models::catalog;
+use crate::models::file::fingerprint;
+use std::collections::HashMap;
 
 use super::output;
 
@@ -23,6 +26,9 @@ pub struct ImportArgs {
     /// JSONL file, one `{"model", "request", "response", "ttl"?}` object per line; `-` reads stdin.
     #[arg(value_name = "FILE")]
     file: PathBuf,
+    /// Refuse lines whose model is not a file in models.dir (instead of storing them unbound); exit 1.
+    #[arg(long)]
+    strict: bool,
 }
 
 /// Flags of `cache export`.
@@ -73,15 +79,39 @@ pub(super) fn open_cache(options: &LoadOptions, access: Access) -> anyhow::Resul
         .with_context(|| format!("cannot open the cache in {}", cache.base_dir.display()))
 }
 
+/// Binds model names to the fingerprints of their files in `dir`, looking each distinct name up once.
+fn binder(dir: &std::path::Path) -> impl FnMut(&str) -> Result<String, String> + '_ {
+    let mut seen: HashMap<String, Result<String, String>> = HashMap::new();
+    move |model: &str| {
+        seen.entry(model.to_string())
+            .or_insert_with(|| {
+                if model.contains('/') {
+                    return Err(format!("model {model:?} is a path, not a name in models.dir"));
+                }
+                let path = catalog::resolve(model, dir).map_err(|e| e.to_string())?;
+                fingerprint(&path).map_err(|e| format!("cannot fingerprint {}: {e}", path.display()))
+            })
+            .clone()
+    }
+}
+
 /// Runs `cache import`. Exits non-zero when any line was rejected.
 pub fn import(options: &LoadOptions, args: &ImportArgs, json: bool) -> anyhow::Result<()> {
     let cache = open_cache(options, Access::ReadWrite)?;
+    let models_dir = config::load(options)?.config.models.dir;
+    let mut bind = binder(&models_dir);
     let report = if args.file.as_os_str() == "-" {
-        transfer::import(&cache, std::io::stdin().lock(), |_| {})?
+        transfer::import(&cache, std::io::stdin().lock(), |_| {}, &mut bind, args.strict)?
     } else {
         let file = File::open(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
         let bar = progress_bar(file.metadata().map(|m| m.len()).unwrap_or(0), json);
-        let report = transfer::import(&cache, BufReader::new(file), |done| bar.set_position(done))?;
+        let report = transfer::import(
+            &cache,
+            BufReader::new(file),
+            |done| bar.set_position(done),
+            &mut bind,
+            args.strict,
+        )?;
         bar.finish_and_clear();
         report
     };
@@ -99,6 +129,15 @@ pub fn import(options: &LoadOptions, args: &ImportArgs, json: bool) -> anyhow::R
         );
         for rejected in &report.rejected {
             text.push_str(&format!("  line {}: {}\n", rejected.line, rejected.reason));
+        }
+        if report.unbound > 0 {
+            let models: Vec<&str> = report.unbound_models.iter().map(String::as_str).collect();
+            text.push_str(&format!(
+                "{} line(s) stored unbound: no model named {} in {} (`serve` will not hit them; --strict refuses them)\n",
+                report.unbound,
+                models.join(", "),
+                models_dir.display()
+            ));
         }
         if housekeeping.evicted_for_size > 0 {
             text.push_str(&format!(

@@ -31,6 +31,11 @@ pub enum Origin {
         /// Its name, e.g. `--cache-dir`.
         flag: String,
     },
+    /// Not set anywhere: the value of another key, e.g. a kind's TTL from `cache.default_ttl_hours`.
+    Inherited {
+        /// The key it comes from.
+        from: String,
+    },
 }
 
 impl Origin {
@@ -51,6 +56,7 @@ impl Origin {
             Origin::File { path, line, .. } => format!("{}:{line}", path.display()),
             Origin::Env { var } => format!("env {var}"),
             Origin::Flag { flag } => format!("flag {flag}"),
+            Origin::Inherited { from } => format!("inherits {from}"),
         }
     }
 }
@@ -62,6 +68,7 @@ impl fmt::Display for Origin {
             Origin::File { path, line, column } => write!(f, "{}:{line}:{column}", path.display()),
             Origin::Env { var } => write!(f, "environment variable {var}"),
             Origin::Flag { flag } => write!(f, "flag {flag}"),
+            Origin::Inherited { from } => write!(f, "inherited from `{from}`"),
         }
     }
 }

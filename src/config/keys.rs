@@ -41,15 +41,23 @@ pub struct Key {
     pub doc: &'static str,
     /// False while the behaviour behind the key is not built yet: the value is stored and validated only.
     pub active: bool,
+    /// Set for a key inferno accepts (the guide writes it) but decided not to act on: why it has no effect.
+    pub no_effect: Option<&'static str>,
 }
 
 const fn key(path: &'static str, kind: Kind, doc: &'static str) -> Key {
-    Key { path, kind, env_alias: None, doc, active: false }
+    Key { path, kind, env_alias: None, doc, active: false, no_effect: None }
 }
 
 /// Marks a key whose behaviour exists.
 const fn on(mut key: Key) -> Key {
     key.active = true;
+    key
+}
+
+/// Marks a key that is accepted and validated but has no effect, with the reason `status` and the docs give.
+const fn inert(mut key: Key, why: &'static str) -> Key {
+    key.no_effect = Some(why);
     key
 }
 
@@ -150,7 +158,11 @@ pub const KEYS: &[Key] = &[
         Kind::Size(BYTE),
         "bytes buffered before a write reaches the file",
     )),
-    key("cache.persistence.read_ahead_size", Kind::Size(BYTE), "bytes read ahead of a sequential reader"),
+    inert(
+        key("cache.persistence.read_ahead_size", Kind::Size(BYTE), "bytes read ahead of a sequential reader"),
+        "sealed segments are memory-mapped and the kernel reads ahead of sequential scans itself \
+         (/sys/block/*/queue/read_ahead_kb); inferno passes no read-ahead size of its own",
+    ),
     on(key("cache.cleanup.auto_cleanup", Kind::Bool, "run cleanup periodically")),
     on(key("cache.cleanup.cleanup_interval_hours", Kind::Duration(HOUR), "time between periodic cleanups")),
     on(key(
@@ -163,8 +175,29 @@ pub const KEYS: &[Key] = &[
         Kind::Duration(DAY),
         "entries older than this are removed by cleanup",
     )),
-    key("cache.alerts.enabled", Kind::Bool, "raise alerts when a threshold is crossed"),
-    key("cache.alerts.channels", Kind::List, "where alerts go: email, slack, webhook"),
+    on(key("cache.alerts.enabled", Kind::Bool, "evaluate the alert rules in inferno serve and send alerts")),
+    on(key("cache.alerts.channels", Kind::List, "where alerts go: email, slack, webhook")),
+    on(key(
+        "cache.alerts.evaluation_interval_seconds",
+        Kind::Duration(SECOND),
+        "time between two evaluations of the alert rules",
+    )),
+    on(key("cache.alerts.window_minutes", Kind::Duration(MINUTE), "sliding window the alert rules look at")),
+    on(key(
+        "cache.alerts.min_samples",
+        Kind::Integer,
+        "fewest requests in the window before request-based rules judge",
+    )),
+    on(key(
+        "cache.alerts.for_minutes",
+        Kind::Duration(MINUTE),
+        "how long a condition holds (pending) before its alert fires",
+    )),
+    on(key(
+        "cache.alerts.repeat_interval_minutes",
+        Kind::Duration(MINUTE),
+        "shortest time between two notifications of a firing alert",
+    )),
     on(key("cache.alerts.thresholds.hit_ratio_min", Kind::Float, "alert below this hit ratio (0-1)")),
     on(key(
         "cache.alerts.thresholds.size_usage_max",
@@ -179,8 +212,18 @@ pub const KEYS: &[Key] = &[
     on(key(
         "cache.alerts.thresholds.response_time_max_ms",
         Kind::Integer,
-        "alert above this lookup time in ms",
+        "alert above this p95 time to serve a cached response, in ms",
     )),
+    on(key("cache.alerts.webhook.url", Kind::Text, "http(s) URL the alert JSON is POSTed to")),
+    on(key("cache.alerts.webhook.secret", Kind::Text, "key of the X-Inferno-Signature HMAC-SHA256")),
+    on(key("cache.alerts.slack.webhook_url", Kind::Text, "Slack incoming-webhook URL")),
+    on(key("cache.alerts.email.smtp_host", Kind::Text, "SMTP server that sends alert mail")),
+    on(key("cache.alerts.email.smtp_port", Kind::Integer, "SMTP port")),
+    on(key("cache.alerts.email.tls", Kind::Text, "none | starttls | tls")),
+    on(key("cache.alerts.email.username", Kind::Text, "SMTP user; empty logs in as nobody")),
+    on(key("cache.alerts.email.password_file", Kind::Path, "file holding the SMTP password")),
+    on(key("cache.alerts.email.from", Kind::Text, "sender address of alert mail")),
+    on(key("cache.alerts.email.to", Kind::List, "recipients of alert mail")),
     on(key("cache.distributed.enabled", Kind::Bool, "use the shared tier on Redis")),
     on(key("cache.distributed.cluster_nodes", Kind::List, "seed addresses: host:port or redis:// URLs")),
     on(key(
@@ -224,7 +267,7 @@ pub const KEYS: &[Key] = &[
 
 /// True for keys whose value must never be printed (`cache status` shows whether they are set).
 pub fn is_secret(path: &str) -> bool {
-    path == "server.api_key"
+    matches!(path, "server.api_key" | "cache.alerts.webhook.secret" | "cache.alerts.slack.webhook_url")
 }
 
 /// The key at `path`, if there is one.
@@ -274,6 +317,7 @@ mod tests {
     #[test]
     fn secrets_are_marked() {
         assert!(is_secret("server.api_key") && !is_secret("server.port"));
+        assert!(is_secret("cache.alerts.webhook.secret") && is_secret("cache.alerts.slack.webhook_url"));
     }
 
     #[test]
@@ -307,7 +351,11 @@ mod tests {
             );
             assert!(docs.contains(&general_env_name(key.path)), "{} env form missing from docs", key.path);
             let row = docs.lines().find(|l| l.starts_with(&format!("| `{}` |", key.path))).unwrap();
-            let status = if key.active { "| active |" } else { "| stored |" };
+            let status = match (key.active, key.no_effect) {
+                (true, _) => "| active |",
+                (false, Some(_)) => "| no effect |",
+                (false, None) => "| stored |",
+            };
             assert!(row.ends_with(status), "docs/configuration.md says the wrong status for {}", key.path);
             if let Some(alias) = key.env_alias {
                 assert!(docs.contains(alias), "{alias} missing from docs/configuration.md");

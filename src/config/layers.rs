@@ -223,8 +223,12 @@ fn whole_units_or_text(amount: u64, unit: u64, raw: &str) -> toml::Value {
     }
 }
 
-/// Expands a leading `~/` and makes a relative path absolute against `base`.
+/// Expands a leading `~/` and makes a relative path absolute against `base`; an empty path stays empty (not
+/// set).
 fn resolve_path(raw: &str, base: &Path) -> String {
+    if raw.is_empty() {
+        return String::new();
+    }
     let path = match (raw.strip_prefix("~/"), dirs::home_dir()) {
         (Some(rest), Some(home)) => home.join(rest),
         _ => PathBuf::from(raw),

@@ -5,8 +5,10 @@
 //! < `$XDG_CONFIG_HOME/inferno/config.toml` < `./.inferno.toml` (or `--config PATH`) < `INFERNO_*` env vars
 //! < command-line flags. Nothing here knows about clap: flags arrive as [`FlagSetting`]s.
 
+mod alerting;
 mod edit;
 mod error;
+pub mod inherit;
 pub mod keys;
 mod layers;
 mod schema;
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use alerting::*;
 pub use edit::{Change, write_settings};
 pub use error::{ConfigError, Origin, Problem};
 pub use layers::{Setting, setting_from_text};
@@ -24,6 +27,8 @@ pub use schema::*;
 
 /// The file name looked for in the working directory.
 pub const PROJECT_FILE: &str = ".inferno.toml";
+/// The env var that names the config file, like `--config`.
+pub const CONFIG_ENV: &str = "INFERNO_CONFIG";
 /// The system-wide file, unless `INFERNO_SYSTEM_CONFIG` names another.
 pub const SYSTEM_FILE: &str = "/etc/inferno/config.toml";
 
@@ -54,9 +59,13 @@ pub struct LoadOptions {
 }
 
 impl LoadOptions {
-    /// Options for this process: its cwd and environment.
+    /// Options for this process: its cwd and environment. `INFERNO_CONFIG=PATH` names the config file the
+    /// way `--config PATH` does (the flag wins when both are given).
     pub fn from_process() -> std::io::Result<Self> {
-        Ok(Self { cwd: std::env::current_dir()?, env: std::env::vars().collect(), ..Self::default() })
+        let mut options =
+            Self { cwd: std::env::current_dir()?, env: std::env::vars().collect(), ..Self::default() };
+        options.config_file = options.env_var(CONFIG_ENV).map(PathBuf::from);
+        Ok(options)
     }
 
     fn env_var(&self, name: &str) -> Option<&str> {
@@ -168,7 +177,8 @@ pub fn load(options: &LoadOptions) -> Result<Resolved, ConfigError> {
     if !problems.is_empty() {
         return Err(ConfigError::Invalid(problems));
     }
-    let settings = layers::merge(layers);
+    let mut settings = layers::merge(layers);
+    inherit::ttls(&mut settings);
     let config = layers::build(&settings)?;
     Ok(Resolved { config, settings, files })
 }

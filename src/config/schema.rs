@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::alerting::AlertsConfig;
 use super::units::{BYTE, DAY, GB, HOUR, KB, MINUTE, SECOND, Size, Span};
 
 /// The whole configuration file.
@@ -311,7 +312,7 @@ pub struct ResponseCacheConfig {
     pub max_entries: u64,
     /// Most bytes of responses held in the memory tier.
     pub max_size_gb: Size<GB>,
-    /// Time to live of a cached response.
+    /// Time to live of a cached response; inherits `default_ttl_hours` when no source sets it.
     pub ttl_hours: Span<HOUR>,
     /// Cache streamed responses and replay them as a stream.
     pub enable_streaming_cache: bool,
@@ -327,7 +328,7 @@ impl Default for ResponseCacheConfig {
             enabled: true,
             max_entries: 10_000,
             max_size_gb: Size::units(2),
-            ttl_hours: Span::units(1),
+            ttl_hours: Span::units(24),
             enable_streaming_cache: true,
             hash_algorithm: HashAlgorithm::Blake3,
             deterministic_only: true,
@@ -351,7 +352,12 @@ pub struct MetadataCacheConfig {
 
 impl Default for MetadataCacheConfig {
     fn default() -> Self {
-        Self { enabled: true, ttl_hours: Span::units(6), auto_refresh: true, include_performance_stats: true }
+        Self {
+            enabled: true,
+            ttl_hours: Span::units(24),
+            auto_refresh: true,
+            include_performance_stats: true,
+        }
     }
 }
 
@@ -407,55 +413,6 @@ impl Default for CleanupConfig {
             cleanup_interval_hours: Span::units(24),
             size_threshold_percent: 90,
             age_threshold_days: Span::units(7),
-        }
-    }
-}
-
-/// `[cache.alerts]`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AlertsConfig {
-    /// Raise alerts when a threshold is crossed.
-    pub enabled: bool,
-    /// Where alerts go.
-    pub channels: Vec<AlertChannel>,
-    /// `[cache.alerts.thresholds]`.
-    pub thresholds: AlertThresholds,
-}
-
-/// `cache.alerts.channels` entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertChannel {
-    /// Email.
-    Email,
-    /// Slack.
-    Slack,
-    /// An HTTP webhook.
-    Webhook,
-}
-
-/// `[cache.alerts.thresholds]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AlertThresholds {
-    /// Alert when the hit ratio falls below this (0-1).
-    pub hit_ratio_min: f64,
-    /// Alert when disk use exceeds this fraction of `max_size_gb` (0-1).
-    pub size_usage_max: f64,
-    /// Alert when the compression ratio falls below this.
-    pub compression_ratio_min: f64,
-    /// Alert when a cache lookup takes longer than this many milliseconds.
-    pub response_time_max_ms: u64,
-}
-
-impl Default for AlertThresholds {
-    fn default() -> Self {
-        Self {
-            hit_ratio_min: 0.80,
-            size_usage_max: 0.90,
-            compression_ratio_min: 2.0,
-            response_time_max_ms: 100,
         }
     }
 }
@@ -564,19 +521,6 @@ impl Config {
             "cache.cleanup.age_threshold_days",
             "must be more than 0".into(),
         );
-        let t = &c.alerts.thresholds;
-        for (key, v) in [
-            ("cache.alerts.thresholds.hit_ratio_min", t.hit_ratio_min),
-            ("cache.alerts.thresholds.size_usage_max", t.size_usage_max),
-        ] {
-            check((0.0..=1.0).contains(&v), key, format!("{v} is out of range (0.0-1.0)"));
-        }
-        let ratio = t.compression_ratio_min;
-        check(
-            ratio.is_finite() && ratio >= 0.0,
-            "cache.alerts.thresholds.compression_ratio_min",
-            format!("{ratio} must be a number of 0 or more"),
-        );
         check(
             c.distributed.replication_factor >= 1,
             "cache.distributed.replication_factor",
@@ -594,6 +538,7 @@ impl Config {
             "cache.distributed.enabled",
             "needs at least one address in cache.distributed.cluster_nodes".into(),
         );
+        out.extend(c.alerts.validate());
         if let Some(range) = c.compression.algorithm.level_range() {
             let level = c.compression.level;
             if !range.contains(&level) {

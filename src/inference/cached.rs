@@ -1,7 +1,7 @@
 //! The response cache around inference: which requests are looked up and stored, under which key, with
 //! which TTL, and [`respond`], which answers a request from the cache or by generating.
 //!
-//! Keys come from the key code (`cache::response`) over the raw request body; stored values are response
+//! Keys come from the key code (`cache::response_store`) over the raw request body; stored values are response
 //! records in the shape `inferno cache import` stores (`{"model", "model_fingerprint", "request",
 //! "response"}`), so export, import and [`Manager::get_response`] work on them. Cache failures are logged
 //! and never fail a request.

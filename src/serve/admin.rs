@@ -39,6 +39,7 @@ pub enum Channel {
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/cache/stats", get(stats))
+        .route("/v1/cache/alerts", get(alerts))
         .route("/v1/cache", delete(clear))
         .route("/v1/cache/warm", post(warm_model))
         .route("/v1/cache/verify", post(verify))
@@ -87,6 +88,11 @@ async fn stats(State(state): State<Arc<AppState>>, _body: Bytes) -> Response {
         Ok(LiveStats { report: CacheReport::measure(&state.manager), server: server_info(state) })
     })
     .await
+}
+
+/// `GET /v1/cache/alerts`: each alert rule's state, figure and threshold, and the channels.
+async fn alerts(State(state): State<Arc<AppState>>) -> Response {
+    Json(state.alerts.view()).into_response()
 }
 
 /// `DELETE /v1/cache?all=true | key=K | pattern=GLOB | type=T[,T] | older_than=D` (or the same fields as a

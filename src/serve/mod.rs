@@ -7,7 +7,8 @@
 //! (loopback by default) and the admin socket in the cache directory, and print the address on stdout.
 //! SIGTERM and SIGINT stop accepting connections on both, let in-flight requests (streams included) finish,
 //! remove the admin socket, then flush the cache to disk before exiting. A timer unloads idle models under
-//! `cache.model.unload_policy = "time_based"`. Routes and their behaviour: `routes.rs`, `completions.rs`,
+//! `cache.model.unload_policy = "time_based"`; with `cache.alerts.enabled` a task evaluates the alert rules
+//! (`crate::alerts`, docs/alerts.md). Routes and their behaviour: `routes.rs`, `completions.rs`,
 //! `embeddings.rs`, `admin.rs`; docs/serve.md, docs/embeddings.md, docs/distributed.md.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod registry;
 mod routes;
 mod socket;
 pub mod state;
+mod timing;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -84,6 +86,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     });
     announce(&state, local)?;
     let unloader = tokio::spawn(unload_idle_models(Arc::clone(&state)));
+    for warning in state.alerts.start_warnings() {
+        tracing::warn!("{warning}");
+    }
+    let alerts = tokio::spawn(Arc::clone(&state.alerts).run(Arc::clone(&state.manager)));
+    let clears = tokio::spawn(apply_remote_clears(Arc::clone(&state)));
     axum::serve(listener, routes::router(Arc::clone(&state)))
         .with_graceful_shutdown(stopped(stopping))
         .await?;
@@ -95,6 +102,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     unloader.abort();
+    alerts.abort();
+    clears.abort();
     tracing::info!("requests drained; flushing the cache");
     state.manager.flush().context("flushing the cache at shutdown")?;
     eprintln!("inferno serve: stopped; cache flushed");
@@ -128,6 +137,25 @@ async fn unload_idle_models(state: Arc<AppState>) {
         tick.tick().await;
         for path in state.registry.pool().unload_idle(Instant::now()) {
             tracing::info!(model = %path.display(), "unloaded after keep_alive");
+        }
+    }
+}
+
+/// With the shared tier: removes from the local tiers what another replica's `cache clear` removed from
+/// Redis, as soon as its notice arrives (docs/distributed.md, "Clearing a fleet").
+async fn apply_remote_clears(state: Arc<AppState>) {
+    let Some(mut notices) = state.manager.clear_notices() else { return };
+    while let Some(notice) = notices.recv().await {
+        let manager = Arc::clone(&state.manager);
+        let applied = tokio::task::spawn_blocking(move || manager.apply_clear_notice(&notice)).await;
+        match applied {
+            Ok(Ok(Some(removal))) => {
+                let removed: u64 = removal.removed.iter().map(|(_, n)| *n).sum();
+                tracing::info!(removed, "applied another replica's clear to the local tiers");
+            }
+            Ok(Ok(None)) => tracing::warn!("ignored a clear notice this version cannot read"),
+            Ok(Err(e)) => tracing::error!("applying another replica's clear failed: {e}"),
+            Err(e) => tracing::error!("applying another replica's clear failed: {e}"),
         }
     }
 }

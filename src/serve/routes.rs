@@ -1,6 +1,7 @@
 //! The routers: on TCP, the OpenAI routes (chat, completions, embeddings, models), `/health`, `/metrics`
 //! (only with `cache.metrics.prometheus_enabled`) and the admin routes, with the API-key check, the body-size
-//! limit and request metrics; on the admin socket, the admin routes alone.
+//! limit and request metrics (and, with alerts on, each answer's time to its last byte); on the admin socket,
+//! the admin routes alone.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +21,8 @@ use super::completions;
 use super::embeddings;
 use super::error::error_response;
 use super::state::AppState;
+use super::timing;
+use crate::alerts::window::Served;
 use crate::cache::response_store::Endpoint;
 use crate::inference::InferenceError;
 
@@ -134,6 +137,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         let report = crate::cache::CacheReport::measure(&state.manager);
         let mut text = crate::cache::observe::prometheus::encode(&report)?;
         text.push_str(&state.metrics.encode(&state.registry.pool().stats())?);
+        text.push_str(&state.alerts.encode_metrics()?);
         Ok(text)
     })
     .await;
@@ -196,6 +200,9 @@ async fn measure(State(state): State<Arc<AppState>>, request: Request, next: Nex
     state.metrics.requests.with_label_values(&[&route, response.status().as_str()]).inc();
     if let Some(result) = response.headers().get("x-inferno-cache").and_then(|v| v.to_str().ok()) {
         state.metrics.cache_results.with_label_values(&[result]).inc();
+        if let Some(served) = Served::from_header(result).filter(|_| state.alerts.enabled()) {
+            return timing::until_last_byte(response, started, served, Arc::clone(&state.alerts));
+        }
     }
     response
 }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::metrics::Metrics;
 use super::registry::Registry;
+use crate::alerts::Engine;
 use crate::cache::Manager;
 use crate::config::Config;
 use crate::inference::CachePlan;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub registry: Registry,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// The alert rules and their channels (idle unless `cache.alerts.enabled`).
+    pub alerts: Arc<Engine>,
     /// Tokenizers of ONNX text models, loaded on first use.
     #[cfg(feature = "onnx")]
     pub tokenizers: TokenizerCache,
@@ -68,11 +71,13 @@ impl AppState {
     pub fn new(config: Config, manager: Arc<Manager>) -> Self {
         let keep_loaded = config.cache.enabled && config.cache.model.enabled;
         let registry = Registry::new(&config.models.dir, &config.cache.model, keep_loaded);
+        let alerts = Arc::new(Engine::new(&config));
         Self {
             config,
             manager,
             registry,
             metrics: Metrics::new(),
+            alerts,
             #[cfg(feature = "onnx")]
             tokenizers: TokenizerCache::default(),
             in_flight: Mutex::new(HashMap::new()),

@@ -62,7 +62,7 @@ fn standalone_a_response_computed_by_one_server_is_a_hit_on_another() {
     let value: Vec<u8> = redis.cmd(&["GET", &key]);
     assert_eq!(&value[..4], b"IREC", "the disk tier's record framing");
     let ttl: i64 = redis.cmd(&["TTL", &key]);
-    assert!((3_590..=3_600).contains(&ttl), "TTL mirrors response.ttl_hours = 1: {ttl}");
+    assert!((86_390..=86_400).contains(&ttl), "TTL mirrors response.ttl_hours, inherited (24h): {ttl}");
     wait_for("the WAIT to time out and be counted", || {
         metric(&a, "inferno_cache_remote_under_replicated_writes_total") == 1.0
     });
@@ -298,4 +298,31 @@ fn import_reaches_redis_and_clear_by_name_pattern_removes_only_matching_keys() {
     let json = crate::fixture::ok_json(&sb, &["cache", "clear", "--all", "--yes"]);
     assert_eq!(json["remote"]["removed"], lines.len() - llama, "{json}");
     assert_eq!(redis.cmd::<usize>(&["DBSIZE"]), 0);
+}
+
+#[test]
+fn a_clear_on_one_replica_is_seen_by_the_others_within_a_second() {
+    let Some(bin) = redis_server() else { return };
+    let redis = Node::start(&bin, false);
+    let env = remote_env(&redis.addr(), 1);
+    let (_sa, a) = replica(&env);
+    let (_sb, b) = replica(&env);
+    wait_for("both replicas to listen for clears", || {
+        redis.cmd::<(String, i64)>(&["PUBSUB", "NUMSUB", "inferno:v1:clear"]).1 == 2
+    });
+    let first = a.post("/v1/completions", &completion("to clear"), &[]);
+    assert_eq!(first.cache.as_deref(), Some("MISS"));
+    let key = format!("inferno:v1:resp:{}", first.key.clone().unwrap());
+    wait_for("the write-behind to reach Redis", || redis.cmd::<bool>(&["EXISTS", &key]));
+    // B reads it from Redis once; from then on it answers from its own local tiers.
+    assert_eq!(b.post("/v1/completions", &completion("to clear"), &[]).cache.as_deref(), Some("HIT"));
+    redis.cmd::<i64>(&["DEL", &key]);
+    assert_eq!(b.post("/v1/completions", &completion("to clear"), &[]).cache.as_deref(), Some("HIT"));
+    redis.cmd::<()>(&["SET", &key, "placeholder so that A's clear has a key to remove"]);
+
+    let cleared = a.delete("/v1/cache?all=true", None, &[]);
+    assert_eq!(cleared.status, 200, "{}", cleared.text);
+    std::thread::sleep(Duration::from_secs(1));
+    let after = b.post("/v1/completions", &completion("to clear"), &[]);
+    assert_eq!(after.cache.as_deref(), Some("MISS"), "B dropped its local copy within a second of A's clear");
 }

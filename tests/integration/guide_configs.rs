@@ -70,7 +70,9 @@ pub fn check_loads_from_file(path: &Path) -> crate::util::Status {
     for setting in status.settings() {
         let key = setting["key"].as_str().unwrap();
         if set.iter().all(|(k, _, _)| k != key) {
-            assert_eq!(setting["origin"], default_origin(), "{}: {key} is not in the file", path.display());
+            let inherited = json!({"kind": "inherited", "from": "cache.default_ttl_hours"});
+            let unset = if key.ends_with(".ttl_hours") { inherited } else { default_origin() };
+            assert_eq!(setting["origin"], unset, "{}: {key} is not in the file", path.display());
             assert_eq!(setting["value"], *defaults.value(key), "{}: {key} keeps its default", path.display());
         }
     }
@@ -168,6 +170,13 @@ fn example_dotfile_sets_every_key_except_the_directories_to_its_default() {
     assert!(defaults.settings().len() >= 40, "every key is listed");
     for setting in defaults.settings() {
         let key = setting["key"].as_str().unwrap();
+        if ["cache.response.ttl_hours", "cache.metadata.ttl_hours"].contains(&key) {
+            let inherited = json!({"kind": "inherited", "from": "cache.default_ttl_hours"});
+            assert_eq!(setting["origin"], inherited, "no config: {key} inherits the default TTL");
+            assert_eq!(example.origin(key), &inherited, "{key} is commented out in the example");
+            assert_eq!(example.value(key), &json!(24));
+            continue;
+        }
         assert_eq!(setting["origin"], default_origin(), "no config: {key} is a default");
         assert_eq!(example.value(key), &setting["value"], "{key}: the example shows the built-in default");
         if key == "cache.base_dir" {

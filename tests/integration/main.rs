@@ -27,6 +27,8 @@ mod configure;
 
 /// `inferno cache ...` against a running server (admin socket), and the HTTP admin routes.
 mod admin;
+/// Alert rules in `serve`, delivery to webhook, Slack and email receivers, `cache alerts test|status`.
+mod alerts;
 /// `cache backup`, `restore` and `rebuild`.
 mod backup;
 /// `--version`, `--help`, completions, usage errors, logging and broken pipes.
@@ -68,8 +70,12 @@ mod export_metrics;
 mod fixture;
 /// Every `inferno cache` command line of the user's guide, in order, on one populated cache.
 mod guide;
+/// `INFERNO_CONFIG` (the guide's Kubernetes manifest) and `cache report --export`.
+mod guide_gaps;
 /// `cache clear`, `cleanup`, `compact`, `verify`, `repair` and `disk-usage`: effects on entries and disk.
 mod manage;
+/// An HTTP receiver and an SMTP server (aiosmtpd) for the alert tests.
+mod receivers;
 /// redis-server processes and a Redis Cluster formed by the tests.
 mod redis_nodes;
 /// A timing run (ignored): HTTP hits answered from Redis against hits from the memory tier.

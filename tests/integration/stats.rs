@@ -54,7 +54,10 @@ fn stats_reports_entries_dedup_and_persisted_counters() {
 
     let out = sb.std_command().args(["cache", "stats", "--deduplication"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Total responses: 12\nUnique responses: 3\nDeduplication ratio: 75.0%"), "{text}");
+    assert!(
+        text.contains("Total values (all kinds): 12\nUnique values: 3\nDeduplication ratio: 75.0%"),
+        "{text}"
+    );
 
     let out = sb.std_command().args(["cache", "metrics"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -42,7 +42,8 @@ fn import_then_export_round_trips_across_processes() {
         .collect();
     assert_eq!(answers, ["one", "two"], "the first answer for a request is kept");
     assert_eq!(exported[0]["response"]["id"], "x1", "export gives back what was stored");
-    assert!(exported[0]["ttl"].as_u64().is_some_and(|t| t > 3500 && t <= 3600), "default response TTL is 1h");
+    let ttl = exported[0]["ttl"].as_u64().unwrap();
+    assert!(ttl > 86_300 && ttl <= 86_400, "the default response TTL is default_ttl_hours (24h): {ttl}");
 
     // Importing the export again finds every entry already there.
     sb.write("work/again.jsonl", &exported.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"));

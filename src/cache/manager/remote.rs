@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Access, Cached, EntryInfo, Filter, Manager, memory_key};
+use super::{Access, Cached, EntryInfo, Filter, Manager, Removal, memory_key};
+use crate::cache::CacheError;
 use crate::cache::clock::now_ms;
 use crate::cache::kind::Kind;
 use crate::cache::observe::stats::Counters;
@@ -92,6 +93,7 @@ impl Manager {
             return Some(Ok(RemoteRemoval::default()));
         }
         let peek = filter.pattern.is_some() || filter.older_than.is_some();
+        let filter_copy = filter.clone();
         let filter = filter.clone();
         let now = now_ms();
         let select = Arc::new(move |p: &remote::Peeked| {
@@ -105,6 +107,51 @@ impl Manager {
             };
             filter.matches(&entry, now)
         });
-        Some(tier.clear(peek, select))
+        let removal = tier.clear(peek, select);
+        if removal.is_ok() {
+            tier.announce_clear(notice_of(&filter_copy));
+        }
+        Some(removal)
     }
+
+    /// The clears other replicas of the shared tier announce, as filters for the local tiers; `None` without
+    /// a remote tier. A server removes what each selects (`Manager::remove_matching`).
+    pub fn clear_notices(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<remote::ClearNotice>> {
+        self.remote.as_ref().map(RemoteTier::clear_notices)
+    }
+
+    /// Removes from the local tiers what another replica's clear selected; `Ok(None)` for a notice this
+    /// version cannot read (an unknown kind, a bad pattern).
+    pub fn apply_clear_notice(&self, notice: &remote::ClearNotice) -> Result<Option<Removal>, CacheError> {
+        match filter_of(notice) {
+            Some(filter) => self.remove_matching(&filter).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The notice that describes `filter` (the sender fills in its id).
+fn notice_of(filter: &Filter) -> remote::ClearNotice {
+    remote::ClearNotice {
+        from: String::new(),
+        kinds: filter.kinds.iter().map(|k| k.name().to_string()).collect(),
+        key: filter.key.clone(),
+        pattern: filter.pattern.as_ref().map(|p| p.as_str().to_string()),
+        older_than_ms: filter.older_than.map(|d| d.as_millis() as u64),
+    }
+}
+
+/// The filter a notice describes; `None` when it names an unknown kind or a bad pattern.
+fn filter_of(notice: &remote::ClearNotice) -> Option<Filter> {
+    let kinds = notice.kinds.iter().map(|k| k.parse::<Kind>().ok()).collect::<Option<Vec<_>>>()?;
+    let pattern = match &notice.pattern {
+        Some(p) => Some(glob::Pattern::new(p).ok()?),
+        None => None,
+    };
+    Some(Filter {
+        kinds,
+        key: notice.key.clone(),
+        pattern,
+        older_than: notice.older_than_ms.map(Duration::from_millis),
+    })
 }

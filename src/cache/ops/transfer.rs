@@ -26,6 +26,11 @@ pub struct ImportReport {
     pub duplicate: u64,
     /// Lines refused, with their 1-based line number and the reason.
     pub rejected: Vec<Rejected>,
+    /// Lines stored unbound (empty model fingerprint) because their model is not a file in `models.dir`:
+    /// `serve` does not hit them.
+    pub unbound: u64,
+    /// The models those lines name.
+    pub unbound_models: std::collections::BTreeSet<String>,
 }
 
 /// One refused line.
@@ -75,18 +80,42 @@ pub fn request_key(manager: &Manager, model: &ModelIdentity, request: &Value) ->
     Ok(response_key(&canonical, manager.config().response.hash_algorithm))
 }
 
-fn parse_line(manager: &Manager, text: &str) -> Result<Line, String> {
+/// How `import` binds a line without `model_fingerprint` to a model file: the model's fingerprint, or why
+/// there is none (the model is not in `models.dir`).
+pub type Binder<'a> = dyn FnMut(&str) -> Result<String, String> + 'a;
+
+/// Whether a line's model was bound to a file.
+enum Bound {
+    /// It carried its fingerprint, or its model was found.
+    Yes,
+    /// Not found; stored unbound unless strict.
+    No(String),
+}
+
+fn parse_line(
+    manager: &Manager,
+    text: &str,
+    bind: &mut Binder<'_>,
+    strict: bool,
+) -> Result<(Line, Bound), String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let Value::Object(mut object) = value else { return Err("not a JSON object".into()) };
     let model = match object.get("model") {
         Some(Value::String(m)) if !m.trim().is_empty() => m.clone(),
         _ => return Err("`model` must be a non-empty string".into()),
     };
-    let fingerprint = match object.get("model_fingerprint") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(f)) => f.clone(),
+    let (fingerprint, bound) = match object.get("model_fingerprint") {
+        None | Some(Value::Null) => match bind(&model) {
+            Ok(fingerprint) => (fingerprint, Bound::Yes),
+            Err(why) if strict => return Err(format!("{why} (--strict refuses lines it cannot bind)")),
+            Err(why) => (String::new(), Bound::No(why)),
+        },
+        Some(Value::String(f)) => (f.clone(), Bound::Yes),
         Some(_) => return Err("`model_fingerprint` must be a string".into()),
     };
+    if !fingerprint.is_empty() {
+        object.insert("model_fingerprint".into(), Value::String(fingerprint.clone()));
+    }
     if !object.get("request").is_some_and(Value::is_object) {
         return Err("`request` must be a JSON object".into());
     }
@@ -108,15 +137,19 @@ fn parse_line(manager: &Manager, text: &str) -> Result<Line, String> {
         .into_iter()
         .filter(|(k, _)| matches!(k.as_str(), "model" | "model_fingerprint" | "request" | "response"))
         .collect();
-    Ok(Line { key, model, record: Value::Object(known), ttl })
+    Ok((Line { key, model, record: Value::Object(known), ttl }, bound))
 }
 
-/// Reads JSONL from `input` into the cache; `progress` is called with the bytes read so far.
-/// Blank lines are skipped; bad lines are reported in the result, not fatal.
+/// Reads JSONL from `input` into the cache; `progress` is called with the bytes read so far. A line without
+/// `model_fingerprint` is keyed with the fingerprint `bind` finds for its model (as `serve` keys it); when
+/// there is none it is stored unbound and counted, or refused with `strict`. Blank lines are skipped; bad
+/// lines are reported in the result, not fatal.
 pub fn import(
     manager: &Manager,
     input: impl BufRead,
     mut progress: impl FnMut(u64),
+    bind: &mut Binder<'_>,
+    strict: bool,
 ) -> Result<ImportReport, TransferError> {
     if !manager.is_enabled(Kind::Response) {
         return Err(TransferError::ResponsesDisabled);
@@ -131,9 +164,15 @@ pub fn import(
             continue;
         }
         let number = index as u64 + 1;
-        match parse_line(manager, &line) {
+        match parse_line(manager, &line, bind, strict) {
             Err(reason) => report.rejected.push(Rejected { line: number, reason }),
-            Ok(parsed) => {
+            Ok((parsed, bound)) => {
+                if let Bound::No(why) = bound {
+                    report.unbound += 1;
+                    if report.unbound_models.insert(parsed.model.clone()) {
+                        tracing::warn!("line {number}: {why}; stored unbound, so `serve` will not hit it");
+                    }
+                }
                 if manager.contains(Kind::Response, &parsed.key) {
                     report.duplicate += 1;
                     continue;

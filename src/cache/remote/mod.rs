@@ -20,6 +20,7 @@
 
 mod clear;
 mod conn;
+mod notify;
 mod stats;
 mod task;
 mod value;
@@ -35,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use clear::{Peeked, RemoteRemoval};
 pub use conn::{Mode, NodeInfo, READ_RETRIES, READ_TIMEOUT, Topology, WAIT_MS};
+pub use notify::{CLEAR_CHANNEL, ClearNotice};
 pub use stats::{LATENCY_BOUNDS_US, RemoteCounters, RemoteSnapshot};
 pub use value::{KEY_PREFIX, RemoteEntry, remote_key};
 
@@ -158,6 +160,7 @@ pub fn probe(config: &DistributedConfig) -> RemoteStatus {
 /// The running remote tier.
 pub struct RemoteTier {
     shared: Arc<Shared>,
+    id: String,
     handle: tokio::runtime::Handle,
     writes: Option<mpsc::Sender<WriteJob>>,
     stop: Option<oneshot::Sender<()>>,
@@ -204,7 +207,8 @@ impl RemoteTier {
         let (writes, queue) = mpsc::channel(QUEUE_LEN);
         handle.spawn(task::maintain(Arc::clone(&shared)));
         handle.spawn(task::writer(Arc::clone(&shared), queue));
-        Ok(Self { shared, handle, writes: Some(writes), stop: Some(stop), thread: Some(thread) })
+        let id = format!("{}-{}", std::process::id(), now_ms());
+        Ok(Self { shared, id, handle, writes: Some(writes), stop: Some(stop), thread: Some(thread) })
     }
 
     /// Waits until the first connection attempt has finished, at most `limit`; true when Redis answered.
@@ -330,6 +334,30 @@ impl RemoteTier {
             let _ = tx.send(clear::clear(&seeds, peek, &*select).await);
         });
         rx.recv_timeout(Duration::from_secs(600)).unwrap_or_else(|_| Err("timed out after 10 minutes".into()))
+    }
+
+    /// Announces a clear to the other replicas (`notify.rs`); waits up to 2 s so a short-lived CLI process
+    /// does not exit before the notice is out. A failure is logged: the other replicas then keep their local
+    /// copies until those expire.
+    pub fn announce_clear(&self, mut notice: ClearNotice) {
+        notice.from = self.id.clone();
+        let seeds = self.shared.seeds.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(notify::publish(&seeds, &notice).await);
+        });
+        match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(Ok(())) => tracing::debug!("clear announced on {CLEAR_CHANNEL}"),
+            Ok(Err(e)) => tracing::warn!("cannot announce the clear to the other replicas: {e}"),
+            Err(_) => tracing::warn!("cannot announce the clear to the other replicas: timed out"),
+        }
+    }
+
+    /// The clears other replicas announce, from now on.
+    pub fn clear_notices(&self) -> mpsc::UnboundedReceiver<ClearNotice> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.handle.spawn(notify::subscribe(self.shared.seeds.clone(), self.id.clone(), tx));
+        rx
     }
 
     /// How the tier stands now, as this process sees it.

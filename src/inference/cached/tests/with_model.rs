@@ -158,7 +158,7 @@ fn stored_records_export_and_import_as_the_same_keys() {
     let mut config = f.manager.config().clone();
     config.base_dir = f.dir.path().join("other-cache");
     let other = Manager::open(&config, Access::ReadWrite).unwrap();
-    let report = import(&other, lines.as_slice(), |_| {}).unwrap();
+    let report = import(&other, lines.as_slice(), |_| {}, &mut |_| Err("no models".into()), false).unwrap();
     assert_eq!((report.new, report.rejected.len()), (2, 0), "{report:?}");
     for answer in [first, second] {
         let hit = other.get_response(&answer.key).unwrap().unwrap();
