@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod audit;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -29,6 +29,7 @@ pub mod history;
 mod kind;
 mod manager;
 pub mod memory;
+pub mod private;
 pub mod prometheus;
 pub mod remote;
 pub mod report;

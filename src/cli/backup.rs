@@ -63,6 +63,13 @@ pub struct RebuildArgs {
 
 use super::output::bytes;
 
+impl BackupArgs {
+    /// True for `backup list`, which only reads.
+    pub(super) fn is_list(&self) -> bool {
+        matches!(self.action, Some(BackupAction::List))
+    }
+}
+
 fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
         .to_string()
@@ -120,6 +127,7 @@ pub fn backup(options: &LoadOptions, args: &BackupArgs, json: bool) -> anyhow::R
         }
     };
     spinner.finish_and_clear();
+    crate::audit::cli::affected(made.entries, made.bytes);
     if json {
         return output::print_json(&serde_json::to_value(&made)?);
     }
@@ -141,6 +149,7 @@ pub fn restore(options: &LoadOptions, args: &RestoreArgs, json: bool) -> anyhow:
     let cache = &resolved.config.cache;
     let spinner = output::spinner("checking and restoring", json);
     let manifest = backup::restore(cache, &args.source).context("restore refused")?;
+    crate::audit::cli::affected(manifest.entries, manifest.bytes());
     spinner.finish_and_clear();
     let mut verified = None;
     if args.verify {
@@ -227,6 +236,7 @@ pub fn rebuild(options: &LoadOptions, _args: &RebuildArgs, json: bool) -> anyhow
         damaged = still;
     }
     live.flush()?;
+    crate::audit::cli::affected(restored, 0);
     if json {
         output::print_json(
             &json!({"damaged": found, "restored": restored, "not_in_any_backup": damaged.len()}),

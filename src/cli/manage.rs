@@ -57,6 +57,13 @@ pub struct CleanupArgs {
     older_than: Option<Duration>,
 }
 
+impl VerifyArgs {
+    /// True with `--fix`.
+    pub(super) fn fixes(&self) -> bool {
+        self.fix
+    }
+}
+
 /// Flags of `cache verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -93,6 +100,7 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 }
 
 fn print_removal(what: &str, removal: &RemovalView, json: bool) -> anyhow::Result<()> {
+    crate::audit::cli::affected(removal.entries, removal.bytes);
     if json {
         output::print_json(&serde_json::to_value(removal)?)?;
         return remote_outcome(removal);
@@ -210,6 +218,7 @@ pub fn compact(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
             CompactView::from(&report)
         }
     };
+    crate::audit::cli::affected(report.records_kept, report.bytes_before.saturating_sub(report.bytes_after));
     if json {
         return output::print_json(&serde_json::to_value(report)?);
     }
@@ -238,6 +247,7 @@ fn print_verify(report: &VerifyView, detailed: bool, json: bool) -> anyhow::Resu
         format!("Checked {} entries and {} chunks: ", report.entries_checked, report.chunks_checked);
     if report.is_clean() {
         out.push_str("no damage found\n");
+        permissions_lines(&mut out, report)?;
         return Ok(output::print(&out)?);
     }
     writeln!(
@@ -272,7 +282,28 @@ fn print_verify(report: &VerifyView, detailed: bool, json: bool) -> anyhow::Resu
             "Run `inferno cache verify --fix` (or `inferno cache repair --auto-fix`) to quarantine them."
         )?;
     }
+    permissions_lines(&mut out, report)?;
     Ok(output::print(&out)?)
+}
+
+/// The permission check's lines: what is more open than 0700 / 0600, and whether it was tightened.
+fn permissions_lines(out: &mut String, report: &VerifyView) -> std::fmt::Result {
+    let loose = &report.loose_permissions;
+    if loose.is_empty() {
+        return writeln!(out, "Permissions: directories 0700, files 0600");
+    }
+    let state = if report.permissions_fixed { "tightened" } else { "more open than 0700 / 0600" };
+    writeln!(out, "Permissions: {} paths {state}:", loose.len())?;
+    for item in loose.iter().take(10) {
+        writeln!(out, "  {}", item.describe())?;
+    }
+    if loose.len() > 10 {
+        writeln!(out, "  ... {} more", loose.len() - 10)?;
+    }
+    if !report.permissions_fixed {
+        writeln!(out, "Run `inferno cache verify --fix` to tighten them.")?;
+    }
+    Ok(())
 }
 
 /// Checks every record (and with `fix`, quarantines what is damaged): through the running server when one
@@ -289,7 +320,12 @@ fn check(options: &LoadOptions, fix: bool, json: bool) -> anyhow::Result<VerifyV
     let spinner = output::spinner("verifying every record", json);
     let report = disk.verify(fix)?;
     spinner.finish_and_clear();
-    Ok(VerifyView::from(&report))
+    let base_dir = &config::load(options)?.config.cache.base_dir;
+    let view = VerifyView::from(&report).with_permissions(base_dir, fix)?;
+    if fix {
+        crate::audit::cli::affected((view.damaged.len() + view.loose_permissions.len()) as u64, 0);
+    }
+    Ok(view)
 }
 
 /// Runs `cache verify`; fails when damage is found and not fixed.

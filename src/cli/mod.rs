@@ -3,6 +3,7 @@
 //! Nothing here decides behaviour; each command calls the library and prints what it returns. No clap type
 //! leaves this module: flags become [`crate::config::FlagSetting`]s before they reach the library.
 
+mod audit;
 mod backup;
 mod configure;
 mod live;
@@ -10,6 +11,7 @@ mod manage;
 mod models;
 mod monitor;
 mod output;
+mod security;
 mod serve;
 mod stats;
 mod status;
@@ -144,6 +146,8 @@ pub enum CacheCommand {
     Import(transfer::ImportArgs),
     /// Write cache entries out (--format jsonl: response entries, the format `import` reads).
     Export(transfer::ExportArgs),
+    /// The access audit: administrative actions (and lookups, with cache.audit.log_reads), who and when.
+    Audit(audit::AuditArgs),
 }
 
 /// An error in how the command was called: printed like any error, but exits with code 2.
@@ -178,7 +182,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cache { command } => {
             let options = load_options(&global)?;
-            cache_command(&options, command, global.json).map_err(live::explain_lock)
+            let Some(action) = audit::action_of(&command) else {
+                return cache_command(&options, command, global.json).map_err(live::explain_lock);
+            };
+            // The audit goes to the cache the configuration names before the command (configure, enable
+            // and disable may change it); a configuration that does not load is the command's to report.
+            let config = crate::config::load(&options).ok().map(|r| r.config.cache);
+            let arguments = crate::audit::cli::arguments();
+            crate::audit::cli::run(config.as_ref(), action, arguments, || {
+                cache_command(&options, command, global.json).map_err(live::explain_lock)
+            })
         }
     }
 }
@@ -210,6 +223,7 @@ fn cache_command(options: &LoadOptions, command: CacheCommand, json: bool) -> an
         CacheCommand::Refresh(args) => models::refresh(options, &args, json),
         CacheCommand::Import(args) => transfer::import(options, &args, json),
         CacheCommand::Export(args) => transfer::export(options, &args, json),
+        CacheCommand::Audit(args) => audit::audit(options, &args, json),
     }
 }
 

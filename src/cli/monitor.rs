@@ -210,10 +210,15 @@ fn summary_text(p: &Option<PeriodSummary>, period: Duration) -> anyhow::Result<S
 /// Runs `cache report`.
 pub fn report(options: &LoadOptions, args: &ReportArgs, json: bool) -> anyhow::Result<()> {
     let (summary, _, _) = period_summary(options, args.period)?;
+    let access = super::audit::access(options, args.period)?;
     if json {
-        return output::print_json(&json!({ "period_seconds": args.period.as_secs(), "summary": summary }));
+        return output::print_json(
+            &json!({ "period_seconds": args.period.as_secs(), "summary": summary, "access": access }),
+        );
     }
-    Ok(output::print(&summary_text(&summary, args.period)?)?)
+    let mut text = summary_text(&summary, args.period)?;
+    super::audit::access_text(&mut text, access.as_ref())?;
+    Ok(output::print(&text)?)
 }
 
 /// Runs `cache analyze`.

@@ -222,7 +222,10 @@ async fn verify(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             .manager
             .disk()
             .ok_or_else(|| AdminError::bad_request("cache.type = memory has no disk tier to verify"))?;
-        Ok(VerifyView::from(&disk.verify(request.fix)?))
+        let view = VerifyView::from(&disk.verify(request.fix)?);
+        view.with_permissions(&state.config.cache.base_dir, request.fix).map_err(|e| {
+            AdminError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("checking permissions: {e}"))
+        })
     })
     .await
 }

@@ -23,6 +23,7 @@ mod configure;
 
 /// `inferno cache ...` against a running server (admin socket), and the HTTP admin routes.
 mod admin;
+mod audit;
 /// `cache backup`, `restore` and `rebuild`.
 mod backup;
 /// `--version`, `--help`, completions, usage errors, logging and broken pipes.
@@ -40,6 +41,7 @@ mod models;
 /// The official OpenAI Python SDK against `inferno serve` (tests/python/openai_client.py).
 mod openai_sdk;
 /// `inferno serve` end to end.
+mod security;
 mod serve;
 /// A running `inferno serve` for the serve tests.
 mod server;

@@ -39,7 +39,12 @@ impl Server {
 
     /// Starts `cmd`, an `inferno serve` command line that listens on loopback; waits for its address line.
     pub fn spawn(cmd: &mut std::process::Command) -> Self {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        Self::spawn_logging_to(cmd, Stdio::inherit())
+    }
+
+    /// [`Server::spawn`], with the server's stderr (its logs) going to `logs`.
+    pub fn spawn_logging_to(cmd: &mut std::process::Command, logs: impl Into<Stdio>) -> Self {
+        cmd.stdout(Stdio::piped()).stderr(logs);
         let mut child = cmd.spawn().expect("start inferno serve");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();

@@ -90,10 +90,10 @@ impl DiskStore {
             return Ok(());
         }
         let dir = self.options.dir.join(QUARANTINE_DIR);
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        crate::cache::private::create_dir_all(&dir).map_err(io_err(&dir))?;
         let path = dir.join(format!("seg-{:010}-{:012}.rec", loc.segment, loc.offset));
         let bytes = self.raw_record(loc).unwrap_or_default();
-        std::fs::write(&path, bytes).map_err(io_err(&path))?;
+        crate::cache::private::write(&path, bytes).map_err(io_err(&path))?;
         self.counters.quarantined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(path = %path.display(), "quarantined a damaged record");
         Ok(())
@@ -318,7 +318,7 @@ struct NewSegment {
 impl NewSegment {
     fn create(dir: &Path, id: u32) -> Result<Self, DiskError> {
         let tmp = segment::segment_path(dir, id).with_extension("log.tmp");
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let file = crate::cache::private::create(&tmp).map_err(io_err(&tmp))?;
         let mut file = BufWriter::with_capacity(1 << 20, file);
         file.write_all(&segment::file_header(id)).map_err(io_err(&tmp))?;
         Ok(Self { id, tmp, file, len: SEGMENT_HEADER_LEN, hint: HintBuilder::default() })

@@ -22,7 +22,7 @@ impl DiskStore {
         let lock = if options.read_only {
             None
         } else {
-            std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
+            crate::cache::private::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
             Some(WriterLock::acquire(&options.dir)?)
         };
         let ids = list_segments(&data_dir, !options.read_only)?;
@@ -136,7 +136,8 @@ pub(super) fn list_segments(dir: &Path, cleanup: bool) -> Result<Vec<u32>, DiskE
 
 pub(super) fn new_segment(dir: &Path, id: u32, seq: u64, state: &mut State) -> Result<Writer, DiskError> {
     let path = segment::segment_path(dir, id);
-    let mut file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+    let mut file =
+        crate::cache::private::options().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
     file.write_all(&segment::file_header(id)).map_err(io_err(&path))?;
     file.sync_all().map_err(io_err(&path))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
