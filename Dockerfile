@@ -3,7 +3,7 @@
 #   docker build -t inferno .
 #   openssl rand -hex 32 > api.key && chmod 600 api.key
 #   docker run -p 8080:8080 -v inferno-cache:/cache -v "$PWD/models:/models:ro" \
-#     -v "$PWD/api.key:/run/secrets/inferno_api_key:ro" inferno
+#     -v "$PWD/api.key:/run/secrets/inferno-api-key:ro" inferno
 #
 # Closed by default (docs/security.md): the server listens on every interface, so it needs an API key and
 # reads it from the file below (a Docker or Compose secret, or a Kubernetes Secret); without the file it
@@ -44,7 +44,7 @@ ENV INFERNO_CACHE_COMPRESS=zstd
 # default, 127.0.0.1, would accept only connections from inside the container.
 ENV INFERNO_SERVER__BIND=0.0.0.0
 # The API key, from a secret mounted here; every route but /health needs `Authorization: Bearer <key>`.
-ENV INFERNO_SERVER__API_KEY_FILE=/run/secrets/inferno_api_key
+ENV INFERNO_SERVER__API_KEY_FILE=/run/secrets/inferno-api-key
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8080/health || exit 1

@@ -77,8 +77,14 @@ pub fn run<T>(
     *CURRENT.lock() = Some(Pending::default());
     let result = command();
     let pending = CURRENT.lock().take().unwrap_or_default();
+    // A command refused for how it was called (exit 2) did nothing; only what ran is recorded.
+    let refused = result.as_ref().err().is_some_and(|e| {
+        e.downcast_ref::<crate::cli::UsageError>().is_some()
+            || e.downcast_ref::<crate::config::ConfigError>().is_some_and(|c| c.is_usage())
+    });
     if let Some(config) = config
         && !pending.delegated
+        && !refused
     {
         let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
         let mut record = Record::now(action, arguments, outcome, Who::this_process());

@@ -286,11 +286,12 @@ fn print_verify(report: &VerifyView, detailed: bool, json: bool) -> anyhow::Resu
     Ok(output::print(&out)?)
 }
 
-/// The permission check's lines: what is more open than 0700 / 0600, and whether it was tightened.
+/// The permission check's lines, when something is more open than 0700 / 0600: what, and whether it was
+/// tightened. Nothing when every mode is as it should be.
 fn permissions_lines(out: &mut String, report: &VerifyView) -> std::fmt::Result {
     let loose = &report.loose_permissions;
     if loose.is_empty() {
-        return writeln!(out, "Permissions: directories 0700, files 0600");
+        return Ok(());
     }
     let state = if report.permissions_fixed { "tightened" } else { "more open than 0700 / 0600" };
     writeln!(out, "Permissions: {} paths {state}:", loose.len())?;

@@ -225,6 +225,10 @@ fn whole_units_or_text(amount: u64, unit: u64, raw: &str) -> toml::Value {
 
 /// Expands a leading `~/` and makes a relative path absolute against `base`.
 fn resolve_path(raw: &str, base: &Path) -> String {
+    if raw.is_empty() {
+        // An empty path means "not set" (`cache.audit.path`, `server.*_key_file`), not the folder.
+        return String::new();
+    }
     let path = match (raw.strip_prefix("~/"), dirs::home_dir()) {
         (Some(rest), Some(home)) => home.join(rest),
         _ => PathBuf::from(raw),

@@ -149,7 +149,7 @@ fn the_dockerfile_builds_with_setup_sh_and_runs_serve_as_a_non_root_user() {
         ("cache.enabled", "true", "INFERNO_CACHE_ENABLED"),
         ("cache.compression.algorithm", "zstd", "INFERNO_CACHE_COMPRESS"),
         ("server.bind", "0.0.0.0", "INFERNO_SERVER__BIND"),
-        ("server.api_key_file", "/run/secrets/inferno_api_key", "INFERNO_SERVER__API_KEY_FILE"),
+        ("server.api_key_file", "/run/secrets/inferno-api-key", "INFERNO_SERVER__API_KEY_FILE"),
     ];
     for (key, value, var) in expect {
         let shown = match status.value(key) {
@@ -201,7 +201,7 @@ fn the_images_cmd_serves_and_its_healthcheck_passes() {
     );
 
     // With the secret mounted (here: a file in the sandbox), on loopback.
-    let key = sb.write("secrets/inferno_api_key", "image-key\n");
+    let key = sb.write("secrets/inferno-api-key", "image-key\n");
     cmd.env("INFERNO_SERVER__API_KEY_FILE", &key).env("INFERNO_SERVER__BIND", "127.0.0.1");
     let server = crate::server::Server::spawn(&mut cmd);
 
