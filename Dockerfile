@@ -1,7 +1,14 @@
 # inferno in a container: `inferno serve --cache-persist` with the cache on a volume (docs/serve-ops.md).
 #
 #   docker build -t inferno .
-#   docker run -p 8080:8080 -v inferno-cache:/cache -v "$PWD/models:/models:ro" inferno
+#   openssl rand -hex 32 > api.key && chmod 600 api.key
+#   docker run -p 8080:8080 -v inferno-cache:/cache -v "$PWD/models:/models:ro" \
+#     -v "$PWD/api.key:/run/secrets/inferno-api-key:ro" inferno
+#
+# Closed by default (docs/security.md): the server listens on every interface, so it needs an API key and
+# reads it from the file below (a Docker or Compose secret, or a Kubernetes Secret); without the file it
+# refuses to start. The admin routes are not served over TCP unless INFERNO_SERVER__ADMIN_KEY_FILE names a
+# second key; `docker exec CONTAINER inferno cache stats` reaches them through the admin socket.
 #
 # tests/integration/deploy.rs checks this file against scripts/setup.sh and the real configuration loader.
 
@@ -36,6 +43,8 @@ ENV INFERNO_CACHE_COMPRESS=zstd
 # Listen on every interface of the container's own network namespace, so a published port reaches it; the
 # default, 127.0.0.1, would accept only connections from inside the container.
 ENV INFERNO_SERVER__BIND=0.0.0.0
+# The API key, from a secret mounted here; every route but /health needs `Authorization: Bearer <key>`.
+ENV INFERNO_SERVER__API_KEY_FILE=/run/secrets/inferno-api-key
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8080/health || exit 1

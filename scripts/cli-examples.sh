@@ -38,6 +38,7 @@ show cache verify
 show cache clear --pattern "mistral*"
 show cache compact
 show cache backup --destination "$work/backups/b1" --compress --verify
+show cache audit --since 1h
 show cache backup list
 show cache cleanup --older-than 7d
 show cache report --period 24h

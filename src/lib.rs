@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod audit;
 pub mod cache;
 pub mod cli;
 pub mod config;

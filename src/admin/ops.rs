@@ -23,6 +23,9 @@ pub enum OpError {
     /// The backup failed.
     #[error("backup failed: {0}")]
     Backup(#[from] BackupError),
+    /// The permissions of the cache directory could not be checked or tightened.
+    #[error("checking permissions: {0}")]
+    Permissions(#[source] std::io::Error),
     /// The backup was written, but reading it back found a mismatch.
     #[error("the backup was written but does not verify: {0}")]
     BackupUnverified(#[source] BackupError),
@@ -42,9 +45,11 @@ pub fn compact(manager: &Manager) -> Result<CompactView, OpError> {
     Ok(CompactView::from(&manager.compact()?))
 }
 
-/// Checks every record; with `fix`, quarantines what is damaged.
+/// Checks every record and the permissions of the cache directory; with `fix`, quarantines what is
+/// damaged and tightens what is more open than 0700 / 0600.
 pub fn verify(manager: &Manager, request: &VerifyRequest) -> Result<VerifyView, OpError> {
-    Ok(VerifyView::from(&manager.verify(request.fix)?))
+    let view = VerifyView::from(&manager.verify(request.fix)?);
+    view.with_permissions(&manager.config().base_dir, request.fix).map_err(OpError::Permissions)
 }
 
 /// Writes a backup of the cache `config` describes to `request.destination` (and reads it back when

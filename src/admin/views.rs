@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::disk::{CompactReport, VerifyReport};
 use crate::cache::ops::backup::Manifest;
+use crate::cache::private::{self, Loose};
 use crate::cache::{CacheReport, Kind, Removal};
 use crate::models::pool::ModelCacheStats;
 
@@ -180,9 +181,25 @@ pub struct VerifyView {
     pub damaged_ranges: Vec<RangeView>,
     /// True when damage was found and fixed.
     pub fixed: bool,
+    /// Files and directories of the cache more open than 0700 / 0600 (with `fix`: those that were).
+    #[serde(default)]
+    pub loose_permissions: Vec<Loose>,
+    /// True when `loose_permissions` were tightened.
+    #[serde(default)]
+    pub permissions_fixed: bool,
 }
 
 impl VerifyView {
+    /// Adds the permission check of the cache directory `base_dir`; with `fix`, tightens what is loose.
+    pub fn with_permissions(mut self, base_dir: &std::path::Path, fix: bool) -> std::io::Result<Self> {
+        self.loose_permissions = private::check(base_dir)?;
+        if fix && !self.loose_permissions.is_empty() {
+            private::tighten(&self.loose_permissions)?;
+            self.permissions_fixed = true;
+        }
+        Ok(self)
+    }
+
     /// True when nothing is damaged.
     pub fn is_clean(&self) -> bool {
         self.damaged.is_empty() && self.damaged_ranges.is_empty()
@@ -206,6 +223,8 @@ impl From<&VerifyReport> for VerifyView {
             damaged: damaged.collect(),
             damaged_ranges: ranges.collect(),
             fixed: r.fixed,
+            loose_permissions: Vec::new(),
+            permissions_fixed: false,
         }
     }
 }

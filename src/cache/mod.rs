@@ -15,6 +15,7 @@
 //!   responses.
 //! - [`observe`]: what the cache reports: counters, history, reports, Prometheus text, analysis, trace.
 //! - [`ops`]: operations on a whole cache: backups and restore, JSONL import and export.
+//! - [`private`]: files and folders created owner-only (0600/0700) whatever the umask, and the check of them.
 
 pub mod clock;
 pub mod codec;
@@ -25,6 +26,7 @@ mod manager;
 pub mod memory;
 pub mod observe;
 pub mod ops;
+pub mod private;
 pub mod record;
 pub mod remote;
 pub mod response_store;

@@ -64,6 +64,13 @@ pub struct RebuildArgs {
 
 use super::output::bytes;
 
+impl BackupArgs {
+    /// True for `backup list`, which only reads.
+    pub(super) fn is_list(&self) -> bool {
+        matches!(self.action, Some(BackupAction::List))
+    }
+}
+
 fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
         .to_string()
@@ -115,6 +122,7 @@ pub fn backup(options: &LoadOptions, args: &BackupArgs, json: bool) -> anyhow::R
     let made = target.backup(&request);
     spinner.finish_and_clear();
     let made = made?;
+    crate::audit::cli::affected(made.entries, made.bytes);
     if json {
         return output::print_json(&serde_json::to_value(&made)?);
     }
@@ -136,6 +144,7 @@ pub fn restore(options: &LoadOptions, args: &RestoreArgs, json: bool) -> anyhow:
     let cache = &resolved.config.cache;
     let spinner = output::spinner("checking and restoring", json);
     let manifest = backup::restore(cache, &args.source).context("restore refused")?;
+    crate::audit::cli::affected(manifest.entries, manifest.bytes());
     spinner.finish_and_clear();
     let mut verified = None;
     if args.verify {
@@ -165,6 +174,7 @@ pub fn restore(options: &LoadOptions, args: &RestoreArgs, json: bool) -> anyhow:
 pub fn rebuild(options: &LoadOptions, _args: &RebuildArgs, json: bool) -> anyhow::Result<()> {
     let live = open_cache(options, Access::ReadWrite)?;
     let report = rebuilding::rebuild(&live)?;
+    crate::audit::cli::affected(report.restored, 0);
     if json {
         output::print_json(&json!({
             "damaged": report.damaged, "restored": report.restored, "not_in_any_backup": report.missing.len()

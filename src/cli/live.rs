@@ -99,11 +99,20 @@ impl LiveServer {
         if !body.is_empty() {
             head.push_str("Content-Type: application/json\r\n");
         }
+        // Who asks, for the server's audit record (the socket is owner-only, so this is its owner).
+        let user: String = crate::audit::user_name().chars().filter(|c| c.is_ascii_graphic()).collect();
+        head.push_str(&format!("{}: user={user} pid={}\r\n", admin::CLIENT_HEADER, std::process::id()));
         head.push_str("\r\n");
         stream.write_all(head.as_bytes())?;
         stream.write_all(body)?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw)?;
+        let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+        let audited = format!("\r\n{}:", admin::AUDITED_HEADER);
+        if String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase().contains(&audited) {
+            // The server recorded this action in the audit; the command must not record it again.
+            crate::audit::cli::delegated();
+        }
         parse_response(&raw)
             .ok_or_else(|| std::io::Error::other("the server's answer is not an HTTP response"))
     }

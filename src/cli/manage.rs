@@ -56,6 +56,13 @@ pub struct CleanupArgs {
     older_than: Option<Duration>,
 }
 
+impl VerifyArgs {
+    /// True with `--fix`.
+    pub(super) fn fixes(&self) -> bool {
+        self.fix
+    }
+}
+
 /// Flags of `cache verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -92,6 +99,7 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 }
 
 fn print_removal(what: &str, removal: &RemovalView, json: bool) -> anyhow::Result<()> {
+    crate::audit::cli::affected(removal.entries, removal.bytes);
     if json {
         output::print_json(&serde_json::to_value(removal)?)?;
         return remote_outcome(removal);
@@ -196,6 +204,7 @@ pub fn compact(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
     let report = target.compact();
     spinner.finish_and_clear();
     let report = report?;
+    crate::audit::cli::affected(report.records_kept, report.bytes_before.saturating_sub(report.bytes_after));
     if json {
         return output::print_json(&serde_json::to_value(report)?);
     }
@@ -224,6 +233,7 @@ fn print_verify(report: &VerifyView, detailed: bool, json: bool) -> anyhow::Resu
         format!("Checked {} entries and {} chunks: ", report.entries_checked, report.chunks_checked);
     if report.is_clean() {
         out.push_str("no damage found\n");
+        permissions_lines(&mut out, report)?;
         return Ok(output::print(&out)?);
     }
     writeln!(
@@ -258,7 +268,29 @@ fn print_verify(report: &VerifyView, detailed: bool, json: bool) -> anyhow::Resu
             "Run `inferno cache verify --fix` (or `inferno cache repair --auto-fix`) to quarantine them."
         )?;
     }
+    permissions_lines(&mut out, report)?;
     Ok(output::print(&out)?)
+}
+
+/// The permission check's lines, when something is more open than 0700 / 0600: what, and whether it was
+/// tightened. Nothing when every mode is as it should be.
+fn permissions_lines(out: &mut String, report: &VerifyView) -> std::fmt::Result {
+    let loose = &report.loose_permissions;
+    if loose.is_empty() {
+        return Ok(());
+    }
+    let state = if report.permissions_fixed { "tightened" } else { "more open than 0700 / 0600" };
+    writeln!(out, "Permissions: {} paths {state}:", loose.len())?;
+    for item in loose.iter().take(10) {
+        writeln!(out, "  {}", item.describe())?;
+    }
+    if loose.len() > 10 {
+        writeln!(out, "  ... {} more", loose.len() - 10)?;
+    }
+    if !report.permissions_fixed {
+        writeln!(out, "Run `inferno cache verify --fix` to tighten them.")?;
+    }
+    Ok(())
 }
 
 /// Checks every record (and with `fix`, quarantines what is damaged), on the running server or here.
@@ -267,7 +299,11 @@ fn check(options: &LoadOptions, fix: bool, json: bool) -> anyhow::Result<VerifyV
     let spinner = output::spinner("verifying every record", json);
     let report = target.verify(&VerifyRequest { fix });
     spinner.finish_and_clear();
-    report
+    let report = report?;
+    if fix {
+        crate::audit::cli::affected((report.damaged.len() + report.loose_permissions.len()) as u64, 0);
+    }
+    Ok(report)
 }
 
 /// Runs `cache verify`; fails when damage is found and not fixed.

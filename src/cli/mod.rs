@@ -4,6 +4,7 @@
 //! leaves this module: flags become [`crate::config::FlagSetting`]s before they reach the library.
 
 mod alerts;
+mod audit;
 mod backup;
 mod configure;
 mod live;
@@ -11,6 +12,7 @@ mod manage;
 mod models;
 mod monitor;
 mod output;
+mod security;
 mod serve;
 mod stats;
 mod status;
@@ -153,6 +155,8 @@ pub enum CacheCommand {
         #[command(subcommand)]
         command: alerts::AlertsCommand,
     },
+    /// The access audit: administrative actions (and lookups, with cache.audit.log_reads), who and when.
+    Audit(audit::AuditArgs),
 }
 
 /// An error in how the command was called: printed like any error, but exits with code 2.
@@ -187,7 +191,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Cache { command } => {
             let options = load_options(&global)?;
-            cache_command(&options, command, global.json).map_err(live::explain_lock)
+            let Some(action) = audit::action_of(&command) else {
+                return cache_command(&options, command, global.json).map_err(live::explain_lock);
+            };
+            // The audit goes to the cache the configuration names before the command (configure, enable
+            // and disable may change it); a configuration that does not load is the command's to report.
+            let config = crate::config::load(&options).ok().map(|r| r.config.cache);
+            let arguments = crate::audit::cli::arguments();
+            crate::audit::cli::run(config.as_ref(), action, arguments, || {
+                cache_command(&options, command, global.json).map_err(live::explain_lock)
+            })
         }
     }
 }
@@ -220,6 +233,7 @@ fn cache_command(options: &LoadOptions, command: CacheCommand, json: bool) -> an
         CacheCommand::Import(args) => transfer::import(options, &args, json),
         CacheCommand::Export(args) => transfer::export(options, &args, json),
         CacheCommand::Alerts { command } => alerts::run(options, &command, json),
+        CacheCommand::Audit(args) => audit::audit(options, &args, json),
     }
 }
 

@@ -230,7 +230,10 @@ pub fn report(options: &LoadOptions, args: &ReportArgs, json: bool) -> anyhow::R
     let (summary, _, config) = period_summary(options, args.period)?;
     let since = now_ms().saturating_sub(args.period.as_millis() as u64);
     let alerts = crate::alerts::history::load(&config.base_dir, since);
-    let doc = json!({ "period_seconds": args.period.as_secs(), "summary": summary, "alerts": alerts });
+    let access = super::audit::access(options, args.period)?;
+    let doc = json!({
+        "period_seconds": args.period.as_secs(), "summary": summary, "alerts": alerts, "access": access,
+    });
     if let Some(path) = &args.export {
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
@@ -240,6 +243,7 @@ pub fn report(options: &LoadOptions, args: &ReportArgs, json: bool) -> anyhow::R
     }
     let mut out = summary_text(&summary, args.period)?;
     out.push_str(&super::alerts::history_text(&alerts));
+    super::audit::access_text(&mut out, access.as_ref())?;
     if let Some(path) = &args.export {
         writeln!(out, "Wrote the report to {}", path.display())?;
     }

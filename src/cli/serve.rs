@@ -1,11 +1,12 @@
 //! `inferno serve`: flags become config settings (so `cache status` and the server agree on every value),
-//! then the library's server runs until SIGTERM/SIGINT.
+//! the keys are read (`server.*_key_file`), a non-loopback bind without an API key is refused unless
+//! `--allow-unauthenticated`, then the library's server runs until SIGTERM/SIGINT.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{self, FlagSetting, LoadOptions};
+use crate::config::{self, ConfigError, FlagSetting, LoadOptions, Problem, ServerKeys};
 
 /// Flags of `serve`.
 #[derive(Debug, Args)]
@@ -28,6 +29,9 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` (server.api_key; env INFERNO_API_KEY keeps it out of `ps`).
     #[arg(long, value_name = "KEY")]
     api_key: Option<String>,
+    /// Serve on a non-loopback address without an API key (refused otherwise; see docs/security.md).
+    #[arg(long)]
+    allow_unauthenticated: bool,
 }
 
 /// Runs `serve`.
@@ -53,17 +57,45 @@ pub fn run(mut options: LoadOptions, args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(key) = &args.api_key {
         flag("server.api_key", key.clone(), "--api-key");
     }
-    let config = config::load(&options)?.config;
-    start(config)
+    let resolved = config::load(&options)?;
+    let keys = ServerKeys::load(&resolved)?;
+    refuse_open_bind(&resolved, &keys, args.allow_unauthenticated)?;
+    start(resolved.config, keys)
+}
+
+/// Closed by default: a bind address other than loopback needs an API key, or `--allow-unauthenticated`.
+fn refuse_open_bind(
+    resolved: &config::Resolved,
+    keys: &ServerKeys,
+    allowed: bool,
+) -> Result<(), ConfigError> {
+    let bind = &resolved.config.server.bind;
+    let loopback = bind.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback || keys.api.is_some() || allowed {
+        return Ok(());
+    }
+    let origin = resolved.settings.get("server.bind").map_or(config::Origin::Default, |s| s.origin.clone());
+    Err(ConfigError::one(Problem {
+        origin,
+        key: Some("server.bind".into()),
+        message: format!(
+            "{bind} accepts other machines and server.api_key is not set, so anyone who can reach the port \
+             could run models"
+        ),
+        hint: Some(
+            "set server.api_key_file (or INFERNO_API_KEY), bind 127.0.0.1, or pass --allow-unauthenticated"
+                .into(),
+        ),
+    }))
 }
 
 #[cfg(feature = "llama")]
-fn start(config: config::Config) -> anyhow::Result<()> {
-    crate::serve::run(config)
+fn start(config: config::Config, keys: ServerKeys) -> anyhow::Result<()> {
+    crate::serve::run(config, keys)
 }
 
 #[cfg(not(feature = "llama"))]
-fn start(_: config::Config) -> anyhow::Result<()> {
+fn start(_: config::Config, _: ServerKeys) -> anyhow::Result<()> {
     anyhow::bail!(
         "inferno was built without the `llama` feature, so it cannot serve text models; rebuild with `cargo build --features llama`"
     )

@@ -1,7 +1,7 @@
 //! `inferno cache status`: the effective configuration, where each value came from (like
 //! `git config --show-origin`), which settings are stored but not active yet, and — with
 //! `cache.distributed.enabled` — how the remote tier looks from here (nodes, cluster or standalone, replicas,
-//! reachable or not).
+//! reachable or not), and the security state (`security.rs`: permissions, audit, keys).
 
 use std::fmt::Write;
 
@@ -13,6 +13,7 @@ use crate::config::{self, CacheConfig, LoadOptions, keys};
 
 use super::live::LiveServer;
 use super::output;
+use super::security;
 use crate::warm::progress::{self, JobState, Progress};
 
 /// Runs `cache status`.
@@ -28,7 +29,8 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
 
     let cache = &resolved.config.cache;
     let remote = cache.distributed.enabled.then(|| crate::cache::remote::probe(&cache.distributed));
-    let summary = summary(cache, remote.as_ref());
+    let mut summary = summary(cache, remote.as_ref());
+    summary["security"] = security::summary(&resolved);
     if json {
         let settings: Vec<_> = rows
             .iter()
@@ -38,7 +40,7 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
                     "value": if keys::is_secret(key.path) {
                         json!(shown(key, &resolved.settings[key.path].value))
                     } else {
-                        json!(resolved.settings[key.path].value)
+                        json!(redacted(key, &resolved.settings[key.path].value))
                     },
                     "origin": origin,
                     "active": key.active,
@@ -93,6 +95,7 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
     if let Some(status) = &remote {
         writeln!(out, "{}", remote_line(status))?;
     }
+    security::lines(&mut out, &summary["security"])?;
     if let Some(job) = progress::read(&resolved.config.cache.base_dir) {
         writeln!(out, "{}", warm_line(&job))?;
     }
@@ -142,9 +145,9 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
     Ok(output::print(&out)?)
 }
 
-/// A setting's value for display: secrets show only whether they are set.
+/// A setting's value for display: secrets show only whether they are set, Redis addresses no password.
 fn shown(key: &keys::Key, value: &toml::Value) -> String {
-    match value {
+    match redacted(key, value) {
         toml::Value::String(s) if keys::is_secret(key.path) => {
             if s.is_empty() {
                 "(not set)".into()
@@ -152,7 +155,22 @@ fn shown(key: &keys::Key, value: &toml::Value) -> String {
                 "(set)".into()
             }
         }
-        _ => value.to_string(),
+        value => value.to_string(),
+    }
+}
+
+/// The value with the passwords of Redis addresses masked (`redis://user:***@host`).
+fn redacted(key: &keys::Key, value: &toml::Value) -> toml::Value {
+    match value {
+        toml::Value::Array(nodes) if key.path == "cache.distributed.cluster_nodes" => toml::Value::Array(
+            nodes
+                .iter()
+                .map(|n| {
+                    n.as_str().map_or_else(|| n.clone(), |s| toml::Value::String(config::redact_node(s)))
+                })
+                .collect(),
+        ),
+        value => value.clone(),
     }
 }
 

@@ -117,6 +117,7 @@ pub fn import(options: &LoadOptions, args: &ImportArgs, json: bool) -> anyhow::R
     };
     let housekeeping = cache.housekeeping()?;
     cache.flush()?;
+    crate::audit::cli::affected_entries(report.new);
     if json {
         output::print_json(&json!({ "file": args.file, "report": report, "housekeeping": housekeeping }))?;
     } else {

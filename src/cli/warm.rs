@@ -170,10 +170,12 @@ fn detach(config: &Config, json: bool) -> anyhow::Result<()> {
     if let Some(p) = progress::read(dir).filter(|p| p.state == JobState::Running) {
         anyhow::bail!("a warm job is already running (pid {}); see `inferno cache status`", p.pid);
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The detached job records the warm in the audit when it ends; this process does not.
+    crate::audit::cli::delegated();
+    crate::cache::private::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log_path = dir.join(progress::LOG_FILE);
-    let log =
-        std::fs::File::create(&log_path).with_context(|| format!("cannot write {}", log_path.display()))?;
+    let log = crate::cache::private::create(&log_path)
+        .with_context(|| format!("cannot write {}", log_path.display()))?;
     let args: Vec<_> = std::env::args_os().skip(1).filter(|a| a != "--background").collect();
     let child = std::process::Command::new(std::env::current_exe()?)
         .args(args)

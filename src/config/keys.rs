@@ -236,6 +236,18 @@ pub const KEYS: &[Key] = &[
         Kind::Bool,
         "serve Prometheus metrics on inferno serve's /metrics",
     )),
+    on(key("cache.audit.enabled", Kind::Bool, "record every administrative action in the audit file")),
+    on(key("cache.audit.path", Kind::Path, "the audit file; empty means <base_dir>/audit.jsonl")),
+    on(key(
+        "cache.audit.log_reads",
+        Kind::Bool,
+        "also record each lookup of inferno serve (key, kind, tier, client; never text)",
+    )),
+    on(key(
+        "cache.audit.rotate_size",
+        Kind::Size(BYTE),
+        "size at which the audit file is rotated to <path>.1",
+    )),
     alias(
         on(key(
             "models.dir",
@@ -261,13 +273,23 @@ pub const KEYS: &[Key] = &[
         on(key("server.api_key", Kind::Text, "when set, requests need Authorization: Bearer <key>")),
         "INFERNO_API_KEY",
     ),
+    on(key("server.api_key_file", Kind::Path, "a file holding server.api_key (keeps it out of ps and env)")),
+    on(key(
+        "server.admin_key",
+        Kind::Text,
+        "when set, the admin routes answer over TCP to Authorization: Bearer <admin_key>",
+    )),
+    on(key("server.admin_key_file", Kind::Path, "a file holding server.admin_key")),
     on(key("server.max_request_size", Kind::Size(BYTE), "largest request body inferno serve accepts")),
     on(key("server.preload", Kind::List, "models loaded when inferno serve starts (names or paths)")),
 ];
 
 /// True for keys whose value must never be printed (`cache status` shows whether they are set).
 pub fn is_secret(path: &str) -> bool {
-    matches!(path, "server.api_key" | "cache.alerts.webhook.secret" | "cache.alerts.slack.webhook_url")
+    matches!(
+        path,
+        "server.api_key" | "server.admin_key" | "cache.alerts.webhook.secret" | "cache.alerts.slack.webhook_url"
+    )
 }
 
 /// The key at `path`, if there is one.
@@ -316,7 +338,8 @@ mod tests {
 
     #[test]
     fn secrets_are_marked() {
-        assert!(is_secret("server.api_key") && !is_secret("server.port"));
+        assert!(is_secret("server.api_key") && is_secret("server.admin_key") && !is_secret("server.port"));
+        assert!(!is_secret("server.admin_key_file"), "a key file's path is shown, never its contents");
         assert!(is_secret("cache.alerts.webhook.secret") && is_secret("cache.alerts.slack.webhook_url"));
     }
 

@@ -227,6 +227,7 @@ fn whole_units_or_text(amount: u64, unit: u64, raw: &str) -> toml::Value {
 /// set).
 fn resolve_path(raw: &str, base: &Path) -> String {
     if raw.is_empty() {
+        // An empty path means "not set" (`cache.audit.path`, `server.*_key_file`), not the folder.
         return String::new();
     }
     let path = match (raw.strip_prefix("~/"), dirs::home_dir()) {

@@ -12,6 +12,7 @@ pub mod inherit;
 pub mod keys;
 mod layers;
 mod schema;
+pub mod secrets;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ pub use edit::{Change, write_settings};
 pub use error::{ConfigError, Origin, Problem};
 pub use layers::{Setting, setting_from_text};
 pub use schema::*;
+pub use secrets::{Secret, ServerKeys, redact_node};
 
 /// The file name looked for in the working directory.
 pub const PROJECT_FILE: &str = ".inferno.toml";

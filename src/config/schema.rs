@@ -32,6 +32,12 @@ pub struct ServerConfig {
     pub port: u16,
     /// When set, every request needs `Authorization: Bearer <api_key>`.
     pub api_key: String,
+    /// A file holding the API key (instead of `api_key`), so it stays out of `ps` and env dumps.
+    pub api_key_file: PathBuf,
+    /// When set, the admin routes answer over TCP to `Authorization: Bearer <admin_key>` only.
+    pub admin_key: String,
+    /// A file holding the admin key (instead of `admin_key`).
+    pub admin_key_file: PathBuf,
     /// Largest request body accepted.
     pub max_request_size: Size<BYTE>,
     /// Models loaded at start (names in models.dir, or paths).
@@ -44,6 +50,9 @@ impl Default for ServerConfig {
             bind: "127.0.0.1".into(),
             port: 8080,
             api_key: String::new(),
+            api_key_file: PathBuf::new(),
+            admin_key: String::new(),
+            admin_key_file: PathBuf::new(),
             max_request_size: Size::units(8_000_000),
             preload: Vec::new(),
         }
@@ -109,6 +118,8 @@ pub struct CacheConfig {
     pub distributed: DistributedConfig,
     /// `[cache.metrics]`.
     pub metrics: MetricsConfig,
+    /// `[cache.audit]`.
+    pub audit: AuditConfig,
 }
 
 impl Default for CacheConfig {
@@ -129,6 +140,7 @@ impl Default for CacheConfig {
             alerts: AlertsConfig::default(),
             distributed: DistributedConfig::default(),
             metrics: MetricsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -443,6 +455,33 @@ pub struct MetricsConfig {
     pub prometheus_enabled: bool,
 }
 
+/// `[cache.audit]`: the record of administrative actions (and, optionally, lookups).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Record every administrative action.
+    pub enabled: bool,
+    /// The audit file; empty means `<base_dir>/audit.jsonl`.
+    pub path: PathBuf,
+    /// Also record every lookup of the server (key, kind, hit tier, client; never text).
+    pub log_reads: bool,
+    /// Size at which the file is rotated to `<path>.1`.
+    pub rotate_size: Size<BYTE>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { enabled: true, path: PathBuf::new(), log_reads: false, rotate_size: Size(10_000_000) }
+    }
+}
+
+impl AuditConfig {
+    /// The audit file of the cache in `base_dir`.
+    pub fn file(&self, base_dir: &std::path::Path) -> PathBuf {
+        if self.path.as_os_str().is_empty() { base_dir.join("audit.jsonl") } else { self.path.clone() }
+    }
+}
+
 /// One failed range or consistency check, naming the key it is about.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Violation {
@@ -475,6 +514,22 @@ impl Config {
             "server.max_request_size",
             "must be at least 1KB".into(),
         );
+        for (key, text, file) in [
+            ("server.api_key", &self.server.api_key, &self.server.api_key_file),
+            ("server.admin_key", &self.server.admin_key, &self.server.admin_key_file),
+        ] {
+            check(
+                text.is_empty() || file.as_os_str().is_empty(),
+                key,
+                format!("give the key or {key}_file, not both"),
+            );
+        }
+        check(
+            self.server.admin_key.is_empty() || self.server.admin_key != self.server.api_key,
+            "server.admin_key",
+            "must differ from server.api_key (the API key never grants the admin routes)".into(),
+        );
+        check(c.audit.rotate_size.bytes() >= 4096, "cache.audit.rotate_size", "must be at least 4KiB".into());
         let chunk = c.deduplication.chunk_size.bytes();
         check(
             (256..=4 * 1024 * 1024).contains(&chunk),

@@ -101,6 +101,7 @@ impl From<OpError> for ApiError {
             OpError::Cache(e) => e.into(),
             OpError::Backup(e) => e.into(),
             OpError::BackupUnverified(e) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            e @ OpError::Permissions(_) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
 }

@@ -12,10 +12,13 @@
 //! `embeddings.rs`, `admin.rs`; docs/serve.md, docs/embeddings.md, docs/distributed.md.
 
 pub mod admin;
+mod audited;
+pub mod auth;
 mod completions;
 mod embeddings;
 pub mod error;
 pub mod metrics;
+mod reads;
 pub mod registry;
 mod routes;
 mod socket;
@@ -31,18 +34,18 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::cache::{Access, Manager};
-use crate::config::{Config, UnloadPolicy};
+use crate::config::{Config, ServerKeys, UnloadPolicy};
 use socket::AdminSocket;
 use state::AppState;
 
-/// Runs the server until SIGTERM or SIGINT; returns after the cache is flushed.
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the server until SIGTERM or SIGINT, answering to `keys`; returns after the cache is flushed.
+pub fn run(config: Config, keys: ServerKeys) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, keys))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, keys: ServerKeys) -> anyhow::Result<()> {
     if !config.cache.enabled {
         tracing::warn!("the cache is disabled (cache.enabled = false): every request runs inference");
     }
@@ -54,7 +57,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
              `inferno cache status` shows why"
         );
     }
-    let state = Arc::new(AppState::new(config, Arc::new(manager)));
+    let state = Arc::new(AppState::new(config, Arc::new(manager)).with_keys(keys));
     for model in state.config.server.preload.clone() {
         let loader = Arc::clone(&state);
         let name = tokio::task::spawn_blocking(move || loader.registry.preload(&model)).await??;
@@ -91,9 +94,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let alerts = tokio::spawn(Arc::clone(&state.alerts).run(Arc::clone(&state.manager)));
     let clears = tokio::spawn(apply_remote_clears(Arc::clone(&state)));
-    axum::serve(listener, routes::router(Arc::clone(&state)))
-        .with_graceful_shutdown(stopped(stopping))
-        .await?;
+    let router = routes::router(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, router).with_graceful_shutdown(stopped(stopping)).await?;
     if let Some(admin) = admin {
         match admin.await {
             Ok(Err(e)) => tracing::error!("the admin socket failed: {e}"),

@@ -1,7 +1,7 @@
 //! The routers: on TCP, the OpenAI routes (chat, completions, embeddings, models), `/health`, `/metrics`
 //! (only with `cache.metrics.prometheus_enabled`) and the admin routes, with the API-key check, the body-size
 //! limit and request metrics (and, with alerts on, each answer's time to its last byte); on the admin socket,
-//! the admin routes alone.
+//! the admin routes alone. Who may call what is `auth.rs`; the audit of admin actions, `audited.rs`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +21,7 @@ use super::completions;
 use super::embeddings;
 use super::error::error_response;
 use super::state::AppState;
-use super::timing;
+use super::{audited, auth, reads, timing};
 use crate::alerts::window::Served;
 use crate::cache::response_store::Endpoint;
 use crate::inference::InferenceError;
@@ -36,9 +36,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .merge(admin::router())
+        .merge(audited_admin_router(&state))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), reads::record))
         .layer(Extension(Channel::Http))
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), authorize))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), auth::authorize))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), measure))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -47,7 +48,15 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// The admin socket's routes: the admin routes, trusted (no API key; the socket is 0600), unmeasured.
 pub fn admin_socket_router(state: Arc<AppState>) -> Router {
     let limit = state.config.server.max_request_size.bytes() as usize;
-    admin::router().layer(Extension(Channel::Socket)).layer(DefaultBodyLimit::max(limit)).with_state(state)
+    audited_admin_router(&state)
+        .layer(Extension(Channel::Socket))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The admin routes, each action recorded in the audit.
+fn audited_admin_router(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    admin::router().layer(middleware::from_fn_with_state(Arc::clone(state), audited::record))
 }
 
 async fn chat(
@@ -162,33 +171,6 @@ fn metrics_disabled() -> Response {
         "code": "metrics_disabled",
     }});
     (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
-}
-
-/// With `server.api_key` set, every route but `/health` needs `Authorization: Bearer <key>`.
-async fn authorize(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let key = &state.config.server.api_key;
-    if key.is_empty() || request.uri().path() == "/health" {
-        return next.run(request).await;
-    }
-    let given = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if constant_time_eq(given.as_bytes(), key.as_bytes()) => next.run(request).await,
-        Some(_) => {
-            error_response(&InferenceError::Unauthorized { message: "incorrect API key provided".into() })
-        }
-        None => error_response(&InferenceError::Unauthorized {
-            message: "missing API key: send `Authorization: Bearer <key>`".into(),
-        }),
-    }
-}
-
-/// Compares without stopping at the first difference, so timing does not reveal how much of a key matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Counts and times every request by its route pattern.

@@ -45,7 +45,8 @@ impl AdminSocket {
             );
             return Ok(None);
         }
-        std::fs::create_dir_all(base_dir).with_context(|| format!("cannot create {}", base_dir.display()))?;
+        crate::cache::private::create_dir_all(base_dir)
+            .with_context(|| format!("cannot create {}", base_dir.display()))?;
         let temporary = base_dir.join(format!("{}.{}", admin::SOCKET_FILE, std::process::id()));
         let _ = std::fs::remove_file(&temporary);
         let bind = || -> std::io::Result<(std::os::unix::net::UnixListener, u64)> {

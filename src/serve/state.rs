@@ -12,8 +12,10 @@ use tokio::sync::watch;
 use super::metrics::Metrics;
 use super::registry::Registry;
 use crate::alerts::Engine;
+use crate::audit::AuditLog;
 use crate::cache::Manager;
-use crate::config::Config;
+use crate::cache::observe::trace::take_last_read;
+use crate::config::{Config, ServerKeys};
 use crate::inference::CachePlan;
 #[cfg(feature = "onnx")]
 use crate::models::tokenizer::TokenizerCache;
@@ -30,6 +32,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The alert rules and their channels (idle unless `cache.alerts.enabled`).
     pub alerts: Arc<Engine>,
+    /// The keys callers over TCP must send (`auth.rs`).
+    pub keys: ServerKeys,
+    /// The access audit.
+    pub audit: AuditLog,
     /// Tokenizers of ONNX text models, loaded on first use.
     #[cfg(feature = "onnx")]
     pub tokenizers: TokenizerCache,
@@ -67,17 +73,27 @@ impl Drop for FlightGuard {
 }
 
 impl AppState {
+    /// The same state, answering to `keys` (read from key files by `config::ServerKeys::load`).
+    pub fn with_keys(mut self, keys: ServerKeys) -> Self {
+        self.keys = keys;
+        self
+    }
+
     /// Shared state over an open cache.
     pub fn new(config: Config, manager: Arc<Manager>) -> Self {
         let keep_loaded = config.cache.enabled && config.cache.model.enabled;
         let registry = Registry::new(&config.models.dir, &config.cache.model, keep_loaded);
         let alerts = Arc::new(Engine::new(&config));
+        let keys = ServerKeys::from_text(&config.server.api_key, &config.server.admin_key);
+        let audit = AuditLog::new(&config.cache);
         Self {
             config,
             manager,
             registry,
             metrics: Metrics::new(),
             alerts,
+            keys,
+            audit,
             #[cfg(feature = "onnx")]
             tokenizers: TokenizerCache::default(),
             in_flight: Mutex::new(HashMap::new()),
@@ -85,13 +101,23 @@ impl AppState {
     }
 
     /// The cached answer for `plan`. With a remote tier a lookup may wait on Redis (a few hundred ms at
-    /// worst), so it runs on a blocking thread; local lookups stay inline.
+    /// worst), so it runs on a blocking thread; local lookups stay inline. The tier that answered is noted
+    /// for the audit of lookups (`reads.rs`).
     async fn lookup(self: &Arc<Self>, plan: &CachePlan) -> Option<Value> {
-        if !self.manager.has_remote() {
-            return plan.lookup(&self.manager);
+        let looked = |plan: &CachePlan, manager: &crate::cache::Manager| {
+            let _ = take_last_read();
+            (plan.lookup(manager), take_last_read())
+        };
+        let (hit, read) = if self.manager.has_remote() {
+            let (state, owned) = (Arc::clone(self), plan.clone());
+            tokio::task::spawn_blocking(move || looked(&owned, &state.manager)).await.unwrap_or((None, None))
+        } else {
+            looked(plan, &self.manager)
+        };
+        if let Some(tier) = read {
+            super::reads::note(plan.key(), tier);
         }
-        let (state, plan) = (Arc::clone(self), plan.clone());
-        tokio::task::spawn_blocking(move || plan.lookup(&state.manager)).await.ok().flatten()
+        hit
     }
 
     /// The cached answer of `plan`, when it looks up and one is there; else the flight guard to generate

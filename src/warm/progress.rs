@@ -83,11 +83,11 @@ impl Progress {
 
 /// Writes `progress` to `dir/warm.json` atomically.
 pub fn write(dir: &Path, progress: &Progress) -> io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    crate::cache::private::create_dir_all(dir)?;
     let mut progress = progress.clone();
     progress.updated_ms = crate::cache::clock::now_ms();
     let tmp = dir.join(format!("{PROGRESS_FILE}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&progress).expect("progress serialises"))?;
+    crate::cache::private::write(&tmp, serde_json::to_vec_pretty(&progress).expect("progress serialises"))?;
     std::fs::rename(&tmp, dir.join(PROGRESS_FILE))
 }
 

@@ -84,8 +84,9 @@ fn cache_clear_empties_the_live_cache() {
 #[test]
 fn cache_warm_loads_the_model_in_the_server() {
     let (sb, dir) = with_tiny_model();
-    let server = Server::start(&sb, &dir, &[], &LONG_SYNC);
-    assert_eq!(server.get("/v1/cache/stats", &[]).json()["server"]["models"]["loaded"], 0);
+    let server = Server::start(&sb, &dir, &[], &[("INFERNO_SERVER__ADMIN_KEY", "adm1n")]);
+    let admin = [("authorization", "Bearer adm1n")];
+    assert_eq!(server.get("/v1/cache/stats", &admin).json()["server"]["models"]["loaded"], 0);
     // `tiny` is a name in the server's models directory, not in this command's.
     let warmed = inferno_json(&sb, &["cache", "warm", "--model", "tiny"]);
     let report = &warmed["models"][0];
@@ -93,7 +94,7 @@ fn cache_warm_loads_the_model_in_the_server() {
         (&report["name"], &report["kept_loaded"], &report["stored"]),
         (&json!("tiny"), &json!(true), &json!(true))
     );
-    let stats = server.get("/v1/cache/stats", &[]).json();
+    let stats = server.get("/v1/cache/stats", &admin).json();
     assert_eq!(stats["server"]["models"]["loaded"], 1, "{stats:#}");
     assert_eq!(stats["server"]["models"]["models"][0]["name"], "tiny");
     let model_kind = stats["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == "model").unwrap();
@@ -102,7 +103,7 @@ fn cache_warm_loads_the_model_in_the_server() {
     // A path works over the socket too, and the text names the server.
     let text = inferno(&sb, &["cache", "warm", "--model", dir.join("tiny.gguf").to_str().unwrap()]);
     assert!(text.contains("Warmed tiny (gguf") && text.contains("by the running server"), "{text}");
-    assert_eq!(server.get("/v1/cache/stats", &[]).json()["server"]["models"]["counters"]["loads"], 1);
+    assert_eq!(server.get("/v1/cache/stats", &admin).json()["server"]["models"]["counters"]["loads"], 1);
     let missing = sb.cmd().args(["cache", "warm", "--model", "nope"]).output().unwrap();
     assert!(!missing.status.success());
     assert!(stdout(&missing).contains("failed nope:"), "{}", stdout(&missing));
@@ -141,13 +142,21 @@ fn maintenance_goes_through_the_server_and_other_commands_name_it() {
 }
 
 #[test]
-fn http_admin_routes_work_and_need_the_key() {
+fn http_admin_routes_work_and_need_the_admin_key() {
     let (sb, dir) = with_tiny_model();
-    let server = Server::start(&sb, &dir, &[], &[("INFERNO_API_KEY", "s3cret")]);
-    let key = [("authorization", "Bearer s3cret")];
+    let env = [("INFERNO_API_KEY", "s3cret"), ("INFERNO_SERVER__ADMIN_KEY", "adm1n")];
+    let server = Server::start(&sb, &dir, &[], &env);
+    let api = [("authorization", "Bearer s3cret")];
+    let key = [("authorization", "Bearer adm1n")];
     assert_eq!(server.get("/v1/cache/stats", &[]).status, 401);
     assert_eq!(server.delete("/v1/cache?all=true", None, &[]).status, 401);
     assert_eq!(server.post("/v1/cache/warm", &json!({"model": "tiny"}), &[]).status, 401);
+    // The API key never grants the admin routes; the admin key is not an API key either.
+    let with_api = server.delete("/v1/cache?all=true", None, &api);
+    assert_eq!(with_api.status, 401, "{}", with_api.text);
+    assert!(with_api.json()["error"]["message"].as_str().unwrap().contains("admin_key"), "{}", with_api.text);
+    assert_eq!(server.get("/v1/cache/stats", &api).status, 401);
+    assert_eq!(server.post("/v1/completions", &completion("abc"), &key).status, 401);
 
     let warm = server.post("/v1/cache/warm", &json!({"model": "tiny"}), &key);
     assert_eq!((warm.status, &warm.json()["kept_loaded"]), (200, &json!(true)), "{}", warm.text);
@@ -157,7 +166,7 @@ fn http_admin_routes_work_and_need_the_key() {
     let backup = server.post("/v1/cache/backup", &json!({"destination": sb.path("b")}), &key);
     assert_eq!((backup.status, &backup.json()["error"]["type"]), (403, &json!("permission_error")));
 
-    server.post("/v1/completions", &completion("abc"), &key);
+    server.post("/v1/completions", &completion("abc"), &api);
     let stats = server.get("/v1/cache/stats", &key).json();
     assert_eq!(response_kind(&stats)["entries"], 1, "{stats:#}");
     assert_eq!(stats["server"]["models"]["models"][0]["name"], "tiny");
@@ -168,7 +177,7 @@ fn http_admin_routes_work_and_need_the_key() {
     assert_eq!(kept["entries"], 0);
     let removed = server.delete("/v1/cache", Some(&json!({"type": "response", "pattern": "tiny"})), &key);
     assert_eq!((removed.status, &removed.json()["entries"]), (200, &json!(1)), "{}", removed.text);
-    assert_eq!(server.post("/v1/completions", &completion("abc"), &key).cache.as_deref(), Some("MISS"));
+    assert_eq!(server.post("/v1/completions", &completion("abc"), &api).cache.as_deref(), Some("MISS"));
     assert_eq!(server.post("/v1/cache/flush", &json!({}), &key).status, 200);
     assert_eq!(server.post("/v1/cache/verify", &json!({}), &key).json()["damaged"], json!([]));
     assert_eq!(server.get("/health", &[]).status, 200);

@@ -149,6 +149,7 @@ fn the_dockerfile_builds_with_setup_sh_and_runs_serve_as_a_non_root_user() {
         ("cache.enabled", "true", "INFERNO_CACHE_ENABLED"),
         ("cache.compression.algorithm", "zstd", "INFERNO_CACHE_COMPRESS"),
         ("server.bind", "0.0.0.0", "INFERNO_SERVER__BIND"),
+        ("server.api_key_file", "/run/secrets/inferno-api-key", "INFERNO_SERVER__API_KEY_FILE"),
     ];
     for (key, value, var) in expect {
         let shown = match status.value(key) {
@@ -174,13 +175,35 @@ fn the_images_cmd_serves_and_its_healthcheck_passes() {
         cmd.env(key, value);
     }
     let cache = sb.path("cache");
-    cmd.env("INFERNO_CACHE_DIR", &cache)
-        .env("INFERNO_MODELS_DIR", &models)
-        .env("INFERNO_SERVER__BIND", "127.0.0.1")
-        .env("INFERNO_PORT", "0");
+    cmd.env("INFERNO_CACHE_DIR", &cache).env("INFERNO_MODELS_DIR", &models).env("INFERNO_PORT", "0");
     let words = cmd_of(runtime);
     assert_eq!(words[0], "inferno");
-    let server = crate::server::Server::spawn(cmd.args(&words[1..]));
+
+    // Closed by default: without the secret the key file names, the image's CMD does not start.
+    let out = cmd.args(&words[1..]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "no API key file: {}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("INFERNO_SERVER__API_KEY_FILE: key `server.api_key_file`: cannot read the key file"),
+        "{}",
+        stderr(&out)
+    );
+    // Without any key, the image's bind (every interface) is refused too.
+    let mut keyless = sb.std_command();
+    keyless.envs(env_of(runtime).into_iter().filter(|(k, _)| k != "INFERNO_SERVER__API_KEY_FILE"));
+    keyless.env("INFERNO_CACHE_DIR", &cache).env("INFERNO_MODELS_DIR", &models).env("INFERNO_PORT", "0");
+    let out = keyless.args(&words[1..]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("key `server.bind`") && stderr(&out).contains("0.0.0.0"),
+        "{}",
+        stderr(&out)
+    );
+
+    // With the secret mounted (here: a file in the sandbox), on loopback.
+    let key = sb.write("secrets/inferno-api-key", "image-key\n");
+    cmd.env("INFERNO_SERVER__API_KEY_FILE", &key).env("INFERNO_SERVER__BIND", "127.0.0.1");
+    let server = crate::server::Server::spawn(&mut cmd);
 
     let health = instructions(runtime, "HEALTHCHECK").pop().unwrap();
     let check = health.split(" CMD ").nth(1).expect("HEALTHCHECK ... CMD command");
@@ -191,8 +214,9 @@ fn the_images_cmd_serves_and_its_healthcheck_passes() {
     }
     assert!(out.status.success(), "the HEALTHCHECK failed: {}", tools::transcript(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"ok\""));
+    assert_eq!(server.get("/v1/models", &[]).status, 401, "every route but /health needs the key");
     assert_eq!(
-        server.get("/v1/models", &[]).json()["data"][0]["id"],
+        server.get("/v1/models", &[("authorization", "Bearer image-key")]).json()["data"][0]["id"],
         "tiny",
         "models from INFERNO_MODELS_DIR"
     );
@@ -306,6 +330,27 @@ fn the_kubernetes_manifests_fit_the_image_and_the_configmap_loads() {
     };
     claim_mount(&env_value(runtime, "INFERNO_CACHE_DIR"));
     claim_mount(&env_value(runtime, "INFERNO_MODELS_DIR"));
+
+    // Closed by default: both keys come from files of a Secret volume, not from the pod's environment.
+    let env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert!(!env.iter().any(|(k, _)| k == "INFERNO_API_KEY" || k == "INFERNO_SERVER__API_KEY"), "{env:?}");
+    for var in ["INFERNO_SERVER__API_KEY_FILE", "INFERNO_SERVER__ADMIN_KEY_FILE"] {
+        let (_, file) = env.iter().find(|(k, _)| k == var).unwrap_or_else(|| panic!("{var} is set"));
+        let (dir, name) = file.rsplit_once('/').unwrap();
+        let secret = volumes
+            .iter()
+            .find(|v| v["secret"].is_object() && mount_of(v) == dir)
+            .unwrap_or_else(|| panic!("no Secret mounted at {dir}"));
+        assert_eq!(secret["secret"]["secretName"], "inferno-keys");
+        assert!(secret["secret"]["items"].is_null(), "every key of the Secret is a file, {name} included");
+        assert_eq!(secret["secret"]["defaultMode"], 0o440, "root and the pod's fsGroup only");
+        assert!(read("examples/kubernetes/deployment.yaml").contains(&format!("--from-literal={name}=")));
+    }
 
     // The image's command, as the image's user.
     let command: Vec<String> = serde_json::from_value(container["command"].clone()).unwrap();

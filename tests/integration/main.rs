@@ -29,6 +29,8 @@ mod configure;
 mod admin;
 /// Alert rules in `serve`, delivery to webhook, Slack and email receivers, `cache alerts test|status`.
 mod alerts;
+/// The access audit: one record per administrative action.
+mod audit;
 /// `cache backup`, `restore` and `rebuild`.
 mod backup;
 /// `--version`, `--help`, completions, usage errors, logging and broken pipes.
@@ -48,6 +50,7 @@ mod models;
 /// The official OpenAI Python SDK against `inferno serve` (tests/python/openai_client.py).
 mod openai_sdk;
 /// `inferno serve` end to end.
+mod security;
 mod serve;
 /// A running `inferno serve` for the serve tests.
 mod server;

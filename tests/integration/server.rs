@@ -49,14 +49,17 @@ impl Server {
         cmd.args(["serve", "--port", "0", "--models-dir", models.to_str().unwrap()])
             .args(extra)
             .envs(env.iter().copied());
-        cmd.stderr(std::fs::File::create(log).unwrap());
-        Self::spawn(&mut cmd)
+        Self::spawn_logging_to(&mut cmd, std::fs::File::create(log).unwrap())
     }
 
     /// Starts `cmd`, an `inferno serve` command line that listens on loopback; waits for its address line.
-    /// Its stderr goes to the test's unless `cmd` already says where.
     pub fn spawn(cmd: &mut std::process::Command) -> Self {
-        cmd.stdout(Stdio::piped());
+        Self::spawn_logging_to(cmd, Stdio::inherit())
+    }
+
+    /// [`Server::spawn`], with the server's stderr (its logs) going to `logs`.
+    pub fn spawn_logging_to(cmd: &mut std::process::Command, logs: impl Into<Stdio>) -> Self {
+        cmd.stdout(Stdio::piped()).stderr(logs);
         let mut child = cmd.spawn().expect("start inferno serve");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();

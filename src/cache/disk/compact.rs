@@ -392,7 +392,7 @@ struct NewSegment {
 impl NewSegment {
     fn create(dir: &Path, id: u32) -> Result<Self, DiskError> {
         let tmp = segment::segment_path(dir, id).with_extension("log.tmp");
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let file = crate::cache::private::create(&tmp).map_err(io_err(&tmp))?;
         let mut file = BufWriter::with_capacity(1 << 20, file);
         file.write_all(&segment::file_header(id)).map_err(io_err(&tmp))?;
         Ok(Self { id, tmp, file, len: SEGMENT_HEADER_LEN, hint: HintBuilder::default(), moved: Vec::new() })

@@ -63,7 +63,7 @@ impl HintBuilder {
         let sum = xxh3_64(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         let tmp = path.with_extension("hint.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut file = crate::cache::private::create(&tmp)?;
         file.write_all(&out)?;
         file.sync_data()?;
         std::fs::rename(&tmp, path)

@@ -2,7 +2,7 @@
 //! (`flock`) on `LOCK`, which the kernel releases when the process dies, even by `kill -9`; the file also
 //! holds the owner's pid so a second writer can be told who has it.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
@@ -22,8 +22,13 @@ impl WriterLock {
     pub fn acquire(dir: &Path) -> Result<Self, DiskError> {
         let path = dir.join(LOCK_FILE);
         let io = |source| DiskError::Io { path: path.clone(), source };
-        let mut file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut file = crate::cache::private::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {

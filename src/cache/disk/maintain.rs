@@ -68,10 +68,10 @@ impl DiskStore {
             return Ok(());
         }
         let dir = self.options.dir.join(QUARANTINE_DIR);
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        crate::cache::private::create_dir_all(&dir).map_err(io_err(&dir))?;
         let path = dir.join(format!("seg-{:010}-{:012}.rec", loc.segment, loc.offset));
         let bytes = self.raw_record(loc).unwrap_or_default();
-        std::fs::write(&path, bytes).map_err(io_err(&path))?;
+        crate::cache::private::write(&path, bytes).map_err(io_err(&path))?;
         self.counters.quarantined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(path = %path.display(), "quarantined a damaged record");
         Ok(())

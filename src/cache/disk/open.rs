@@ -23,7 +23,7 @@ impl DiskStore {
         let lock = if options.read_only {
             None
         } else {
-            std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
+            crate::cache::private::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
             Some(WriterLock::acquire(&options.dir)?)
         };
         let ids = list_segments(&data_dir, !options.read_only)?;
@@ -147,7 +147,7 @@ pub(super) fn new_segment(dir: &Path, id: u32, seq: u64, state: &mut State) -> R
     let mut id = id;
     let (path, mut file) = loop {
         let path = segment::segment_path(dir, id);
-        match OpenOptions::new().create_new(true).append(true).open(&path) {
+        match crate::cache::private::options().create_new(true).append(true).open(&path) {
             Ok(file) => break (path, file),
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && id < u32::MAX => id += 1,
             Err(err) => return Err(io_err(&path)(err)),

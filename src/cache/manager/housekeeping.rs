@@ -253,7 +253,7 @@ impl Housekeeper {
 
     fn record_cleanup(&self) {
         let path = self.config.base_dir.join(LAST_CLEANUP_FILE);
-        if let Err(err) = std::fs::write(&path, now_ms().to_string()) {
+        if let Err(err) = crate::cache::private::write(&path, now_ms().to_string()) {
             tracing::warn!(path = %path.display(), "cannot record the cleanup time: {err}");
         }
     }

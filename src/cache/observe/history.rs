@@ -46,7 +46,7 @@ pub fn record(dir: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
     }
     let mut line = serde_json::to_vec(snapshot)?;
     line.push(b'\n');
-    std::fs::OpenOptions::new().create(true).append(true).open(&path)?.write_all(&line)
+    crate::cache::private::append(&path)?.write_all(&line)
 }
 
 /// Snapshots in `dir` taken at or after `since_ms`, oldest first. Unreadable lines (a torn last write) are

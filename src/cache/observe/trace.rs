@@ -95,8 +95,17 @@ impl Tracer {
         self.mask.load(Ordering::Relaxed) & op.bit() != 0
     }
 
-    /// Records an event if its operation is traced.
+    /// Records an event if its operation is traced. A read also leaves its tier for [`take_last_read`].
     pub fn record(&self, op: Op, kind: Kind, key: &str, tier: Option<&str>, hit: Option<bool>, bytes: u64) {
+        if matches!(op, Op::Read) {
+            let tier = match tier {
+                Some("memory") => Some("memory"),
+                Some("disk") => Some("disk"),
+                Some("remote") => Some("remote"),
+                _ => None,
+            };
+            LAST_READ.with(|last| last.set(Some(tier)));
+        }
         if self.wants(op) {
             let event = TraceEvent {
                 time_ms: now_ms(),
@@ -137,13 +146,20 @@ impl Tracer {
                 text.push(b'\n');
             }
         }
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&text));
+        let written = crate::cache::private::append(&path).and_then(|mut f| f.write_all(&text));
         if let Err(err) = written {
             tracing::warn!(path = %path.display(), "cannot write trace events: {err}");
         }
     }
+}
+
+thread_local! {
+    static LAST_READ: std::cell::Cell<Option<Option<&'static str>>> = const { std::cell::Cell::new(None) };
+}
+
+/// The outcome of this thread's last cache read since the previous call: `Some(Some(tier))` for a hit in
+/// `memory`, `disk` or `remote`, `Some(None)` for a miss, `None` when there was none. The server's audit of
+/// lookups (`cache.audit.log_reads`) reads it right after a lookup on the same thread.
+pub fn take_last_read() -> Option<Option<&'static str>> {
+    LAST_READ.with(|last| last.take())
 }

@@ -131,10 +131,10 @@ fn stored_name(entry_path: &str, compressed: bool) -> String {
 fn write_file(dest: &Path, rel: &str, bytes: &[u8], compress: bool) -> Result<FileEntry, BackupError> {
     let target = dest.join(stored_name(rel, compress));
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        crate::cache::private::create_dir_all(parent).map_err(io(parent))?;
     }
     let stored = if compress { zstd::bulk::compress(bytes, 3).map_err(io(&target))? } else { bytes.to_vec() };
-    let mut file = std::fs::File::create(&target).map_err(io(&target))?;
+    let mut file = crate::cache::private::create(&target).map_err(io(&target))?;
     file.write_all(&stored).map_err(io(&target))?;
     file.sync_all().map_err(io(&target))?;
     Ok(FileEntry {
@@ -150,7 +150,13 @@ pub fn create(config: &CacheConfig, dest: &Path, compress: bool) -> Result<Manif
     if std::fs::read_dir(dest).is_ok_and(|mut d| d.next().is_some()) {
         return Err(BackupError::DestinationInUse(dest.to_path_buf()));
     }
-    std::fs::create_dir_all(dest).map_err(io(dest))?;
+    crate::cache::private::create_dir_all(dest).map_err(io(dest))?;
+    // An empty folder made beforehand is the backup's own from now on: owner-only, like the cache.
+    std::fs::set_permissions(
+        dest,
+        std::os::unix::fs::PermissionsExt::from_mode(crate::cache::private::DIR_MODE),
+    )
+    .map_err(io(dest))?;
     let base = &config.base_dir;
     let data_dir = base.join(disk::DATA_DIR);
     let mut files = Vec::new();
@@ -191,7 +197,7 @@ pub fn list(base_dir: &Path) -> Vec<Registered> {
 
 fn register(config: &CacheConfig, dest: &Path, manifest: &Manifest) -> Result<(), BackupError> {
     let base = &config.base_dir;
-    std::fs::create_dir_all(base).map_err(io(base))?;
+    crate::cache::private::create_dir_all(base).map_err(io(base))?;
     let dest = std::fs::canonicalize(dest).unwrap_or_else(|_| dest.to_path_buf());
     let mut all = list(base);
     all.retain(|b| b.path != dest);
@@ -282,16 +288,16 @@ pub fn restore(config: &CacheConfig, backup: &Path) -> Result<Manifest, BackupEr
         .map(|file| read_checked(backup, &manifest, file).map(|bytes| (file.path.clone(), bytes)))
         .collect::<Result<_, _>>()?;
     let base = &config.base_dir;
-    std::fs::create_dir_all(base).map_err(io(base))?;
+    crate::cache::private::create_dir_all(base).map_err(io(base))?;
     let _lock = disk::lock_dir(base)?;
     let staging = base.join("restore.tmp");
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
-    std::fs::create_dir_all(staging.join(disk::DATA_DIR)).map_err(io(&staging))?;
+    crate::cache::private::create_dir_all(&staging.join(disk::DATA_DIR)).map_err(io(&staging))?;
     for (rel, bytes) in &contents {
         let target = staging.join(rel);
-        let mut file = std::fs::File::create(&target).map_err(io(&target))?;
+        let mut file = crate::cache::private::create(&target).map_err(io(&target))?;
         file.write_all(bytes).map_err(io(&target))?;
         file.sync_all().map_err(io(&target))?;
     }

@@ -109,7 +109,7 @@ pub async fn discover(seeds: &[String]) -> Result<Topology, String> {
     for seed in seeds {
         match describe(seed).await {
             Ok(topology) => return Ok(topology),
-            Err(err) => errors.push(format!("{seed}: {err}")),
+            Err(err) => errors.push(format!("{}: {err}", crate::config::redact_node(seed))),
         }
     }
     Err(if errors.is_empty() { "no cluster_nodes configured".into() } else { errors.join("; ") })

@@ -116,7 +116,7 @@ impl RemoteStatus {
             error = Some(short_of_replicas(config.replication_factor, t.min_replicas));
         }
         Self {
-            nodes: config.cluster_nodes.clone(),
+            nodes: config.cluster_nodes.iter().map(|n| crate::config::redact_node(n)).collect(),
             replication_factor: config.replication_factor,
             reachable,
             mode: topology.map(|t| t.mode),

@@ -83,7 +83,9 @@ async fn connect(shared: &Shared, topology: &conn::Topology) -> Result<(), Strin
         let write = Conn::open(topology, &shared.seeds, WRITE_TIMEOUT).await?;
         RedisResult::Ok((read, write))
     };
-    let conns = open.await.map_err(|e| format!("connecting to {}: {e}", topology.seed))?;
+    let conns = open
+        .await
+        .map_err(|e| format!("connecting to {}: {e}", crate::config::redact_node(&topology.seed)))?;
     *shared.conns.write() = Some(conns);
     Ok(())
 }
