@@ -16,3 +16,6 @@ mod corruption;
 
 /// Dedup and compression figures against numbers computed in the test.
 mod figures;
+
+/// Peak RSS of backup and restore on a large cache (ignored; the figures in docs/performance.md).
+mod restore_rss;

@@ -6,6 +6,8 @@
 //! writes the buffer, fsyncs the segment and rewrites its hint. What was flushed survives `kill -9` and power
 //! loss; what was appended but not flushed survives `kill -9` only once it left the buffer.
 
+#[cfg(test)]
+mod golden;
 mod hint;
 mod index;
 mod lock;
@@ -14,6 +16,7 @@ mod open;
 mod segment;
 mod snapshot;
 mod stats;
+mod swap;
 #[cfg(test)]
 mod tests;
 
@@ -29,8 +32,10 @@ use parking_lot::{Mutex, RwLock};
 pub use index::{BLOB_KIND, EntrySlot, Loc, SegmentUsage};
 pub use lock::{LOCK_FILE, WriterLock, holder};
 pub use maintain::{CompactReport, DamagedRecord, VerifyReport};
+pub use segment::parse_segment_name;
 pub use snapshot::consistent_segments;
 pub use stats::{DiskStats, FileUsage, KindStats};
+pub use swap::{OLD_DATA_DIR, RESTORE_STAGING, Recovery, data_dir_for_reading, recover, swap_in, sync_dir};
 
 use crate::cache::clock::{Expiry, now_ms};
 use crate::cache::record::{self, BlobRef, RecordRef, RecordType};

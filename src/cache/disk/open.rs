@@ -13,18 +13,23 @@ use super::hint::{self, HintBuilder};
 use super::index::{Index, Loc};
 use super::lock::WriterLock;
 use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
+use super::swap;
 use super::{DATA_DIR, DiskCounters, DiskError, DiskStore, State, StoreOptions, Writer, io_err};
 use crate::cache::record;
 
 impl DiskStore {
     /// Opens (or, unless read-only, creates) the store in `options.dir`.
     pub fn open(options: StoreOptions) -> Result<Self, DiskError> {
-        let data_dir = options.dir.join(DATA_DIR);
-        let lock = if options.read_only {
-            None
+        let (data_dir, lock) = if options.read_only {
+            (swap::data_dir_for_reading(&options.dir), None)
         } else {
+            std::fs::create_dir_all(&options.dir).map_err(io_err(&options.dir))?;
+            let lock = WriterLock::acquire(&options.dir)?;
+            // An interrupted restore is finished or undone before `data/` is read or created.
+            swap::recover(&options.dir)?;
+            let data_dir = options.dir.join(DATA_DIR);
             std::fs::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
-            Some(WriterLock::acquire(&options.dir)?)
+            (data_dir, Some(lock))
         };
         let ids = list_segments(&data_dir, !options.read_only)?;
         let mut state = State { index: Index::default(), readers: BTreeMap::new(), damage: Vec::new() };
