@@ -62,7 +62,10 @@ impl DiskStore {
             // Shorter than its hint: the records past the end stay indexed, so reads and `verify` report
             // each lost entry by key instead of losing it silently.
             let cut_short = covered.is_some_and(|c| c > bytes.len() as u64);
-            let is_active = !options.read_only && Some(id) == last && !cut_short;
+            // A last segment already at its size limit is sealed like the others (mapped, hinted): the writer
+            // starts the next one, and reads of its records still need a reader.
+            let full = bytes.len() as u64 >= options.segment_size;
+            let is_active = !options.read_only && Some(id) == last && !cut_short && !full;
             let mut builder = hinted.map(|(_, b)| b).unwrap_or_default();
             let (records, damage) = segment::scan(bytes, covered.unwrap_or(SEGMENT_HEADER_LEN));
             for scanned in &records {
