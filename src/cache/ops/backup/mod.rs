@@ -277,3 +277,40 @@ pub fn read_manifest(backup: &Path) -> Result<Manifest, BackupError> {
     }
     Ok(manifest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_with_a_segment(base: &Path, copies: u32) -> CacheConfig {
+        drop(DiskStore::open(StoreOptions::new(base)).unwrap());
+        let mut config = crate::config::Config::default().cache;
+        config.base_dir = base.to_path_buf();
+        config.persistence.backup_copies = copies;
+        config
+    }
+
+    #[test]
+    fn rotation_waits_for_register_and_deletes_only_what_the_manifest_lists() {
+        let root = tempfile::tempdir().unwrap();
+        let config = cache_with_a_segment(&root.path().join("cache"), 1);
+        let (b1, b2) = (root.path().join("b1"), root.path().join("b2"));
+        let first = write(&config, &b1, false).unwrap();
+        register(&config, &b1, &first).unwrap();
+        std::fs::write(b1.join("notes.txt"), "mine").unwrap();
+
+        // A written backup that has not been recorded (not yet verified, or failing to) rotates nothing.
+        let second = write(&config, &b2, true).unwrap();
+        assert!(b1.join(MANIFEST_FILE).is_file());
+        std::fs::write(b2.join("data/seg-0000000001.log.zst"), b"damaged").unwrap();
+        assert!(verify(&b2).is_err());
+        assert!(b1.join(MANIFEST_FILE).is_file(), "a failed verification deletes nothing");
+        assert_eq!(list(&config.base_dir).len(), 1);
+
+        register(&config, &b2, &second).unwrap();
+        assert!(!b1.join(MANIFEST_FILE).exists() && !b1.join("data").exists());
+        assert_eq!(std::fs::read_to_string(b1.join("notes.txt")).unwrap(), "mine", "other files stay");
+        let listed: Vec<PathBuf> = list(&config.base_dir).into_iter().map(|b| b.path).collect();
+        assert_eq!(listed, vec![std::fs::canonicalize(&b2).unwrap()]);
+    }
+}
