@@ -93,6 +93,49 @@ fn a_restore_killed_at_any_step_leaves_the_old_or_the_new_data() {
     }
 }
 
+#[test]
+fn a_restore_killed_at_random_moments_leaves_the_old_or_the_new_data() {
+    let sb = Sandbox::new();
+    populate(&sb, "new", 40);
+    let new = ids(&sb);
+    let source = backup(&sb, "b", false);
+    let restore = || {
+        let mut command = sb.std_command();
+        command
+            .args(["cache", "restore", "--source", source.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        command
+    };
+    let started = std::time::Instant::now();
+    assert!(restore().status().unwrap().success());
+    let full = started.elapsed().as_micros() as u64;
+    let rounds: u64 =
+        std::env::var("INFERNO_CRASH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let (mut landed_old, mut landed_new) = (0, 0);
+    for round in 0..rounds {
+        assert!(run(&sb, &["cache", "clear", "--all", "--yes"]).status.success());
+        populate(&sb, "old", 3);
+        let old = ids(&sb);
+        let mut child = restore().spawn().unwrap();
+        // Spread the kills over the whole run of a restore, startup included.
+        std::thread::sleep(std::time::Duration::from_micros(full * round / rounds.max(1)));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let seen = ids(&sb);
+        assert!(run(&sb, &["cache", "verify", "--fix"]).status.success(), "round {round}");
+        let after = ids(&sb);
+        assert_eq!(seen, after, "round {round}: a read-only open sees what the repair keeps");
+        if after == old {
+            landed_old += 1;
+        } else {
+            assert_eq!(after, new, "round {round}: neither the old nor the new data");
+            landed_new += 1;
+        }
+    }
+    println!("restore killed {rounds} times: {landed_old} old, {landed_new} new");
+}
+
 /// Runs a restore expected to be refused: exit 1, one line on stderr containing `needle`, no panic, and
 /// the cache exactly as it was.
 fn refused(sb: &Sandbox, source: &Path, needle: &str) {
