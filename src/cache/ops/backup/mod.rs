@@ -171,7 +171,13 @@ pub fn write(config: &CacheConfig, dest: &Path, compress: bool) -> Result<Manife
         files,
     };
     let text = serde_json::to_vec_pretty(&manifest).map_err(|e| io(dest)(e.into()))?;
+    // The files' names are durable before the manifest that promises them, and the manifest's after it.
+    let data = dest.join(disk::DATA_DIR);
+    if data.is_dir() {
+        disk::sync_dir(&data)?;
+    }
     atomic_write(&dest.join(MANIFEST_FILE), &text)?;
+    disk::sync_dir(dest)?;
     if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
         disk::sync_dir(parent)?;
     }
