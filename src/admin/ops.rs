@@ -53,7 +53,7 @@ pub fn verify(manager: &Manager, request: &VerifyRequest) -> Result<VerifyView, 
 }
 
 /// Writes a backup of the cache `config` describes to `request.destination` (and reads it back when
-/// `verify` is set). `writer` is the process's open cache when it holds the directory (the server): it is
+/// `verify` is set), then records it and rotates the older backups. `writer` is the process's open cache when it holds the directory (the server): it is
 /// flushed first, so the backup has everything written so far. A backup needs no open cache otherwise: it
 /// copies a consistent set of segments beside any other reader.
 pub fn backup(
@@ -64,9 +64,12 @@ pub fn backup(
     if let Some(manager) = writer {
         manager.flush()?;
     }
-    let manifest = backup::create(config, &request.destination, request.compress)?;
+    let manifest = backup::write(config, &request.destination, request.compress)?;
     if request.verify {
         backup::verify(&request.destination).map_err(OpError::BackupUnverified)?;
     }
+    // Only a complete (and, when asked, verified) backup is recorded, and only then may rotation delete an
+    // older one.
+    backup::register(config, &request.destination, &manifest)?;
     Ok(BackupView::new(request.destination.clone(), &manifest, request.verify))
 }

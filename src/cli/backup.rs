@@ -71,9 +71,13 @@ impl BackupArgs {
     }
 }
 
+/// A time from a manifest or the registry; one that is out of range (a hostile or damaged file) is shown
+/// as its raw number rather than overflowing.
 fn when(ms: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
+    match std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms)) {
+        Some(t) if ms < 253_402_300_800_000 => humantime::format_rfc3339_seconds(t).to_string(),
+        _ => format!("{ms} ms after 1970"),
+    }
 }
 
 /// Runs `cache backup` and `cache backup list`.

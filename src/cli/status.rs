@@ -196,15 +196,16 @@ fn summary(cache: &CacheConfig, remote: Option<&RemoteStatus>) -> serde_json::Va
     };
     let d = &cache.deduplication;
     let dedup = if d.enabled { format!("{:?}", d.algorithm).to_lowercase() } else { "off".into() };
-    let entries = (cache.kind != config::CacheType::Memory && cache.base_dir.join(disk::DATA_DIR).exists())
-        .then(|| Manager::open(cache, Access::ReadOnly).ok())
-        .flatten()
-        .map(|m| {
-            m.entry_counts()
-                .into_iter()
-                .map(|(k, n)| (k.name().to_string(), json!(n)))
-                .collect::<serde_json::Map<_, _>>()
-        });
+    let entries = (cache.kind != config::CacheType::Memory
+        && disk::data_dir_for_reading(&cache.base_dir).exists())
+    .then(|| Manager::open(cache, Access::ReadOnly).ok())
+    .flatten()
+    .map(|m| {
+        m.entry_counts()
+            .into_iter()
+            .map(|(k, n)| (k.name().to_string(), json!(n)))
+            .collect::<serde_json::Map<_, _>>()
+    });
     json!({
         "enabled_types": types,
         "type": format!("{:?}", cache.kind).to_lowercase(),

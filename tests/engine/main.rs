@@ -23,3 +23,6 @@ mod tmpfs;
 
 /// A tmpfs that fills up under the disk tier: dropped writes are counted and never served; writes resume.
 mod full_disk;
+
+/// Peak RSS of backup and restore on a large cache (ignored; the figures in docs/performance.md).
+mod restore_rss;

@@ -49,6 +49,8 @@ mod metrics;
 mod models;
 /// The official OpenAI Python SDK against `inferno serve` (tests/python/openai_client.py).
 mod openai_sdk;
+/// `cache restore` killed at every step, and hostile or damaged backups.
+mod restore_faults;
 /// `inferno serve` end to end.
 mod security;
 mod serve;

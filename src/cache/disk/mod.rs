@@ -10,6 +10,8 @@ mod compact;
 #[cfg(test)]
 mod compact_tests;
 mod faults;
+#[cfg(test)]
+mod golden;
 mod hint;
 mod index;
 mod lock;
@@ -19,6 +21,7 @@ mod read;
 mod segment;
 mod snapshot;
 mod stats;
+mod swap;
 #[cfg(test)]
 mod tests;
 
@@ -36,8 +39,10 @@ pub use faults::{FailureReason, WriteFault, WriteFaultSnapshot, WriteFaults};
 pub use index::{BLOB_KIND, EntrySlot, Loc, SegmentUsage};
 pub use lock::{LOCK_FILE, WriterLock, holder};
 pub use maintain::{DamagedRecord, VerifyReport};
+pub use segment::parse_segment_name;
 pub use snapshot::consistent_segments;
 pub use stats::{DiskStats, FileUsage, KindStats};
+pub use swap::{OLD_DATA_DIR, RESTORE_STAGING, Recovery, data_dir_for_reading, recover, swap_in, sync_dir};
 
 use crate::cache::clock::{Expiry, now_ms};
 use crate::cache::record::{self, BlobRef, RecordRef, RecordType};

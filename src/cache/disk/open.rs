@@ -13,18 +13,23 @@ use super::hint::{self, HintBuilder, HintMark};
 use super::index::{Index, Loc};
 use super::lock::WriterLock;
 use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
+use super::swap;
 use super::{DATA_DIR, DiskCounters, DiskError, DiskStore, State, StoreOptions, Writer, io_err};
 use crate::cache::record;
 
 impl DiskStore {
     /// Opens (or, unless read-only, creates) the store in `options.dir`.
     pub fn open(options: StoreOptions) -> Result<Self, DiskError> {
-        let data_dir = options.dir.join(DATA_DIR);
-        let lock = if options.read_only {
-            None
+        let (data_dir, lock) = if options.read_only {
+            (swap::data_dir_for_reading(&options.dir), None)
         } else {
+            crate::cache::private::create_dir_all(&options.dir).map_err(io_err(&options.dir))?;
+            let lock = WriterLock::acquire(&options.dir)?;
+            // An interrupted restore is finished or undone before `data/` is read or created.
+            swap::recover(&options.dir)?;
+            let data_dir = options.dir.join(DATA_DIR);
             crate::cache::private::create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
-            Some(WriterLock::acquire(&options.dir)?)
+            (data_dir, Some(lock))
         };
         let ids = list_segments(&data_dir, !options.read_only)?;
         let mut state = State { index: Index::default(), readers: BTreeMap::new(), damage: Vec::new() };
@@ -57,7 +62,10 @@ impl DiskStore {
             // Shorter than its hint: the records past the end stay indexed, so reads and `verify` report
             // each lost entry by key instead of losing it silently.
             let cut_short = covered.is_some_and(|c| c > bytes.len() as u64);
-            let is_active = !options.read_only && Some(id) == last && !cut_short;
+            // A last segment already at its size limit is sealed like the others (mapped, hinted): the writer
+            // starts the next one, and reads of its records still need a reader.
+            let full = bytes.len() as u64 >= options.segment_size;
+            let is_active = !options.read_only && Some(id) == last && !cut_short && !full;
             let mut builder = hinted.map(|(_, b)| b).unwrap_or_default();
             let (records, damage) = segment::scan(bytes, covered.unwrap_or(SEGMENT_HEADER_LEN));
             for scanned in &records {

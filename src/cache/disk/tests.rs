@@ -221,3 +221,30 @@ fn the_writer_verifying_itself_sees_its_buffered_appends_as_intact() {
     assert_eq!(report.entries_checked, 1);
     assert_eq!(get(&store, "buffered").as_deref(), Some(&b"still in the write buffer"[..]));
 }
+
+#[test]
+fn a_last_segment_that_is_full_at_close_stays_readable_after_a_writable_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = opts(dir.path());
+    let keys: Vec<String> = {
+        let store = DiskStore::open(options.clone()).unwrap();
+        // 16 KiB values: four fill a 64 KiB segment, and the writer rolls only at the next put, so after
+        // eight the second (last) segment is full.
+        let keys: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+        for key in &keys {
+            put(&store, key, &vec![b'x'; 16 * 1024]);
+        }
+        store.flush().unwrap();
+        keys
+    };
+    let last = segment::segment_path(&dir.path().join(DATA_DIR), 2);
+    assert!(
+        std::fs::metadata(&last).unwrap().len() >= options.segment_size,
+        "the test needs a full last segment"
+    );
+    let store = DiskStore::open(options).unwrap();
+    for key in &keys {
+        assert_eq!(get(&store, key).map(|v| v.len()), Some(16 * 1024), "{key}");
+    }
+    assert!(store.verify(false).unwrap().damaged.is_empty());
+}

@@ -5,9 +5,15 @@
 //! unfinished backup) and the files it lists, relative to the cache directory (`data/seg-*.log`,
 //! `counters.json`), each with a `.zst` suffix when compressed. Hint files are not copied; a restored cache
 //! rebuilds them at its first open. Backups made by this cache are listed in `<base_dir>/backups.json`.
+//!
+//! This file holds the manifest and its checks, writing a backup and rotation; [`stream`] moves the bytes,
+//! [`restore`] checks and restores.
 
-use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+mod restore;
+mod stream;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +27,11 @@ pub const MANIFEST_FILE: &str = "inferno-backup.json";
 /// The list of backups made from a cache, in its directory.
 pub const REGISTRY_FILE: &str = "backups.json";
 const FORMAT: u32 = 1;
+/// The largest manifest read: ample for any cache (one line per 64 MiB segment), and a bound on what a
+/// hostile file can make a restore allocate.
+const MAX_MANIFEST_LEN: u64 = 16 << 20;
+
+pub use restore::{CRASH_AT_ENV, restore, verify};
 
 /// Errors of backup and restore.
 #[derive(Debug, thiserror::Error)]
@@ -128,25 +139,10 @@ fn stored_name(entry_path: &str, compressed: bool) -> String {
     if compressed { format!("{entry_path}.zst") } else { entry_path.to_string() }
 }
 
-fn write_file(dest: &Path, rel: &str, bytes: &[u8], compress: bool) -> Result<FileEntry, BackupError> {
-    let target = dest.join(stored_name(rel, compress));
-    if let Some(parent) = target.parent() {
-        crate::cache::private::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let stored = if compress { zstd::bulk::compress(bytes, 3).map_err(io(&target))? } else { bytes.to_vec() };
-    let mut file = crate::cache::private::create(&target).map_err(io(&target))?;
-    file.write_all(&stored).map_err(io(&target))?;
-    file.sync_all().map_err(io(&target))?;
-    Ok(FileEntry {
-        path: rel.to_string(),
-        size: bytes.len() as u64,
-        blake3: blake3::hash(bytes).to_hex().to_string(),
-    })
-}
-
-/// Backs up the cache in `config.base_dir` into `dest` (created; must be new or empty), then records it in
-/// the registry and deletes the oldest recorded backups beyond `persistence.backup_copies`.
-pub fn create(config: &CacheConfig, dest: &Path, compress: bool) -> Result<Manifest, BackupError> {
+/// Writes a backup of the cache in `config.base_dir` into `dest` (created; must be new or empty), streaming
+/// each file. The backup is complete when this returns; it is not yet recorded (see [`register`]), so
+/// rotation cannot delete an older backup before the caller has checked this one.
+pub fn write(config: &CacheConfig, dest: &Path, compress: bool) -> Result<Manifest, BackupError> {
     if std::fs::read_dir(dest).is_ok_and(|mut d| d.next().is_some()) {
         return Err(BackupError::DestinationInUse(dest.to_path_buf()));
     }
@@ -158,16 +154,15 @@ pub fn create(config: &CacheConfig, dest: &Path, compress: bool) -> Result<Manif
     )
     .map_err(io(dest))?;
     let base = &config.base_dir;
-    let data_dir = base.join(disk::DATA_DIR);
     let mut files = Vec::new();
-    disk::consistent_segments(&data_dir, |name, bytes| {
-        let entry = write_file(dest, &format!("{}/{name}", disk::DATA_DIR), bytes, compress)
+    disk::consistent_segments(&disk::data_dir_for_reading(base), |name, bytes| {
+        let entry = stream::write_file(dest, &format!("{}/{name}", disk::DATA_DIR), bytes, compress)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         files.push(entry);
         Ok(())
     })?;
     if let Ok(counters) = std::fs::read(base.join(COUNTERS_FILE)) {
-        files.push(write_file(dest, COUNTERS_FILE, &counters, compress)?);
+        files.push(stream::write_file(dest, COUNTERS_FILE, &counters, compress)?);
     }
     let entries = match DiskStore::open(StoreOptions { read_only: true, ..StoreOptions::new(base) }) {
         Ok(store) => store.entries().len() as u64,
@@ -181,9 +176,17 @@ pub fn create(config: &CacheConfig, dest: &Path, compress: bool) -> Result<Manif
         entries,
         files,
     };
-    let text = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| io(dest)(e.into()))?;
+    // The files' names are durable before the manifest that promises them, and the manifest's after it.
+    let data = dest.join(disk::DATA_DIR);
+    if data.is_dir() {
+        disk::sync_dir(&data)?;
+    }
     atomic_write(&dest.join(MANIFEST_FILE), &text)?;
-    register(config, dest, &manifest)?;
+    disk::sync_dir(dest)?;
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        disk::sync_dir(parent)?;
+    }
     Ok(manifest)
 }
 
@@ -195,7 +198,11 @@ pub fn list(base_dir: &Path) -> Vec<Registered> {
         .unwrap_or_default()
 }
 
-fn register(config: &CacheConfig, dest: &Path, manifest: &Manifest) -> Result<(), BackupError> {
+/// Records the complete (and, when asked, verified) backup in `dest` in the cache's registry, then deletes
+/// the oldest recorded backups beyond `persistence.backup_copies`. Deleting removes a backup's manifest
+/// first (a folder without it is not a backup) and then only the files its manifest lists; a failure to
+/// delete is logged, since the new backup is made.
+pub fn register(config: &CacheConfig, dest: &Path, manifest: &Manifest) -> Result<(), BackupError> {
     let base = &config.base_dir;
     crate::cache::private::create_dir_all(base).map_err(io(base))?;
     let dest = std::fs::canonicalize(dest).unwrap_or_else(|_| dest.to_path_buf());
@@ -208,116 +215,114 @@ fn register(config: &CacheConfig, dest: &Path, manifest: &Manifest) -> Result<()
         bytes: manifest.bytes(),
         compressed: manifest.compressed,
     });
-    let keep = config.persistence.backup_copies as usize;
-    while all.len() > keep {
-        let old = all.remove(0);
-        if old.path.join(MANIFEST_FILE).is_file() {
-            tracing::info!(path = %old.path.display(), "removing an old backup (persistence.backup_copies)");
-            std::fs::remove_dir_all(&old.path).map_err(io(&old.path))?;
+    let keep = (config.persistence.backup_copies as usize).max(1);
+    let dropped: Vec<Registered> = all.drain(..all.len().saturating_sub(keep)).collect();
+    let text = serde_json::to_vec_pretty(&all).map_err(|e| io(base)(e.into()))?;
+    atomic_write(&base.join(REGISTRY_FILE), &text)?;
+    for old in dropped {
+        tracing::info!(path = %old.path.display(), "removing an old backup (persistence.backup_copies)");
+        if let Err(err) = remove(&old.path) {
+            tracing::warn!(path = %old.path.display(), "cannot remove an old backup: {err}");
         }
     }
-    atomic_write(&base.join(REGISTRY_FILE), &serde_json::to_vec_pretty(&all).expect("serialises"))
+    Ok(())
+}
+
+/// Deletes the backup in `dir`: its manifest, then the files it lists, then the folders they leave empty.
+/// Anything else in `dir` stays. A folder without a manifest is left alone.
+fn remove(dir: &Path) -> Result<(), BackupError> {
+    let manifest = match read_manifest(dir) {
+        Ok(manifest) => manifest,
+        Err(BackupError::NotABackup(_)) => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let path = dir.join(MANIFEST_FILE);
+    std::fs::remove_file(&path).map_err(io(&path))?;
+    for file in &manifest.files {
+        let path = dir.join(stored_name(&file.path, manifest.compressed));
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(err)),
+            _ => {}
+        }
+    }
+    // Only empty folders are removed; a folder holding anything else stays.
+    let _ = std::fs::remove_dir(dir.join(disk::DATA_DIR));
+    let _ = std::fs::remove_dir(dir);
+    Ok(())
 }
 
 /// Reads a backup's manifest and checks that every path stays inside the cache directory.
 pub fn read_manifest(backup: &Path) -> Result<Manifest, BackupError> {
     let path = backup.join(MANIFEST_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return Err(BackupError::NotABackup(backup.into()));
         }
         Err(err) => return Err(io(&path)(err)),
     };
     let bad = |reason: String| BackupError::BadManifest { path: path.clone(), reason };
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_LEN + 1).read_to_end(&mut bytes).map_err(io(&path))?;
+    if bytes.len() as u64 > MAX_MANIFEST_LEN {
+        return Err(bad(format!("larger than {MAX_MANIFEST_LEN} bytes; not a manifest this build wrote")));
+    }
     let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
     if manifest.format != FORMAT {
         return Err(bad(format!("format {} is not supported (this build reads {FORMAT})", manifest.format)));
     }
+    let mut seen = std::collections::HashSet::new();
     for file in &manifest.files {
-        let rel = Path::new(&file.path);
-        let safe = rel.components().all(|c| matches!(c, Component::Normal(_)))
-            && (file.path == COUNTERS_FILE || file.path.starts_with(&format!("{}/", disk::DATA_DIR)));
-        if !safe {
+        let segment = file
+            .path
+            .strip_prefix(&format!("{}/", disk::DATA_DIR))
+            .is_some_and(|name| disk::parse_segment_name(name).is_some());
+        if !(segment || file.path == COUNTERS_FILE) {
             return Err(bad(format!(
-                "refusing path {:?}: it would write outside the cache's data",
+                "refusing path {:?}: a backup holds only data/seg-<id>.log and {COUNTERS_FILE}",
                 file.path
             )));
         }
-    }
-    Ok(manifest)
-}
-
-/// Reads one file of a backup and checks it against the manifest; returns its content.
-fn read_checked(backup: &Path, manifest: &Manifest, file: &FileEntry) -> Result<Vec<u8>, BackupError> {
-    let path = backup.join(stored_name(&file.path, manifest.compressed));
-    let stored = std::fs::read(&path).map_err(io(&path))?;
-    let mismatch = |reason: String| BackupError::Checksum { path: path.clone(), reason };
-    let bytes = if manifest.compressed {
-        let limit = usize::try_from(file.size).map_err(|_| mismatch("size too large".into()))?;
-        zstd::bulk::decompress(&stored, limit).map_err(|e| mismatch(format!("cannot decompress: {e}")))?
-    } else {
-        stored
-    };
-    if bytes.len() as u64 != file.size {
-        return Err(mismatch(format!("{} bytes, manifest says {}", bytes.len(), file.size)));
-    }
-    let sum = blake3::hash(&bytes).to_hex().to_string();
-    if sum != file.blake3 {
-        return Err(mismatch(format!("BLAKE3 {sum}, manifest says {}", file.blake3)));
-    }
-    Ok(bytes)
-}
-
-/// Re-reads every file of a backup and checks its size and checksum.
-pub fn verify(backup: &Path) -> Result<Manifest, BackupError> {
-    let manifest = read_manifest(backup)?;
-    for file in &manifest.files {
-        read_checked(backup, &manifest, file)?;
-    }
-    Ok(manifest)
-}
-
-/// Replaces the cache's data with the backup's. Every file is checked before anything in the cache is
-/// touched; a damaged backup is refused. Takes the writer lock, so no other process may be writing.
-pub fn restore(config: &CacheConfig, backup: &Path) -> Result<Manifest, BackupError> {
-    let manifest = read_manifest(backup)?;
-    let contents: Vec<(String, Vec<u8>)> = manifest
-        .files
-        .iter()
-        .map(|file| read_checked(backup, &manifest, file).map(|bytes| (file.path.clone(), bytes)))
-        .collect::<Result<_, _>>()?;
-    let base = &config.base_dir;
-    crate::cache::private::create_dir_all(base).map_err(io(base))?;
-    let _lock = disk::lock_dir(base)?;
-    let staging = base.join("restore.tmp");
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
-    }
-    crate::cache::private::create_dir_all(&staging.join(disk::DATA_DIR)).map_err(io(&staging))?;
-    for (rel, bytes) in &contents {
-        let target = staging.join(rel);
-        let mut file = crate::cache::private::create(&target).map_err(io(&target))?;
-        file.write_all(bytes).map_err(io(&target))?;
-        file.sync_all().map_err(io(&target))?;
-    }
-    let data = base.join(disk::DATA_DIR);
-    let old = base.join("data.old");
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
-    }
-    if data.exists() {
-        std::fs::rename(&data, &old).map_err(io(&data))?;
-    }
-    std::fs::rename(staging.join(disk::DATA_DIR), &data).map_err(io(&data))?;
-    if let Some((_, counters)) = contents.iter().find(|(rel, _)| rel == COUNTERS_FILE) {
-        atomic_write(&base.join(COUNTERS_FILE), counters)?;
-    }
-    std::fs::File::open(base).and_then(|d| d.sync_all()).map_err(io(base))?;
-    for dir in [&old, &staging] {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(io(dir))?;
+        if !seen.insert(file.path.as_str()) {
+            return Err(bad(format!("{:?} is listed twice", file.path)));
         }
     }
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_with_a_segment(base: &Path, copies: u32) -> CacheConfig {
+        drop(DiskStore::open(StoreOptions::new(base)).unwrap());
+        let mut config = crate::config::Config::default().cache;
+        config.base_dir = base.to_path_buf();
+        config.persistence.backup_copies = copies;
+        config
+    }
+
+    #[test]
+    fn rotation_waits_for_register_and_deletes_only_what_the_manifest_lists() {
+        let root = tempfile::tempdir().unwrap();
+        let config = cache_with_a_segment(&root.path().join("cache"), 1);
+        let (b1, b2) = (root.path().join("b1"), root.path().join("b2"));
+        let first = write(&config, &b1, false).unwrap();
+        register(&config, &b1, &first).unwrap();
+        std::fs::write(b1.join("notes.txt"), "mine").unwrap();
+
+        // A written backup that has not been recorded (not yet verified, or failing to) rotates nothing.
+        let second = write(&config, &b2, true).unwrap();
+        assert!(b1.join(MANIFEST_FILE).is_file());
+        std::fs::write(b2.join("data/seg-0000000001.log.zst"), b"damaged").unwrap();
+        assert!(verify(&b2).is_err());
+        assert!(b1.join(MANIFEST_FILE).is_file(), "a failed verification deletes nothing");
+        assert_eq!(list(&config.base_dir).len(), 1);
+
+        register(&config, &b2, &second).unwrap();
+        assert!(!b1.join(MANIFEST_FILE).exists() && !b1.join("data").exists());
+        assert_eq!(std::fs::read_to_string(b1.join("notes.txt")).unwrap(), "mine", "other files stay");
+        let listed: Vec<PathBuf> = list(&config.base_dir).into_iter().map(|b| b.path).collect();
+        assert_eq!(listed, vec![std::fs::canonicalize(&b2).unwrap()]);
+    }
 }
