@@ -83,7 +83,7 @@ pub fn summarize(records: &[Record]) -> Access {
         }
     }
     out.clients = clients.into_values().collect();
-    out.clients.sort_by(|a, b| (b.requests + b.denied).cmp(&(a.requests + a.denied)));
+    out.clients.sort_by_key(|c| std::cmp::Reverse(c.requests + c.denied));
     let mut top: Vec<KeyHits> = keys.into_iter().map(|(key, hits)| KeyHits { key, hits }).collect();
     top.sort_by(|a, b| b.hits.cmp(&a.hits).then_with(|| a.key.cmp(&b.key)));
     top.truncate(TOP_KEYS);

@@ -27,7 +27,7 @@ pub struct Query {
 impl Query {
     fn keeps(&self, record: &Record) -> bool {
         self.since_ms.is_none_or(|since| record.time_ms >= since)
-            && (self.actions.is_empty() || self.actions.iter().any(|a| *a == record.action))
+            && (self.actions.is_empty() || self.actions.contains(&record.action))
     }
 }
 

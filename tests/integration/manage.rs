@@ -237,10 +237,12 @@ fn repair_asks_without_auto_fix_and_quarantines_with_it() {
     );
 
     let key = damage_answer(&sb, 33);
-    // The writer lock file gets the pid of every writing command; everything else must stay as it is.
+    // The writer lock file gets the pid of every writing command, and the audit a record of every repair
+    // (declined ones too); everything else must stay as it is.
     let files_but_lock = || {
         let mut files = snapshot(&cache_dir(&sb));
         files.remove(std::path::Path::new("LOCK"));
+        files.remove(std::path::Path::new("audit.jsonl"));
         files
     };
     let damaged = files_but_lock();
@@ -249,6 +251,9 @@ fn repair_asks_without_auto_fix_and_quarantines_with_it() {
     assert!(stdout(&out).contains(&format!("  response {key}: chunk ")), "{}", stdout(&out));
     assert!(stderr(&out).contains("nothing was repaired (pass --auto-fix"), "{}", stderr(&out));
     assert_eq!(files_but_lock(), damaged, "repair without --auto-fix changes no file");
+    let audit = std::fs::read_to_string(cache_dir(&sb).join("audit.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!((&last["action"], &last["outcome"]), (&json!("repair"), &json!("error")));
     assert!(!cache_dir(&sb).join("quarantine").exists());
 
     let text = ok(&sb, &["cache", "repair", "--auto-fix"]);
