@@ -304,7 +304,9 @@ fn import_reaches_redis_and_clear_by_name_pattern_removes_only_matching_keys() {
 fn a_clear_on_one_replica_is_seen_by_the_others_within_a_second() {
     let Some(bin) = redis_server() else { return };
     let redis = Node::start(&bin, false);
-    let env = remote_env(&redis.addr(), 1);
+    // The admin API over TCP needs the admin key (docs/security.md).
+    let mut env = remote_env(&redis.addr(), 1);
+    env.push(("INFERNO_SERVER__ADMIN_KEY", "adm1n".into()));
     let (_sa, a) = replica(&env);
     let (_sb, b) = replica(&env);
     wait_for("both replicas to listen for clears", || {
@@ -320,7 +322,7 @@ fn a_clear_on_one_replica_is_seen_by_the_others_within_a_second() {
     assert_eq!(b.post("/v1/completions", &completion("to clear"), &[]).cache.as_deref(), Some("HIT"));
     redis.cmd::<()>(&["SET", &key, "placeholder so that A's clear has a key to remove"]);
 
-    let cleared = a.delete("/v1/cache?all=true", None, &[]);
+    let cleared = a.delete("/v1/cache?all=true", None, &[("authorization", "Bearer adm1n")]);
     assert_eq!(cleared.status, 200, "{}", cleared.text);
     std::thread::sleep(Duration::from_secs(1));
     let after = b.post("/v1/completions", &completion("to clear"), &[]);
