@@ -288,7 +288,10 @@ pub const KEYS: &[Key] = &[
 pub fn is_secret(path: &str) -> bool {
     matches!(
         path,
-        "server.api_key" | "server.admin_key" | "cache.alerts.webhook.secret" | "cache.alerts.slack.webhook_url"
+        "server.api_key"
+            | "server.admin_key"
+            | "cache.alerts.webhook.secret"
+            | "cache.alerts.slack.webhook_url"
     )
 }
 
