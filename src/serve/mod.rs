@@ -15,6 +15,7 @@ mod completions;
 mod embeddings;
 pub mod error;
 pub mod metrics;
+mod names;
 pub mod registry;
 mod routes;
 mod socket;

@@ -44,7 +44,7 @@ impl Manager {
         counters.remote_hits.fetch_add(1, Ordering::Relaxed);
         self.tracer.record(Op::Read, kind, key, Some("remote"), Some(true), entry.value.len() as u64);
         if let Some(disk) = &self.disk
-            && let Err(err) = self.write_disk(disk, kind, key, &entry.name, &entry.value, entry.expires)
+            && let Err(err) = self.write_disk(disk, kind, key, &entry.name, &entry.value, &[], entry.expires)
         {
             tracing::warn!(key, "keeping a remote hit on disk failed: {err}");
         }
