@@ -300,10 +300,12 @@ impl Manager {
                     [] => (Vec::new(), value.to_vec()),
                     ranges => splice::split(value, ranges),
                 };
-                // An empty payload has no chunks, and an entry without chunks is read as its head alone.
+                // Nothing to share: the value is stored whole, without chunks (an entry without chunks is read as
+                // its value alone).
                 let (head, payload) =
                     if payload.is_empty() { (value.to_vec(), payload) } else { (head, payload) };
-                for chunk in hasher.chunk_and_hash(&payload) {
+                let chunks = if payload.is_empty() { Vec::new() } else { hasher.chunk_and_hash(&payload) };
+                for chunk in chunks {
                     let blob = chunk.hash.to_bytes();
                     if !disk.has_blob(&blob) {
                         let raw = &payload[chunk.range.clone()];
