@@ -16,7 +16,6 @@ use inferno::cache::clock::{Expiry, now_ms};
 use inferno::cache::disk::{DiskStore, EntryWrite, StoreOptions, VerifyReport};
 use inferno::cache::{Access, Kind, Manager, response_store};
 use inferno::config::{CacheConfig, CacheType, CompressionAlgorithm};
-use serde_json::Value;
 
 use crate::util::{self, RawRecord, Rng, Style};
 

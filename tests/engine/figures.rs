@@ -14,7 +14,7 @@ use inferno::cache::response_store;
 use inferno::cache::{Access, Kind, Manager};
 use inferno::config::units::Size;
 use inferno::config::{CacheType, CompressionAlgorithm, CompressionConfig};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::util::{self, Style};
 

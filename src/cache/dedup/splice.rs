@@ -103,7 +103,8 @@ mod tests {
         past.extend_from_slice(&99u32.to_le_bytes());
         past.extend_from_slice(&0u32.to_le_bytes());
         assert!(join(&past, b"abc").is_err());
-        let mut backwards = split(b"abcdef", &[3..4]).0;
+        let one = 3..4;
+        let mut backwards = split(b"abcdef", std::slice::from_ref(&one)).0;
         backwards.extend_from_slice(&0u32.to_le_bytes());
         backwards.extend_from_slice(&0u32.to_le_bytes());
         assert!(join(&backwards, b"abcde").is_err());

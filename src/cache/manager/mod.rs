@@ -120,6 +120,12 @@ fn memory_key(kind: Kind, key: &str) -> String {
     k
 }
 
+/// A value to store and its per-key byte ranges (see [`Manager::put_split`]).
+struct SplitValue<'a> {
+    bytes: &'a [u8],
+    per_key: &'a [std::ops::Range<usize>],
+}
+
 /// The cache.
 pub struct Manager {
     config: CacheConfig,
@@ -263,7 +269,7 @@ impl Manager {
         let now = now_ms();
         let expires = Expiry::after(now, ttl.or_else(|| self.default_ttl(kind)));
         if let Some(disk) = &self.disk {
-            self.write_disk(disk, kind, key, name, value, per_key, expires)?;
+            self.write_disk(disk, kind, key, name, SplitValue { bytes: value, per_key }, expires)?;
         }
         if let Some(memory) = &self.memory {
             let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires };
@@ -287,10 +293,10 @@ impl Manager {
         kind: Kind,
         key: &str,
         name: &str,
-        value: &[u8],
-        per_key: &[std::ops::Range<usize>],
+        value: SplitValue<'_>,
         expires: Expiry,
     ) -> Result<(), CacheError> {
+        let SplitValue { bytes: value, per_key } = value;
         let mut refs = Vec::new();
         let mut scratch = Vec::new();
         let (head, payload_len) = match &self.hasher {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Access, Cached, EntryInfo, Filter, Manager, memory_key};
+use super::{Access, Cached, EntryInfo, Filter, Manager, SplitValue, memory_key};
 use crate::cache::clock::now_ms;
 use crate::cache::kind::Kind;
 use crate::cache::observe::stats::Counters;
@@ -44,7 +44,14 @@ impl Manager {
         counters.remote_hits.fetch_add(1, Ordering::Relaxed);
         self.tracer.record(Op::Read, kind, key, Some("remote"), Some(true), entry.value.len() as u64);
         if let Some(disk) = &self.disk
-            && let Err(err) = self.write_disk(disk, kind, key, &entry.name, &entry.value, &[], entry.expires)
+            && let Err(err) = self.write_disk(
+                disk,
+                kind,
+                key,
+                &entry.name,
+                SplitValue { bytes: &entry.value, per_key: &[] },
+                entry.expires,
+            )
         {
             tracing::warn!(key, "keeping a remote hit on disk failed: {err}");
         }

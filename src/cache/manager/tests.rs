@@ -91,7 +91,8 @@ fn split_values_of_any_kind_share_the_bytes_between_their_per_key_ranges() {
         assert_eq!(&got[..], format!("<{i}>{shared}<{i}{i}>").as_bytes());
     }
     // Nothing left to share: stored whole, read back whole.
-    cache.put_split(Kind::Metadata, "all-key", "n", b"abc", &[0..3], None).unwrap();
+    let all = 0..3;
+    cache.put_split(Kind::Metadata, "all-key", "n", b"abc", std::slice::from_ref(&all), None).unwrap();
     assert_eq!(cache.get(Kind::Metadata, "all-key").unwrap().as_deref(), Some(&b"abc"[..]));
 }
 

@@ -35,7 +35,8 @@ pub fn response_range(record: &[u8]) -> Option<Range<usize>> {
 /// left over is itself a JSON object). `None` when `record` is not an object with a `response`.
 pub fn per_key_ranges(record: &[u8]) -> Option<Vec<Range<usize>>> {
     let response = response_range(record)?;
-    let mut ranges = vec![0..response.start];
+    let mut ranges = Vec::with_capacity(6);
+    ranges.push(0..response.start);
     if record[response.start] == b'{'
         && let Some((members, _)) = scan::members(record, response.start)
     {
