@@ -94,6 +94,16 @@ impl Prepared {
         &self.identity
     }
 
+    /// The request body as keyed and stored (with a namespace the caller set written into `cache`).
+    pub fn body(&self) -> &Value {
+        &self.body
+    }
+
+    /// The endpoint the request came in on.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
     /// The cached answer, when the plan looks up and one is stored: its bytes as stored, with a fresh `id`
     /// and `created` and `model` set to the name the client asked for.
     pub fn lookup(&self, manager: &Manager) -> Option<Answer> {
