@@ -15,10 +15,9 @@
 //!    setup short), built once before timing; dropping the store is not timed.
 //!
 //! Run with `cargo bench --bench disk_tier` (about 3 minutes); a name filter after `--` also selects or skips
-//! the timed loop. `docs/performance.md` has the last numbers and the machine. Last run, medians: get hit
-//! 10.9 µs (dedup) and 4.2 µs (no dedup), file per entry 7.3 µs, foyer 40.6 µs; puts 46,136/s (persistent)
-//! and 49,943/s (disk) against a zstd-3 ceiling of 105,410/s and cacache's 7,968/s; open 1.05 ms, 25.9 ms
-//! and 477 ms at 10k, 100k and 1M entries.
+//! the timed loop. `docs/performance.md` has the last numbers and the machine. Last run (on a loaded machine,
+//! ratios only): get hit with dedup 1.02× dedup off; puts 69.9% (persistent) and 65.9% (disk) of the zstd-3
+//! ceiling.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -11,6 +11,7 @@ use crate::cache::kind::Kind;
 use crate::cache::observe::stats::Counters;
 use crate::cache::observe::trace::Op;
 use crate::cache::remote::{self, RemoteRemoval, RemoteStatus, RemoteTier};
+use crate::cache::response_store;
 use crate::config::CacheConfig;
 
 /// The remote tier for a writable manager when `cache.distributed.enabled` and responses are cached.
@@ -43,13 +44,16 @@ impl Manager {
         };
         counters.remote_hits.fetch_add(1, Ordering::Relaxed);
         self.tracer.record(Op::Read, kind, key, Some("remote"), Some(true), entry.value.len() as u64);
+        // Only response entries come from Redis: keep them split as `response_store::put` would, so their
+        // payloads are shared with the local ones.
+        let per_key = response_store::per_key_ranges(&entry.value).unwrap_or_default();
         if let Some(disk) = &self.disk
             && let Err(err) = self.write_disk(
                 disk,
                 kind,
                 key,
                 &entry.name,
-                SplitValue { bytes: &entry.value, per_key: &[] },
+                SplitValue { bytes: &entry.value, per_key: &per_key },
                 entry.expires,
             )
         {
