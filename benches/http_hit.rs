@@ -14,20 +14,18 @@
 //! 2. `http_latency` (a timed loop, not criterion): 5 rounds of 4,000 requests of each, alternating, every
 //!    request timed on its own; prints p50, p90, p99, p99.9 and the maximum over the 20,000 samples of each.
 //! 3. `in_process` (criterion), after the server is stopped with SIGTERM (it flushes the cache): the same
-//!    cache opened in this process. `get_response`: `Manager::get_response` of the request's key (a memory
-//!    tier hit, as in the server). `hit_path`: what the server's handler does for a hit apart from finding
-//!    the model, from the body bytes to the response bytes (parse, `Request::parse`, `CachePlan::new`, the
-//!    lookup, the `model` field, `serde_json::to_vec`); the bench checks its key is the server's.
-//!    `registry_get_loaded`: `Registry::get_loaded("tiny")`, the model lookup the server does per request
-//!    on the request's task (a walk of the models directory, the file opened and its stamp compared);
+//!    cache opened in this process. `get_fresh`: `response_store::get_fresh` of the request's key (a memory
+//!    tier hit, the stored bytes with a fresh `id`/`created`/`model` spliced in, as in the server).
+//!    `hit_path`: what the server's handler does for a hit apart from finding the model, from the body bytes
+//!    to the response bytes (parse, `Request::parse`, `Prepared::with_request`, the lookup); the bench checks
+//!    its key is the server's. `registry_get_loaded`: `Registry::get_loaded("tiny")`, the model lookup the
+//!    server does per request on the request's task (the in-memory name table, one inotify read);
 //!    `registry_get`: `Registry::get`, the same through the path that can load.
 //!
 //! Run with `cargo bench --bench http_hit` (about 45 s); a name filter after `--` also selects or skips the
 //! timed loop. `INFERNO_BENCH_BIN=PATH` serves with another `inferno` binary (to compare builds back to back;
 //! the `in_process` group always runs this tree's library). `scripts/bench-http.sh` measures throughput with
-//! a load generator. `docs/performance.md` has the last numbers and the machine. Last runs (medians of three,
-//! 2 cores shared with other builds): cached chat p50 66.6 µs against `/health` 35.7 µs, 30.9 µs apart; in
-//! process `get_response` 7.6 µs, `hit_path` 12.7 µs, `registry_get_loaded` 16.3 µs.
+//! a load generator. `docs/performance.md` has the last numbers and the machine.
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -37,10 +35,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use inferno::cache::response_store::{Endpoint, ModelIdentity};
+use inferno::cache::response_store::{self, Endpoint, ModelIdentity};
 use inferno::cache::{Access, Kind, Manager};
 use inferno::config::Config;
-use inferno::inference::{CacheControl, CachePlan, Request};
+use inferno::inference::{CacheControl, Prepared, Request};
 use inferno::serve::registry::Registry;
 use serde_json::Value;
 
@@ -287,18 +285,26 @@ fn in_process(c: &mut Criterion, stopped: &Server, key: &str) {
     let hit_path = |bytes: &[u8]| -> (String, Vec<u8>) {
         let body: Value = serde_json::from_slice(bytes).expect("JSON");
         let request = Request::parse(Endpoint::Chat, &body).expect("a valid request");
-        let plan = CachePlan::new(&manager, &identity, Endpoint::Chat, &body, &CacheControl::default())
-            .expect("plan");
-        let mut hit = plan.lookup(&manager).expect("a hit");
-        hit["model"] = Value::String(request.model.clone().expect("model"));
-        (plan.key().to_string(), serde_json::to_vec(&hit).expect("serialise"))
+        let prepared = Prepared::with_request(
+            &manager,
+            identity.clone(),
+            Endpoint::Chat,
+            body,
+            request,
+            &CacheControl::default(),
+        )
+        .expect("plan");
+        let hit = prepared.lookup(&manager).expect("a hit");
+        (hit.key, hit.body)
     };
     assert_eq!(hit_path(CHAT_BODY.as_bytes()).0, key, "the in-process key is the server's");
     let registry = Registry::new(&config.models.dir, &config.cache.model, true);
     assert_eq!(registry.get("tiny").expect("load tiny").fingerprint(), identity.fingerprint);
 
     let mut group = c.benchmark_group("in_process");
-    group.bench_function("get_response", |b| b.iter(|| manager.get_response(black_box(key)).expect("get")));
+    group.bench_function("get_fresh", |b| {
+        b.iter(|| response_store::get_fresh(&manager, black_box(key), Some("tiny")).expect("get"))
+    });
     group.bench_function("hit_path", |b| b.iter(|| hit_path(black_box(CHAT_BODY.as_bytes()))));
     group.bench_function("registry_get", |b| b.iter(|| registry.get(black_box("tiny")).expect("get")));
     group.bench_function("registry_get_loaded", |b| {

@@ -8,16 +8,18 @@
 # percentiles, and the CPU time per request (user + system) of the server (from /proc/PID/stat) and of wrk,
 # which other load on the machine disturbs less than requests/s: 2 cores divided by their sum is the rate
 # the two could reach with the cores to themselves. After the runs it checks on `/metrics` that every completion
-# was answered from the cache.
+# was answered from the cache. After each connection count it prints the cached chat against `/health`:
+# requests/s as a share of `/health`'s (issue 11's target: >= 60% at 32 connections) and p50 as a multiple
+# of `/health`'s (target: <= 1.15x at one connection).
 #
-# Usage: scripts/bench-http.sh            (CONNECTIONS="1 16 64" DURATION=10 THREADS=1 by default)
+# Usage: scripts/bench-http.sh            (CONNECTIONS="1 32" DURATION=10 THREADS=1 by default)
 #        CONNECTIONS="1 64" DURATION=5 scripts/bench-http.sh
 # wrk runs on the same machine as the server, so its THREADS compete with the server's workers for the
 # cores; say so when quoting the numbers. CARGO_TARGET_DIR is honoured; INFERNO_BIN=PATH serves with that
 # binary instead of the one built here (to compare builds back to back).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-connections=${CONNECTIONS:-1 16 64}
+connections=${CONNECTIONS:-1 32}
 duration=${DURATION:-10}
 threads=${THREADS:-1}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
@@ -88,10 +90,18 @@ run() { # route connections wrk-args...
   [ "$errors" = 0 ] || echo "$out" >&2
   printf '%-6s %-6s %12s %10s %10s %10s %10s %14s %11s %8s\n' "$route" "$conns" "$rps" "$p50" "$p75" "$p90" "$p99" \
     "$cpu" "$wrk_cpu" "$errors"
+  last_rps=$rps
+  last_p50=$p50
+}
+us() { # wrk's latency (e.g. 75.00us, 1.33ms, 2.01s) in microseconds
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) m = 1; else if (v ~ /ms$/) m = 1000; else m = 1000000; print n * m }'
 }
 for c in $connections; do
   run health "$c" "$addr/health"
+  health_rps=$last_rps health_p50=$last_p50
   run chat "$c" -s "$work/post.lua" "$addr/v1/chat/completions"
+  awk -v c="$c" -v cr="$last_rps" -v hr="$health_rps" -v cp="$(us "$last_p50")" -v hp="$(us "$health_p50")" \
+    'BEGIN { printf "  %s connection(s): cached chat at %.1f%% of /health requests/s, p50 %.2fx /health'"'"'s\n", c, 100 * cr / hr, cp / hp }'
 done
 
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,18 +1,18 @@
 //! The response cache around inference: which requests are looked up and stored, under which key, with
-//! which TTL, and [`respond`], which answers a request from the cache or by generating.
+//! which TTL ([`CachePlan`]), and the cache control that decides it ([`CacheControl`]).
 //!
-//! Keys come from the key code (`cache::response_store`) over the raw request body; stored values are response
+//! Keys come from the key code (`cache::response_store`) over the request body; stored values are response
 //! records in the shape `inferno cache import` stores (`{"model", "model_fingerprint", "request",
-//! "response"}`), so export, import and [`Manager::get_response`] work on them. Cache failures are logged
-//! and never fail a request.
+//! "response"}`), written and read as bytes by `response_store`. Cache failures are logged and never fail a
+//! request. Answering a request (plan, lookup, generate, store) is `answer.rs`'s [`super::respond`].
 
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::InferenceError;
 use crate::cache::response_store::{
-    CanonicalRequest, Endpoint, ModelIdentity, is_deterministic, namespace_of, response_key,
+    self, CanonicalRequest, Endpoint, ModelIdentity, is_deterministic, namespace_of, response_key,
 };
 use crate::cache::{Kind, Manager};
 use crate::config::units::{SECOND, parse_duration};
@@ -119,22 +119,10 @@ impl CacheStatus {
     }
 }
 
-/// An answered request.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Answer {
-    /// The response body.
-    pub body: Value,
-    /// Whether it came from the cache.
-    pub status: CacheStatus,
-    /// The request's cache key (computed even when the cache was not used).
-    pub key: String,
-}
-
 /// What the cache does for one request: its key, and whether to look it up and store its answer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CachePlan {
     key: String,
-    request: Value,
     lookup: bool,
     store: bool,
     ttl: Option<Duration>,
@@ -150,19 +138,17 @@ impl CachePlan {
         manager: &Manager,
         identity: &ModelIdentity,
         endpoint: Endpoint,
-        body: &Value,
+        body: &mut Value,
         control: &CacheControl,
     ) -> Result<Self, InferenceError> {
         let control = control.merged(&CacheControl::from_body(body)?);
-        let request = with_namespace(body, control.namespace.as_deref());
-        let canonical = CanonicalRequest::new(endpoint, &request, identity)
+        apply_namespace(body, control.namespace.as_deref());
+        let canonical = CanonicalRequest::new(endpoint, body, identity)
             .map_err(|e| InferenceError::invalid(e.to_string(), None))?;
         let key = response_key(&canonical, manager.config().response.hash_algorithm);
-        let cacheable =
-            manager.is_enabled(Kind::Response) && (control.cache_all || is_deterministic(&request));
+        let cacheable = manager.is_enabled(Kind::Response) && (control.cache_all || is_deterministic(body));
         Ok(Self {
             key,
-            request,
             lookup: cacheable && !control.no_cache,
             store: cacheable && !control.no_store,
             ttl: control.ttl,
@@ -189,33 +175,25 @@ impl CachePlan {
         if self.lookup { CacheStatus::Miss } else { CacheStatus::Bypass }
     }
 
-    /// The cached answer (with a fresh `id` and `created`), when the plan looks up and one is there.
-    pub fn lookup(&self, manager: &Manager) -> Option<Value> {
+    /// The cached answer as JSON bytes (the stored bytes with a fresh `id` and `created`, and `model` set to
+    /// `model` when given), when the plan looks up and one is there.
+    pub fn lookup(&self, manager: &Manager, model: Option<&str>) -> Option<Vec<u8>> {
         if !self.lookup {
             return None;
         }
-        manager.get_response(&self.key).unwrap_or_else(|e| {
+        response_store::get_fresh(manager, &self.key, model).unwrap_or_else(|e| {
             tracing::warn!("response cache lookup of {} failed: {e}", self.key);
             None
         })
     }
 
-    /// Stores `response` as a response record, when the plan stores.
-    pub fn store(&self, manager: &Manager, identity: &ModelIdentity, response: &Value) {
+    /// Stores `response` (JSON bytes, kept as they are) as the record of `request`, when the plan stores.
+    pub fn store(&self, manager: &Manager, identity: &ModelIdentity, request: &Value, response: &[u8]) {
         if !self.store {
             return;
         }
-        let record = json!({
-            "model": identity.name,
-            "model_fingerprint": identity.fingerprint,
-            "request": self.request,
-            "response": response,
-        });
-        let bytes = match serde_json::to_vec(&record) {
-            Ok(bytes) => bytes,
-            Err(e) => return tracing::warn!("storing response {} in the cache failed: {e}", self.key),
-        };
-        match manager.put(Kind::Response, &self.key, &identity.name, &bytes, self.ttl) {
+        let record = response_store::record_bytes(&identity.name, &identity.fingerprint, request, response);
+        match response_store::put(manager, &self.key, &identity.name, &record, self.ttl) {
             Ok(()) => {}
             // The disk tier counts these and warns about them itself, at most every 10 s per reason.
             Err(e) if e.is_write_failure() => tracing::debug!("response {} not stored: {e}", self.key),
@@ -224,11 +202,10 @@ impl CachePlan {
     }
 }
 
-/// `body` with `cache.namespace` set to `namespace`, when it does not already say so.
-fn with_namespace(body: &Value, namespace: Option<&str>) -> Value {
-    let mut body = body.clone();
+/// Writes `namespace` into `body`'s `cache.namespace`, when the body does not already say so.
+pub(crate) fn apply_namespace(body: &mut Value, namespace: Option<&str>) {
     if let Some(ns) = namespace
-        && namespace_of(&body) != Some(ns)
+        && namespace_of(body) != Some(ns)
         && let Some(object) = body.as_object_mut()
     {
         let cache = object.entry("cache").or_insert_with(|| Value::Object(Map::new()));
@@ -237,40 +214,6 @@ fn with_namespace(body: &Value, namespace: Option<&str>) -> Value {
         }
         cache["namespace"] = Value::String(ns.to_string());
     }
-    body
-}
-
-/// Answers `body` (an OpenAI request to `endpoint`) with `model`, whose identity is `identity`: from the
-/// cache when the plan allows and the answer is there (its `model` set to the name the client asked for),
-/// else by generating, storing the answer when the plan allows.
-///
-/// The answer is always a whole `chat.completion` / `text_completion` body; `stream` is not acted on here
-/// (the server streams with [`CachePlan`], [`super::run::generate`] and [`super::Chunker`]).
-#[cfg(feature = "llama")]
-pub fn respond(
-    manager: &Manager,
-    model: &crate::models::llama::GgufModel,
-    identity: &ModelIdentity,
-    endpoint: Endpoint,
-    body: &Value,
-    control: &CacheControl,
-) -> Result<Answer, InferenceError> {
-    use super::response::{ResponseMeta, completion_body};
-
-    let request = super::Request::parse(endpoint, body)?;
-    let plan = CachePlan::new(manager, identity, endpoint, body, control)?;
-    let model_name = request.model.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| identity.name.clone());
-    if let Some(mut hit) = plan.lookup(manager) {
-        if let Some(object) = hit.as_object_mut() {
-            object.insert("model".into(), Value::String(model_name));
-        }
-        return Ok(Answer { body: hit, status: CacheStatus::Hit, key: plan.key });
-    }
-    let generation = super::run::generate(model, &request, |_| std::ops::ControlFlow::Continue(()))?;
-    let meta = ResponseMeta::new(endpoint, &model_name, &identity.fingerprint);
-    let answer = completion_body(endpoint, &meta, &generation);
-    plan.store(manager, identity, &answer);
-    Ok(Answer { body: answer, status: plan.generated_status(), key: plan.key })
 }
 
 #[cfg(test)]

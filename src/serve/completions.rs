@@ -3,7 +3,9 @@
 //! Per request: parse the JSON body (400 with an OpenAI error body when it is not), find the model by name
 //! (404; a loaded model is found on the request's task, a model to load is loaded on a blocking thread), plan the cache use (`inference::CachePlan`: deterministic requests only unless
 //! `cache.response.deterministic_only = false`; `Cache-Control: no-cache` / `no-store`; the body's `cache`
-//! field), answer a hit from the cache, else generate on a blocking thread and store. Identical concurrent
+//! field), answer a hit from the cache (its stored bytes, a fresh `id`/`created`/`model` spliced in), else
+//! generate on a blocking thread and store. Planning, lookup, generation and storing are
+//! `inference::Prepared`'s (the path `inference::respond` takes); this file adds HTTP and single-flight. Identical concurrent
 //! requests for an uncached key generate once: the first leads, the others wait and then read the cache.
 //! Streams (`"stream": true`) are generated as SSE and stored whole at the end; a cached answer is replayed
 //! as a stream. Every answer carries `X-Inferno-Cache: HIT|MISS|BYPASS` and `X-Inferno-Cache-Key`.
@@ -23,9 +25,8 @@ use tokio::sync::mpsc;
 use super::error::error_response;
 use super::state::{AppState, FlightGuard, Lookup};
 use crate::cache::response_store::{Endpoint, ModelIdentity};
-use crate::inference::response::{ResponseMeta, completion_body};
 use crate::inference::{
-    CacheControl, CachePlan, CacheStatus, Chunker, InferenceError, Request, chunks_from_body, run,
+    Answer, CacheControl, CacheStatus, InferenceError, Prepared, Request, chunks_from_body,
 };
 use crate::models::pool::CachedModel;
 
@@ -65,41 +66,40 @@ async fn answer(
         return Err(InferenceError::invalid(format!("model '{name}' does not generate text"), Some("model")));
     }
     let identity = ModelIdentity { name: model.name(), fingerprint: model.fingerprint().to_string() };
-    let streaming_cache = state.config.cache.response.enable_streaming_cache;
     let mut control = header_control(headers);
     control.cache_all = !state.config.cache.response.deterministic_only;
-    if request.stream && !streaming_cache {
+    if request.stream && !state.config.cache.response.enable_streaming_cache {
         control.no_cache = true;
         control.no_store = true;
     }
-    let plan = CachePlan::new(&state.manager, &identity, endpoint, &body, &control)?;
-    let guard = match state.lookup_or_lead(&plan).await {
-        Lookup::Hit(mut hit) => {
-            hit["model"] = Value::String(name.clone());
-            return Ok(reply(hit, CacheStatus::Hit, plan.key(), request.stream, request.include_usage));
+    let prepared =
+        Arc::new(Prepared::with_request(&state.manager, identity, endpoint, body, request, &control)?);
+    let request = prepared.request();
+    let guard = match state.lookup_or_lead(&prepared).await {
+        Lookup::Hit(hit) => {
+            let answer =
+                Answer { body: hit, status: CacheStatus::Hit, key: prepared.plan().key().to_string() };
+            return reply(answer, request.stream, request.include_usage);
         }
         Lookup::Generate(guard) => guard,
     };
     if request.stream {
-        let meta = ResponseMeta::new(endpoint, &name, &identity.fingerprint);
-        return Ok(Stream { state, model, request, identity, plan, meta, endpoint, guard }.start());
+        return Ok(Stream { state, model, prepared, guard }.start());
     }
     let started = Instant::now();
-    let generation = {
-        let (model, request) = (Arc::clone(&model), request.clone());
+    let answer = {
+        let (state, model, prepared) = (Arc::clone(&state), Arc::clone(&model), Arc::clone(&prepared));
         tokio::task::spawn_blocking(move || {
             let gguf = model.model().gguf().expect("checked above");
-            run::generate(gguf, &request, |_| ControlFlow::Continue(()))
+            prepared.generate(&state.manager, gguf, None)
         })
         .await
         .map_err(join_error)??
     };
+    let identity = prepared.identity();
     state.metrics.inference.with_label_values(&[&identity.name]).observe(started.elapsed().as_secs_f64());
-    let meta = ResponseMeta::new(endpoint, &name, &identity.fingerprint);
-    let response = completion_body(endpoint, &meta, &generation);
-    plan.store(&state.manager, &identity, &response);
     drop(guard);
-    Ok(reply(response, plan.generated_status(), plan.key(), false, false))
+    reply(answer, false, false)
 }
 
 /// The request body as a JSON object, else a 400.
@@ -127,20 +127,25 @@ pub(super) fn header_control(headers: &HeaderMap) -> CacheControl {
     control
 }
 
-/// A whole answer, as JSON or replayed as a stream, with the cache headers.
-fn reply(body: Value, status: CacheStatus, key: &str, stream: bool, include_usage: bool) -> Response {
+/// A whole answer, as its JSON bytes or replayed as a stream, with the cache headers.
+fn reply(answer: Answer, stream: bool, include_usage: bool) -> Result<Response, InferenceError> {
     let mut response = if stream {
-        let events: Vec<Result<Event, Infallible>> = chunks_from_body(&body, include_usage)
+        let events: Vec<Result<Event, Infallible>> = chunks_from_body(&answer.json()?, include_usage)
             .iter()
             .map(|chunk| Ok(Event::default().data(chunk.to_string())))
             .chain(std::iter::once(Ok(Event::default().data("[DONE]"))))
             .collect();
         Sse::new(futures_util::stream::iter(events)).into_response()
     } else {
-        axum::Json(body).into_response()
+        json_response(answer.body)
     };
-    cache_headers(response.headers_mut(), status, key);
-    response
+    cache_headers(response.headers_mut(), answer.status, &answer.key);
+    Ok(response)
+}
+
+/// A 200 with `body` (JSON bytes) as `application/json`.
+pub(super) fn json_response(body: Vec<u8>) -> Response {
+    ([(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 /// `X-Inferno-Cache` and `X-Inferno-Cache-Key`.
@@ -155,21 +160,17 @@ pub(super) fn cache_headers(headers: &mut HeaderMap, status: CacheStatus, key: &
 struct Stream {
     state: Arc<AppState>,
     model: Arc<CachedModel>,
-    request: Request,
-    identity: ModelIdentity,
-    plan: CachePlan,
-    meta: ResponseMeta,
-    endpoint: Endpoint,
+    prepared: Arc<Prepared>,
     guard: Option<FlightGuard>,
 }
 
 impl Stream {
-    /// Generates on a blocking thread, sending SSE events as pieces come; stores the whole answer at the end
-    /// (unless the client went away before it).
+    /// Generates on a blocking thread through [`Prepared::generate`], sending SSE events as chunks come; the
+    /// answer is stored at the end unless the client went away before it.
     fn start(self) -> Response {
         let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
-        let status = self.plan.generated_status();
-        let key = self.plan.key().to_string();
+        let status = self.prepared.plan().generated_status();
+        let key = self.prepared.plan().key().to_string();
         tokio::task::spawn_blocking(move || self.generate(&tx));
         let mut response = Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
         cache_headers(response.headers_mut(), status, &key);
@@ -177,33 +178,18 @@ impl Stream {
     }
 
     fn generate(self, tx: &mpsc::Sender<Result<Event, Infallible>>) {
-        let Stream { state, model, request, identity, plan, meta, endpoint, guard } = self;
-        let chunker = Chunker::new(endpoint, meta.clone(), request.include_usage);
+        let Stream { state, model, prepared, guard } = self;
         let _guard = guard;
         let send = |value: Value| tx.blocking_send(Ok(Event::default().data(value.to_string()))).is_ok();
-        if let Some(start) = chunker.start() {
-            send(start);
-        }
+        let mut sink =
+            |chunk: Value| if send(chunk) { ControlFlow::Continue(()) } else { ControlFlow::Break(()) };
         let started = Instant::now();
         let gguf = model.model().gguf().expect("checked by the caller");
-        let outcome = run::generate(gguf, &request, |piece| {
-            if send(chunker.text(piece)) { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
-        });
-        match outcome {
-            Ok(generation) => {
-                state
-                    .metrics
-                    .inference
-                    .with_label_values(&[&identity.name])
-                    .observe(started.elapsed().as_secs_f64());
-                send(chunker.finish(generation.finish_reason));
-                if let Some(usage) = chunker.usage(generation.prompt_tokens, generation.completion_tokens) {
-                    send(usage);
-                }
+        match prepared.generate(&state.manager, gguf, Some(&mut sink)) {
+            Ok(_) => {
+                let name = &prepared.identity().name;
+                state.metrics.inference.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
                 let _ = tx.blocking_send(Ok(Event::default().data("[DONE]")));
-                if !tx.is_closed() {
-                    plan.store(&state.manager, &identity, &completion_body(endpoint, &meta, &generation));
-                }
             }
             Err(error) => {
                 send(error.to_body());

@@ -84,17 +84,31 @@ use onnx::answer;
 mod onnx {
     use std::time::Instant;
 
-    use axum::response::IntoResponse;
-    use serde_json::Value;
-
     use super::*;
+    use crate::cache::Manager;
     use crate::cache::response_store::{Endpoint, ModelIdentity};
     use crate::inference::{CachePlan, CacheStatus, EmbeddingInput, embeddings_body};
     use crate::models::embedding::{Batch, EmbeddingError, Signature, embed};
     use crate::models::pool::CachedModel;
     use crate::models::tokenizer::{LoadedTokenizer, TOKENIZER_FILE, TOKENIZER_SUFFIX, tokenizer_path};
-    use crate::serve::completions::{cache_headers, header_control};
-    use crate::serve::state::Lookup;
+    use crate::serve::completions::{cache_headers, header_control, json_response};
+    use crate::serve::state::{Cached, Lookup};
+
+    /// An embedding request's cache plan, with the model name a hit carries.
+    struct Planned {
+        plan: CachePlan,
+        model: String,
+    }
+
+    impl Cached for Planned {
+        fn plan(&self) -> &CachePlan {
+            &self.plan
+        }
+
+        fn lookup(&self, manager: &Manager) -> Option<Vec<u8>> {
+            self.plan.lookup(manager, Some(&self.model))
+        }
+    }
 
     /// A loaded embedding model and what reading its input needs.
     struct Target {
@@ -137,12 +151,12 @@ mod onnx {
         let mut control = header_control(headers);
         // A model gives the same embedding for the same input: every request is cacheable.
         control.cache_all = true;
-        let plan = CachePlan::new(&state.manager, &identity, Endpoint::Embedding, &body, &control)?;
-        let guard = match state.lookup_or_lead(&plan).await {
-            Lookup::Hit(mut hit) => {
-                hit["model"] = Value::String(name);
-                return Ok(reply(hit, CacheStatus::Hit, plan.key()));
-            }
+        let mut body = body;
+        let plan = CachePlan::new(&state.manager, &identity, Endpoint::Embedding, &mut body, &control)?;
+        let planned = Arc::new(Planned { plan, model: name.clone() });
+        let plan = &planned.plan;
+        let guard = match state.lookup_or_lead(&planned).await {
+            Lookup::Hit(hit) => return Ok(reply(hit, CacheStatus::Hit, plan.key())),
             Lookup::Generate(guard) => guard,
         };
         let started = Instant::now();
@@ -163,7 +177,9 @@ mod onnx {
             request.dimensions,
             embeddings.tokens,
         )?;
-        plan.store(&state.manager, &identity, &response);
+        let response = serde_json::to_vec(&response)
+            .map_err(|e| InferenceError::Server { message: format!("serialising the answer failed: {e}") })?;
+        plan.store(&state.manager, &identity, &body, &response);
         drop(guard);
         Ok(reply(response, plan.generated_status(), plan.key()))
     }
@@ -228,8 +244,8 @@ mod onnx {
         }
     }
 
-    fn reply(body: Value, status: CacheStatus, key: &str) -> Response {
-        let mut response = axum::Json(body).into_response();
+    fn reply(body: Vec<u8>, status: CacheStatus, key: &str) -> Response {
+        let mut response = json_response(body);
         cache_headers(response.headers_mut(), status, key);
         response
     }

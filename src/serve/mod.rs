@@ -18,6 +18,7 @@ mod completions;
 mod embeddings;
 pub mod error;
 pub mod metrics;
+mod names;
 mod reads;
 pub mod registry;
 mod routes;

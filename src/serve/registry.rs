@@ -1,8 +1,8 @@
 //! Which models the server answers for, by name, and the pool that holds the loaded ones.
 //!
-//! A model's name is its file stem. Models come from `models.dir` (found by name when a request names them;
-//! clients can never make the server open an arbitrary path) and from `--model` / `server.preload`, which
-//! may be paths anywhere.
+//! A model's name is its file stem. Models come from `models.dir` (found by name in the in-memory table of
+//! `names.rs`, kept current by inotify; clients can never make the server open an arbitrary path) and from
+//! `--model` / `server.preload`, which may be paths anywhere.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::names::{Found, ModelNames};
 use crate::config::ModelCacheConfig;
 use crate::inference::InferenceError;
 use crate::models::catalog;
@@ -18,6 +19,7 @@ use crate::models::pool::{CachedModel, ModelPool, PoolError};
 /// Named models and the pool of loaded ones.
 pub struct Registry {
     models_dir: PathBuf,
+    names: ModelNames,
     /// Models given by path at start, by name.
     pinned: Mutex<BTreeMap<String, PathBuf>>,
     pool: ModelPool,
@@ -32,6 +34,7 @@ impl Registry {
     pub fn new(models_dir: &Path, config: &ModelCacheConfig, keep_loaded: bool) -> Self {
         Self {
             models_dir: models_dir.to_path_buf(),
+            names: ModelNames::new(models_dir),
             pinned: Mutex::new(BTreeMap::new()),
             pool: ModelPool::new(config),
             keep_loaded,
@@ -83,26 +86,25 @@ impl Registry {
         if let Some(path) = self.pinned.lock().get(name) {
             return Ok(path.clone());
         }
-        let not_found = || InferenceError::ModelNotFound { model: name.to_string() };
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(not_found());
-        }
-        let found = catalog::discover(&self.models_dir).unwrap_or_default();
-        let mut matches = found.into_iter().filter(|p| p.file_stem().is_some_and(|s| s == name));
-        match (matches.next(), matches.next()) {
-            (Some(path), None) => Ok(path),
-            _ => Err(not_found()),
+        match self.names.find(name) {
+            Some(Found::One(path, _)) => Ok(path),
+            _ => Err(InferenceError::ModelNotFound { model: name.to_string() }),
         }
     }
 
     /// The model called `name` when it is loaded and its file unchanged, found as [`get`](Self::get) finds it
     /// (so a model whose file was removed, changed or made ambiguous is not returned) but never loading or
-    /// waiting for a load: `None` then, and the caller uses `get` on a blocking thread. Looking up a name in
-    /// `models.dir` lists that directory (and its subdirectories), then the file is opened and its stamp
-    /// compared: system calls only, cheap enough for an async task on a local disk.
+    /// waiting for a load: `None` then, and the caller uses `get` on a blocking thread. A name in
+    /// `models.dir` is looked up in the in-memory table (no system call beyond one inotify read); a model
+    /// given by path is identified again (its file opened, its stamp compared).
     pub fn get_loaded(&self, name: &str) -> Option<Arc<CachedModel>> {
-        let path = self.path_of(name).ok()?;
-        self.pool.get_loaded(&path)
+        if let Some(path) = self.pinned.lock().get(name).cloned() {
+            return self.pool.get_loaded(&path);
+        }
+        match self.names.find(name)? {
+            Found::One(_, Some(file)) => self.pool.get_loaded_file(&file),
+            _ => None,
+        }
     }
 
     /// The loaded model called `name`, loading it when needed. Blocking: call from a blocking thread.

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use serde_json::Value;
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
@@ -16,7 +15,7 @@ use crate::audit::AuditLog;
 use crate::cache::Manager;
 use crate::cache::observe::trace::take_last_read;
 use crate::config::{Config, ServerKeys};
-use crate::inference::CachePlan;
+use crate::inference::{CachePlan, Prepared};
 #[cfg(feature = "onnx")]
 use crate::models::tokenizer::TokenizerCache;
 
@@ -45,8 +44,8 @@ pub struct AppState {
 
 /// What [`AppState::lookup_or_lead`] found.
 pub enum Lookup {
-    /// The cached answer.
-    Hit(Value),
+    /// The cached answer's body (JSON bytes).
+    Hit(Vec<u8>),
     /// Generate, holding the guard (if any) until the answer is stored.
     Generate(Option<FlightGuard>),
 }
@@ -100,38 +99,38 @@ impl AppState {
         }
     }
 
-    /// The cached answer for `plan`. With a remote tier a lookup may wait on Redis (a few hundred ms at
+    /// The cached answer for `prepared`. With a remote tier a lookup may wait on Redis (a few hundred ms at
     /// worst), so it runs on a blocking thread; local lookups stay inline. The tier that answered is noted
     /// for the audit of lookups (`reads.rs`).
-    async fn lookup(self: &Arc<Self>, plan: &CachePlan) -> Option<Value> {
-        let looked = |plan: &CachePlan, manager: &crate::cache::Manager| {
+    async fn lookup<L: Cached>(self: &Arc<Self>, prepared: &Arc<L>) -> Option<Vec<u8>> {
+        let looked = |prepared: &L, manager: &Manager| {
             let _ = take_last_read();
-            (plan.lookup(manager), take_last_read())
+            (prepared.lookup(manager), take_last_read())
         };
         let (hit, read) = if self.manager.has_remote() {
-            let (state, owned) = (Arc::clone(self), plan.clone());
+            let (state, owned) = (Arc::clone(self), Arc::clone(prepared));
             tokio::task::spawn_blocking(move || looked(&owned, &state.manager)).await.unwrap_or((None, None))
         } else {
-            looked(plan, &self.manager)
+            looked(prepared, &self.manager)
         };
         if let Some(tier) = read {
-            super::reads::note(plan.key(), tier);
+            super::reads::note(prepared.plan().key(), tier);
         }
         hit
     }
 
-    /// The cached answer of `plan`, when it looks up and one is there; else the flight guard to generate
-    /// under (`None` when the plan does not look up). A request that finds another generating its key waits
-    /// for it and looks again.
-    pub async fn lookup_or_lead(self: &Arc<Self>, plan: &CachePlan) -> Lookup {
-        if !plan.looks_up() {
+    /// The cached answer of `prepared`, when its plan looks up and one is there; else the flight guard to
+    /// generate under (`None` when the plan does not look up). A request that finds another generating its
+    /// key waits for it and looks again.
+    pub async fn lookup_or_lead<L: Cached>(self: &Arc<Self>, prepared: &Arc<L>) -> Lookup {
+        if !prepared.plan().looks_up() {
             return Lookup::Generate(None);
         }
         loop {
-            if let Some(hit) = self.lookup(plan).await {
+            if let Some(hit) = self.lookup(prepared).await {
                 return Lookup::Hit(hit);
             }
-            match self.join_flight(plan.key()) {
+            match self.join_flight(prepared.plan().key()) {
                 Flight::Lead(lead) => return Lookup::Generate(Some(lead)),
                 Flight::Follow(rx) => wait_for(rx).await,
             }
@@ -147,6 +146,24 @@ impl AppState {
         let (tx, rx) = watch::channel(());
         table.insert(key.to_string(), rx);
         Flight::Lead(FlightGuard { state: Arc::clone(self), key: key.to_string(), _done: tx })
+    }
+}
+
+/// A request the cache may answer: its plan, and its lookup.
+pub trait Cached: Send + Sync + 'static {
+    /// How it uses the cache.
+    fn plan(&self) -> &CachePlan;
+    /// The cached answer's body, when there is one.
+    fn lookup(&self, manager: &Manager) -> Option<Vec<u8>>;
+}
+
+impl Cached for Prepared {
+    fn plan(&self) -> &CachePlan {
+        Prepared::plan(self)
+    }
+
+    fn lookup(&self, manager: &Manager) -> Option<Vec<u8>> {
+        Prepared::lookup(self, manager).map(|answer| answer.body)
     }
 }
 

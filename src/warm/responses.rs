@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::cache::Manager;
 use crate::cache::response_store::{Endpoint, ModelIdentity, is_deterministic};
-use crate::inference::{CacheControl, CacheStatus, respond};
+use crate::inference::{CacheControl, CacheStatus, Prepared, respond};
 use crate::models::file::ModelFile;
 use crate::models::metadata_cache::MetadataCache;
 use crate::models::pool::LoadedModel;
@@ -127,7 +127,8 @@ pub fn warm_responses(
             Err(error) => PromptOutcome::Failed { error },
             Ok((_, body)) if !is_deterministic(&body) => PromptOutcome::NotCacheable,
             Ok((endpoint, body)) => match CacheControl::from_body(&body)
-                .and_then(|control| respond(manager, model, &identity, endpoint, &body, &control))
+                .and_then(|control| Prepared::new(manager, identity.clone(), endpoint, body, &control))
+                .and_then(|prepared| respond(manager, model, &prepared, None))
             {
                 Ok(answer) if answer.status == CacheStatus::Hit => {
                     PromptOutcome::AlreadyCached { key: answer.key }
@@ -195,7 +196,8 @@ mod tests {
         let canonical = CanonicalRequest::new(Endpoint::Completion, &body, &identity).unwrap();
         let key = response_key(&canonical, config.response.hash_algorithm);
         assert_eq!(outcomes[1], &PromptOutcome::Stored { key: key.clone() });
-        let stored = manager.get_response(&key).unwrap().expect("stored");
+        let stored = crate::cache::response_store::get_fresh(&manager, &key, None).unwrap().expect("stored");
+        let stored: serde_json::Value = serde_json::from_slice(&stored).unwrap();
         assert_eq!(stored["choices"][0]["text"], "9012");
 
         let again = warm_responses(&manager, &model, &prompts, |_, _| {}).unwrap();

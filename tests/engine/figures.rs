@@ -9,11 +9,12 @@ use std::collections::HashSet;
 use std::io::Write;
 
 use inferno::cache::codec::{Codec, CodecId};
-use inferno::cache::response_store::split_response;
+use inferno::cache::dedup::splice;
+use inferno::cache::response_store;
 use inferno::cache::{Access, Kind, Manager};
 use inferno::config::units::Size;
 use inferno::config::{CacheType, CompressionAlgorithm, CompressionConfig};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::util::{self, Style};
 
@@ -88,7 +89,9 @@ fn dedup_figures_match_chunks_counted_independently() {
             payload.as_object_mut().unwrap().remove(field);
         }
         let bytes = serde_json::to_vec(&payload).unwrap();
-        assert_eq!(bytes, split_response(&response(0, answer)["response"]).1.as_bytes(), "payload bytes");
+        let record = serde_json::to_vec(&response(0, answer)).unwrap();
+        let split = splice::split(&record, &response_store::per_key_ranges(&record).unwrap());
+        assert_eq!(bytes, split.1, "payload bytes");
         payloads.push(bytes);
     }
     let distinct: HashSet<&[u8]> = payloads.iter().flat_map(|p| chunks(p)).collect();
@@ -99,14 +102,11 @@ fn dedup_figures_match_chunks_counted_independently() {
     let mut logical = 0;
     let mut entry_bytes = 0;
     for i in 0..n {
-        let record = response(i, &answers[uses(i)]);
-        let head = json!({
-            "envelope": {"created": record["response"]["created"], "id": record["response"]["id"], "model": "tiny"},
-            "model": record["model"],
-            "request": record["request"],
-        });
-        let head_len = serde_json::to_vec(&head).unwrap().len();
+        // The head: the splice magic, then three pieces (the record up to the response, the response's
+        // `created`, `id` and `model` members, the closing brace), each with an 8-byte offset and length.
+        let record = serde_json::to_vec(&response(i, &answers[uses(i)])).unwrap();
         let payload = &payloads[uses(i)];
+        let head_len = 2 + 3 * 8 + record.len() - payload.len();
         referenced += payload.len() as u64;
         logical += (head_len + payload.len()) as u64;
         entry_bytes += record_len(&format!("key-{i}"), "tiny", chunks(payload).len(), head_len);
@@ -115,7 +115,7 @@ fn dedup_figures_match_chunks_counted_independently() {
     let cache = Manager::open(&config, Access::ReadWrite).unwrap();
     for i in 0..n {
         let record = serde_json::to_vec(&response(i, &answers[uses(i)])).unwrap();
-        cache.put(Kind::Response, &format!("key-{i}"), "tiny", &record, None).unwrap();
+        response_store::put(&cache, &format!("key-{i}"), "tiny", &record, None).unwrap();
     }
     cache.flush().unwrap();
     let stats = cache.disk_stats().unwrap();

@@ -2,15 +2,18 @@
 //!
 //! - [`chunk`]: content-defined chunking (FastCDC) of large values.
 //! - [`hash`]: content hashes as `[cache.deduplication]` configures them.
+//! - [`splice`]: a value split at per-key byte ranges into a head and a shared payload, and joined back.
 //!
-//! A stored response is split (by `response_store`) into a per-key head and a payload; the manager hashes
-//! the payload (and its chunks) here and stores each distinct piece once as a blob record. How many entries
+//! A caller names the per-key byte ranges of a value (for responses, `response_store` does); the manager
+//! splits it with [`splice`], hashes the payload (and its chunks) here and stores each distinct piece once as
+//! a blob record. How many entries
 //! share a blob — its refcount — is kept by the disk tier's index (`disk/index.rs`), which drops a blob when
 //! the last entry using it goes. With a weak hash (xxh32, xxh64) a chunk is shared only after its bytes are
 //! compared ([`same_bytes`]); docs/format.md, "Dedup", says why.
 
 pub mod chunk;
 pub mod hash;
+pub mod splice;
 
 use crate::cache::codec::{Codec, CodecId};
 use crate::cache::disk::DiskStore;

@@ -15,18 +15,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::clock::{Expiry, now_ms};
 use super::codec::{Codec, CodecId};
-use super::dedup::{self, hash::ContentHasher};
+use super::dedup::{self, hash::ContentHasher, splice};
 use super::disk::{DiskError, DiskStore, EntryWrite, StoreOptions, StoredEntry};
 use super::kind::Kind;
 use super::memory::MemoryTier;
 use super::observe::stats::{CounterSnapshot, Counters};
 use super::observe::trace::{Op, Tracer};
 use super::remote::RemoteTier;
-use super::response_store::{join_record, join_response, split_record};
+use super::response_store::legacy;
 use crate::config::{CacheConfig, CacheType};
 
 mod filter;
@@ -127,6 +125,13 @@ fn memory_key(kind: Kind, key: &str) -> String {
     k.push(':');
     k.push_str(key);
     k
+}
+
+/// A value to store and its per-key byte ranges (see [`Manager::put_split`]).
+#[derive(Clone, Copy)]
+struct SplitValue<'a> {
+    bytes: &'a [u8],
+    per_key: &'a [std::ops::Range<usize>],
 }
 
 /// The cache.
@@ -240,7 +245,8 @@ impl Manager {
     }
 
     /// Stores `value` under `kind`/`key`. `name` is what `--pattern` filters match besides the key (the model
-    /// name for responses, the file name for models). `ttl: None` uses the kind's default TTL.
+    /// name for responses, the file name for models). `ttl: None` uses the kind's default TTL. With dedup the
+    /// whole value is the shared payload.
     pub fn put(
         &self,
         kind: Kind,
@@ -249,13 +255,29 @@ impl Manager {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<(), CacheError> {
+        self.put_split(kind, key, name, value, &[], ttl)
+    }
+
+    /// [`put`](Self::put) for a value whose bytes in `per_key` (sorted, non-overlapping ranges) belong to this
+    /// key alone: with dedup they are kept in the entry's own record and only the bytes between them form the
+    /// shared payload (see `dedup/splice.rs`), so values that differ only there share their storage. A get
+    /// returns `value` exactly.
+    pub fn put_split(
+        &self,
+        kind: Kind,
+        key: &str,
+        name: &str,
+        value: &[u8],
+        per_key: &[std::ops::Range<usize>],
+        ttl: Option<Duration>,
+    ) -> Result<(), CacheError> {
         if !self.is_enabled(kind) {
             return Ok(());
         }
         let now = now_ms();
         let expires = Expiry::after(now, ttl.or_else(|| self.default_ttl(kind)));
         if let Some(disk) = &self.disk {
-            self.write_disk(disk, kind, key, name, value, expires)?;
+            self.write_disk(disk, kind, key, name, SplitValue { bytes: value, per_key }, expires)?;
         }
         if let Some(memory) = &self.memory {
             let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires };
@@ -281,7 +303,7 @@ impl Manager {
         kind: Kind,
         key: &str,
         name: &str,
-        value: &[u8],
+        value: SplitValue<'_>,
         expires: Expiry,
     ) -> Result<(), CacheError> {
         match self.write_disk_once(disk, kind, key, name, value, expires) {
@@ -298,20 +320,26 @@ impl Manager {
         kind: Kind,
         key: &str,
         name: &str,
-        value: &[u8],
+        value: SplitValue<'_>,
         expires: Expiry,
     ) -> Result<(), CacheError> {
+        let SplitValue { bytes: value, per_key } = value;
         let mut refs = Vec::new();
         let mut scratch = Vec::new();
         let (head, payload_len) = match &self.hasher {
             None => (value.to_vec(), 0),
             Some(hasher) => {
-                let (head, payload) = match (kind, serde_json::from_slice::<Value>(value)) {
-                    (Kind::Response, Ok(record)) => split_record(&record),
-                    _ => (Vec::new(), value.to_vec()),
+                let (head, payload) = match per_key {
+                    [] => (Vec::new(), value.to_vec()),
+                    ranges => splice::split(value, ranges),
                 };
+                // Nothing to share: the value is stored whole, without chunks (an entry without chunks is read as
+                // its value alone).
+                let (head, payload) =
+                    if payload.is_empty() { (value.to_vec(), payload) } else { (head, payload) };
+                let chunks = if payload.is_empty() { Vec::new() } else { hasher.chunk_and_hash(&payload) };
                 let mut shared = true;
-                for chunk in hasher.chunk_and_hash(&payload) {
+                for chunk in chunks {
                     let blob = chunk.hash.to_bytes();
                     let raw = &payload[chunk.range.clone()];
                     if !disk.has_blob(&blob) {
@@ -434,7 +462,8 @@ impl Manager {
         let head = Codec::decode(codec, &stored.value, stored.raw_len as usize, &mut out)
             .map_err(|e| fail(e.to_string()))?
             .to_vec();
-        if stored.chunks.is_empty() && self.hasher.is_none() {
+        // No chunks: the head is the whole value (dedup off, or nothing to share).
+        if stored.chunks.is_empty() {
             return Ok(head);
         }
         let mut payload = Vec::new();
@@ -448,21 +477,14 @@ impl Manager {
         if head.is_empty() {
             return Ok(payload);
         }
-        if payload.is_empty() && kind != Kind::Response {
-            return Ok(head);
+        if splice::is_spliced(&head) {
+            return splice::join(&head, &payload).map_err(|e| fail(e.to_string()));
         }
-        let record = join_record(&head, &payload).map_err(|e| fail(e.to_string()))?;
-        serde_json::to_vec(&record).map_err(|e| fail(e.to_string()))
-    }
-
-    /// A cached response record's `response`, served as a new answer would be: with a fresh `id` and
-    /// `created`. `None` when absent or when the stored value is not a response record.
-    pub fn get_response(&self, key: &str) -> Result<Option<Value>, CacheError> {
-        let Some(bytes) = self.get(Kind::Response, key)? else { return Ok(None) };
-        let Ok(record) = serde_json::from_slice::<Value>(&bytes) else { return Ok(None) };
-        let Some(response) = record.get("response") else { return Ok(None) };
-        let (envelope, payload) = super::response_store::split_response(response);
-        Ok(join_response(&envelope, payload.as_bytes(), true).ok())
+        if kind != Kind::Response {
+            return Err(fail("an entry with both a head and chunks that is not a response".into()));
+        }
+        // A response entry written before the byte splitter (format-1 JSON head).
+        legacy::join_record(&head, &payload).map_err(|e| fail(e.to_string()))
     }
 
     /// True when a live entry exists under `kind`/`key`. Counts nothing and changes no recency; the value is

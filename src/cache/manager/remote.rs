@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Access, Cached, EntryInfo, Filter, Manager, Removal, memory_key};
+use super::{Access, Cached, EntryInfo, Filter, Manager, Removal, SplitValue, memory_key};
 use crate::cache::CacheError;
 use crate::cache::clock::now_ms;
 use crate::cache::kind::Kind;
 use crate::cache::observe::stats::Counters;
 use crate::cache::observe::trace::Op;
 use crate::cache::remote::{self, RemoteRemoval, RemoteStatus, RemoteTier};
+use crate::cache::response_store;
 use crate::config::CacheConfig;
 
 /// The remote tier for a writable manager when `cache.distributed.enabled` and responses are cached.
@@ -44,8 +45,18 @@ impl Manager {
         };
         counters.remote_hits.fetch_add(1, Ordering::Relaxed);
         self.tracer.record(Op::Read, kind, key, Some("remote"), Some(true), entry.value.len() as u64);
+        // Only response entries come from Redis: keep them split as `response_store::put` would, so their
+        // payloads are shared with the local ones.
+        let per_key = response_store::per_key_ranges(&entry.value).unwrap_or_default();
         if let Some(disk) = &self.disk
-            && let Err(err) = self.write_disk(disk, kind, key, &entry.name, &entry.value, entry.expires)
+            && let Err(err) = self.write_disk(
+                disk,
+                kind,
+                key,
+                &entry.name,
+                SplitValue { bytes: &entry.value, per_key: &per_key },
+                entry.expires,
+            )
         {
             tracing::warn!(key, "keeping a remote hit on disk failed: {err}");
         }

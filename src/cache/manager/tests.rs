@@ -1,5 +1,6 @@
 //! Manager tests: every cache type and codec, dedup of response payloads, TTLs, housekeeping.
 use super::*;
+use crate::cache::response_store;
 use crate::config::{CompressionAlgorithm, Config};
 
 fn config(dir: &std::path::Path, kind: CacheType) -> CacheConfig {
@@ -32,7 +33,7 @@ fn every_type_round_trips_and_persistent_survives_reopen() {
             {
                 let cache = Manager::open(&config, Access::ReadWrite).unwrap();
                 cache.put(Kind::Model, "m", "m.gguf", &value, None).unwrap();
-                cache.put(Kind::Response, "r", "tiny", &record("a", "hello"), None).unwrap();
+                response_store::put(&cache, "r", "tiny", &record("a", "hello"), None).unwrap();
                 assert_eq!(cache.get(Kind::Model, "m").unwrap().as_deref(), Some(&value[..]));
                 assert_eq!(cache.get(Kind::Metadata, "m").unwrap(), None);
             }
@@ -42,10 +43,8 @@ fn every_type_round_trips_and_persistent_survives_reopen() {
                 assert_eq!(got, None);
             } else {
                 assert_eq!(got.as_deref(), Some(&value[..]), "{kind:?} {algorithm:?}");
-                let stored: Value =
-                    serde_json::from_slice(&cache.get(Kind::Response, "r").unwrap().unwrap()).unwrap();
-                let original: Value = serde_json::from_slice(&record("a", "hello")).unwrap();
-                assert_eq!(stored, original);
+                let stored = cache.get(Kind::Response, "r").unwrap().unwrap();
+                assert_eq!(&stored[..], &record("a", "hello")[..], "the stored bytes, exactly");
             }
         }
     }
@@ -56,16 +55,89 @@ fn identical_payloads_are_stored_once_and_served_fresh() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Manager::open(&config(dir.path(), CacheType::Persistent), Access::ReadWrite).unwrap();
     for i in 0..10 {
-        cache
-            .put(Kind::Response, &format!("k{i}"), "tiny", &record(&format!("id{i}"), "same answer"), None)
-            .unwrap();
+        let key = format!("k{i}");
+        response_store::put(&cache, &key, "tiny", &record(&format!("id{i}"), "same answer"), None).unwrap();
     }
     let stats = cache.disk_stats().unwrap();
     assert_eq!(stats.blobs, 1);
     assert_eq!(stats.referenced_payload_bytes, 10 * stats.blob_raw_bytes);
-    let fresh = cache.get_response("k3").unwrap().unwrap();
+    let fresh = response_store::get_fresh(&cache, "k3", Some("alias")).unwrap().unwrap();
+    let fresh: serde_json::Value = serde_json::from_slice(&fresh).unwrap();
     assert_ne!(fresh["id"], "id3");
+    assert_eq!(fresh["model"], "alias");
     assert_eq!(fresh["choices"][0]["message"]["content"], "same answer");
+    // Reopened, each key reads back its own bytes from the shared payload.
+    drop(cache);
+    let cache = Manager::open(&config(dir.path(), CacheType::Disk), Access::ReadWrite).unwrap();
+    for i in 0..10 {
+        let got = cache.get(Kind::Response, &format!("k{i}")).unwrap().unwrap();
+        assert_eq!(&got[..], &record(&format!("id{i}"), "same answer")[..]);
+    }
+}
+
+#[test]
+fn split_values_of_any_kind_share_the_bytes_between_their_per_key_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Manager::open(&config(dir.path(), CacheType::Disk), Access::ReadWrite).unwrap();
+    let shared = "s".repeat(3000);
+    for i in 0..4 {
+        let value = format!("<{i}>{shared}<{i}{i}>");
+        let per_key = [0..3, 3 + shared.len()..value.len()];
+        cache.put_split(Kind::Metadata, &format!("m{i}"), "n", value.as_bytes(), &per_key, None).unwrap();
+    }
+    assert_eq!(cache.disk_stats().unwrap().blobs, 1);
+    for i in 0..4 {
+        let got = cache.get(Kind::Metadata, &format!("m{i}")).unwrap().unwrap();
+        assert_eq!(&got[..], format!("<{i}>{shared}<{i}{i}>").as_bytes());
+    }
+    // Nothing left to share: stored whole, read back whole.
+    let all = 0..3;
+    cache.put_split(Kind::Metadata, "all-key", "n", b"abc", std::slice::from_ref(&all), None).unwrap();
+    assert_eq!(cache.get(Kind::Metadata, "all-key").unwrap().as_deref(), Some(&b"abc"[..]));
+}
+
+#[test]
+fn response_entries_of_the_first_dedup_layout_are_still_served() {
+    // What the first layout wrote: a canonical JSON head with the envelope, and the canonical payload.
+    let head = br#"{"envelope":{"created":1,"id":"a","model":"tiny"},"model":"tiny","request":{"prompt":"hi","temperature":0}}"#;
+    let payload = br#"{"choices":[{"index":0,"text":"hello"}],"object":"text_completion"}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), CacheType::Disk);
+    {
+        let cache = Manager::open(&config, Access::ReadWrite).unwrap();
+        let disk = cache.disk.as_ref().unwrap();
+        let hasher = cache.hasher.as_ref().unwrap();
+        let mut refs = Vec::new();
+        for chunk in hasher.chunk_and_hash(payload) {
+            let blob = chunk.hash.to_bytes();
+            let raw = &payload[chunk.range.clone()];
+            disk.put_blob(&blob, CodecId::None as u8, raw, raw.len() as u32).unwrap();
+            refs.push(blob);
+        }
+        disk.put_entry(&EntryWrite {
+            kind: Kind::Response.code(),
+            key: b"old",
+            name: "tiny",
+            codec: CodecId::None as u8,
+            value: head,
+            raw_len: head.len() as u32,
+            refs: &refs,
+            payload_len: payload.len() as u64,
+            created_ms: now_ms(),
+            expires: Expiry::NEVER,
+        })
+        .unwrap();
+    }
+    let cache = Manager::open(&config, Access::ReadWrite).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&cache.get(Kind::Response, "old").unwrap().unwrap()).unwrap();
+    assert_eq!(record["response"]["id"], "a");
+    assert_eq!(record["response"]["choices"][0]["text"], "hello");
+    assert_eq!(record["request"]["prompt"], "hi");
+    let fresh = response_store::get_fresh(&cache, "old", Some("tiny")).unwrap().unwrap();
+    let fresh: serde_json::Value = serde_json::from_slice(&fresh).unwrap();
+    assert!(fresh["id"].as_str().unwrap().starts_with("cmpl-"), "{fresh}");
+    assert_eq!(fresh["object"], "text_completion");
 }
 
 #[test]
@@ -124,7 +196,7 @@ fn entries_older_than_an_age_are_removed() {
 fn the_open_cache_verifies_what_it_just_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Manager::open(&config(dir.path(), CacheType::Persistent), Access::ReadWrite).unwrap();
-    cache.put(Kind::Response, "r", "tiny", &record("a", "hello"), None).unwrap();
+    response_store::put(&cache, "r", "tiny", &record("a", "hello"), None).unwrap();
     let report = cache.verify(false).unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!((report.entries_checked, report.chunks_checked), (1, 1));

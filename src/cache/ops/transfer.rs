@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use crate::cache::clock::now_ms;
 use crate::cache::kind::Kind;
 use crate::cache::manager::{CacheError, Manager};
-use crate::cache::response_store::{CanonicalRequest, Endpoint, ModelIdentity, response_key};
+use crate::cache::response_store::{self, CanonicalRequest, Endpoint, ModelIdentity, response_key};
 use crate::config::units::{SECOND, parse_duration};
 
 /// What [`import`] did.
@@ -178,7 +178,7 @@ pub fn import(
                     continue;
                 }
                 let bytes = serde_json::to_vec(&parsed.record).map_err(std::io::Error::other)?;
-                manager.put(Kind::Response, &parsed.key, &parsed.model, &bytes, parsed.ttl)?;
+                response_store::put(manager, &parsed.key, &parsed.model, &bytes, parsed.ttl)?;
                 report.new += 1;
             }
         }

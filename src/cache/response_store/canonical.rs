@@ -1,7 +1,7 @@
 //! Canonical JSON bytes: compact, object keys sorted, one spelling per string and number.
 //!
-//! Both the request key and the response payload are written through here, so the rules live in one
-//! place (and in `docs/keys.md`). This file does not decide which fields are written; callers do.
+//! The request key is written through here, so the rules live in one place (and in `docs/keys.md`). This
+//! file does not decide which fields are written; callers do.
 
 use serde_json::{Number, Value};
 
@@ -51,6 +51,7 @@ pub(super) fn write_object<'a>(
 }
 
 /// [`write`] into a fresh buffer.
+#[cfg(test)]
 pub(super) fn to_vec(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     write(value, &mut out);

@@ -1,181 +1,199 @@
-//! Splitting a response body into the per-key envelope (`id`, `created`, `model`, `system_fingerprint`) and
-//! the payload (everything else, canonical bytes), and joining them back, optionally as a fresh response.
+//! The envelope of a stored response, on bytes: which byte ranges of a stored record belong to its key alone
+//! (everything but the response, and the response's `id`, `created`, `model`, `system_fingerprint`) so that
+//! the rest, the payload, is shared; and a hit's response with a fresh `id`, `created` and `model` spliced
+//! into the stored bytes. No `serde_json::Value` is built on either path.
 //!
-//! Two answers that differ only in their envelope give byte-identical payloads, which the dedup store then
-//! keeps once. This file does not store anything or decide what is cached.
+//! Two answers that differ only in their envelope fields give byte-identical payloads, which the dedup store
+//! keeps once. Everything else in a response (key order, spacing, fields inferno does not know) comes back as
+//! stored.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
-
-use super::ResponseError;
-use super::canonical;
+use super::scan::{self, Member};
 use crate::cache::dedup::hash::encode_hex;
 
 /// The response fields kept per key rather than in the shared payload.
 pub const ENVELOPE_FIELDS: [&str; 4] = ["created", "id", "model", "system_fingerprint"];
 
-/// The per-key fields of one response, as found (absent fields stay absent).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Envelope {
-    fields: Map<String, Value>,
+fn is_envelope(bytes: &[u8], member: &Member) -> bool {
+    ENVELOPE_FIELDS.iter().any(|f| f.as_bytes() == &bytes[member.key.clone()])
 }
 
-impl Envelope {
-    /// Whether no envelope field was found (a non-object body, or an object with none of them).
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+/// The `response` member of a stored record (a JSON object with a `response` field), as its value's range.
+pub fn response_range(record: &[u8]) -> Option<Range<usize>> {
+    let (members, end) = scan::members(record, scan::skip_ws(record, 0))?;
+    if scan::skip_ws(record, end) != record.len() {
+        return None;
     }
+    scan::find(record, &members, "response").map(|m| m.value.clone())
+}
 
-    /// One envelope field, if the response had it.
-    pub fn get(&self, field: &str) -> Option<&Value> {
-        self.fields.get(field)
+/// The byte ranges of `record` that belong to its key: everything before and after the response value and,
+/// when the response is an object, its envelope members (each with one neighbouring comma, so the payload
+/// left over is itself a JSON object). `None` when `record` is not an object with a `response`.
+pub fn per_key_ranges(record: &[u8]) -> Option<Vec<Range<usize>>> {
+    let response = response_range(record)?;
+    let mut ranges = Vec::with_capacity(6);
+    ranges.push(0..response.start);
+    if record[response.start] == b'{'
+        && let Some((members, _)) = scan::members(record, response.start)
+    {
+        ranges.extend(envelope_cuts(record, &members));
     }
+    ranges.push(response.end..record.len());
+    Some(ranges)
+}
 
-    /// The stored form: a canonical JSON object of the fields present.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        canonical::to_vec(&Value::Object(self.fields.clone()))
-    }
-
-    /// Reads [`Envelope::to_bytes`] output.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ResponseError> {
-        let fields: Map<String, Value> = serde_json::from_slice(bytes).map_err(ResponseError::Envelope)?;
-        match fields.keys().find(|k| !ENVELOPE_FIELDS.contains(&k.as_str())) {
-            Some(field) => Err(ResponseError::UnknownEnvelopeField { field: field.clone() }),
-            None => Ok(Self { fields }),
+/// The ranges that cut the envelope members out of an object's `members`: a run of envelope members is cut
+/// from its first member to the next kept member, or, when the run ends the object, from the end of the kept
+/// member before it.
+fn envelope_cuts(bytes: &[u8], members: &[Member]) -> Vec<Range<usize>> {
+    let mut cuts = Vec::new();
+    let mut i = 0;
+    while i < members.len() {
+        if !is_envelope(bytes, &members[i]) {
+            i += 1;
+            continue;
         }
-    }
-
-    fn take_from(object: &mut Map<String, Value>) -> Self {
-        let fields =
-            ENVELOPE_FIELDS.iter().filter_map(|&f| object.remove(f).map(|v| (f.to_owned(), v))).collect();
-        Self { fields }
-    }
-
-    fn of(object: &Map<String, Value>) -> Self {
-        let fields = ENVELOPE_FIELDS
-            .iter()
-            .filter_map(|&f| object.get(f).map(|v| (f.to_owned(), v.clone())))
-            .collect();
-        Self { fields }
-    }
-
-    fn apply_to(&self, object: &mut Map<String, Value>) {
-        for (field, value) in &self.fields {
-            object.insert(field.clone(), value.clone());
+        let first = i;
+        while i < members.len() && is_envelope(bytes, &members[i]) {
+            i += 1;
         }
+        let cut = match (members.get(i), first.checked_sub(1)) {
+            (Some(next), _) => members[first].span.start..next.span.start,
+            (None, Some(before)) => members[before].span.end..members[i - 1].span.end,
+            (None, None) => members[first].span.start..members[i - 1].span.end,
+        };
+        cuts.push(cut);
+    }
+    cuts
+}
+
+/// What a hit puts into the stored response.
+#[derive(Clone, Debug)]
+pub struct Fresh<'a> {
+    /// Replaces a present `id` (with `cmpl-` for `text_completion` responses, `chatcmpl-` otherwise).
+    pub id_hex: String,
+    /// Replaces a present `created` (unix seconds).
+    pub created: u64,
+    /// Replaces `model`, or is added when the response has none; `None` keeps the stored one.
+    pub model: Option<&'a str>,
+}
+
+impl<'a> Fresh<'a> {
+    /// A new id and the current time; `model` as given.
+    pub fn now(model: Option<&'a str>) -> Self {
+        let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Self { id_hex: unique_hex(), created, model }
     }
 }
 
-/// The shared part of a response: canonical JSON bytes (compact, keys sorted).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Payload(Vec<u8>);
-
-impl Payload {
-    /// The bytes to store and deduplicate.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// The bytes, owned.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.0
-    }
-}
-
-/// Splits a response body into its envelope and its payload.
-///
-/// - An object loses the [`ENVELOPE_FIELDS`] it has to the envelope; the rest is the payload.
-/// - A non-empty array of objects whose envelope fields are all identical (a streamed
-///   `chat.completion.chunk` list) gives that one envelope and strips it from every element.
-/// - Anything else is payload only, with an empty envelope.
-///
-/// [`join_response`] with `fresh = false` rebuilds `body` exactly.
-pub fn split_response(body: &Value) -> (Envelope, Payload) {
-    match body {
-        Value::Object(object) => {
-            // The payload is written straight from `object` less the envelope fields, without copying it.
-            let envelope = Envelope::of(object);
-            let mut payload = Vec::new();
-            let rest = object.iter().filter(|(k, _)| !ENVELOPE_FIELDS.contains(&k.as_str()));
-            canonical::write_object(rest, &mut payload);
-            (envelope, Payload(payload))
+/// The stored response `response` (JSON bytes) with `fresh` spliced in: into the object, or into every
+/// object of an array (one id for all, as a streamed chunk list shares one). Anything else is copied as is.
+/// `None` when the bytes do not scan as JSON.
+pub fn splice_fresh(response: &[u8], fresh: &Fresh<'_>) -> Option<Vec<u8>> {
+    let start = scan::skip_ws(response, 0);
+    let mut out = Vec::with_capacity(response.len() + 64);
+    match response.get(start) {
+        Some(b'{') => {
+            let (members, end) = scan::members(response, start)?;
+            let prefix = id_prefix(response, &members);
+            splice_object(response, start..end, &members, fresh, prefix, &mut out);
         }
-        Value::Array(items) => match shared_envelope(items) {
-            Some(envelope) => {
-                let rest: Vec<Value> = items
-                    .iter()
-                    .map(|item| match item {
-                        Value::Object(object) => {
-                            let mut object = object.clone();
-                            Envelope::take_from(&mut object);
-                            Value::Object(object)
-                        }
-                        other => other.clone(),
-                    })
-                    .collect();
-                (envelope, Payload(canonical::to_vec(&Value::Array(rest))))
+        Some(b'[') => {
+            let (items, _) = scan::elements(response, start)?;
+            let mut prefix = None;
+            let mut at = 0;
+            for item in items {
+                if response[item.start] != b'{' {
+                    continue;
+                }
+                let (members, end) = scan::members(response, item.start)?;
+                let prefix = *prefix.get_or_insert_with(|| id_prefix(response, &members));
+                out.extend_from_slice(&response[at..item.start]);
+                splice_object(response, item.start..end, &members, fresh, prefix, &mut out);
+                at = end;
             }
-            None => (Envelope::default(), Payload(canonical::to_vec(body))),
-        },
-        _ => (Envelope::default(), Payload(canonical::to_vec(body))),
-    }
-}
-
-/// The envelope every element shares, if the array is a non-empty list of objects that agree on it.
-fn shared_envelope(items: &[Value]) -> Option<Envelope> {
-    let mut objects = items.iter().map(Value::as_object);
-    let first = Envelope::of(objects.next()??);
-    for object in objects {
-        if Envelope::of(object?) != first {
-            return None;
+            out.extend_from_slice(&response[at..]);
         }
+        _ => out.extend_from_slice(response),
     }
-    Some(first)
+    Some(out)
 }
 
-/// Rebuilds a response body from its envelope and stored payload bytes.
-///
-/// With `fresh = true` it looks like a new answer: a present `id` is replaced by a new unique one
-/// (`cmpl-` + 24 hex digits for `text_completion` payloads, `chatcmpl-` + 24 hex digits otherwise) and a
-/// present `created` by the current unix time in seconds. `model` and `system_fingerprint` are kept.
-/// Fails when the payload bytes are not JSON.
-pub fn join_response(envelope: &Envelope, payload: &[u8], fresh: bool) -> Result<Value, ResponseError> {
-    let mut body: Value = serde_json::from_slice(payload).map_err(ResponseError::Payload)?;
-    let mut envelope = envelope.clone();
-    if fresh {
-        refresh(&mut envelope, &body);
+fn id_prefix(bytes: &[u8], members: &[Member]) -> &'static str {
+    match scan::find(bytes, members, "object") {
+        Some(m) if bytes[m.value.clone()].starts_with(b"\"text_completion") => "cmpl-",
+        _ => "chatcmpl-",
     }
-    if envelope.is_empty() {
-        return Ok(body);
-    }
-    match &mut body {
-        Value::Object(object) => envelope.apply_to(object),
-        Value::Array(items) => {
-            for item in items.iter_mut().filter_map(Value::as_object_mut) {
-                envelope.apply_to(item);
+}
+
+/// Writes the object at `span` with its `id`, `created` and `model` values replaced (and `model` added at the
+/// end when missing and `fresh.model` is set).
+fn splice_object(
+    bytes: &[u8],
+    span: Range<usize>,
+    members: &[Member],
+    fresh: &Fresh<'_>,
+    prefix: &str,
+    out: &mut Vec<u8>,
+) {
+    let mut at = span.start;
+    let mut has_model = false;
+    for member in members {
+        let key = &bytes[member.key.clone()];
+        let replacement = match key {
+            b"id" => Replacement::Id,
+            b"created" => Replacement::Created,
+            b"model" => {
+                has_model = true;
+                match fresh.model {
+                    Some(model) => Replacement::Model(model),
+                    None => continue,
+                }
             }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[at..member.value.start]);
+        match replacement {
+            Replacement::Id => {
+                out.push(b'"');
+                out.extend_from_slice(prefix.as_bytes());
+                out.extend_from_slice(fresh.id_hex.as_bytes());
+                out.push(b'"');
+            }
+            Replacement::Created => out.extend_from_slice(fresh.created.to_string().as_bytes()),
+            Replacement::Model(model) => write_json_string(model, out),
         }
-        _ => {}
+        at = member.value.end;
     }
-    Ok(body)
+    match fresh.model {
+        Some(model) if !has_model => {
+            // Up to the closing brace, then `,"model":...}` (no comma in an empty object).
+            let close = span.end - 1;
+            out.extend_from_slice(&bytes[at..close]);
+            if !members.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"model\":");
+            write_json_string(model, out);
+            out.push(b'}');
+        }
+        _ => out.extend_from_slice(&bytes[at..span.end]),
+    }
 }
 
-fn refresh(envelope: &mut Envelope, body: &Value) {
-    let first = match body {
-        Value::Array(items) => items.first(),
-        other => Some(other),
-    };
-    let object = first.and_then(|v| v.get("object")).and_then(Value::as_str).unwrap_or("");
-    let prefix = if object.starts_with("text_completion") { "cmpl-" } else { "chatcmpl-" };
-    if let Some(id) = envelope.fields.get_mut("id") {
-        *id = Value::String(format!("{prefix}{}", unique_hex()));
-    }
-    if let Some(created) = envelope.fields.get_mut("created") {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        *created = Value::from(now);
-    }
+enum Replacement<'a> {
+    Id,
+    Created,
+    Model(&'a str),
+}
+
+fn write_json_string(s: &str, out: &mut Vec<u8>) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// 24 hex digits (96 bits) that no two calls are expected to share.
@@ -197,133 +215,4 @@ pub(crate) fn unique_hex() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn completion(id: &str, created: u64, model: &str, fingerprint: &str) -> Value {
-        json!({
-            "id": id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "system_fingerprint": fingerprint,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."},
-                         "finish_reason": "stop", "logprobs": null}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14}
-        })
-    }
-
-    fn join(envelope: &Envelope, payload: &Payload, fresh: bool) -> Value {
-        join_response(envelope, payload.as_bytes(), fresh).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn split_then_join_round_trips() {
-        let bodies = [
-            completion("chatcmpl-abc", 1_700_000_000, "llama-3-8b", "fp_1"),
-            json!({"object": "text_completion", "choices": [{"text": "x", "index": 0}], "id": "cmpl-1"}),
-            json!({"no_envelope": [1, 2.5, "three"]}),
-            json!(["plain", 1]),
-            json!("just a string"),
-            json!(null),
-        ];
-        for body in bodies {
-            let (envelope, payload) = split_response(&body);
-            assert_eq!(join(&envelope, &payload, false), body);
-            let stored = Envelope::from_bytes(&envelope.to_bytes()).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(stored, envelope);
-        }
-    }
-
-    #[test]
-    fn envelope_holds_exactly_the_per_key_fields() {
-        let (envelope, payload) = split_response(&completion("chatcmpl-abc", 1, "m", "fp"));
-        assert_eq!(envelope.get("id"), Some(&json!("chatcmpl-abc")));
-        assert_eq!(
-            envelope.to_bytes(),
-            br#"{"created":1,"id":"chatcmpl-abc","model":"m","system_fingerprint":"fp"}"#
-        );
-        let text = String::from_utf8_lossy(payload.as_bytes()).into_owned();
-        assert!(
-            text.starts_with(r#"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"#),
-            "{text}"
-        );
-        for field in ENVELOPE_FIELDS {
-            assert!(!text.contains(&format!("\"{field}\"")), "{field} in {text}");
-        }
-    }
-
-    #[test]
-    fn responses_differing_only_in_envelope_share_payload_bytes() {
-        let (_, a) = split_response(&completion("chatcmpl-a", 1_700_000_000, "llama", "fp_1"));
-        let (_, b) = split_response(&completion("chatcmpl-b", 1_800_000_000, "llama-alias", "fp_2"));
-        assert_eq!(a, b);
-        let mut other = completion("chatcmpl-a", 1_700_000_000, "llama", "fp_1");
-        other["choices"][0]["message"]["content"] = json!("Lyon.");
-        assert_ne!(split_response(&other).1, a);
-    }
-
-    #[test]
-    fn chunk_lists_share_one_envelope() {
-        let chunk = |id: &str, delta: &str| {
-            json!({"id": id, "object": "chat.completion.chunk", "created": 5, "model": "m",
-                   "system_fingerprint": "fp", "choices": [{"index": 0, "delta": {"content": delta}}]})
-        };
-        let list = json!([chunk("chatcmpl-x", "Par"), chunk("chatcmpl-x", "is.")]);
-        let (envelope, payload) = split_response(&list);
-        assert_eq!(envelope.get("id"), Some(&json!("chatcmpl-x")));
-        assert!(!String::from_utf8_lossy(payload.as_bytes()).contains("chatcmpl-x"));
-        assert_eq!(join(&envelope, &payload, false), list);
-        let other = json!([chunk("chatcmpl-y", "Par"), chunk("chatcmpl-y", "is.")]);
-        assert_eq!(split_response(&other).1, payload);
-
-        let fresh = join(&envelope, &payload, true);
-        assert_ne!(fresh[0]["id"], json!("chatcmpl-x"));
-        assert_eq!(fresh[0]["id"], fresh[1]["id"]);
-
-        // Elements that disagree on the envelope are kept whole.
-        let mixed = json!([chunk("chatcmpl-x", "Par"), chunk("chatcmpl-z", "is.")]);
-        let (envelope, payload) = split_response(&mixed);
-        assert!(envelope.is_empty());
-        assert_eq!(join(&envelope, &payload, false), mixed);
-    }
-
-    #[test]
-    fn fresh_join_gives_a_new_id_and_the_current_time() {
-        let (envelope, payload) = split_response(&completion("chatcmpl-abc", 1_700_000_000, "m", "fp"));
-        let before = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let a = join(&envelope, &payload, true);
-        let b = join(&envelope, &payload, true);
-        let after = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let id = a["id"].as_str().unwrap_or_default();
-        assert!(id.starts_with("chatcmpl-") && id.len() == "chatcmpl-".len() + 24, "{id}");
-        assert!(id["chatcmpl-".len()..].bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a["id"], json!("chatcmpl-abc"));
-        assert_ne!(a["id"], b["id"]);
-        let created = a["created"].as_u64().unwrap_or_default();
-        assert!((before..=after).contains(&created), "{created}");
-        assert_eq!(a["model"], json!("m"));
-        assert_eq!(a["system_fingerprint"], json!("fp"));
-        assert_eq!(a["choices"], completion("x", 0, "m", "fp")["choices"]);
-
-        let text = json!({"id": "cmpl-1", "object": "text_completion", "created": 1, "choices": []});
-        let (envelope, payload) = split_response(&text);
-        let fresh = join(&envelope, &payload, true);
-        assert!(fresh["id"].as_str().is_some_and(|id| id.starts_with("cmpl-")), "{fresh}");
-    }
-
-    #[test]
-    fn corrupt_stored_bytes_are_errors() {
-        assert!(matches!(
-            join_response(&Envelope::default(), b"{not json", false),
-            Err(ResponseError::Payload(_))
-        ));
-        assert!(matches!(Envelope::from_bytes(b"[1]"), Err(ResponseError::Envelope(_))));
-        assert!(matches!(
-            Envelope::from_bytes(br#"{"choices":[]}"#),
-            Err(ResponseError::UnknownEnvelopeField { .. })
-        ));
-    }
-}
+mod tests;

@@ -1,23 +1,28 @@
-//! Responses in the cache: the key a request is stored under, and the split of a response body into a
-//! per-key envelope and a shared, deduplicated payload.
+//! Responses in the cache: the key a request is stored under, the stored record, and the split of a record's
+//! bytes into per-key parts and a shared, deduplicated payload.
 //!
-//! This module owns the canonical request form and the envelope/payload byte forms (both described in
-//! `docs/keys.md`). It knows OpenAI's JSON shapes but nothing of HTTP, tiers or storage.
+//! This module owns the canonical request form and the envelope/payload split (both described in
+//! `docs/keys.md`). It knows OpenAI's JSON shapes but nothing of HTTP or tiers: it hands the [`Manager`]
+//! bytes and the byte ranges that belong to a key, and the manager stores them.
+//!
+//! [`Manager`]: crate::cache::Manager
 
 mod canonical;
 mod envelope;
-mod record;
+pub mod legacy;
 mod request_key;
+mod scan;
+mod store;
 
 use thiserror::Error;
 
 pub(crate) use envelope::unique_hex;
-pub use envelope::{ENVELOPE_FIELDS, Envelope, Payload, join_response, split_response};
-pub use record::{join_record, split_record};
+pub use envelope::{ENVELOPE_FIELDS, Fresh, per_key_ranges, response_range, splice_fresh};
 pub use request_key::{
     CanonicalRequest, EXCLUDED_FIELDS, Endpoint, KEY_PREFIX, ModelIdentity, NUMERIC_FIELDS,
     canonical_request, is_deterministic, namespace_of, response_key,
 };
+pub use store::{fresh_response, get_fresh, put, record_bytes, stored_response};
 
 /// Why a request could not be keyed or a stored response could not be rebuilt.
 #[derive(Debug, Error)]

@@ -52,6 +52,12 @@ fn the_callers_control_wins_where_both_are_set() {
     assert_eq!(CacheControl::default().merged(&body), body);
 }
 
+fn with_namespace(body: &Value, namespace: Option<&str>) -> Value {
+    let mut body = body.clone();
+    apply_namespace(&mut body, namespace);
+    body
+}
+
 #[test]
 fn a_namespace_is_written_into_the_body() {
     let body = json!({"prompt": "abc", "cache": {"ttl": 5}});

@@ -171,7 +171,12 @@ impl ModelPool {
     /// system calls) and leave loads to a blocking thread.
     pub fn get_loaded(&self, path: &Path) -> Option<Arc<CachedModel>> {
         let file = ModelFile::open(path).ok()?;
-        self.state.lock().hit(&file, Instant::now())
+        self.get_loaded_file(&file)
+    }
+
+    /// [`get_loaded`](Self::get_loaded) for a file the caller has already identified (and keeps current).
+    pub fn get_loaded_file(&self, file: &ModelFile) -> Option<Arc<CachedModel>> {
+        self.state.lock().hit(file, Instant::now())
     }
 
     /// Counts a lookup whose file could not even be identified: a miss and a failed load.

@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 use super::super::*;
 use crate::cache::Access;
 use crate::cache::ops::transfer::{export, import};
+use crate::cache::response_store;
 use crate::config::{CacheType, Config};
 use crate::inference::run::{self, context_size, prepare};
-use crate::inference::{Input, Request};
+use crate::inference::{Answer, Input, Prepared, Request, Sink, respond};
 use crate::models::gguf::MetaValue;
 use crate::models::gguf::tiny::tiny_llama;
 use crate::models::llama::{FinishReason, GgufModel};
@@ -55,12 +56,24 @@ fn fixture_with(edit: impl FnOnce(&mut crate::config::CacheConfig)) -> Fixture {
 }
 
 impl Fixture {
+    fn answer(
+        &self,
+        model: &GgufModel,
+        endpoint: Endpoint,
+        body: &Value,
+        control: &CacheControl,
+        sink: Option<Sink<'_>>,
+    ) -> Result<Answer, InferenceError> {
+        let prepared = Prepared::new(&self.manager, self.identity.clone(), endpoint, body.clone(), control)?;
+        respond(&self.manager, model, &prepared, sink)
+    }
+
     fn chat(&self, body: &Value, control: &CacheControl) -> Answer {
-        respond(&self.manager, &self.harmony, &self.identity, Endpoint::Chat, body, control).unwrap()
+        self.answer(&self.harmony, Endpoint::Chat, body, control, None).unwrap()
     }
 
     fn complete(&self, body: &Value, control: &CacheControl) -> Answer {
-        respond(&self.manager, &self.plain, &self.identity, Endpoint::Completion, body, control).unwrap()
+        self.answer(&self.plain, Endpoint::Completion, body, control, None).unwrap()
     }
 }
 
@@ -81,7 +94,7 @@ fn chat_answers_follow_the_openai_schema() {
     let f = fixture();
     let answer = f.chat(&chat_body(), &no_control());
     assert_eq!(answer.status, CacheStatus::Miss);
-    let body = &answer.body;
+    let body = &answer.json().unwrap();
     let id = body["id"].as_str().unwrap();
     assert!(id.starts_with("chatcmpl-") && id.len() == "chatcmpl-".len() + 24, "{id}");
     assert_eq!(body["object"], "chat.completion");
@@ -105,7 +118,7 @@ fn chat_answers_follow_the_openai_schema() {
 fn completion_answers_follow_the_openai_schema() {
     let f = fixture();
     let answer = f.complete(&completion_body(), &no_control());
-    let body = &answer.body;
+    let body = &answer.json().unwrap();
     assert!(body["id"].as_str().unwrap().starts_with("cmpl-"));
     assert_eq!(body["object"], "text_completion");
     assert_eq!(
@@ -115,7 +128,7 @@ fn completion_answers_follow_the_openai_schema() {
     assert_eq!(body["usage"], json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}));
     let mut stopped = completion_body();
     stopped["stop"] = json!("gh");
-    let body = f.complete(&stopped, &no_control()).body;
+    let body = f.complete(&stopped, &no_control()).json().unwrap();
     assert_eq!(body["choices"][0]["text"], "def");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     assert_eq!(body["usage"]["completion_tokens"], 5, "the tokens up to and including the stop string");
@@ -131,18 +144,18 @@ fn a_repeated_request_is_a_hit_with_a_fresh_id() {
     let second = f.chat(&alias, &no_control());
     assert_eq!((first.status, second.status), (CacheStatus::Miss, CacheStatus::Hit));
     assert_eq!(second.key, first.key);
-    assert_eq!(second.body["choices"], first.body["choices"]);
-    assert_eq!(second.body["usage"], first.body["usage"]);
-    assert_eq!(second.body["system_fingerprint"], first.body["system_fingerprint"]);
-    assert_ne!(second.body["id"], first.body["id"]);
-    assert!(second.body["id"].as_str().unwrap().starts_with("chatcmpl-"));
-    assert_eq!(second.body["model"], "tiny-alias", "a hit names the model the client asked for");
+    assert_eq!(second.json().unwrap()["choices"], first.json().unwrap()["choices"]);
+    assert_eq!(second.json().unwrap()["usage"], first.json().unwrap()["usage"]);
+    assert_eq!(second.json().unwrap()["system_fingerprint"], first.json().unwrap()["system_fingerprint"]);
+    assert_ne!(second.json().unwrap()["id"], first.json().unwrap()["id"]);
+    assert!(second.json().unwrap()["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(second.json().unwrap()["model"], "tiny-alias", "a hit names the model the client asked for");
 
     let completion = f.complete(&completion_body(), &no_control());
     let again = f.complete(&completion_body(), &no_control());
     assert_eq!(again.status, CacheStatus::Hit);
-    assert_eq!(again.body["choices"], completion.body["choices"]);
-    assert!(again.body["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_eq!(again.json().unwrap()["choices"], completion.json().unwrap()["choices"]);
+    assert!(again.json().unwrap()["id"].as_str().unwrap().starts_with("cmpl-"));
 }
 
 #[test]
@@ -161,9 +174,10 @@ fn stored_records_export_and_import_as_the_same_keys() {
     let report = import(&other, lines.as_slice(), |_| {}, &mut |_| Err("no models".into()), false).unwrap();
     assert_eq!((report.new, report.rejected.len()), (2, 0), "{report:?}");
     for answer in [first, second] {
-        let hit = other.get_response(&answer.key).unwrap().unwrap();
-        assert_eq!(hit["choices"], answer.body["choices"]);
-        assert_ne!(hit["id"], answer.body["id"]);
+        let hit = response_store::get_fresh(&other, &answer.key, None).unwrap().unwrap();
+        let hit: Value = serde_json::from_slice(&hit).unwrap();
+        assert_eq!(hit["choices"], answer.json().unwrap()["choices"]);
+        assert_ne!(hit["id"], answer.json().unwrap()["id"]);
     }
 }
 
@@ -174,7 +188,11 @@ fn non_deterministic_requests_bypass_unless_cache_all() {
     sampled.as_object_mut().unwrap().remove("temperature");
     let answer = f.complete(&sampled, &no_control());
     assert_eq!(answer.status, CacheStatus::Bypass);
-    assert_eq!(answer.body["choices"][0]["text"], "defghijk", "the tiny model is sure even when sampling");
+    assert_eq!(
+        answer.json().unwrap()["choices"][0]["text"],
+        "defghijk",
+        "the tiny model is sure even when sampling"
+    );
     assert!(!f.manager.contains(Kind::Response, &answer.key));
     assert_eq!(f.complete(&sampled, &no_control()).status, CacheStatus::Bypass);
 
@@ -251,14 +269,14 @@ fn bad_requests_are_errors_and_store_nothing() {
     let f = fixture();
     let mut two = chat_body();
     two["n"] = json!(2);
-    let err = respond(&f.manager, &f.harmony, &f.identity, Endpoint::Chat, &two, &no_control()).unwrap_err();
+    let err = f.answer(&f.harmony, Endpoint::Chat, &two, &no_control(), None).unwrap_err();
     assert_eq!(err.status(), 400);
     assert_eq!(err.to_body()["error"]["param"], "n");
     assert_eq!(err.to_body()["error"]["type"], "invalid_request_error");
     assert!(f.manager.entries(Some(Kind::Response)).is_empty());
 
     let long = json!({"prompt": "a".repeat(200), "temperature": 0});
-    let err = respond(&f.manager, &f.plain, &f.identity, Endpoint::Completion, &long, &no_control());
+    let err = f.answer(&f.plain, Endpoint::Completion, &long, &no_control(), None);
     let body = err.unwrap_err().to_body();
     assert_eq!(body["error"]["code"], "context_length_exceeded");
     assert_eq!(body["error"]["param"], "prompt");
@@ -279,7 +297,7 @@ fn defaults_fill_the_context_and_follow_llama_cpp() {
 
     // A max_tokens beyond the context is cut to it, and the answer ends with `length`.
     let big = json!({"prompt": "abc", "temperature": 0, "max_tokens": 4096});
-    let body = f.complete(&big, &no_control()).body;
+    let body = f.complete(&big, &no_control()).json().unwrap();
     assert_eq!(body["usage"]["completion_tokens"], 128 - 5);
     assert_eq!(body["choices"][0]["finish_reason"], "length");
     assert!(body["choices"][0]["text"].as_str().unwrap().starts_with("defghijklmnopqrstuvwxyzabc"));
@@ -300,5 +318,66 @@ fn streamed_pieces_make_up_the_answer() {
     assert_eq!(pieces.len(), 8);
     assert_eq!(generation.finish_reason, FinishReason::Length);
     let answer = f.complete(&completion_body(), &no_control());
-    assert_eq!(answer.body["choices"][0]["text"], pieces.concat());
+    assert_eq!(answer.json().unwrap()["choices"][0]["text"], pieces.concat());
+}
+
+#[test]
+fn a_sink_gets_the_stream_and_a_hit_replays_it() {
+    let f = fixture();
+    let mut body = completion_body();
+    body["stream"] = json!(true);
+    let mut chunks = Vec::new();
+    let mut sink = |chunk: Value| {
+        chunks.push(chunk);
+        ControlFlow::Continue(())
+    };
+    let answer = f.answer(&f.plain, Endpoint::Completion, &body, &no_control(), Some(&mut sink)).unwrap();
+    assert_eq!(answer.status, CacheStatus::Miss);
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
+    assert_eq!(text, "defghijk");
+    assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+
+    // Stored whole: the same request again is a hit, replayed into the sink as chunks.
+    let mut replayed = Vec::new();
+    let mut sink = |chunk: Value| {
+        replayed.push(chunk);
+        ControlFlow::Continue(())
+    };
+    let hit = f.answer(&f.plain, Endpoint::Completion, &body, &no_control(), Some(&mut sink)).unwrap();
+    assert_eq!(hit.status, CacheStatus::Hit);
+    let text: String = replayed.iter().filter_map(|c| c["choices"][0]["text"].as_str()).collect();
+    assert_eq!(text, "defghijk");
+}
+
+#[test]
+fn a_stream_the_sink_stops_is_not_stored() {
+    let f = fixture();
+    let mut body = chat_body();
+    body["stream"] = json!(true);
+    let mut sent = 0;
+    let mut sink = |_: Value| {
+        sent += 1;
+        if sent < 3 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+    };
+    let answer = f.answer(&f.harmony, Endpoint::Chat, &body, &no_control(), Some(&mut sink)).unwrap();
+    assert_eq!(sent, 3, "nothing is sent after the sink said stop");
+    assert!(!f.manager.contains(Kind::Response, &answer.key), "a cut-off answer is not stored");
+    assert_eq!(f.chat(&body, &no_control()).status, CacheStatus::Miss);
+}
+
+#[test]
+fn a_hit_is_the_stored_answer_byte_for_byte_but_id_created_and_model() {
+    let f = fixture();
+    let first = f.complete(&completion_body(), &no_control());
+    let mut alias = completion_body();
+    alias["model"] = json!("other-name");
+    let hit = f.complete(&alias, &no_control());
+    assert_eq!(hit.status, CacheStatus::Hit);
+    let (a, b) = (first.json().unwrap(), hit.json().unwrap());
+    let restored = String::from_utf8(hit.body.clone())
+        .unwrap()
+        .replacen(b["id"].as_str().unwrap(), a["id"].as_str().unwrap(), 1)
+        .replacen(&format!("\"created\":{}", b["created"]), &format!("\"created\":{}", a["created"]), 1)
+        .replacen("\"model\":\"other-name\"", "\"model\":\"tiny\"", 1);
+    assert_eq!(restored.as_bytes(), &first.body[..]);
 }
