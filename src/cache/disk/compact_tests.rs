@@ -4,31 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::tests::{get, put};
 use super::*;
 
 fn opts(dir: &Path) -> StoreOptions {
     StoreOptions { write_buffer_size: 4096, segment_size: 32 * 1024, ..StoreOptions::new(dir) }
-}
-
-fn put(store: &DiskStore, key: &str, value: &[u8]) {
-    store
-        .put_entry(&EntryWrite {
-            kind: 1,
-            key: key.as_bytes(),
-            name: "m",
-            codec: 0,
-            value,
-            raw_len: value.len() as u32,
-            refs: &[],
-            payload_len: 0,
-            created_ms: now_ms(),
-            expires: Expiry::NEVER,
-        })
-        .unwrap();
-}
-
-fn get(store: &DiskStore, key: &str) -> Option<Vec<u8>> {
-    store.get(1, key.as_bytes()).unwrap().map(|e| e.value)
 }
 
 fn value(key: &str) -> Vec<u8> {

@@ -9,7 +9,7 @@ fn opts(dir: &Path) -> StoreOptions {
     StoreOptions { write_buffer_size: 4096, segment_size: 64 * 1024, ..StoreOptions::new(dir) }
 }
 
-fn put(store: &DiskStore, key: &str, value: &[u8]) {
+pub(super) fn put(store: &DiskStore, key: &str, value: &[u8]) {
     store
         .put_entry(&EntryWrite {
             kind: 1,
@@ -26,7 +26,7 @@ fn put(store: &DiskStore, key: &str, value: &[u8]) {
         .unwrap();
 }
 
-fn get(store: &DiskStore, key: &str) -> Option<Vec<u8>> {
+pub(super) fn get(store: &DiskStore, key: &str) -> Option<Vec<u8>> {
     store.get(1, key.as_bytes()).unwrap().map(|e| e.value)
 }
 
