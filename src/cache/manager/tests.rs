@@ -1,5 +1,7 @@
 //! Manager tests: every cache type and codec, dedup of response payloads, TTLs, housekeeping.
 use super::*;
+use crate::cache::codec::CodecId;
+use crate::cache::disk::EntryWrite;
 use crate::cache::response_store;
 use crate::config::{CompressionAlgorithm, Config};
 
