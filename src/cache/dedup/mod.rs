@@ -5,10 +5,9 @@
 //! - [`splice`]: a value split at per-key byte ranges into a head and a shared payload, and joined back.
 //!
 //! A caller names the per-key byte ranges of a value (for responses, `response_store` does); the manager
-//! splits it with [`splice`], hashes the payload (and its chunks) here and stores each distinct piece once as
-//! a blob record. How many entries
-//! share a blob — its refcount — is kept by the disk tier's index (`disk/index.rs`), which drops a blob when
-//! the last entry using it goes. With a weak hash (xxh32, xxh64) a chunk is shared only after its bytes are
+//! (`manager/values.rs`) splits it with [`splice`], hashes the payload (and its chunks) here and stores each
+//! distinct piece once as a blob record. How many entries share a blob — its refcount — is kept by the disk
+//! tier's index (`disk/index.rs`), which drops a blob when the last entry using it goes. With a weak hash (xxh32, xxh64) a chunk is shared only after its bytes are
 //! compared ([`same_bytes`]); docs/format.md, "Dedup", says why.
 
 pub mod chunk;
