@@ -7,7 +7,8 @@
 //! the store. Printed: p50 and p99 of each, their ratio to the baseline, the pass's time and its copy rate.
 //!
 //! Run with `cargo bench --bench compaction` (about a minute at 1M entries). Targets (issue 12): p99 of memory
-//! hits during compaction ≤ 2× the baseline, p99 of puts ≤ 5 ms. `docs/performance.md` has the last numbers.
+//! hits during compaction ≤ 2× the baseline, p99 of puts ≤ 5 ms. `docs/performance.md` has the last numbers:
+//! put p99 6.7-7.4 µs during compaction (1.10× the baseline), memory-hit p99 1.24-1.49×, the pass 2.5-3.3 s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +36,7 @@ fn measure(
 ) -> (Vec<Duration>, Vec<Duration>) {
     std::thread::scope(|scope| {
         let puts = scope.spawn(|| {
-            let mut times = Vec::with_capacity(ops);
+            let mut times = Vec::with_capacity(ops.min(1 << 20));
             for i in first_new..first_new + ops {
                 if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                     break;
@@ -47,7 +48,7 @@ fn measure(
             times
         });
         let hits = scope.spawn(|| {
-            let mut times = Vec::with_capacity(ops);
+            let mut times = Vec::with_capacity(ops.min(1 << 20));
             for key in hot.iter().cycle().take(ops) {
                 if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
                     break;
