@@ -2,13 +2,13 @@
 //! where it was delivered and how. `cache report` and `cache alerts status` (without a server) read it. Kept
 //! under 1 MiB by dropping the oldest half when it grows past that.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::Alert;
 use super::channels::Delivery;
+use crate::cache::observe::jsonl;
 
 /// The file in the cache directory.
 pub const ALERTS_FILE: &str = "alerts.jsonl";
@@ -25,29 +25,15 @@ pub struct Entry {
     pub deliveries: Vec<Delivery>,
 }
 
-/// Appends `entry` to the history in `dir`.
+/// Appends `entry` to the history in `dir` (owner-only, capped like the counter history).
 pub fn record(dir: &Path, entry: &Entry) -> std::io::Result<()> {
-    let path = dir.join(ALERTS_FILE);
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_BYTES) {
-        let text = std::fs::read_to_string(&path)?;
-        let lines: Vec<&str> = text.lines().collect();
-        let keep = lines[lines.len() / 2..].join("\n") + "\n";
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(keep.as_bytes())?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-    }
-    let mut line = serde_json::to_vec(entry)?;
-    line.push(b'\n');
-    std::fs::OpenOptions::new().create(true).append(true).open(&path)?.write_all(&line)
+    jsonl::append(&dir.join(ALERTS_FILE), MAX_BYTES, entry)
 }
 
 /// Entries in `dir` sent at or after `since_ms`, oldest first; unreadable lines are skipped.
 pub fn load(dir: &Path, since_ms: u64) -> Vec<Entry> {
-    let Ok(text) = std::fs::read_to_string(dir.join(ALERTS_FILE)) else { return Vec::new() };
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Entry>(line).ok())
-        .filter(|e| e.time_ms >= since_ms)
-        .collect()
+    let all: Vec<Entry> = jsonl::read(&dir.join(ALERTS_FILE));
+    all.into_iter().filter(|e| e.time_ms >= since_ms).collect()
 }
 
 #[cfg(test)]
@@ -77,12 +63,8 @@ mod tests {
             record(dir.path(), &Entry { time_ms, alert: alert.clone(), deliveries: vec![delivery.clone()] })
                 .unwrap();
         }
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(dir.path().join(ALERTS_FILE))
-            .unwrap()
-            .write_all(b"{torn")
-            .unwrap();
+        let mut file = std::fs::OpenOptions::new().append(true).open(dir.path().join(ALERTS_FILE)).unwrap();
+        std::io::Write::write_all(&mut file, b"{torn").unwrap();
         assert_eq!(load(dir.path(), 0).len(), 2);
         assert_eq!(load(dir.path(), 15)[0].time_ms, 20);
     }

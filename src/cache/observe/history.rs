@@ -6,7 +6,6 @@
 //! - `live.json`: the writer's current counters and memory-tier figures, rewritten about once a second by its
 //!   background thread, so `cache monitor` in another process sees live rates.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -35,28 +34,14 @@ pub struct Snapshot {
 
 /// Appends `snapshot` to the history in `dir`.
 pub fn record(dir: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
-    let path = dir.join(HISTORY_FILE);
-    if std::fs::metadata(&path).is_ok_and(|m| m.len() > HISTORY_MAX_BYTES) {
-        let text = std::fs::read_to_string(&path)?;
-        let lines: Vec<&str> = text.lines().collect();
-        let keep = lines[lines.len() / 2..].join("\n") + "\n";
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(keep.as_bytes())?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-    }
-    let mut line = serde_json::to_vec(snapshot)?;
-    line.push(b'\n');
-    crate::cache::private::append(&path)?.write_all(&line)
+    super::jsonl::append(&dir.join(HISTORY_FILE), HISTORY_MAX_BYTES, snapshot)
 }
 
 /// Snapshots in `dir` taken at or after `since_ms`, oldest first. Unreadable lines (a torn last write) are
 /// skipped.
 pub fn load(dir: &Path, since_ms: u64) -> Vec<Snapshot> {
-    let Ok(text) = std::fs::read_to_string(dir.join(HISTORY_FILE)) else { return Vec::new() };
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<Snapshot>(line).ok())
-        .filter(|s| s.time_ms >= since_ms)
-        .collect()
+    let all: Vec<Snapshot> = super::jsonl::read(&dir.join(HISTORY_FILE));
+    all.into_iter().filter(|s| s.time_ms >= since_ms).collect()
 }
 
 /// The writer's live figures.
