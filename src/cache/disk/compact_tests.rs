@@ -149,9 +149,53 @@ fn background_passes_rewrite_only_mostly_dead_segments() {
     drop(store);
     let reopened = DiskStore::open(opts(dir.path())).unwrap();
     for i in 0..300 {
-        assert_eq!(get(&reopened, &format!("k{i}")), None, "k{i}: its tombstone was kept");
+        assert_eq!(get(&reopened, &format!("k{i}")), None, "k{i} stays removed");
     }
     for i in 300..1200 {
         assert_eq!(get(&reopened, &format!("k{i}")), Some(value(&format!("k{i}"))));
+    }
+}
+
+#[test]
+fn a_partial_pass_keeps_the_tombstones_that_hide_records_in_segments_it_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(opts(dir.path())).unwrap();
+    let active = |store: &DiskStore| store.writer.as_ref().unwrap().lock().id;
+    // Segment A: the entries to remove, among many that stay; padded until the writer moves on.
+    for i in 0..10 {
+        put(&store, &format!("r{i}"), &value(&format!("r{i}")));
+    }
+    let first = active(&store);
+    let mut pads = 0;
+    while active(&store) == first {
+        put(&store, &format!("x{pads}"), &value(&format!("x{pads}")));
+        pads += 1;
+    }
+    // Segment B: the tombstones, then records overwritten at once, so B is mostly dead and A is not.
+    for i in 0..10 {
+        assert!(store.remove(1, format!("r{i}").as_bytes()).unwrap());
+    }
+    for round in 0..3 {
+        for i in 0..40 {
+            put(&store, &format!("f{i}"), format!("round {round} of f{i}; ").repeat(12).as_bytes());
+        }
+    }
+    store.flush().unwrap();
+    let report = store.compact_selected(Selection::DeadRatio(0.5)).unwrap();
+    assert!(report.segments_rewritten >= 1, "{report:?}");
+    assert!(store.state.read().readers.contains_key(&first), "segment A was not rewritten");
+    drop(store);
+    let reopened = DiskStore::open(opts(dir.path())).unwrap();
+    for i in 0..10 {
+        assert_eq!(get(&reopened, &format!("r{i}")), None, "r{i} came back from segment A");
+    }
+    for i in 0..pads {
+        assert_eq!(get(&reopened, &format!("x{i}")), Some(value(&format!("x{i}"))));
+    }
+    for i in 0..40 {
+        assert_eq!(
+            get(&reopened, &format!("f{i}")),
+            Some(format!("round 2 of f{i}; ").repeat(12).into_bytes())
+        );
     }
 }
