@@ -1,4 +1,5 @@
-//! Memory-tier lookups against quick_cache and moka, and zstd/gzip on the same values.
+//! Memory-tier lookups against quick_cache and moka, hit ratios on Zipf traces against strict LRU and
+//! quick_cache, and zstd/gzip on the same values.
 //!
 //! 100,000 entries of 2 KiB chat-completion JSON (markdown content, generated deterministically) under
 //! 64-char hex keys, as a blake3 hex digest would be. Every cache gets the same capacity and shares the same
@@ -87,11 +88,68 @@ fn lookups(c: &mut Criterion) {
     for (group_name, keys) in [("get_hit", &data.hits), ("get_miss", &data.misses)] {
         let mut group = c.benchmark_group(group_name);
         bench_get(&mut group, "inferno_memory_tier", keys, |key| ours.get(key));
-        // The same lookup without moving the entry to the front: what strict LRU promotion costs.
+        // The same lookup without counting a read: what the frequency bump costs.
         bench_get(&mut group, "inferno_memory_tier_peek", keys, |key| ours.peek(key));
         bench_get(&mut group, "quick_cache", keys, |key| quick.get(key));
         bench_get(&mut group, "moka", keys, |key| moka.get(key));
         group.finish();
+    }
+}
+
+/// A Zipf(s) sampler over `0..n` by inverse CDF.
+fn zipf_trace(n: usize, s: f64, len: usize, rng: &mut Rng) -> Vec<u64> {
+    let mut total = 0.0;
+    let mut cdf: Vec<f64> = (1..=n)
+        .map(|rank| {
+            total += 1.0 / (rank as f64).powf(s);
+            total
+        })
+        .collect();
+    cdf.iter_mut().for_each(|c| *c /= total);
+    (0..len)
+        .map(|_| {
+            let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+            cdf.partition_point(|&c| c < u) as u64
+        })
+        .collect()
+}
+
+/// Prints the hit ratio of each cache replaying Zipf traces (a miss inserts), the way the tier is used:
+/// not timed, counted. 100,000 keys, 1,000,000 lookups, capacities of 1% and 10% of the keys.
+fn hit_ratios(_: &mut Criterion) {
+    let mut rng = Rng(9);
+    println!(
+        "hit ratio on Zipf traces (100k keys, 1M lookups): s, capacity, inferno S3-FIFO, strict LRU, quick_cache"
+    );
+    for s in [0.8, 0.9, 1.0, 1.1] {
+        let trace = zipf_trace(100_000, s, 1_000_000, &mut rng);
+        for capacity in [1_000u64, 10_000] {
+            let ours: MemoryTier<u64, u64> = MemoryTier::new(capacity, u64::MAX, |_, _| 1);
+            let mut lru = lru::LruCache::new(std::num::NonZeroUsize::new(capacity as usize).unwrap());
+            let quick: quick_cache::sync::Cache<u64, u64> = quick_cache::sync::Cache::new(capacity as usize);
+            let (mut ours_hits, mut lru_hits, mut quick_hits) = (0u64, 0u64, 0u64);
+            for &key in &trace {
+                match ours.get(&key) {
+                    Some(_) => ours_hits += 1,
+                    None => drop(ours.insert(key, key)),
+                }
+                match lru.get(&key) {
+                    Some(_) => lru_hits += 1,
+                    None => drop(lru.put(key, key)),
+                }
+                match quick.get(&key) {
+                    Some(_) => quick_hits += 1,
+                    None => quick.insert(key, key),
+                }
+            }
+            let ratio = |hits: u64| hits as f64 / trace.len() as f64;
+            println!(
+                "  s={s} capacity={capacity}: {:.4} {:.4} {:.4}",
+                ratio(ours_hits),
+                ratio(lru_hits),
+                ratio(quick_hits)
+            );
+        }
     }
 }
 
@@ -159,6 +217,6 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = lookups, codecs
+    targets = lookups, hit_ratios, codecs
 }
 criterion_main!(benches);

@@ -1,24 +1,34 @@
-//! The memory tier: an LRU map bounded both by entry count and by bytes, safe to share between threads.
+//! The memory tier: a map bounded both by entry count and by bytes, safe to share between threads, that
+//! evicts by S3-FIFO (see `s3fifo.rs`).
 //!
-//! Entries live in `lru::LruCache`s behind mutexes, one per shard; a key's shard is picked from its hash so
-//! that threads touching different keys rarely wait on the same lock. A tier with fewer than 2048 entries
-//! has a single shard and so keeps exact global LRU order. Larger tiers get up to 16 shards, each holding
-//! `max_entries / shards` entries and `max_bytes / shards` bytes; LRU order is then kept per shard, as in
-//! moka and quick_cache, and an entry may be evicted while an older one in another shard survives.
+//! The tier is split into shards, each behind its own read-write lock; a key's shard is picked from its hash
+//! so that threads touching different keys rarely meet. A lookup takes the read lock and moves nothing (it
+//! only raises the entry's frequency), so concurrent hits do not serialise. A tier with fewer than 2048
+//! entries has a single shard. Larger tiers get up to 16 shards, each holding `max_entries / shards` entries
+//! and `max_bytes / shards` bytes, as in moka and quick_cache: an entry may then be evicted while a colder
+//! one in another shard survives.
 //!
-//! The tier only keeps values in RAM. It never writes anywhere: [`MemoryTier::insert`] hands the entries it
-//! evicted back to the caller, which may write them to a slower tier.
+//! Why S3-FIFO and not the strict LRU this tier used to be: a hit under LRU moves the entry to the front of
+//! a list, a write under a lock on every read; S3-FIFO's hit is a lookup and a counter, and on Zipf traces
+//! its hit ratio matches or beats LRU's (benches/memory_tier.rs measures both; docs/performance.md has the
+//! table). The tier only keeps values in RAM. It never writes anywhere: [`MemoryTier::insert`] hands the
+//! entries it evicted back to the caller, which may write them to a slower tier.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use lru::LruCache;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
+use s3fifo::Shard as Policy;
+
+#[cfg(test)]
+mod policy_tests;
+mod s3fifo;
 #[cfg(test)]
 mod tests;
 
-/// The hasher for shard selection and for each shard's map (foldhash: fast on short keys and strings).
+/// The hasher for shard selection and for each shard's table (foldhash: fast on short keys and strings).
 type Hasher = foldhash::fast::RandomState;
 
 /// Fewest entries a shard is given before the tier is split further.
@@ -52,39 +62,31 @@ impl MemoryStats {
     }
 }
 
-/// An LRU cache bounded by `max_entries` and by `max_bytes`, where `weigh` gives each entry's bytes.
+/// A cache bounded by `max_entries` and by `max_bytes`, where `weigh` gives each entry's bytes.
 pub struct MemoryTier<K, V> {
     shards: Box<[Shard<K, V>]>,
-    shard_hasher: Hasher,
+    hasher: Hasher,
     weigh: fn(&K, &V) -> u64,
     shard_max_entries: u64,
     shard_max_bytes: u64,
 }
 
-/// One shard, aligned so that two shards' locks never share a cache line.
+/// One shard, aligned so that two shards' locks and counters never share a cache line.
 #[repr(align(128))]
-struct Shard<K, V>(Mutex<ShardState<K, V>>);
-
-struct ShardState<K, V> {
-    lru: LruCache<K, Slot<V>, Hasher>,
-    bytes: u64,
-    hits: u64,
-    misses: u64,
-    inserts: u64,
-    evictions: u64,
-}
-
-/// A value with the weight it was charged on insert, so removal gives back exactly that.
-struct Slot<V> {
-    value: V,
-    weight: u64,
+struct Shard<K, V> {
+    policy: RwLock<Policy<K, V>>,
+    /// Counted outside the lock's write side, since lookups hold only the read side.
+    hits: AtomicU64,
+    misses: AtomicU64,
+    inserts: AtomicU64,
+    evictions: AtomicU64,
 }
 
 impl<K: Hash + Eq, V: Clone> MemoryTier<K, V> {
     /// A tier holding at most `max_entries` entries and `max_bytes` bytes, weighed by `weigh`.
     ///
     /// The shard count is the largest power of two that leaves each shard at least 1024 entries, capped at
-    /// 16; below 2048 entries there is one shard and LRU order is exact.
+    /// 16; below 2048 entries there is one shard.
     pub fn new(max_entries: u64, max_bytes: u64, weigh: fn(&K, &V) -> u64) -> Self {
         let wanted = (max_entries / MIN_ENTRIES_PER_SHARD).max(1);
         let shards = usize::try_from(wanted).unwrap_or(MAX_SHARDS).min(MAX_SHARDS);
@@ -94,28 +96,18 @@ impl<K: Hash + Eq, V: Clone> MemoryTier<K, V> {
     /// A tier with exactly `shards` shards (at least 1), each bounded by `max_entries / shards` entries and
     /// `max_bytes / shards` bytes (rounded down).
     pub fn with_shards(shards: usize, max_entries: u64, max_bytes: u64, weigh: fn(&K, &V) -> u64) -> Self {
-        let shards = shards.max(1);
-        let count = shards as u64;
-        let shard_hasher = Hasher::default();
-        let shards = (0..shards)
-            .map(|_| {
-                Shard(Mutex::new(ShardState {
-                    lru: LruCache::unbounded_with_hasher(Hasher::default()),
-                    bytes: 0,
-                    hits: 0,
-                    misses: 0,
-                    inserts: 0,
-                    evictions: 0,
-                }))
+        let count = shards.max(1) as u64;
+        let (shard_max_entries, shard_max_bytes) = (max_entries / count, max_bytes / count);
+        let shards = (0..count)
+            .map(|_| Shard {
+                policy: RwLock::new(Policy::new(shard_max_entries, shard_max_bytes)),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                inserts: AtomicU64::new(0),
+                evictions: AtomicU64::new(0),
             })
             .collect();
-        MemoryTier {
-            shards,
-            shard_hasher,
-            weigh,
-            shard_max_entries: max_entries / count,
-            shard_max_bytes: max_bytes / count,
-        }
+        MemoryTier { shards, hasher: Hasher::default(), weigh, shard_max_entries, shard_max_bytes }
     }
 
     /// The number of shards.
@@ -123,64 +115,46 @@ impl<K: Hash + Eq, V: Clone> MemoryTier<K, V> {
         self.shards.len()
     }
 
-    /// The value under `key`, marking it most recently used; counts a hit or a miss.
+    /// The value under `key`, counting a hit (which raises the entry's standing) or a miss.
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut shard = self.shard(key).lock();
-        match shard.lru.get(key) {
-            Some(slot) => {
-                let value = slot.value.clone();
-                shard.hits += 1;
-                Some(value)
-            }
-            None => {
-                shard.misses += 1;
-                None
-            }
-        }
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        let found = shard.policy.read().get(hash, key);
+        let counter = if found.is_some() { &shard.hits } else { &shard.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
-    /// The value under `key`, without touching recency or the hit and miss counters.
+    /// The value under `key`, without touching its standing or the hit and miss counters.
     pub fn peek<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shard(key).lock().lru.peek(key).map(|slot| slot.value.clone())
+        let hash = self.hasher.hash_one(key);
+        self.shard(hash).policy.read().peek(hash, key)
     }
 
-    /// Stores `value` under `key` as the most recently used entry and returns the entries evicted to make
-    /// room, least recently used first.
+    /// Stores `value` under `key` and returns the entries evicted to make room, in the order they left.
     ///
     /// A value already under `key` is replaced (not evicted). A value heavier than a shard's byte budget is
     /// not stored: any old value under `key` is dropped and the new entry comes back as the only eviction.
     pub fn insert(&self, key: K, value: V) -> Vec<(K, V)> {
         let weight = (self.weigh)(&key, &value);
-        let mut shard = self.shard(&key).lock();
-        let mut evicted = Vec::new();
+        let hash = self.hasher.hash_one(&key);
+        let shard = self.shard(hash);
         if weight > self.shard_max_bytes || self.shard_max_entries == 0 {
-            if let Some(old) = shard.lru.pop(&key) {
-                shard.bytes -= old.weight;
-            }
-            shard.evictions += 1;
-            evicted.push((key, value));
-            return evicted;
+            shard.policy.write().remove(hash, &key);
+            shard.evictions.fetch_add(1, Ordering::Relaxed);
+            return vec![(key, value)];
         }
-        shard.inserts += 1;
-        shard.bytes += weight;
-        if let Some((_, old)) = shard.lru.push(key, Slot { value, weight }) {
-            shard.bytes -= old.weight;
-        }
-        // The new entry is the most recent and fits on its own, so it is never popped here.
-        while shard.lru.len() as u64 > self.shard_max_entries || shard.bytes > self.shard_max_bytes {
-            let Some((key, slot)) = shard.lru.pop_lru() else { break };
-            shard.bytes -= slot.weight;
-            shard.evictions += 1;
-            evicted.push((key, slot.value));
-        }
+        let evicted = shard.policy.write().insert(hash, key, value, weight);
+        shard.inserts.fetch_add(1, Ordering::Relaxed);
+        shard.evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
         evicted
     }
 
@@ -190,45 +164,27 @@ impl<K: Hash + Eq, V: Clone> MemoryTier<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let mut shard = self.shard(key).lock();
-        let slot = shard.lru.pop(key)?;
-        shard.bytes -= slot.weight;
-        Some(slot.value)
+        let hash = self.hasher.hash_one(key);
+        self.shard(hash).policy.write().remove(hash, key)
     }
 
     /// Keeps only the entries for which `keep` returns true, returning how many were removed.
     ///
     /// Shards are visited one at a time, so entries inserted meanwhile may or may not be seen.
     pub fn retain(&self, mut keep: impl FnMut(&K, &V) -> bool) -> usize {
-        let mut removed = 0;
-        for shard in &self.shards {
-            let mut shard = shard.0.lock();
-            let mut freed = 0;
-            shard.lru.retain(|key, slot| {
-                let kept = keep(key, &slot.value);
-                if !kept {
-                    removed += 1;
-                    freed += slot.weight;
-                }
-                kept
-            });
-            shard.bytes -= freed;
-        }
-        removed
+        self.shards.iter().map(|shard| shard.policy.write().retain(&mut keep)).sum()
     }
 
     /// Removes every entry; the counters keep counting.
     pub fn clear(&self) {
         for shard in &self.shards {
-            let mut shard = shard.0.lock();
-            shard.lru.clear();
-            shard.bytes = 0;
+            shard.policy.write().clear();
         }
     }
 
     /// The number of entries held.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.0.lock().lru.len()).sum()
+        self.shards.iter().map(|shard| shard.policy.read().len() as usize).sum()
     }
 
     /// True when no entry is held.
@@ -238,33 +194,31 @@ impl<K: Hash + Eq, V: Clone> MemoryTier<K, V> {
 
     /// The bytes held, as the weight function counts them.
     pub fn bytes(&self) -> u64 {
-        self.shards.iter().map(|shard| shard.0.lock().bytes).sum()
+        self.shards.iter().map(|shard| shard.policy.read().bytes()).sum()
     }
 
     /// The counters, summed over the shards one shard at a time (not one atomic snapshot).
     pub fn stats(&self) -> MemoryStats {
         let mut stats = MemoryStats::default();
         for shard in &self.shards {
-            let shard = shard.0.lock();
-            stats.hits += shard.hits;
-            stats.misses += shard.misses;
-            stats.inserts += shard.inserts;
-            stats.evictions += shard.evictions;
-            stats.entries += shard.lru.len() as u64;
-            stats.bytes += shard.bytes;
+            let policy = shard.policy.read();
+            stats.hits += shard.hits.load(Ordering::Relaxed);
+            stats.misses += shard.misses.load(Ordering::Relaxed);
+            stats.inserts += shard.inserts.load(Ordering::Relaxed);
+            stats.evictions += shard.evictions.load(Ordering::Relaxed);
+            stats.entries += policy.len();
+            stats.bytes += policy.bytes();
         }
         stats
     }
 
-    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> &Mutex<ShardState<K, V>> {
-        if self.shards.len() == 1 {
-            return &self.shards[0].0;
-        }
-        // Multiply-shift maps the hash onto 0..len without a division; the shard hasher has its own seed,
-        // so the bits that pick a shard are unrelated to those each shard's map uses.
-        let hash = self.shard_hasher.hash_one(key);
-        let index = ((u128::from(hash) * self.shards.len() as u128) >> 64) as usize;
-        &self.shards[index].0
+    fn shard(&self, hash: u64) -> &Shard<K, V> {
+        // The table inside a shard takes bucket positions from the hash's low bits and its control bytes from
+        // the top 7, so the shard is chosen from the bits between (multiply-shift over bits 20..52: no
+        // division, and no shard sees fewer distinct control bytes).
+        let middle = (hash >> 20) & u64::from(u32::MAX);
+        let index = ((middle * self.shards.len() as u64) >> 32) as usize;
+        &self.shards[index]
     }
 }
 
