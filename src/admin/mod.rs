@@ -22,9 +22,6 @@ pub use views::{
     ServerInfo, VerifyView,
 };
 
-/// The header the CLI sends on the admin socket to say who asks: `user=NAME pid=N` (for the audit).
-pub const CLIENT_HEADER: &str = "x-inferno-client";
-
 /// The header of an answer whose action the server recorded in the audit.
 pub const AUDITED_HEADER: &str = "x-inferno-audited";
 

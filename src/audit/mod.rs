@@ -189,10 +189,33 @@ pub fn user_name() -> String {
     }
 }
 
+/// The name of user `uid` from the password database, or `uid N` when it has none. Thread-safe
+/// (`getpwuid_r`), for the server, which names callers of the admin socket by the uid the kernel reports.
+pub fn user_of_uid(uid: u32) -> String {
+    let mut buffer = vec![0u8; 4096];
+    // SAFETY: every pointer is to live storage of the stated size; on success `result` points at `entry`,
+    // whose string fields point into `buffer`, both read before they go out of scope.
+    unsafe {
+        let mut entry: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let status = libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr().cast(), buffer.len(), &mut result);
+        if status == 0 && !result.is_null() && !entry.pw_name.is_null() {
+            return std::ffi::CStr::from_ptr(entry.pw_name).to_string_lossy().into_owned();
+        }
+    }
+    format!("uid {uid}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn users_are_named_from_the_password_database() {
+        assert_eq!(user_of_uid(0), "root");
+        assert_eq!(user_of_uid(3_999_999_999), "uid 3999999999");
+    }
 
     #[test]
     fn records_are_appended_private_and_rotated_by_size() {

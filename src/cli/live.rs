@@ -99,9 +99,6 @@ impl LiveServer {
         if !body.is_empty() {
             head.push_str("Content-Type: application/json\r\n");
         }
-        // Who asks, for the server's audit record (the socket is owner-only, so this is its owner).
-        let user: String = crate::audit::user_name().chars().filter(|c| c.is_ascii_graphic()).collect();
-        head.push_str(&format!("{}: user={user} pid={}\r\n", admin::CLIENT_HEADER, std::process::id()));
         head.push_str("\r\n");
         stream.write_all(head.as_bytes())?;
         stream.write_all(body)?;

@@ -62,7 +62,9 @@ pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: 
     };
     let who = match parts.extensions.get::<Who>() {
         Some(who) => who.clone(),
-        None => auth::socket_caller(&parts.headers),
+        None => auth::socket_caller(
+            parts.extensions.get::<axum::extract::ConnectInfo<super::socket::Peer>>().map(|info| &info.0),
+        ),
     };
     let arguments = json!({"query": parts.uri.query(), "body": parsed});
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;

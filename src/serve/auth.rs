@@ -118,20 +118,11 @@ fn api_refusal(message: &str) -> Refusal {
     (super::error::error_response(&error), message.to_string())
 }
 
-/// The caller of a request that came in on the admin socket: the user and pid the CLI says it runs as (the
-/// socket is owner-only, so only its owner can say anything).
-pub fn socket_caller(headers: &axum::http::HeaderMap) -> Who {
-    let said = headers.get(crate::admin::CLIENT_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let field = |name: &str| {
-        said.split_whitespace()
-            .find_map(|part| part.strip_prefix(name)?.strip_prefix('=').map(str::to_string))
-    };
-    Who {
-        via: "socket".into(),
-        user: field("user").or_else(|| Some(audit::user_name())),
-        pid: field("pid").and_then(|p| p.parse().ok()),
-        ..Who::default()
-    }
+/// The caller of a request that came in on the admin socket: the user and pid the kernel reports for the
+/// connecting process (see `socket.rs`); nothing the client sends is taken for it.
+pub fn socket_caller(peer: Option<&super::socket::Peer>) -> Who {
+    let peer = peer.copied().unwrap_or_default();
+    Who { via: "socket".into(), user: peer.uid.map(audit::user_of_uid), pid: peer.pid, ..Who::default() }
 }
 
 #[cfg(test)]
@@ -142,15 +133,5 @@ mod tests {
     fn admin_routes_are_the_cache_routes() {
         assert!(is_admin("/v1/cache") && is_admin("/v1/cache/stats") && is_admin("/v1/cache/warm"));
         assert!(!is_admin("/v1/cached") && !is_admin("/v1/chat/completions") && !is_admin("/health"));
-    }
-
-    #[test]
-    fn the_socket_caller_comes_from_the_client_header() {
-        let request = Request::builder()
-            .header(crate::admin::CLIENT_HEADER, "user=alice pid=42")
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let who = socket_caller(request.headers());
-        assert_eq!((who.via.as_str(), who.user.as_deref(), who.pid), ("socket", Some("alice"), Some(42)));
     }
 }

@@ -5,13 +5,39 @@
 //! place, so it never exists with wider permissions and a stale socket left by a killed server is replaced
 //! atomically; a socket that still accepts connections belongs to a live server and is left alone. It is
 //! removed at shutdown, unless another server has replaced it since.
+//!
+//! Who is calling comes from the kernel (`SO_PEERCRED`: the connecting process's uid and pid), not from
+//! anything the client says, so the audit records the real caller.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 
 use crate::admin;
+
+/// The process at the other end of an admin-socket connection, as the kernel reports it (`SO_PEERCRED`);
+/// `None` fields when the kernel would not say.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Peer {
+    /// The caller's user id.
+    pub uid: Option<u32>,
+    /// The caller's process id.
+    pub pid: Option<u32>,
+}
+
+impl Connected<IncomingStream<'_, tokio::net::UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(cred) => {
+                Peer { uid: Some(cred.uid()), pid: cred.pid().and_then(|pid| u32::try_from(pid).ok()) }
+            }
+            Err(_) => Peer::default(),
+        }
+    }
+}
 
 /// A bound admin socket.
 pub struct AdminSocket {
@@ -78,7 +104,9 @@ impl AdminSocket {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let Self { listener, remover } = self;
-        let served = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<Peer>())
+            .with_graceful_shutdown(shutdown)
+            .await;
         drop(remover);
         served
     }

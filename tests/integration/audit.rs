@@ -113,6 +113,20 @@ fn the_server_records_what_it_is_asked_once_with_who_asked() {
     let socket = &new[0]["who"];
     assert_eq!(socket["via"], "socket");
     assert!(socket["pid"].as_u64().is_some() && socket["user"].as_str().is_some(), "{socket}");
+
+    // A client that claims to be someone else is named by what the kernel says about its connection.
+    let before = records(&sb).len();
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(sb.default_cache_dir().join("admin.sock")).unwrap();
+    let request = "DELETE /v1/cache?pattern=nothing* HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                   x-inferno-client: user=mallory pid=1\r\nContent-Length: 0\r\n\r\n";
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let forged = &records(&sb)[before]["who"];
+    assert_eq!(forged["pid"], json!(std::process::id()), "{forged}");
+    assert_ne!(forged["user"], "mallory", "{forged}");
     assert!(new[0]["arguments"]["query"].as_str().unwrap().starts_with("pattern=nothing"), "{}", new[0]);
     let http = &new[2];
     assert_eq!((&http["who"]["via"], &http["who"]["key"]), (&json!("http"), &json!("admin")));
