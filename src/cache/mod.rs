@@ -30,6 +30,7 @@ pub mod private;
 pub mod record;
 pub mod remote;
 pub mod response_store;
+pub mod semantic;
 
 pub use kind::Kind;
 pub use manager::{Access, CacheError, EntryInfo, Filter, HousekeepingReport, Manager, Removal};
