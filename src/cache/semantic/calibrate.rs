@@ -214,6 +214,21 @@ mod tests {
         assert_eq!(lowest_meeting(&rows, 0.99).map(|row| row.threshold), Some(0.86));
     }
 
+    /// The shipped labelled set (tests/data/semantic-pairs.jsonl): the guards alone must keep refusing most
+    /// of its adversarial pairs while giving up few of its paraphrases. Pins the guards' trade-off against
+    /// regressions; the figures with embeddings are in docs/semantic-cache.md.
+    #[test]
+    fn on_the_shipped_pairs_the_guards_refuse_near_misses_not_paraphrases() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/semantic-pairs.jsonl");
+        let pairs = read_pairs(&path).unwrap();
+        let (same, different): (Vec<&Pair>, Vec<&Pair>) = pairs.iter().partition(|pair| pair.same);
+        assert!(pairs.len() >= 300 && same.len() >= 150 && different.len() >= 140, "{}", pairs.len());
+        let refused = |set: &[&Pair]| set.iter().filter(|p| guards::mismatch(&p.a, &p.b).is_some()).count();
+        let (paraphrases_refused, near_misses_refused) = (refused(&same), refused(&different));
+        assert!(paraphrases_refused <= same.len() / 20, "{paraphrases_refused} of {} paraphrases", same.len());
+        assert!(near_misses_refused >= 105, "{near_misses_refused} of {} near misses", different.len());
+    }
+
     #[test]
     fn cosine_is_scale_free_and_zero_safe() {
         assert!((cosine(&[1.0, 2.0], &[2.0, 4.0]) - 1.0).abs() < 1e-6);

@@ -101,10 +101,16 @@ pub const ANTONYMS: &[(&str, &str)] = &[
     ("start", "stop"),
     ("win", "lose"),
     ("yes", "no"),
+    ("early", "late"),
+    ("indoor", "outdoor"),
+    ("benefit", "risk"),
+    ("pro", "con"),
+    ("advantage", "disadvantage"),
+    ("strength", "weakness"),
 ];
 
 /// Prefixes that negate the word they precede (`unsafe`, `illegal`, `disagree`, `nonzero`, `antivirus`).
-const NEGATING_PREFIXES: &[&str] = &["un", "in", "im", "il", "ir", "dis", "non", "anti", "mis"];
+const NEGATING_PREFIXES: &[&str] = &["un", "in", "im", "il", "ir", "dis", "non", "anti", "mis", "ab"];
 
 /// Words that carry no content for [`same_words_reordered`]: articles, pronouns, auxiliaries, question
 /// words, prepositions and politeness.
@@ -119,7 +125,7 @@ const STOP_WORDS: &[&str] = &[
 /// Number words read as numbers.
 const NUMBER_WORDS: &[(&str, &str)] = &[
     ("zero", "0"),
-    ("one", "1"),
+    // "one" is left out: far more often a pronoun or "one line at a time" than a count.
     ("two", "2"),
     ("three", "3"),
     ("four", "4"),
@@ -167,7 +173,8 @@ pub fn mismatch(a: &str, b: &str) -> Option<Mismatch> {
     if quoted(a) != quoted(b) {
         return Some(Mismatch::Quoted);
     }
-    let (words_a, words_b) = (words(a), words(b));
+    let singulars = |text: &str| words(text).iter().map(|w| singular(w)).collect::<Vec<_>>();
+    let (words_a, words_b) = (singulars(a), singulars(b));
     if same_words_reordered(&words_a, &words_b) {
         return Some(Mismatch::WordOrder);
     }
@@ -175,12 +182,46 @@ pub fn mismatch(a: &str, b: &str) -> Option<Mismatch> {
 }
 
 /// The lowercase words of `text` (letters and digits; apostrophes kept inside a word, so `don't` is one
-/// word).
+/// word, but a possessive `'s` dropped: `seller's` is `seller`).
 pub fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’'))
         .map(|w| w.trim_matches(|c| c == '\'' || c == '’').to_lowercase().replace('’', "'"))
+        .map(|w| match w.strip_suffix("'s") {
+            Some(owner) => owner.to_string(),
+            None => w,
+        })
         .filter(|w| !w.is_empty())
         .collect()
+}
+
+/// A word reduced to its singular by the regular English plural rules and a few irregular plurals, so that
+/// "cups in a liter" and "liters in a cup" compare word for word.
+pub fn singular(word: &str) -> String {
+    const IRREGULAR: &[(&str, &str)] = &[
+        ("feet", "foot"),
+        ("teeth", "tooth"),
+        ("men", "man"),
+        ("women", "woman"),
+        ("children", "child"),
+        ("people", "person"),
+        ("mice", "mouse"),
+        ("geese", "goose"),
+    ];
+    if let Some((_, one)) = IRREGULAR.iter().find(|(many, _)| *many == word) {
+        return (*one).to_string();
+    }
+    if word.len() <= 3 || word.ends_with("ss") || word.ends_with("us") || word.ends_with("is") {
+        return word.to_string();
+    }
+    if let Some(stem) = word.strip_suffix("ies") {
+        return format!("{stem}y");
+    }
+    for ending in ["ches", "shes", "xes", "sses"] {
+        if word.ends_with(ending) {
+            return word[..word.len() - 2].to_string();
+        }
+    }
+    word.strip_suffix('s').unwrap_or(word).to_string()
 }
 
 /// The numbers of `text` in order: digit runs (with `,` thousands separators dropped and one decimal point
@@ -261,7 +302,10 @@ pub fn quoted(text: &str) -> Vec<String> {
 }
 
 /// True when both texts have the same content words (stop words and numbers dropped) as multisets, but in
-/// another order.
+/// another order — except when the only change is the first word moved to the end or the last to the front
+/// (three or more words), which is how a question is rephrased ("reverse a list in Python" / "in Python,
+/// reverse a list") rather than how roles, units or directions are swapped ("landlord sues tenant" / "tenant
+/// sues landlord", "F to C" / "C to F", "mph to km/h" / "km/h to mph").
 pub fn same_words_reordered(a: &[String], b: &[String]) -> bool {
     let content = |words: &[String]| -> Vec<String> {
         words.iter().filter(|w| !STOP_WORDS.contains(&w.as_str()) && !is_number(w)).cloned().collect()
@@ -270,10 +314,22 @@ pub fn same_words_reordered(a: &[String], b: &[String]) -> bool {
     if a == b {
         return false;
     }
-    let (mut sorted_a, mut sorted_b) = (a, b);
+    let (mut sorted_a, mut sorted_b) = (a.clone(), b.clone());
     sorted_a.sort();
     sorted_b.sort();
-    sorted_a == sorted_b
+    sorted_a == sorted_b && !end_word_moved(&a, &b)
+}
+
+/// Whether `b` is `a` (three or more words) rotated by one: its last word put first, or its first put last.
+fn end_word_moved(a: &[String], b: &[String]) -> bool {
+    if a.len() < 3 {
+        return false;
+    }
+    let mut left = a.to_vec();
+    left.rotate_left(1);
+    let mut right = a.to_vec();
+    right.rotate_right(1);
+    b == left.as_slice() || b == right.as_slice()
 }
 
 /// A word found only in one text whose antonym is found only in the other, by [`ANTONYMS`] or by a
@@ -315,6 +371,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plurals_and_possessives_are_reduced() {
+        let reduced: Vec<String> =
+            words("The seller's boxes, cities, feet and classes").iter().map(|w| singular(w)).collect();
+        assert_eq!(reduced, ["the", "seller", "box", "city", "foot", "and", "class"]);
+    }
+
+    #[test]
     fn numbers_are_read_in_order_with_separators_and_words() {
         assert_eq!(numbers("convert 1,000.5 F to C, twice: two times"), ["1000.5", "2"]);
         assert_eq!(numbers("version 3.10.2"), ["3.10", "2"]);
@@ -350,6 +413,25 @@ mod tests {
         ] {
             assert_eq!(mismatch(a, b), Some(Mismatch::WordOrder), "{a} / {b}");
         }
+        assert_eq!(
+            mismatch("How many cups in a liter?", "How many liters in a cup?"),
+            Some(Mismatch::WordOrder)
+        );
+        assert_eq!(
+            mismatch("Does the buyer pay the seller's fees?", "Does the seller pay the buyer's fees?"),
+            Some(Mismatch::WordOrder)
+        );
+        assert_eq!(
+            mismatch("Flights from New York to Los Angeles", "Flights from Los Angeles to New York"),
+            Some(Mismatch::WordOrder)
+        );
+        assert_eq!(mismatch("Convert 60 mph to km/h", "Convert 60 km/h to mph"), Some(Mismatch::WordOrder));
+        // The last word put first: a rephrasing, not a swap.
+        assert_eq!(
+            mismatch("How do I reverse a list in Python?", "In Python, how can I reverse a list?"),
+            None
+        );
+        assert_eq!(mismatch("How do I center a div in CSS?", "CSS: how to center a div?"), None);
         assert_eq!(mismatch("capital of France?", "What is the capital of France?"), None);
         assert_eq!(mismatch("What's the capital of France?", "capital city of france?"), None);
     }
