@@ -13,6 +13,7 @@ mod models;
 mod monitor;
 mod output;
 mod security;
+mod semantic;
 mod serve;
 mod stats;
 mod status;
@@ -157,6 +158,12 @@ pub enum CacheCommand {
     },
     /// The access audit: administrative actions (and lookups, with cache.audit.log_reads), who and when.
     Audit(audit::AuditArgs),
+    /// The semantic cache's tools: `calibrate` measures a similarity threshold on labelled pairs.
+    Semantic {
+        /// What to do.
+        #[command(subcommand)]
+        command: semantic::SemanticCommand,
+    },
 }
 
 /// An error in how the command was called: printed like any error, but exits with code 2.
@@ -234,6 +241,7 @@ fn cache_command(options: &LoadOptions, command: CacheCommand, json: bool) -> an
         CacheCommand::Export(args) => transfer::export(options, &args, json),
         CacheCommand::Alerts { command } => alerts::run(options, &command, json),
         CacheCommand::Audit(args) => audit::audit(options, &args, json),
+        CacheCommand::Semantic { command } => semantic::run(options, &command, json),
     }
 }
 

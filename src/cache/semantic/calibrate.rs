@@ -225,7 +225,11 @@ mod tests {
         assert!(pairs.len() >= 300 && same.len() >= 150 && different.len() >= 140, "{}", pairs.len());
         let refused = |set: &[&Pair]| set.iter().filter(|p| guards::mismatch(&p.a, &p.b).is_some()).count();
         let (paraphrases_refused, near_misses_refused) = (refused(&same), refused(&different));
-        assert!(paraphrases_refused <= same.len() / 20, "{paraphrases_refused} of {} paraphrases", same.len());
+        assert!(
+            paraphrases_refused <= same.len() / 20,
+            "{paraphrases_refused} of {} paraphrases",
+            same.len()
+        );
         assert!(near_misses_refused >= 105, "{near_misses_refused} of {} near misses", different.len());
     }
 
