@@ -2,15 +2,11 @@
 //! have done on labelled question pairs, with and without the semantic cache's guards
 //! (`crate::cache::semantic`; docs/semantic-cache.md).
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::UsageError;
-use super::output;
-use crate::cache::semantic::calibrate::{self, Row, Scored};
-use crate::config::{self, LoadOptions};
+use crate::config::LoadOptions;
 
 /// `cache semantic ...` commands.
 #[derive(Debug, Subcommand)]
@@ -37,122 +33,131 @@ pub struct CalibrateArgs {
 /// Runs a `cache semantic` command.
 pub fn run(options: &LoadOptions, command: &SemanticCommand, json: bool) -> anyhow::Result<()> {
     match command {
-        SemanticCommand::Calibrate(args) => calibrate(options, args, json),
+        SemanticCommand::Calibrate(args) => with_onnx::calibrate(options, args, json),
     }
 }
 
 #[cfg(not(feature = "onnx"))]
-fn calibrate(_: &LoadOptions, _: &CalibrateArgs, _: bool) -> anyhow::Result<()> {
-    anyhow::bail!(
-        "this build of inferno has no ONNX support, which embedding needs; rebuild it with the `onnx` cargo feature"
-    )
+mod with_onnx {
+    pub fn calibrate(_: &super::LoadOptions, _: &super::CalibrateArgs, _: bool) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "this build of inferno has no ONNX support, which embedding needs; rebuild it with the `onnx` cargo feature"
+        )
+    }
 }
 
 #[cfg(feature = "onnx")]
-fn calibrate(options: &LoadOptions, args: &CalibrateArgs, json: bool) -> anyhow::Result<()> {
+mod with_onnx {
+    use std::fmt::Write as _;
+
+    use super::CalibrateArgs;
+    use crate::cache::semantic::calibrate::{self, Row, Scored};
     use crate::cache::semantic::embedder::Embedder;
+    use crate::cli::UsageError;
+    use crate::cli::output;
+    use crate::config::{self, LoadOptions};
 
-    if !(args.target_precision > 0.0 && args.target_precision <= 1.0) {
-        return Err(UsageError(format!(
-            "--target-precision must be in (0, 1], not {}",
-            args.target_precision
-        ))
-        .into());
+    pub fn calibrate(options: &LoadOptions, args: &CalibrateArgs, json: bool) -> anyhow::Result<()> {
+        if !(args.target_precision > 0.0 && args.target_precision <= 1.0) {
+            return Err(UsageError(format!(
+                "--target-precision must be in (0, 1], not {}",
+                args.target_precision
+            ))
+            .into());
+        }
+        let config = config::load(options)?.config;
+        let pairs = calibrate::read_pairs(&args.pairs)?;
+        let embedder = Embedder::load(&args.model, &config.models.dir)?;
+        let texts: Vec<String> = pairs.iter().flat_map(|pair| [pair.a.clone(), pair.b.clone()]).collect();
+        let started = std::time::Instant::now();
+        let vectors = embedder.embed(&texts)?;
+        let embed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let scored: Vec<Scored> =
+            pairs.iter().zip(vectors.chunks(2)).map(|(pair, ab)| Scored::new(pair, &ab[0], &ab[1])).collect();
+        let rows = calibrate::table(&scored);
+        let best = calibrate::lowest_meeting(&rows, args.target_precision);
+        let same = pairs.iter().filter(|pair| pair.same).count();
+        if json {
+            return output::print_json(&serde_json::json!({
+                "pairs": pairs.len(),
+                "same": same,
+                "different": pairs.len() - same,
+                "model": args.model,
+                "embedding_ms_per_text": embed_ms / texts.len() as f64,
+                "target_precision": args.target_precision,
+                "threshold": best.map(|row| row.threshold),
+                "rows": rows.iter().map(row_json).collect::<Vec<_>>(),
+            }));
+        }
+        print!("{}", text(&pairs.len(), same, &rows, best, args, embed_ms / texts.len() as f64));
+        Ok(())
     }
-    let config = config::load(options)?.config;
-    let pairs = calibrate::read_pairs(&args.pairs)?;
-    let embedder = Embedder::load(&args.model, &config.models.dir)?;
-    let texts: Vec<String> = pairs.iter().flat_map(|pair| [pair.a.clone(), pair.b.clone()]).collect();
-    let started = std::time::Instant::now();
-    let vectors = embedder.embed(&texts)?;
-    let embed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let scored: Vec<Scored> =
-        pairs.iter().zip(vectors.chunks(2)).map(|(pair, ab)| Scored::new(pair, &ab[0], &ab[1])).collect();
-    let rows = calibrate::table(&scored);
-    let best = calibrate::lowest_meeting(&rows, args.target_precision);
-    let same = pairs.iter().filter(|pair| pair.same).count();
-    if json {
-        return output::print_json(&serde_json::json!({
-            "pairs": pairs.len(),
-            "same": same,
-            "different": pairs.len() - same,
-            "model": args.model,
-            "embedding_ms_per_text": embed_ms / texts.len() as f64,
-            "target_precision": args.target_precision,
-            "threshold": best.map(|row| row.threshold),
-            "rows": rows.iter().map(row_json).collect::<Vec<_>>(),
-        }));
-    }
-    print!("{}", text(&pairs.len(), same, &rows, best, args, embed_ms / texts.len() as f64));
-    Ok(())
-}
 
-#[cfg(feature = "onnx")]
-fn row_json(row: &Row) -> serde_json::Value {
-    let side = |counts: &calibrate::Counts| {
+    fn row_json(row: &Row) -> serde_json::Value {
+        let side = |counts: &calibrate::Counts| {
+            serde_json::json!({
+                "precision": counts.precision(),
+                "recall": counts.recall(),
+                "false_hit_rate": counts.false_hit_rate(),
+                "counts": counts,
+            })
+        };
         serde_json::json!({
-            "precision": counts.precision(),
-            "recall": counts.recall(),
-            "false_hit_rate": counts.false_hit_rate(),
-            "counts": counts,
+            "threshold": row.threshold,
+            "similarity_only": side(&row.similarity_only),
+            "guarded": side(&row.guarded),
         })
-    };
-    serde_json::json!({
-        "threshold": row.threshold,
-        "similarity_only": side(&row.similarity_only),
-        "guarded": side(&row.guarded),
-    })
-}
+    }
 
-#[cfg(feature = "onnx")]
-fn text(
-    pairs: &usize,
-    same: usize,
-    rows: &[Row],
-    best: Option<&Row>,
-    args: &CalibrateArgs,
-    ms: f64,
-) -> String {
-    let percent = |p: Option<f64>| p.map_or("-".to_string(), |p| format!("{:.1}%", p * 100.0));
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{pairs} pairs ({same} same, {} different) embedded with {} ({ms:.1} ms per text)\n",
-        pairs - same,
-        args.model
-    );
-    let _ = writeln!(
-        out,
-        "threshold   similarity only: precision  recall  false hits   with guards: precision  recall  false hits"
-    );
-    for row in rows {
-        let (raw, guarded) = (&row.similarity_only, &row.guarded);
+    fn text(
+        pairs: &usize,
+        same: usize,
+        rows: &[Row],
+        best: Option<&Row>,
+        args: &CalibrateArgs,
+        ms: f64,
+    ) -> String {
+        let percent = |p: Option<f64>| p.map_or("-".to_string(), |p| format!("{:.1}%", p * 100.0));
+        let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:>9.2}   {:>26} {:>7} {:>11}   {:>22} {:>7} {:>11}",
-            row.threshold,
-            percent(raw.precision()),
-            percent(Some(raw.recall())),
-            percent(Some(raw.false_hit_rate())),
-            percent(guarded.precision()),
-            percent(Some(guarded.recall())),
-            percent(Some(guarded.false_hit_rate())),
+            "{pairs} pairs ({same} same, {} different) embedded with {} ({ms:.1} ms per text)\n",
+            pairs - same,
+            args.model
         );
+        let _ = writeln!(
+            out,
+            "threshold   similarity only: precision  recall  false hits   with guards: precision  recall  false hits"
+        );
+        for row in rows {
+            let (raw, guarded) = (&row.similarity_only, &row.guarded);
+            let _ = writeln!(
+                out,
+                "{:>9.2}   {:>26} {:>7} {:>11}   {:>22} {:>7} {:>11}",
+                row.threshold,
+                percent(raw.precision()),
+                percent(Some(raw.recall())),
+                percent(Some(raw.false_hit_rate())),
+                percent(guarded.precision()),
+                percent(Some(guarded.recall())),
+                percent(Some(guarded.false_hit_rate())),
+            );
+        }
+        let _ = match best {
+            Some(row) => writeln!(
+                out,
+                "\nlowest threshold with guarded precision >= {}: {:.2} (recall {}, false-hit rate {})",
+                percent(Some(args.target_precision)),
+                row.threshold,
+                percent(Some(row.guarded.recall())),
+                percent(Some(row.guarded.false_hit_rate())),
+            ),
+            None => writeln!(
+                out,
+                "\nno threshold from 0.70 to 0.99 reaches guarded precision {} on these pairs",
+                percent(Some(args.target_precision))
+            ),
+        };
+        out
     }
-    let _ = match best {
-        Some(row) => writeln!(
-            out,
-            "\nlowest threshold with guarded precision >= {}: {:.2} (recall {}, false-hit rate {})",
-            percent(Some(args.target_precision)),
-            row.threshold,
-            percent(Some(row.guarded.recall())),
-            percent(Some(row.guarded.false_hit_rate())),
-        ),
-        None => writeln!(
-            out,
-            "\nno threshold from 0.70 to 0.99 reaches guarded precision {} on these pairs",
-            percent(Some(args.target_precision))
-        ),
-    };
-    out
 }
