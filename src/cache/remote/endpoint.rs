@@ -136,7 +136,7 @@ impl Endpoints {
         } else if text.contains("NOAUTH") {
             "Redis wants a password: set cache.distributed.password_file (and username for an ACL user)"
                 .into()
-        } else if text.contains("NOPERM") {
+        } else if text.contains("NOPERM") || text.contains("NoPerm") {
             format!(
                 "the Redis user {user:?} lacks a permission the tier needs (docs/distributed.md lists the ACL)"
             )
