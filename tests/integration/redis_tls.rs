@@ -115,14 +115,62 @@ impl Drop for TlsRedis {
     }
 }
 
+impl TlsRedis {
+    /// Runs one command as the test's `admin` user (cluster nodes have one), through TLS.
+    fn admin<T: redis::FromRedisValue>(&self, pki: &Pki, args: &[&str]) -> redis::RedisResult<T> {
+        let read = |f: &Path| std::fs::read(f).unwrap();
+        let certificates = redis::TlsCertificates {
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: read(&pki.client.0),
+                client_key: read(&pki.client.1),
+            }),
+            root_cert: Some(read(&pki.ca)),
+        };
+        let url = format!("rediss://admin:{PASSWORD}@127.0.0.1:{}", self.port);
+        let client = redis::Client::build_with_tls(url, certificates)?;
+        let mut conn = client.get_connection_with_timeout(std::time::Duration::from_secs(2))?;
+        redis::cmd(args[0]).arg(&args[1..]).query(&mut conn)
+    }
+}
+
+/// Three TLS cluster primaries (no replicas), the cluster bus on TLS too, formed here.
+fn tls_cluster(bin: &Path, pki: &Pki) -> Vec<TlsRedis> {
+    let nodes: Vec<(TlsRedis, u16)> = (0..3)
+        .map(|_| {
+            let bus = free_port();
+            let conf = format!(
+                "cluster-enabled yes\ncluster-port {bus}\ntls-cluster yes\ncluster-node-timeout 1000\n\
+                 cluster-require-full-coverage no\ncluster-config-file nodes.conf\n\
+                 user admin on >{PASSWORD} ~* &* +@all\n"
+            );
+            (TlsRedis::start(bin, pki, &conf), bus)
+        })
+        .collect();
+    let slots = [(0, 5460), (5461, 10922), (10923, 16383)];
+    for (i, ((node, _), (from, to))) in nodes.iter().zip(slots).enumerate() {
+        node.admin::<()>(pki, &["CLUSTER", "SET-CONFIG-EPOCH", &(i + 1).to_string()]).unwrap();
+        node.admin::<()>(pki, &["CLUSTER", "ADDSLOTSRANGE", &from.to_string(), &to.to_string()]).unwrap();
+    }
+    for (node, bus) in &nodes[1..] {
+        let (port, bus) = (node.port.to_string(), bus.to_string());
+        nodes[0].0.admin::<()>(pki, &["CLUSTER", "MEET", "127.0.0.1", &port, &bus]).unwrap();
+    }
+    wait_for("the TLS cluster to be ok on every node", || {
+        nodes.iter().all(|(n, _)| {
+            n.admin::<String>(pki, &["CLUSTER", "INFO"]).is_ok_and(|i| i.contains("cluster_state:ok"))
+        })
+    });
+    nodes.into_iter().map(|(n, _)| n).collect()
+}
+
 /// The env of a tier logging in as `user` with the password file, over TLS with a client certificate.
-fn tls_env(sb: &Sandbox, redis: &TlsRedis, pki: &Pki, user: &str) -> Vec<(String, String)> {
+fn tls_env(sb: &Sandbox, redis: &[&TlsRedis], pki: &Pki, user: &str) -> Vec<(String, String)> {
     let pw = sb.path("redis.pw");
     write_private(&pw, &format!("{PASSWORD}\n"));
     let p = |f: &Path| f.display().to_string();
     vec![
         ("INFERNO_CACHE__DISTRIBUTED__ENABLED".into(), "true".into()),
-        ("INFERNO_CACHE__DISTRIBUTED__CLUSTER_NODES".into(), format!("rediss://127.0.0.1:{}", redis.port)),
+        ("INFERNO_CACHE__DISTRIBUTED__CLUSTER_NODES".into(), seeds(redis)),
         ("INFERNO_CACHE__DISTRIBUTED__USERNAME".into(), user.into()),
         ("INFERNO_CACHE__DISTRIBUTED__PASSWORD_FILE".into(), p(&pw)),
         ("INFERNO_CACHE__DISTRIBUTED__TLS_CA_FILE".into(), p(&pki.ca)),
@@ -130,6 +178,10 @@ fn tls_env(sb: &Sandbox, redis: &TlsRedis, pki: &Pki, user: &str) -> Vec<(String
         ("INFERNO_CACHE__DISTRIBUTED__TLS_KEY_FILE".into(), p(&pki.client.1)),
         ("INFERNO_CACHE__METRICS__PROMETHEUS_ENABLED".into(), "true".into()),
     ]
+}
+
+fn seeds(nodes: &[&TlsRedis]) -> String {
+    nodes.iter().map(|n| format!("rediss://127.0.0.1:{}", n.port)).collect::<Vec<_>>().join(",")
 }
 
 /// `env` with `key` set to `value` (or removed when `None`).
@@ -179,7 +231,7 @@ fn tls_with_acl_shares_a_response_and_every_bad_login_is_a_clear_error() {
     let redis = TlsRedis::start(&bin, &pki, "");
 
     let (sa, dir_a) = with_tiny_model();
-    let env = tls_env(&sa, &redis, &pki, "inferno");
+    let env = tls_env(&sa, &[&redis], &pki, "inferno");
     let status = remote(&sa, &env);
     assert_eq!(
         (status["reachable"].clone(), status["error"].clone()),
@@ -251,7 +303,7 @@ fn tls_with_acl_shares_a_response_and_every_bad_login_is_a_clear_error() {
     wait_for("the write-behind to reach Redis through TLS", written);
 
     let (sb, dir_b) = with_tiny_model();
-    let env_b = tls_env(&sb, &redis, &pki, "inferno");
+    let env_b = tls_env(&sb, &[&redis], &pki, "inferno");
     let b = Server::start(&sb, &dir_b, &[], &refs(&env_b));
     let hit = b.post("/v1/completions", &completion("over tls"), &[]);
     assert_eq!((hit.status, hit.cache.as_deref()), (200, Some("HIT")), "{}", hit.text);
@@ -267,6 +319,50 @@ fn tls_with_acl_shares_a_response_and_every_bad_login_is_a_clear_error() {
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("refused the login as user"), "{logged}");
     assert!(!logged.contains("wr0ng-pass") && !logged.contains(PASSWORD), "{logged}");
+}
+
+#[test]
+fn tls_cluster_with_acl_shares_a_response_and_clears_it() {
+    let Some(bin) = redis_server() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let pki = Pki::new(root.path());
+    let nodes = tls_cluster(&bin, &pki);
+    let all: Vec<&TlsRedis> = nodes.iter().collect();
+
+    let (sa, dir_a) = with_tiny_model();
+    let env = tls_env(&sa, &all, &pki, "inferno");
+    let status = remote(&sa, &env);
+    assert_eq!(
+        (status["mode"].clone(), status["primaries"].clone()),
+        (json!("cluster"), json!(3)),
+        "{status}"
+    );
+    assert_eq!(status["error"], Value::Null, "{status}");
+    let wrong = with(&env, "INFERNO_CACHE__DISTRIBUTED__PASSWORD", Some("wr0ng-pass"));
+    let wrong = with(&wrong, "INFERNO_CACHE__DISTRIBUTED__PASSWORD_FILE", None);
+    assert!(refused(&sa, &wrong).contains("refused the login as user \"inferno\""));
+
+    let a = Server::start(&sa, &dir_a, &[], &refs(&env));
+    let first = a.post("/v1/completions", &completion("tls cluster"), &[]);
+    assert_eq!((first.status, first.cache.as_deref()), (200, Some("MISS")), "{}", first.text);
+    let written = || metric(&a, r#"inferno_cache_remote_writes_total{result="ok"}"#) == 1.0;
+    wait_for("the write-behind to reach the TLS cluster", written);
+    let (sb, dir_b) = with_tiny_model();
+    let env_b = tls_env(&sb, &all, &pki, "inferno");
+    let b = Server::start(&sb, &dir_b, &[], &refs(&env_b));
+    let hit = b.post("/v1/completions", &completion("tls cluster"), &[]);
+    assert_eq!((hit.status, hit.cache.as_deref()), (200, Some("HIT")), "{}", hit.text);
+    let stored: i64 = nodes.iter().map(|n| n.admin::<i64>(&pki, &["DBSIZE"]).unwrap()).sum();
+    assert_eq!(stored, 1, "one entry, on the primary of its slot");
+
+    // `cache clear` walks every primary (SCAN + UNLINK, as the ACL allows) through TLS.
+    b.stop(libc::SIGTERM);
+    let out = sb.cmd().args(["cache", "clear", "--yes", "--all"]).envs(refs(&env_b)).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("Remote tier: removed 1 of 1 entries"), "{text}{err}");
+    let left: i64 = nodes.iter().map(|n| n.admin::<i64>(&pki, &["DBSIZE"]).unwrap()).sum();
+    assert_eq!(left, 0, "the entry is gone from every primary");
 }
 
 #[test]

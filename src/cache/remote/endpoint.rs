@@ -156,3 +156,50 @@ impl Endpoints {
         format!("{hint} ({text})")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path) -> DistributedConfig {
+        DistributedConfig {
+            cluster_nodes: vec!["rediss://u:urlpw@127.0.0.1:1".into()],
+            username: "tier".into(),
+            password_file: dir.join("pw"),
+            ..DistributedConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_password_file_is_read_trimmed_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        std::fs::write(&config.password_file, "  s3cret-pw\n").unwrap();
+        let endpoints = Endpoints::load(&config).unwrap();
+        assert_eq!(endpoints.password.as_deref(), Some("s3cret-pw"));
+        let shown = format!("{endpoints:?}");
+        assert!(!shown.contains("s3cret-pw") && !shown.contains("urlpw") && shown.contains("***"), "{shown}");
+        let err = RedisError::from((redis::ErrorKind::Io, "peer said", "s3cret-pw is wrong".to_string()));
+        let line = endpoints.explain(&err);
+        assert!(!line.contains("s3cret-pw") && line.contains("*** is wrong"), "{line}");
+        let auth =
+            RedisError::from((redis::ErrorKind::AuthenticationFailed, "Password authentication failed"));
+        assert!(endpoints.explain(&auth).starts_with("Redis refused the login as user \"tier\""));
+    }
+
+    #[test]
+    fn unreadable_or_incomplete_files_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        let err = Endpoints::load(&config).unwrap_err();
+        assert!(err.starts_with("cache.distributed.password_file: cannot read"), "{err}");
+        std::fs::write(&config.password_file, "\n").unwrap();
+        assert!(Endpoints::load(&config).unwrap_err().ends_with("is empty"));
+        std::fs::write(&config.password_file, "pw").unwrap();
+        config.tls_cert_file = config.password_file.clone();
+        assert!(Endpoints::load(&config).unwrap_err().contains("go together"));
+        config.tls_key_file = config.password_file.clone();
+        let endpoints = Endpoints::load(&config).unwrap();
+        assert!(endpoints.tls.is_some_and(|t| t.client_tls.is_some() && t.root_cert.is_none()));
+    }
+}
