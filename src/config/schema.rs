@@ -471,7 +471,7 @@ impl Default for DistributedConfig {
 }
 
 impl DistributedConfig {
-    /// Problems of the login and TLS keys: `(key, message)`.
+    /// Problems of the login and TLS keys: `(key, message)`. Files are checked only when the tier is on.
     fn access_problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         if !self.password.is_empty() && !self.password_file.as_os_str().is_empty() {
@@ -483,7 +483,7 @@ impl DistributedConfig {
             ("cache.distributed.tls_cert_file", &self.tls_cert_file),
             ("cache.distributed.tls_key_file", &self.tls_key_file),
         ];
-        for (key, file) in files.into_iter().filter(|(_, f)| !f.as_os_str().is_empty()) {
+        for (key, file) in files.into_iter().filter(|(_, f)| self.enabled && !f.as_os_str().is_empty()) {
             if let Err(e) = std::fs::File::open(file) {
                 out.push((key, format!("cannot read {}: {e}", file.display())));
             }

@@ -390,6 +390,7 @@ fn tls_settings_that_cannot_work_are_configuration_errors() {
     assert!(err.contains("cache.distributed.tls_key_file"), "{err}");
     let (code, err) = run(&[
         (nodes, "rediss://127.0.0.1:1"),
+        ("INFERNO_CACHE__DISTRIBUTED__ENABLED", "true"),
         ("INFERNO_CACHE__DISTRIBUTED__PASSWORD_FILE", sb.path("missing.pw").to_str().unwrap()),
     ]);
     assert_eq!(code, Some(2), "{err}");
