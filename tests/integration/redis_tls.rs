@@ -87,7 +87,8 @@ impl TlsRedis {
             "port 0\ntls-port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {dir}\n\
              tls-cert-file {cert}\ntls-key-file {key}\ntls-ca-cert-file {ca}\ntls-auth-clients yes\n\
              user default off\nuser inferno on >{PASSWORD} {TIER_ACL}\n\
-             user noinfo on >{PASSWORD} ~inferno:* -@all +get +set +ping\n{extra_conf}",
+             user noinfo on >{PASSWORD} ~inferno:* -@all +get +set +ping\n\
+             user noset on >{PASSWORD} {TIER_ACL} -set\n{extra_conf}",
             dir = dir.path().display(),
             cert = p(&pki.server.0),
             key = p(&pki.server.1),
@@ -308,6 +309,19 @@ fn tls_with_acl_shares_a_response_and_every_bad_login_is_a_clear_error() {
     let hit = b.post("/v1/completions", &completion("over tls"), &[]);
     assert_eq!((hit.status, hit.cache.as_deref()), (200, Some("HIT")), "{}", hit.text);
     assert_eq!(hit.json()["choices"], first.json()["choices"]);
+
+    // A user that may read but not write: answers are served, each write a counted failure saying why.
+    let (sd, dir_d) = with_tiny_model();
+    let log = sd.path("serve.log");
+    let noset = tls_env(&sd, &[&redis], &pki, "noset");
+    let d = Server::start_logging(&sd, &dir_d, &[], &refs(&noset), &log);
+    let answer = d.post("/v1/completions", &completion("not written"), &[]);
+    assert_eq!((answer.status, answer.cache.as_deref()), (200, Some("MISS")), "{}", answer.text);
+    wait_for("the refused write to be counted", || {
+        metric(&d, r#"inferno_cache_remote_writes_total{result="error"}"#) == 1.0
+    });
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("lacks a permission the tier needs"), "{logged}");
 
     // The request path with a wrong password: a counted miss, never a 5xx; the log says why, once, masked.
     let (sc, dir_c) = with_tiny_model();

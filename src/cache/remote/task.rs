@@ -180,6 +180,7 @@ async fn write(shared: &Shared, job: WriteJob) {
         Err(err) => {
             let n = c.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
             if n == 1 || n.is_multiple_of(100) {
+                let err = shared.endpoints.explain(&err);
                 tracing::warn!(key = job.key, "remote write failed ({n} so far): {err}");
             }
         }
