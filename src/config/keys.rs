@@ -231,6 +231,12 @@ pub const KEYS: &[Key] = &[
         Kind::Integer,
         "copies of each entry the shared tier keeps",
     )),
+    on(key("cache.distributed.username", Kind::Text, "Redis ACL user; empty means default")),
+    on(key("cache.distributed.password", Kind::Text, "Redis password (prefer password_file)")),
+    on(key("cache.distributed.password_file", Kind::Path, "file holding the Redis password")),
+    on(key("cache.distributed.tls_ca_file", Kind::Path, "PEM CA that signed the rediss:// servers")),
+    on(key("cache.distributed.tls_cert_file", Kind::Path, "PEM client certificate for Redis TLS")),
+    on(key("cache.distributed.tls_key_file", Kind::Path, "PEM private key of tls_cert_file")),
     on(key(
         "cache.metrics.prometheus_enabled",
         Kind::Bool,
@@ -292,6 +298,7 @@ pub fn is_secret(path: &str) -> bool {
             | "server.admin_key"
             | "cache.alerts.webhook.secret"
             | "cache.alerts.slack.webhook_url"
+            | "cache.distributed.password"
     )
 }
 
@@ -344,6 +351,7 @@ mod tests {
         assert!(is_secret("server.api_key") && is_secret("server.admin_key") && !is_secret("server.port"));
         assert!(!is_secret("server.admin_key_file"), "a key file's path is shown, never its contents");
         assert!(is_secret("cache.alerts.webhook.secret") && is_secret("cache.alerts.slack.webhook_url"));
+        assert!(is_secret("cache.distributed.password") && !is_secret("cache.distributed.password_file"));
     }
 
     #[test]

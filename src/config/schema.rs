@@ -439,11 +439,76 @@ pub struct DistributedConfig {
     pub cluster_nodes: Vec<String>,
     /// Copies of each entry the shared tier should hold.
     pub replication_factor: u32,
+    /// Redis ACL user; empty means the `default` user (or the one in the URLs).
+    pub username: String,
+    /// Redis password (a secret: prefer `password_file` or the env).
+    pub password: String,
+    /// File holding the Redis password (one line).
+    pub password_file: PathBuf,
+    /// PEM file of the CA that signed the servers' certificates (`rediss://` seeds); empty means the
+    /// public web roots.
+    pub tls_ca_file: PathBuf,
+    /// PEM client certificate, for servers that ask for one (`tls-auth-clients`).
+    pub tls_cert_file: PathBuf,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: PathBuf,
 }
 
 impl Default for DistributedConfig {
     fn default() -> Self {
-        Self { enabled: false, cluster_nodes: Vec::new(), replication_factor: 1 }
+        Self {
+            enabled: false,
+            cluster_nodes: Vec::new(),
+            replication_factor: 1,
+            username: String::new(),
+            password: String::new(),
+            password_file: PathBuf::new(),
+            tls_ca_file: PathBuf::new(),
+            tls_cert_file: PathBuf::new(),
+            tls_key_file: PathBuf::new(),
+        }
+    }
+}
+
+impl DistributedConfig {
+    /// Problems of the login and TLS keys: `(key, message)`. Files are checked only when the tier is on.
+    fn access_problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if !self.password.is_empty() && !self.password_file.as_os_str().is_empty() {
+            out.push(("cache.distributed.password", "set password or password_file, not both".into()));
+        }
+        let files = [
+            ("cache.distributed.password_file", &self.password_file),
+            ("cache.distributed.tls_ca_file", &self.tls_ca_file),
+            ("cache.distributed.tls_cert_file", &self.tls_cert_file),
+            ("cache.distributed.tls_key_file", &self.tls_key_file),
+        ];
+        for (key, file) in files.into_iter().filter(|(_, f)| self.enabled && !f.as_os_str().is_empty()) {
+            if let Err(e) = std::fs::File::open(file) {
+                out.push((key, format!("cannot read {}: {e}", file.display())));
+            }
+        }
+        if self.tls_cert_file.as_os_str().is_empty() != self.tls_key_file.as_os_str().is_empty() {
+            out.push(("cache.distributed.tls_key_file", "tls_cert_file and tls_key_file go together".into()));
+        }
+        let tls = self.cluster_nodes.iter().filter(|n| n.starts_with("rediss://")).count();
+        if tls > 0 && tls < self.cluster_nodes.len() {
+            out.push((
+                "cache.distributed.cluster_nodes",
+                "mixes rediss:// and plaintext seeds: write every seed as rediss://host:port".into(),
+            ));
+        }
+        let tls_file = [&self.tls_ca_file, &self.tls_cert_file, &self.tls_key_file]
+            .iter()
+            .any(|f| !f.as_os_str().is_empty());
+        if tls_file && tls == 0 && !self.cluster_nodes.is_empty() {
+            out.push((
+                "cache.distributed.cluster_nodes",
+                "the tls_* files are set but no seed is rediss://: write the seeds as rediss://host:port"
+                    .into(),
+            ));
+        }
+        out
     }
 }
 
@@ -593,6 +658,9 @@ impl Config {
             "cache.distributed.enabled",
             "needs at least one address in cache.distributed.cluster_nodes".into(),
         );
+        for (key, message) in c.distributed.access_problems() {
+            check(false, key, message);
+        }
         out.extend(c.alerts.validate());
         if let Some(range) = c.compression.algorithm.level_range() {
             let level = c.compression.level;

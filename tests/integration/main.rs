@@ -83,6 +83,8 @@ mod manage;
 mod receivers;
 /// redis-server processes and a Redis Cluster formed by the tests.
 mod redis_nodes;
+/// The remote tier over TLS with Redis ACLs: sharing, and every bad login a clear error.
+mod redis_tls;
 /// A timing run (ignored): HTTP hits answered from Redis against hits from the memory tier.
 mod remote_http;
 /// `cache enable`, `disable` and `persist`: the config file, `cache status`, and disabled kinds.

@@ -9,6 +9,7 @@ use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 
 use super::conn::{self, Mode};
+use super::endpoint::Endpoints;
 use super::value::{self, KEY_PREFIX, PEEK_LEN};
 use crate::cache::clock::Expiry;
 
@@ -43,19 +44,19 @@ pub struct RemoteRemoval {
 
 /// Removes the remote entries `select` picks; `peek` says whether it needs the records' headers.
 pub async fn clear(
-    seeds: &[String],
+    endpoints: &Endpoints,
     peek: bool,
     select: &(dyn Fn(&Peeked) -> bool + Send + Sync),
 ) -> Result<RemoteRemoval, String> {
-    let topology = conn::discover(seeds).await?;
+    let topology = conn::discover(endpoints).await?;
     let urls: Vec<String> = match topology.mode {
         Mode::Standalone => vec![conn::seed_url(&topology.seed)],
         Mode::Cluster => topology.primaries().iter().map(|a| conn::node_url(&topology.seed, a)).collect(),
     };
     let mut removal = RemoteRemoval { nodes: urls.len(), ..RemoteRemoval::default() };
     for url in urls {
-        let fail = |e: redis::RedisError| format!("{}: {e}", conn::host_port(&url));
-        let mut node = conn::node_connection(&url, Duration::from_secs(10)).await.map_err(fail)?;
+        let fail = |e: redis::RedisError| format!("{}: {}", conn::host_port(&url), endpoints.explain(&e));
+        let mut node = conn::node_connection(endpoints, &url, Duration::from_secs(10)).await.map_err(fail)?;
         let mut cursor = 0u64;
         loop {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue, Pipeline, RedisResult};
+use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, Pipeline, RedisResult};
 use serde::Serialize;
+
+use super::endpoint::Endpoints;
 
 /// How long connecting to one node may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -95,29 +96,35 @@ impl Topology {
     }
 }
 
-/// A plain connection to one node, for discovery and `clear`.
-pub async fn node_connection(url: &str, response_timeout: Duration) -> RedisResult<MultiplexedConnection> {
+/// A plain connection to one node (with the login and TLS of `endpoints`), for discovery and `clear`.
+pub async fn node_connection(
+    endpoints: &Endpoints,
+    url: &str,
+    response_timeout: Duration,
+) -> RedisResult<MultiplexedConnection> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(response_timeout));
-    Client::open(url)?.get_multiplexed_async_connection_with_config(&config).await
+    endpoints.client(url)?.get_multiplexed_async_connection_with_config(&config).await
 }
 
-/// Asks the seeds in order; the first that answers describes the deployment.
-pub async fn discover(seeds: &[String]) -> Result<Topology, String> {
+/// Asks the seeds in order; the first that answers describes the deployment. The error says, for each
+/// seed (password masked), what went wrong in one line.
+pub async fn discover(endpoints: &Endpoints) -> Result<Topology, String> {
     let mut errors = Vec::new();
-    for seed in seeds {
-        match describe(seed).await {
+    for seed in &endpoints.seeds {
+        match describe(endpoints, seed).await {
             Ok(topology) => return Ok(topology),
-            Err(err) => errors.push(format!("{}: {err}", crate::config::redact_node(seed))),
+            Err(err) => {
+                errors.push(format!("{}: {}", crate::config::redact_node(seed), endpoints.explain(&err)))
+            }
         }
     }
     Err(if errors.is_empty() { "no cluster_nodes configured".into() } else { errors.join("; ") })
 }
 
-async fn describe(seed: &str) -> RedisResult<Topology> {
-    let url = seed_url(seed);
-    let mut conn = node_connection(&url, Duration::from_millis(1_000)).await?;
+async fn describe(endpoints: &Endpoints, seed: &str) -> RedisResult<Topology> {
+    let mut conn = node_connection(endpoints, seed, Duration::from_millis(1_000)).await?;
     let cluster: String = redis::cmd("INFO").arg("cluster").query_async(&mut conn).await?;
     if cluster.lines().any(|l| l.trim() == "cluster_enabled:1") {
         let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut conn).await?;
@@ -246,7 +253,7 @@ impl Conn {
     /// cut to [`READ_RETRIES`] with waits of 10-50 ms (its defaults retry 16 times, waiting 1.28 s or more).
     pub async fn open(
         topology: &Topology,
-        seeds: &[String],
+        endpoints: &Endpoints,
         response_timeout: Duration,
     ) -> RedisResult<Conn> {
         match topology.mode {
@@ -257,11 +264,12 @@ impl Conn {
                     .set_number_of_retries(READ_RETRIES as usize)
                     .set_min_delay(Duration::from_millis(10))
                     .set_max_delay(Duration::from_millis(200));
-                let client = Client::open(seed_url(&topology.seed))?;
+                let client = endpoints.client(&topology.seed)?;
                 Ok(Conn::Single(ConnectionManager::new_with_config(client, config).await?))
             }
             Mode::Cluster => {
-                let client = ClusterClientBuilder::new(seeds.iter().map(|s| seed_url(s)))
+                let client = endpoints
+                    .cluster()
                     .retries(READ_RETRIES)
                     .min_retry_wait(10)
                     .max_retry_wait(50)

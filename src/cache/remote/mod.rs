@@ -15,11 +15,12 @@
 //!   standalone), checks the replica count against `replication_factor` (a warning when short), and
 //!   refreshes that picture every few seconds; it reconnects when Redis comes back.
 //!
-//! Keys and values: `value.rs`; connections and topology: `conn.rs`; `cache clear`: `clear.rs`; counters:
+//! Keys and values: `value.rs`; login and TLS: `endpoint.rs`; connections and topology: `conn.rs`; `cache clear`: `clear.rs`; counters:
 //! `stats.rs`. docs/distributed.md describes deployment and failure behaviour.
 
 mod clear;
 mod conn;
+mod endpoint;
 mod notify;
 mod stats;
 mod task;
@@ -43,6 +44,7 @@ pub use value::{KEY_PREFIX, RemoteEntry, remote_key};
 use crate::cache::clock::{Expiry, now_ms};
 use crate::cache::codec::Codec;
 use crate::config::DistributedConfig;
+use endpoint::Endpoints;
 
 /// Writes that may wait for the background writer; more are dropped (and counted).
 pub const QUEUE_LEN: usize = 4_096;
@@ -63,7 +65,7 @@ struct WriteJob {
 
 /// What the tier and its background tasks share.
 struct Shared {
-    seeds: Vec<String>,
+    endpoints: Arc<Endpoints>,
     replication_factor: u32,
     codec: Codec,
     counters: Arc<RemoteCounters>,
@@ -139,10 +141,14 @@ fn short_of_replicas(factor: u32, seen: u32) -> String {
 
 /// Looks at the deployment `config` names, from this process (at most a few seconds).
 pub fn probe(config: &DistributedConfig) -> RemoteStatus {
+    let endpoints = match Endpoints::load(config) {
+        Ok(endpoints) => endpoints,
+        Err(err) => return RemoteStatus::new(config, Err(err)),
+    };
     let found = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => {
             let found = rt.block_on(async {
-                let discover = conn::discover(&config.cluster_nodes);
+                let discover = conn::discover(&endpoints);
                 match tokio::time::timeout(Duration::from_secs(3), discover).await {
                     Ok(found) => found,
                     Err(_) => Err("no seed answered within 3 s".into()),
@@ -169,19 +175,21 @@ pub struct RemoteTier {
 
 impl std::fmt::Debug for RemoteTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteTier").field("seeds", &self.shared.seeds).finish_non_exhaustive()
+        f.debug_struct("RemoteTier").field("endpoints", &self.shared.endpoints).finish_non_exhaustive()
     }
 }
 
 impl RemoteTier {
     /// Starts the tier's thread and tasks; connecting happens in the background (see [`Self::wait_ready`]).
+    /// A password or TLS file that cannot be read is an error.
     pub fn start(
         config: &DistributedConfig,
         codec: Codec,
         counters: Arc<RemoteCounters>,
     ) -> std::io::Result<Self> {
+        let endpoints = Endpoints::load(config).map_err(std::io::Error::other)?;
         let shared = Arc::new(Shared {
-            seeds: config.cluster_nodes.clone(),
+            endpoints: Arc::new(endpoints),
             replication_factor: config.replication_factor.max(1),
             codec,
             counters,
@@ -329,9 +337,9 @@ impl RemoteTier {
             return Err(format!("Redis is unreachable ({why})"));
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let seeds = self.shared.seeds.clone();
+        let endpoints = Arc::clone(&self.shared.endpoints);
         self.handle.spawn(async move {
-            let _ = tx.send(clear::clear(&seeds, peek, &*select).await);
+            let _ = tx.send(clear::clear(&endpoints, peek, &*select).await);
         });
         rx.recv_timeout(Duration::from_secs(600)).unwrap_or_else(|_| Err("timed out after 10 minutes".into()))
     }
@@ -341,10 +349,10 @@ impl RemoteTier {
     /// copies until those expire.
     pub fn announce_clear(&self, mut notice: ClearNotice) {
         notice.from = self.id.clone();
-        let seeds = self.shared.seeds.clone();
+        let endpoints = Arc::clone(&self.shared.endpoints);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
-            let _ = tx.send(notify::publish(&seeds, &notice).await);
+            let _ = tx.send(notify::publish(&endpoints, &notice).await);
         });
         match rx.recv_timeout(Duration::from_secs(2)) {
             Ok(Ok(())) => tracing::debug!("clear announced on {CLEAR_CHANNEL}"),
@@ -356,7 +364,7 @@ impl RemoteTier {
     /// The clears other replicas announce, from now on.
     pub fn clear_notices(&self) -> mpsc::UnboundedReceiver<ClearNotice> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.handle.spawn(notify::subscribe(self.shared.seeds.clone(), self.id.clone(), tx));
+        self.handle.spawn(notify::subscribe(Arc::clone(&self.shared.endpoints), self.id.clone(), tx));
         rx
     }
 

@@ -3,6 +3,7 @@
 //! first seed that answers — Redis Cluster forwards a PUBLISH to every node) and removes the same entries
 //! from its own memory and disk tiers, so none keeps serving a local copy of a cleared answer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -10,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::conn;
+use super::endpoint::Endpoints;
+use crate::config::redact_node;
 
 /// The Redis channel clears are announced on.
 pub const CLEAR_CHANNEL: &str = "inferno:v1:clear";
@@ -30,20 +33,20 @@ pub struct ClearNotice {
 }
 
 /// PUBLISHes `notice` through the first seed that answers.
-pub async fn publish(seeds: &[String], notice: &ClearNotice) -> Result<(), String> {
+pub async fn publish(endpoints: &Endpoints, notice: &ClearNotice) -> Result<(), String> {
     let payload = serde_json::to_string(notice).map_err(|e| e.to_string())?;
     let mut last = "no seed".to_string();
-    for seed in seeds {
-        match conn::node_connection(&conn::seed_url(seed), Duration::from_secs(2)).await {
+    for seed in &endpoints.seeds {
+        match conn::node_connection(endpoints, seed, Duration::from_secs(2)).await {
             Ok(mut c) => {
                 let sent: redis::RedisResult<i64> =
                     redis::cmd("PUBLISH").arg(CLEAR_CHANNEL).arg(&payload).query_async(&mut c).await;
                 match sent {
                     Ok(_) => return Ok(()),
-                    Err(e) => last = format!("{seed}: {e}"),
+                    Err(e) => last = format!("{}: {}", redact_node(seed), endpoints.explain(&e)),
                 }
             }
-            Err(e) => last = format!("{seed}: {e}"),
+            Err(e) => last = format!("{}: {}", redact_node(seed), endpoints.explain(&e)),
         }
     }
     Err(last)
@@ -51,10 +54,11 @@ pub async fn publish(seeds: &[String], notice: &ClearNotice) -> Result<(), Strin
 
 /// Listens on the channel (reconnecting every second while no seed answers) and forwards every notice not
 /// sent by `me`, until the receiver is gone.
-pub async fn subscribe(seeds: Vec<String>, me: String, tx: mpsc::UnboundedSender<ClearNotice>) {
+pub async fn subscribe(endpoints: Arc<Endpoints>, me: String, tx: mpsc::UnboundedSender<ClearNotice>) {
     while !tx.is_closed() {
-        for seed in &seeds {
-            let Ok(client) = redis::Client::open(conn::seed_url(seed)) else { continue };
+        for seed in &endpoints.seeds {
+            let Ok(client) = endpoints.client(seed) else { continue };
+            let seed = redact_node(seed);
             let Ok(mut pubsub) = client.get_async_pubsub().await else { continue };
             if pubsub.subscribe(CLEAR_CHANNEL).await.is_err() {
                 continue;

@@ -29,7 +29,7 @@ pub(super) async fn maintain(shared: Arc<Shared>) {
     let mut warned_unreachable = false;
     let mut warned_replicas = None;
     loop {
-        let outcome = match conn::discover(&shared.seeds).await {
+        let outcome = match conn::discover(&shared.endpoints).await {
             Ok(topology) => connect(&shared, &topology).await.map(|()| topology),
             Err(err) => Err(err),
         };
@@ -79,13 +79,14 @@ async fn connect(shared: &Shared, topology: &conn::Topology) -> Result<(), Strin
         return Ok(());
     }
     let open = async {
-        let read = Conn::open(topology, &shared.seeds, READ_TIMEOUT).await?;
-        let write = Conn::open(topology, &shared.seeds, WRITE_TIMEOUT).await?;
+        let read = Conn::open(topology, &shared.endpoints, READ_TIMEOUT).await?;
+        let write = Conn::open(topology, &shared.endpoints, WRITE_TIMEOUT).await?;
         RedisResult::Ok((read, write))
     };
-    let conns = open
-        .await
-        .map_err(|e| format!("connecting to {}: {e}", crate::config::redact_node(&topology.seed)))?;
+    let conns = open.await.map_err(|e| {
+        let seed = crate::config::redact_node(&topology.seed);
+        format!("connecting to {seed}: {}", shared.endpoints.explain(&e))
+    })?;
     *shared.conns.write() = Some(conns);
     Ok(())
 }
@@ -179,6 +180,7 @@ async fn write(shared: &Shared, job: WriteJob) {
         Err(err) => {
             let n = c.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
             if n == 1 || n.is_multiple_of(100) {
+                let err = shared.endpoints.explain(&err);
                 tracing::warn!(key = job.key, "remote write failed ({n} so far): {err}");
             }
         }
