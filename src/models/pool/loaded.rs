@@ -10,6 +10,7 @@ use crate::models::onnx::OnnxModel;
 
 use super::PoolError;
 use crate::models::file::{ModelFile, ModelFormat};
+use crate::models::generate::SlotConfig;
 use crate::models::gguf::GgufHeader;
 
 /// A model loaded in the runtime of its format. Which variants exist depends on the cargo features this
@@ -26,11 +27,17 @@ pub enum LoadedModel {
 }
 
 impl LoadedModel {
-    /// Loads `file` in the runtime of its format. A runtime that panics is reported as a load error.
+    /// Loads `file` in the runtime of its format, a GGUF model with the default slots. A runtime that
+    /// panics is reported as a load error.
     pub fn load(file: &ModelFile) -> Result<Self, PoolError> {
+        Self::load_with(file, &SlotConfig::default())
+    }
+
+    /// [`load`](Self::load), a GGUF model with `slots`.
+    pub fn load_with(file: &ModelFile, slots: &SlotConfig) -> Result<Self, PoolError> {
         check_supported(file)?;
         let loaded = catch_unwind(AssertUnwindSafe(|| match file.format {
-            ModelFormat::Gguf => load_gguf(file),
+            ModelFormat::Gguf => load_gguf(file, slots),
             ModelFormat::Onnx => load_onnx(file),
         }));
         loaded.unwrap_or_else(|_| {
@@ -86,12 +93,14 @@ fn feature_missing(file: &ModelFile) -> PoolError {
 }
 
 #[cfg(feature = "llama")]
-fn load_gguf(file: &ModelFile) -> Result<LoadedModel, PoolError> {
-    GgufModel::load(&file.path).map(LoadedModel::Gguf).map_err(|e| PoolError::load(file.path.clone(), e))
+fn load_gguf(file: &ModelFile, slots: &SlotConfig) -> Result<LoadedModel, PoolError> {
+    GgufModel::load_with(&file.path, slots)
+        .map(LoadedModel::Gguf)
+        .map_err(|e| PoolError::load(file.path.clone(), e))
 }
 
 #[cfg(not(feature = "llama"))]
-fn load_gguf(file: &ModelFile) -> Result<LoadedModel, PoolError> {
+fn load_gguf(file: &ModelFile, _slots: &SlotConfig) -> Result<LoadedModel, PoolError> {
     Err(feature_missing(file))
 }
 
