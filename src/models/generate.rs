@@ -60,7 +60,7 @@ impl Default for SlotConfig {
 }
 
 /// What a model's slots are doing and have done, for `/metrics` and `inferno models list`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SlotStats {
     /// Slots (sequences of the shared context).
     pub parallel: u32,

@@ -81,8 +81,9 @@ pub enum LlamaError {
     },
 }
 
-/// The one llama.cpp backend of this process (llama.cpp may be initialised only once).
-fn backend() -> Result<&'static LlamaBackend, LlamaError> {
+/// The one llama.cpp backend of this process (llama.cpp may be initialised only once): code that drives
+/// llama-cpp-2 itself next to [`GgufModel`] (the slots benchmark's baseline) must use this one.
+pub fn backend() -> Result<&'static LlamaBackend, LlamaError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {

@@ -342,6 +342,7 @@ impl ModelPool {
                 in_use: e.in_use(),
                 idle: now.saturating_duration_since(e.last_use),
                 load_time: e.model.load_time,
+                slots: e.model.model.slot_stats(),
             })
             .collect();
         ModelCacheStats {
