@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use std::sync::{Barrier, mpsc};
 
 use super::*;
-use crate::models::gguf::tiny::write_tiny_llama;
+use crate::models::gguf::tiny::{tiny_llama_with_context, write_tiny_llama};
 
 fn tiny_slots(parallel: u32, queue_size: u32) -> (tempfile::TempDir, GgufModel) {
     let dir = tempfile::tempdir().unwrap();
@@ -56,8 +56,14 @@ fn concurrent_greedy_requests_return_their_solo_text() {
 
 #[test]
 fn a_full_queue_refuses_and_a_request_that_stops_frees_its_slot() {
-    let (_dir, model) = tiny_slots(1, 0);
-    let params = GenerateParams { max_tokens: 8, ..GenerateParams::default() };
+    // The tiny model with a 4096-token context: 4000 tokens keep the one slot busy for a while (the decode
+    // loop does not wait for its callers, so only a long generation holds a slot).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.gguf");
+    tiny_llama_with_context(4096).unwrap().write_path(&path).unwrap();
+    let model =
+        GgufModel::load_with(&path, &SlotConfig { parallel: 1, queue_size: 0, max_context: 4096 }).unwrap();
+    let params = GenerateParams { max_tokens: 4000, ..GenerateParams::default() };
     let (started_tx, started_rx) = mpsc::channel();
     let (hold_tx, hold_rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {
@@ -74,14 +80,16 @@ fn a_full_queue_refuses_and_a_request_that_stops_frees_its_slot() {
         let refused = model.generate("xy", params).unwrap_err();
         assert!(matches!(refused, LlamaError::Busy { queue_size: 0 }), "{refused}");
         drop(hold_tx);
-        assert_eq!(first.join().unwrap().unwrap().text, "defghijk");
+        let first = first.join().unwrap().unwrap();
+        assert_eq!((first.completion_tokens, &first.text[..8]), (4000, "defghijk"));
     });
     // A caller that stops after the first piece gets its slot freed before its call returns: the next
     // request is admitted although nothing may wait.
     let stopped = model.generate_with("abc", &params, |_| ControlFlow::Break(())).unwrap();
     assert_eq!((stopped.text.as_str(), stopped.finish_reason), ("d", FinishReason::Stop));
     assert_eq!(model.slot_stats().busy, 0);
-    assert_eq!(model.generate("xy", &params).unwrap().text, "zabcdefg");
+    let short = GenerateParams { max_tokens: 8, ..GenerateParams::default() };
+    assert_eq!(model.generate("xy", &short).unwrap().text, "zabcdefg");
     let stats = model.slot_stats();
     assert_eq!((stats.rejected, stats.admitted, stats.busy), (1, 3, 0));
 }

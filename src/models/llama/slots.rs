@@ -219,14 +219,14 @@ fn decode_thread(
         n_ctx: n_ctx as usize,
         seqs: (0..parallel).map(|_| None).collect(),
         bytes: Vec::new(),
+        counts: Counts::default(),
     };
     while lp.admit(&mut ctx) {
         let started = Instant::now();
-        let (generated, prompt) = lp.step(&mut ctx);
+        lp.step(&mut ctx);
         let mut queue = shared.queue.lock();
         queue.stats.decode_seconds += started.elapsed().as_secs_f64();
-        queue.stats.generated_tokens += generated;
-        queue.stats.prompt_tokens += prompt;
+        lp.counts.flush(&mut queue.stats);
     }
 }
 
@@ -238,6 +238,22 @@ struct Loop<'m> {
     n_ctx: usize,
     seqs: Vec<Option<Seq>>,
     bytes: Vec<u8>,
+    counts: Counts,
+}
+
+/// Tokens decoded since the figures were last updated; they are added before a request is told it ended,
+/// so a caller that sees its answer sees its tokens counted.
+#[derive(Default)]
+struct Counts {
+    generated: u64,
+    prompt: u64,
+}
+
+impl Counts {
+    fn flush(&mut self, stats: &mut SlotStats) {
+        stats.generated_tokens += std::mem::take(&mut self.generated);
+        stats.prompt_tokens += std::mem::take(&mut self.prompt);
+    }
 }
 
 impl Loop<'_> {
@@ -290,11 +306,9 @@ impl Loop<'_> {
         }
     }
 
-    /// One batch: every generating sequence's next token, then prompt chunks. Returns the tokens generated
-    /// and the prompt tokens read.
-    fn step(&mut self, ctx: &mut LlamaContext<'_>) -> (u64, u64) {
+    /// One batch: every generating sequence's next token, then prompt chunks.
+    fn step(&mut self, ctx: &mut LlamaContext<'_>) {
         self.batch.clear();
-        let mut prompt = 0u64;
         for seq in self.seqs.iter_mut().flatten() {
             seq.logits_at = None;
             if let Some(token) = seq.next {
@@ -317,36 +331,34 @@ impl Loop<'_> {
                 self.batch.add(seq.job.tokens[i], seq.pos, &[seq.id], last).expect("room was counted");
                 seq.pos += 1;
             }
-            prompt += (end - seq.fed) as u64;
+            self.counts.prompt += (end - seq.fed) as u64;
             seq.fed = end;
         }
         if let Err(e) = ctx.decode(&mut self.batch) {
             let reason = format!("llama.cpp could not decode the batch: {e}");
             for slot in &mut self.seqs {
                 if slot.is_some() {
-                    finish(ctx, self.shared, slot, End::Failed(reason.clone()));
+                    finish(ctx, self.shared, slot, End::Failed(reason.clone()), &mut self.counts);
                 }
             }
-            return (0, prompt);
+            return;
         }
-        let mut generated = 0;
         for slot in &mut self.seqs {
             let Some(seq) = slot.as_mut() else { continue };
             let Some(at) = seq.logits_at else { continue };
             if seq.job.params.max_tokens == 0 {
-                finish(ctx, self.shared, slot, End::Finished(FinishReason::Length));
+                finish(ctx, self.shared, slot, End::Finished(FinishReason::Length), &mut self.counts);
                 continue;
             }
             let token = seq.sampler.sample(ctx, at);
             seq.sampler.accept(token);
             let before = seq.completion_tokens;
             let end = take(self.model, &mut self.bytes, seq, token);
-            generated += (seq.completion_tokens - before) as u64;
+            self.counts.generated += (seq.completion_tokens - before) as u64;
             if let Some(end) = end {
-                finish(ctx, self.shared, slot, end);
+                finish(ctx, self.shared, slot, end, &mut self.counts);
             }
         }
-        (generated, prompt)
     }
 }
 
@@ -387,8 +399,20 @@ fn free(ctx: &mut LlamaContext<'_>, slot: &mut Option<Seq>, stats: &mut SlotStat
 }
 
 /// Ends the sequence in `slot`: frees it, then tells its request how it ended.
-fn finish(ctx: &mut LlamaContext<'_>, shared: &Shared, slot: &mut Option<Seq>, end: End) {
-    let Some(mut seq) = free(ctx, slot, &mut shared.queue.lock().stats) else { return };
+fn finish(
+    ctx: &mut LlamaContext<'_>,
+    shared: &Shared,
+    slot: &mut Option<Seq>,
+    end: End,
+    counts: &mut Counts,
+) {
+    let Some(mut seq) = ({
+        let mut queue = shared.queue.lock();
+        counts.flush(&mut queue.stats);
+        free(ctx, slot, &mut queue.stats)
+    }) else {
+        return;
+    };
     let done = match end {
         End::Gone => return,
         End::Failed(reason) => Err(reason),
