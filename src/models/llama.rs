@@ -25,7 +25,7 @@ pub use super::generate::{FinishReason, GenerateParams, Generation, SlotConfig, 
 
 use super::chat::{ChatTurn, chatml};
 use super::gguf::{GgufError, GgufHeader};
-use slots::{Event, Job, Slots};
+use slots::{Event, Job, Refused, Slots};
 
 /// Errors of the llama.cpp backend.
 #[derive(Debug, thiserror::Error)]
@@ -224,7 +224,13 @@ impl GgufModel {
             cancel: Arc::clone(&cancel.0),
             queued_at: Instant::now(),
         };
-        self.slots.submit(job).map_err(|busy| LlamaError::Busy { queue_size: busy.queue_size })?;
+        self.slots.submit(job).map_err(|refused| match refused {
+            Refused::Busy { queue_size } => LlamaError::Busy { queue_size },
+            Refused::Stopped => LlamaError::Inference {
+                path: self.path.clone(),
+                reason: "the model's decode loop has stopped; unload and load the model again".into(),
+            },
+        })?;
         let mut text = String::new();
         loop {
             match rx.recv() {

@@ -59,10 +59,13 @@ impl Job {
     }
 }
 
-/// The queue is full: the request was not taken.
+/// Why a request was not taken.
 #[derive(Debug)]
-pub(super) struct Busy {
-    pub(super) queue_size: u32,
+pub(super) enum Refused {
+    /// Every slot is busy and `queue_size` requests already wait.
+    Busy { queue_size: u32 },
+    /// The decode loop has stopped (it failed); the model must be loaded again.
+    Stopped,
 }
 
 #[derive(Default)]
@@ -118,13 +121,16 @@ impl Slots {
     }
 
     /// Queues `job`, or refuses it when `queue_size` requests already wait.
-    pub(super) fn submit(&self, job: Job) -> Result<(), Busy> {
+    pub(super) fn submit(&self, job: Job) -> Result<(), Refused> {
         let mut queue = self.shared.queue.lock();
+        if queue.closed {
+            return Err(Refused::Stopped);
+        }
         queue.waiting.retain(|j| !j.cancel.load(Ordering::Relaxed));
         let free = queue.stats.parallel.saturating_sub(queue.stats.busy) as usize;
         if queue.waiting.len() >= self.queue_size as usize + free {
             queue.stats.rejected += 1;
-            return Err(Busy { queue_size: self.queue_size });
+            return Err(Refused::Busy { queue_size: self.queue_size });
         }
         queue.waiting.push_back(job);
         queue.stats.queued = queue.waiting.len() as u32;
@@ -211,6 +217,9 @@ fn decode_thread(
         }
     };
     let _ = ready.send(Ok(()));
+    // However the loop ends (closed, or a panic), waiting requests are dropped (their callers get an error)
+    // and no new one is taken.
+    let _closing = CloseOnExit(shared);
     let mut lp = Loop {
         model,
         shared,
@@ -227,6 +236,17 @@ fn decode_thread(
         let mut queue = shared.queue.lock();
         queue.stats.decode_seconds += started.elapsed().as_secs_f64();
         lp.counts.flush(&mut queue.stats);
+    }
+}
+
+struct CloseOnExit<'a>(&'a Shared);
+
+impl Drop for CloseOnExit<'_> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock();
+        queue.closed = true;
+        queue.waiting.clear();
+        queue.stats.queued = 0;
     }
 }
 
