@@ -14,7 +14,10 @@ use crate::models::catalog;
 use crate::models::metadata::{MetadataError, ModelMetadata};
 use crate::models::metadata_cache::{Lookup, MetadataCache, Source};
 
+use super::live::LiveServer;
 use super::{UsageError, output};
+use crate::admin::LiveStats;
+use crate::models::pool::LoadedModelInfo;
 
 /// `inferno models ...` commands.
 #[derive(Debug, Subcommand)]
@@ -144,16 +147,61 @@ fn list(config: &Config, store: &MetadataStore, json: bool) -> anyhow::Result<()
         }
     }
     store.flush()?;
+    let running = running_models(config)?;
     if json {
         let errors: Vec<_> = failed.iter().map(|(p, e)| json!({ "path": p, "error": e })).collect();
-        output::print_json(&json!({ "dir": dir, "models": found, "errors": errors }))?;
+        let mut doc = json!({ "dir": dir, "models": found, "errors": errors });
+        if let Some((pid, models)) = &running {
+            doc["running"] = json!({ "pid": pid, "models": models });
+        }
+        output::print_json(&doc)?;
     } else {
-        output::print(&table(dir, &found, &failed))?;
+        let mut text = table(dir, &found, &failed);
+        if let Some((pid, models)) = &running {
+            text.push_str(&running_table(*pid, models));
+        }
+        output::print(&text)?;
     }
     if !failed.is_empty() {
         anyhow::bail!("{} of {} model files could not be read (see above)", failed.len(), files.len());
     }
     Ok(())
+}
+
+/// The models loaded in the `inferno serve` answering on the cache's admin socket, with its pid, when one
+/// answers (like `ollama ps`).
+fn running_models(config: &Config) -> anyhow::Result<Option<(u32, Vec<LoadedModelInfo>)>> {
+    let Some(server) = LiveServer::find(&config.cache.base_dir) else { return Ok(None) };
+    let live: LiveStats = server.get("/v1/cache/stats")?;
+    Ok(Some((live.server.pid, live.server.models.models)))
+}
+
+/// The running server's loaded models: size, slots busy of all, requests queued, decode speed, idle time.
+fn running_table(pid: u32, models: &[LoadedModelInfo]) -> String {
+    let mut out = format!("\nLoaded in inferno serve (pid {pid}):\n");
+    if models.is_empty() {
+        out.push_str("  none\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:<24} {:>10} {:>9} {:>7} {:>9} {:>9}",
+        "NAME", "SIZE", "SLOTS", "QUEUED", "TOKENS/S", "IDLE"
+    );
+    for m in models {
+        let (slots, queued, rate) = match &m.slots {
+            Some(s) => (
+                format!("{}/{}", s.busy, s.parallel),
+                s.queued.to_string(),
+                format!("{:.1}", s.tokens_per_second()),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let idle = if m.in_use { "in use".to_string() } else { format!("{}s", m.idle.as_secs()) };
+        let size = output::bytes(m.resident_bytes);
+        let _ = writeln!(out, "{:<24} {size:>10} {slots:>9} {queued:>7} {rate:>9} {idle:>9}", m.name);
+    }
+    out
 }
 
 fn table(dir: &Path, found: &[Lookup], failed: &[(PathBuf, String)]) -> String {

@@ -29,6 +29,12 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` (server.api_key; env INFERNO_API_KEY keeps it out of `ps`).
     #[arg(long, value_name = "KEY")]
     api_key: Option<String>,
+    /// Requests each loaded GGUF model decodes together (server.parallel, default 16).
+    #[arg(long, value_name = "N")]
+    parallel: Option<String>,
+    /// Requests per model that wait for a slot before the server answers 503 (server.queue_size).
+    #[arg(long, value_name = "N")]
+    queue_size: Option<String>,
     /// Serve on a non-loopback address without an API key (refused otherwise; see docs/security.md).
     #[arg(long)]
     allow_unauthenticated: bool,
@@ -56,6 +62,12 @@ pub fn run(mut options: LoadOptions, args: &ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(key) = &args.api_key {
         flag("server.api_key", key.clone(), "--api-key");
+    }
+    if let Some(n) = &args.parallel {
+        flag("server.parallel", n.clone(), "--parallel");
+    }
+    if let Some(n) = &args.queue_size {
+        flag("server.queue_size", n.clone(), "--queue-size");
     }
     let resolved = config::load(&options)?;
     let keys = ServerKeys::load(&resolved)?;

@@ -177,8 +177,22 @@ fn server_section(server: &ServerInfo, out: &mut String) -> anyhow::Result<()> {
         thousands(server.requests)
     )?;
     let models = &server.models;
-    let names: Vec<String> =
-        models.models.iter().map(|m| format!("{} ({})", m.name, bytes(m.resident_bytes))).collect();
+    let names: Vec<String> = models
+        .models
+        .iter()
+        .map(|m| match &m.slots {
+            Some(s) => format!(
+                "{} ({}; slots {}/{} busy, {} queued, {:.1} tokens/s)",
+                m.name,
+                bytes(m.resident_bytes),
+                s.busy,
+                s.parallel,
+                s.queued,
+                s.tokens_per_second()
+            ),
+            None => format!("{} ({})", m.name, bytes(m.resident_bytes)),
+        })
+        .collect();
     writeln!(
         out,
         "Models loaded: {} of {} max, {} of {}{}{}",

@@ -92,6 +92,23 @@ pub fn run(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         let message = fault.get("message").and_then(|m| m.as_str()).unwrap_or_default();
         writeln!(out, "DEGRADED: the running server's cache writes are failing: {message}")?;
     }
+    if let Some(models) = summary["slots"].as_array() {
+        let parts: Vec<String> = models
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {}/{} busy, {} queued, {:.1} tokens/s",
+                    m["model"].as_str().unwrap_or_default(),
+                    m["busy"],
+                    m["slots"],
+                    m["queued"],
+                    m["tokens_per_second"].as_f64().unwrap_or_default()
+                )
+            })
+            .collect();
+        let parts = if parts.is_empty() { "no model loaded".to_string() } else { parts.join("; ") };
+        writeln!(out, "Slots: {parts}")?;
+    }
     if let Some(status) = &remote {
         writeln!(out, "{}", remote_line(status))?;
     }
@@ -176,6 +193,7 @@ fn redacted(key: &keys::Key, value: &toml::Value) -> toml::Value {
 
 /// What is cached and where, measured now (the entry counts come from a read-only open of the cache).
 fn summary(cache: &CacheConfig, remote: Option<&RemoteStatus>) -> serde_json::Value {
+    let live = live_stats(&cache.base_dir);
     let types: Vec<&str> = Kind::ALL
         .into_iter()
         .filter(|k| {
@@ -215,7 +233,8 @@ fn summary(cache: &CacheConfig, remote: Option<&RemoteStatus>) -> serde_json::Va
         "writer_pid": disk::holder(&cache.base_dir),
         "admin_socket": LiveServer::find(&cache.base_dir).map(|_| crate::admin::socket_path(&cache.base_dir)),
         "entries": entries,
-        "degraded": live_write_fault(&cache.base_dir),
+        "degraded": live.as_ref().and_then(|l| l.report.disk.as_ref()?.writes.current.clone()),
+        "slots": live.as_ref().map(live_slots),
         "warm": progress::read(&cache.base_dir),
         "remote": remote,
     })
@@ -280,10 +299,24 @@ fn warm_line(job: &Progress) -> String {
     }
 }
 
-/// The failure in progress of the running server's disk writes, asked through its admin socket; `None`
-/// when no server runs or its writes are fine.
-fn live_write_fault(base_dir: &std::path::Path) -> Option<crate::cache::disk::WriteFault> {
-    let server = LiveServer::find(base_dir)?;
-    let stats: crate::admin::LiveStats = server.get("/v1/cache/stats").ok()?;
-    stats.report.disk?.writes.current
+/// The running server's live figures, asked through its admin socket; `None` when no server answers.
+fn live_stats(base_dir: &std::path::Path) -> Option<crate::admin::LiveStats> {
+    LiveServer::find(base_dir)?.get("/v1/cache/stats").ok()
+}
+
+/// The slots of each GGUF model the running server has loaded.
+fn live_slots(live: &crate::admin::LiveStats) -> serde_json::Value {
+    let models = live.server.models.models.iter().filter_map(|m| {
+        let s = m.slots?;
+        Some(json!({
+            "model": m.name,
+            "slots": s.parallel,
+            "busy": s.busy,
+            "queued": s.queued,
+            "queue_size": s.queue_size,
+            "rejected": s.rejected,
+            "tokens_per_second": s.tokens_per_second(),
+        }))
+    });
+    json!(models.collect::<Vec<_>>())
 }

@@ -288,6 +288,14 @@ pub const KEYS: &[Key] = &[
     on(key("server.admin_key_file", Kind::Path, "a file holding server.admin_key")),
     on(key("server.max_request_size", Kind::Size(BYTE), "largest request body inferno serve accepts")),
     on(key("server.preload", Kind::List, "models loaded when inferno serve starts (names or paths)")),
+    alias(
+        on(key("server.parallel", Kind::Integer, "requests each loaded GGUF model decodes together (slots)")),
+        "INFERNO_PARALLEL",
+    ),
+    alias(
+        on(key("server.queue_size", Kind::Integer, "requests per model waiting for a slot before 503")),
+        "INFERNO_QUEUE_SIZE",
+    ),
 ];
 
 /// True for keys whose value must never be printed (`cache status` shows whether they are set).

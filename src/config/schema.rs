@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub max_request_size: Size<BYTE>,
     /// Models loaded at start (names in models.dir, or paths).
     pub preload: Vec<String>,
+    /// Sequences (slots) each loaded GGUF model decodes together in one batch.
+    pub parallel: u32,
+    /// Requests per model that wait for a slot before the server answers 503.
+    pub queue_size: u32,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,8 @@ impl Default for ServerConfig {
             admin_key_file: PathBuf::new(),
             max_request_size: Size::units(8_000_000),
             preload: Vec::new(),
+            parallel: 16,
+            queue_size: 512,
         }
     }
 }
@@ -593,6 +599,11 @@ impl Config {
             self.server.admin_key.is_empty() || self.server.admin_key != self.server.api_key,
             "server.admin_key",
             "must differ from server.api_key (the API key never grants the admin routes)".into(),
+        );
+        check(
+            (1..=256).contains(&self.server.parallel),
+            "server.parallel",
+            format!("{} is out of range (1 to 256 slots)", self.server.parallel),
         );
         check(c.audit.rotate_size.bytes() >= 4096, "cache.audit.rotate_size", "must be at least 4KiB".into());
         let chunk = c.deduplication.chunk_size.bytes();

@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 
 use super::InferenceError;
-use super::openai::{DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P, Input, MAX_CONTEXT, Request};
+use super::openai::{DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P, Input, Request};
 use crate::models::llama::{GenerateParams, Generation, GgufModel, LlamaError};
 
 /// What to feed the model: the rendered prompt and the generation parameters with every default filled in.
@@ -18,12 +18,10 @@ pub struct Prepared {
     pub prompt_tokens: usize,
 }
 
-/// The context a request gets on `model`: its training context, at most [`MAX_CONTEXT`].
+/// The context a request may use on `model`: the context its slots share (its training context, at most
+/// [`MAX_CONTEXT`](super::openai::MAX_CONTEXT) as the server loads models).
 pub fn context_size(model: &GgufModel) -> u32 {
-    match model.n_ctx_train() {
-        0 => MAX_CONTEXT,
-        n => n.min(MAX_CONTEXT),
-    }
+    model.n_ctx()
 }
 
 /// Renders the prompt and fills in the defaults: temperature, `top_p` and `top_k` as llama.cpp's server,
@@ -71,6 +69,7 @@ pub fn generate(
 pub fn llama_error(error: LlamaError) -> InferenceError {
     match error {
         LlamaError::ContextFull { prompt, n_ctx, .. } => context_exceeded(n_ctx, prompt, None),
+        busy @ LlamaError::Busy { .. } => InferenceError::Unavailable { message: busy.to_string() },
         other => InferenceError::Server { message: other.to_string() },
     }
 }

@@ -19,7 +19,7 @@ pub struct GenerateParams {
     pub seed: u32,
     /// Generation stops when the text ends with one of these; the stop string is not returned.
     pub stop: Vec<String>,
-    /// Context size in tokens (0 = the model's training context).
+    /// Most tokens (prompt and answer) this request may use (0 = the whole context of the model's slots).
     pub n_ctx: u32,
     /// Whether special-token text in the prompt (`<|im_start|>`, `<s>`, ...) becomes those tokens, as
     /// llama.cpp's server does; `false` tokenizes the prompt as plain text.
@@ -38,6 +38,65 @@ impl Default for GenerateParams {
             n_ctx: 0,
             parse_special: false,
         }
+    }
+}
+
+/// The inference slots of a loaded GGUF model: how many requests it decodes together, how many may wait
+/// for a slot, and the context they share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotConfig {
+    /// Sequences decoded together in one batch (`server.parallel`).
+    pub parallel: u32,
+    /// Requests that may wait for a slot; one more is refused (`server.queue_size`).
+    pub queue_size: u32,
+    /// Largest context: the slots share the model's training context, at most this many tokens.
+    pub max_context: u32,
+}
+
+impl Default for SlotConfig {
+    fn default() -> Self {
+        Self { parallel: 16, queue_size: 512, max_context: 4096 }
+    }
+}
+
+/// What a model's slots are doing and have done, for `/metrics` and `inferno models list`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SlotStats {
+    /// Slots (sequences of the shared context).
+    pub parallel: u32,
+    /// Tokens of the shared context (all slots together).
+    pub n_ctx: u32,
+    /// Slots serving a request now.
+    pub busy: u32,
+    /// Most slots busy at once so far (how many sequences shared a batch at best).
+    pub peak_busy: u32,
+    /// Requests waiting for a slot now.
+    pub queued: u32,
+    /// Most requests that may wait (`server.queue_size`).
+    pub queue_size: u32,
+    /// Requests refused because the queue was full.
+    pub rejected: u64,
+    /// Requests that got a slot.
+    pub admitted: u64,
+    /// Seconds admitted requests spent waiting for their slot, together.
+    pub queued_seconds: f64,
+    /// Tokens generated.
+    pub generated_tokens: u64,
+    /// Prompt tokens decoded (prefill).
+    pub prompt_tokens: u64,
+    /// Seconds the decode loop spent decoding and sampling.
+    pub decode_seconds: f64,
+}
+
+impl SlotStats {
+    /// True when every slot is busy and the queue is full: one more request would be refused.
+    pub fn saturated(&self) -> bool {
+        self.busy >= self.parallel && self.queued >= self.queue_size
+    }
+
+    /// Generated tokens per second of decoding, all slots together (0 before the first token).
+    pub fn tokens_per_second(&self) -> f64 {
+        if self.decode_seconds > 0.0 { self.generated_tokens as f64 / self.decode_seconds } else { 0.0 }
     }
 }
 

@@ -5,26 +5,27 @@
 //! Only the mechanics live here; which models stay loaded is the job of the model cache
 //! ([`crate::models::pool`]). The header is read with our own reader first, so a truncated or foreign file
 //! gets a clear error naming the file and the problem instead of llama.cpp's generic load failure.
-//! Generation is blocking: callers on an async runtime run it on a blocking thread.
+//! Generation goes through the model's slots (`slots.rs`: one long-lived context, continuous batching) and
+//! is blocking: callers on an async runtime run it on a blocking thread.
 
-use std::num::NonZeroU32;
+mod slots;
+
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
-use parking_lot::Mutex;
 
-pub use super::generate::{FinishReason, GenerateParams, Generation};
+pub use super::generate::{FinishReason, GenerateParams, Generation, SlotConfig, SlotStats};
 
 use super::chat::{ChatTurn, chatml};
-use super::generate::TextStream;
 use super::gguf::{GgufError, GgufHeader};
+use slots::{Event, Job, Refused, Slots};
 
 /// Errors of the llama.cpp backend.
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +73,17 @@ pub enum LlamaError {
         /// Context size.
         n_ctx: u32,
     },
+    /// Every slot is busy and the queue is full.
+    #[error("every slot of the model is busy and {queue_size} requests already wait; retry in a moment")]
+    Busy {
+        /// The queue's size (`server.queue_size`).
+        queue_size: u32,
+    },
 }
 
-/// The one llama.cpp backend of this process (llama.cpp may be initialised only once).
-fn backend() -> Result<&'static LlamaBackend, LlamaError> {
+/// The one llama.cpp backend of this process (llama.cpp may be initialised only once): code that drives
+/// llama-cpp-2 itself next to [`GgufModel`] (the slots benchmark's baseline) must use this one.
+pub fn backend() -> Result<&'static LlamaBackend, LlamaError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -91,11 +99,12 @@ fn backend() -> Result<&'static LlamaBackend, LlamaError> {
 pub struct GgufModel {
     path: PathBuf,
     header: GgufHeader,
-    model: LlamaModel,
+    model: Arc<LlamaModel>,
     /// The file's chat template, when llama.cpp can apply it.
     chat_template: Option<LlamaChatTemplate>,
-    /// llama.cpp mutates the model while creating a context, so contexts are created one at a time.
-    context_lock: Mutex<()>,
+    /// The long-lived context and the decode loop every generation goes through; dropping it stops the loop
+    /// and frees the context (the loop's thread holds its own `Arc` of the model until then).
+    slots: Slots,
 }
 
 impl std::fmt::Debug for GgufModel {
@@ -105,17 +114,31 @@ impl std::fmt::Debug for GgufModel {
 }
 
 impl GgufModel {
-    /// Reads the header, then loads the model in llama.cpp.
+    /// [`load_with`](Self::load_with) the default slots (16 sequences over a context of at most 4096 tokens).
+    pub fn load(path: &Path) -> Result<Self, LlamaError> {
+        Self::load_with(path, &SlotConfig::default())
+    }
+
+    /// Reads the header, loads the model in llama.cpp, and starts its slots: the decode thread with its
+    /// long-lived context of `slots.parallel` sequences over the training context (at most
+    /// `slots.max_context` tokens).
     ///
     /// A chat template in the file that llama.cpp's template engine cannot apply is logged as a warning and
     /// replaced by ChatML, as llama.cpp's own server does.
-    pub fn load(path: &Path) -> Result<Self, LlamaError> {
+    pub fn load_with(path: &Path, slots: &SlotConfig) -> Result<Self, LlamaError> {
         let header = GgufHeader::read_path(path)?;
         let backend = backend()?;
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|e| LlamaError::Load { path: path.to_path_buf(), reason: e.to_string() })?;
         let chat_template = usable_template(&model, path);
-        Ok(Self { path: path.to_path_buf(), header, model, chat_template, context_lock: Mutex::new(()) })
+        let model = Arc::new(model);
+        let n_ctx = match model.n_ctx_train() {
+            0 => slots.max_context,
+            n => n.min(slots.max_context),
+        };
+        let slots = Slots::start(Arc::clone(&model), n_ctx, slots)
+            .map_err(|reason| LlamaError::Inference { path: path.to_path_buf(), reason })?;
+        Ok(Self { path: path.to_path_buf(), header, model, chat_template, slots })
     }
 
     /// The model file's header, as our reader saw it.
@@ -167,19 +190,23 @@ impl GgufModel {
     }
 
     /// Generates a continuation of `prompt`, calling `on_piece` with each piece of text as soon as it is
-    /// safe to show (whole UTF-8 characters, never part of a stop string; see [`TextStream`]). The pieces
+    /// safe to show (whole UTF-8 characters, never part of a stop string; see [`TextStream`](super::generate::TextStream)). The pieces
     /// concatenate to the returned [`Generation::text`]. When `on_piece` returns `Break`, generation ends at
-    /// once with [`FinishReason::Stop`].
+    /// once with [`FinishReason::Stop`] and the request's slot is freed at the decode loop's next step.
+    ///
+    /// The request waits for one of the model's slots (`llama/slots.rs`) and is decoded in a batch with the
+    /// other requests of the moment; a full queue is [`LlamaError::Busy`].
     pub fn generate_with(
         &self,
         prompt: &str,
         params: &GenerateParams,
         mut on_piece: impl FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Generation, LlamaError> {
-        let fail = |reason: String| LlamaError::Inference { path: self.path.clone(), reason };
-        let vocab = self.model.vocab();
-        let tokens = vocab.tokenize(prompt.as_bytes(), true, params.parse_special);
-        let n_ctx = if params.n_ctx > 0 { params.n_ctx } else { self.model.n_ctx_train() };
+        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, params.parse_special);
+        let n_ctx = match params.n_ctx {
+            0 => self.slots.n_ctx(),
+            n => n.min(self.slots.n_ctx()),
+        };
         if tokens.is_empty() || tokens.len() + params.max_tokens as usize > n_ctx as usize {
             return Err(LlamaError::ContextFull {
                 prompt: tokens.len(),
@@ -187,70 +214,66 @@ impl GgufModel {
                 n_ctx,
             });
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
-        let context_params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(n_ctx)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
-        let mut ctx = {
-            let _one_at_a_time = self.context_lock.lock();
-            self.model.new_context(backend()?, context_params).map_err(|e| fail(e.to_string()))?
+        let prompt_tokens = tokens.len();
+        let (events, rx) = std::sync::mpsc::channel();
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)), &self.slots);
+        let job = Job {
+            tokens,
+            params: params.clone(),
+            events,
+            cancel: Arc::clone(&cancel.0),
+            queued_at: Instant::now(),
         };
-        let mut batch = LlamaBatch::new(n_ctx as usize, 1);
-        let last = tokens.len() - 1;
-        for (i, token) in tokens.iter().enumerate() {
-            batch.add(*token, i as i32, &[0], i == last).map_err(|e| fail(e.to_string()))?;
-        }
-        ctx.decode(&mut batch).map_err(|e| fail(e.to_string()))?;
-        let mut sampler = sampler(params);
-        let mut stream = TextStream::new(&params.stop);
-        let mut bytes = Vec::new();
-        let mut completion_tokens = 0;
-        let mut position = tokens.len() as i32;
-        let mut finish_reason = FinishReason::Length;
-        let mut cancelled = false;
-        while completion_tokens < params.max_tokens as usize {
-            let token = sampler.sample(&ctx, batch.n_tokens() - 1);
-            sampler.accept(token);
-            if vocab.is_eog(token) {
-                finish_reason = FinishReason::Stop;
-                break;
-            }
-            completion_tokens += 1;
-            bytes.clear();
-            vocab.token_to_piece_into(token, &mut bytes, false, None);
-            let pushed = stream.push(&bytes);
-            let stopped = pushed.stopped;
-            if !pushed.piece.is_empty() && on_piece(pushed.piece).is_break() {
-                (finish_reason, cancelled) = (FinishReason::Stop, true);
-                break;
-            }
-            if stopped {
-                finish_reason = FinishReason::Stop;
-                break;
-            }
-            if completion_tokens == params.max_tokens as usize {
-                break;
-            }
-            batch.clear();
-            batch.add(token, position, &[0], true).map_err(|e| fail(e.to_string()))?;
-            position += 1;
-            ctx.decode(&mut batch).map_err(|e| fail(e.to_string()))?;
-        }
-        if !cancelled {
-            let rest = stream.finish();
-            if !rest.is_empty() {
-                // Generation is over either way; a `Break` here changes nothing.
-                let _ = on_piece(rest);
+        self.slots.submit(job).map_err(|refused| match refused {
+            Refused::Busy { queue_size } => LlamaError::Busy { queue_size },
+            Refused::Stopped => LlamaError::Inference {
+                path: self.path.clone(),
+                reason: "the model's decode loop has stopped; unload and load the model again".into(),
+            },
+        })?;
+        let mut text = String::new();
+        loop {
+            match rx.recv() {
+                Ok(Event::Piece(piece, completion_tokens)) => {
+                    text.push_str(&piece);
+                    if on_piece(&piece).is_break() {
+                        // Wait (one decode step at most) until the loop has freed the slot.
+                        cancel.0.store(true, Ordering::Relaxed);
+                        self.slots.nudge();
+                        while rx.recv().is_ok() {}
+                        let finish_reason = FinishReason::Stop;
+                        return Ok(Generation { text, prompt_tokens, completion_tokens, finish_reason });
+                    }
+                }
+                Ok(Event::Done(done)) => {
+                    return done.map_err(|reason| LlamaError::Inference { path: self.path.clone(), reason });
+                }
+                Err(_) => {
+                    let reason = "the model was unloaded while generating".to_string();
+                    return Err(LlamaError::Inference { path: self.path.clone(), reason });
+                }
             }
         }
-        Ok(Generation {
-            text: stream.into_text(),
-            prompt_tokens: tokens.len(),
-            completion_tokens,
-            finish_reason,
-        })
+    }
+
+    /// Tokens of the context the slots share: the training context, at most [`SlotConfig::max_context`].
+    pub fn n_ctx(&self) -> u32 {
+        self.slots.n_ctx()
+    }
+
+    /// What the model's slots are doing and have done.
+    pub fn slot_stats(&self) -> SlotStats {
+        self.slots.stats()
+    }
+}
+
+/// Cancels a request when its caller stops waiting for it (returns, or panics in `on_piece`).
+struct CancelOnDrop<'a>(Arc<AtomicBool>, &'a Slots);
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        self.1.nudge();
     }
 }
 
@@ -287,5 +310,7 @@ fn sampler(params: &GenerateParams) -> LlamaSampler {
     LlamaSampler::chain_simple(chain)
 }
 
+#[cfg(test)]
+mod slot_tests;
 #[cfg(test)]
 mod tests;

@@ -84,6 +84,15 @@ async fn answer(
         Lookup::Generate(guard) => guard,
     };
     if request.stream {
+        // A stream's status is sent before generation starts: refuse what generation would refuse first
+        // (a prompt that does not fit, a full queue) so those are a 400 and a 503, not an error chunk.
+        let gguf = model.model().gguf().expect("checked above");
+        crate::inference::run::prepare(gguf, request)?;
+        if gguf.slot_stats().saturated() {
+            let queue_size = gguf.slot_stats().queue_size;
+            let busy = crate::models::llama::LlamaError::Busy { queue_size };
+            return Err(InferenceError::Unavailable { message: busy.to_string() });
+        }
         return Ok(Stream { state, model, prepared, guard }.start());
     }
     let started = Instant::now();

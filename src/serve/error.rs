@@ -7,7 +7,8 @@
 //! destination in use, 503 for a model that does not fit, and 500 otherwise.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -44,10 +45,14 @@ impl ApiError {
     }
 }
 
-/// `error` as its response.
+/// `error` as its response; a 503 (busy slots, a model that does not fit now) carries `Retry-After: 1`.
 pub fn error_response(error: &InferenceError) -> Response {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(error.to_body())).into_response()
+    let mut response = (status, Json(error.to_body())).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 impl IntoResponse for ApiError {

@@ -8,12 +8,18 @@
 //! - `inferno_models_loaded`, `inferno_models_resident_bytes`, `inferno_models_memory_limit_bytes` gauges
 //! - `inferno_model_cache_events_total{event}` counter — hits, misses, loads, load_failures, evictions,
 //!   idle_unloads, manual_unloads of the model cache
+//! - per loaded GGUF model (`{model}`): `inferno_slots`, `inferno_slots_busy`, `inferno_slot_queue_length`
+//!   gauges; `inferno_slot_admitted_total`, `inferno_slot_rejected_total`, `inferno_slot_queue_seconds_total`
+//!   (time admitted requests waited for a slot), `inferno_generated_tokens_total`,
+//!   `inferno_prompt_tokens_total`, `inferno_decode_seconds_total` counters; `inferno_tokens_per_second`
+//!   gauge (generated tokens over decoding time, all slots together, since the model was loaded)
 
 use std::collections::BTreeMap;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::models::pool::ModelCacheStats;
@@ -126,12 +132,58 @@ impl Metrics {
         ] {
             events.with_label_values(&[event]).inc_by(n);
         }
+        slot_metrics(&scrape, models)?;
         let mut families = self.registry.gather();
         families.extend(scrape.gather());
         let mut out = Vec::new();
         TextEncoder::new().encode(&families, &mut out)?;
         Ok(String::from_utf8(out).expect("the text format is UTF-8"))
     }
+}
+
+/// The slots of each loaded GGUF model, labelled with its name.
+fn slot_metrics(scrape: &Registry, models: &ModelCacheStats) -> Result<(), prometheus::Error> {
+    let family = |name: &str, help: &str| -> Result<GaugeVec, prometheus::Error> {
+        let vec = GaugeVec::new(Opts::new(name, help), &["model"])?;
+        scrape.register(Box::new(vec.clone()))?;
+        Ok(vec)
+    };
+    let counter = |name: &str, help: &str| -> Result<CounterVec, prometheus::Error> {
+        let vec = CounterVec::new(Opts::new(name, help), &["model"])?;
+        scrape.register(Box::new(vec.clone()))?;
+        Ok(vec)
+    };
+    let slots = family("inferno_slots", "Inference slots (sequences decoded together) of the model.")?;
+    let busy = family("inferno_slots_busy", "Slots serving a request now.")?;
+    let queue = family("inferno_slot_queue_length", "Requests waiting for a slot now.")?;
+    let rate = family(
+        "inferno_tokens_per_second",
+        "Generated tokens per second of decoding, all slots together, since the model was loaded.",
+    )?;
+    let admitted = counter("inferno_slot_admitted_total", "Requests that got a slot.")?;
+    let rejected = counter("inferno_slot_rejected_total", "Requests refused with 503: the queue was full.")?;
+    let waited = counter(
+        "inferno_slot_queue_seconds_total",
+        "Seconds admitted requests waited for a slot, together.",
+    )?;
+    let generated = counter("inferno_generated_tokens_total", "Tokens generated.")?;
+    let prompt = counter("inferno_prompt_tokens_total", "Prompt tokens decoded (prefill).")?;
+    let decoding = counter("inferno_decode_seconds_total", "Seconds the decode loop spent decoding.")?;
+    for model in &models.models {
+        let Some(s) = model.slots else { continue };
+        let label = [model.name.as_str()];
+        slots.with_label_values(&label).set(f64::from(s.parallel));
+        busy.with_label_values(&label).set(f64::from(s.busy));
+        queue.with_label_values(&label).set(f64::from(s.queued));
+        rate.with_label_values(&label).set(s.tokens_per_second());
+        admitted.with_label_values(&label).inc_by(s.admitted as f64);
+        rejected.with_label_values(&label).inc_by(s.rejected as f64);
+        waited.with_label_values(&label).inc_by(s.queued_seconds);
+        generated.with_label_values(&label).inc_by(s.generated_tokens as f64);
+        prompt.with_label_values(&label).inc_by(s.prompt_tokens as f64);
+        decoding.with_label_values(&label).inc_by(s.decode_seconds);
+    }
+    Ok(())
 }
 
 impl Default for Metrics {

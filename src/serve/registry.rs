@@ -14,6 +14,7 @@ use super::names::{Found, ModelNames};
 use crate::config::ModelCacheConfig;
 use crate::inference::InferenceError;
 use crate::models::catalog;
+use crate::models::generate::SlotConfig;
 use crate::models::pool::{CachedModel, ModelPool, PoolError};
 
 /// Named models and the pool of loaded ones.
@@ -32,11 +33,21 @@ impl Registry {
     /// A registry over `models_dir` with the `[cache.model]` limits; `keep_loaded` false keeps no model
     /// loaded between requests.
     pub fn new(models_dir: &Path, config: &ModelCacheConfig, keep_loaded: bool) -> Self {
+        Self::with_slots(models_dir, config, keep_loaded, SlotConfig::default())
+    }
+
+    /// [`new`](Self::new), giving each GGUF model `slots` (`server.parallel`, `server.queue_size`).
+    pub fn with_slots(
+        models_dir: &Path,
+        config: &ModelCacheConfig,
+        keep_loaded: bool,
+        slots: SlotConfig,
+    ) -> Self {
         Self {
             models_dir: models_dir.to_path_buf(),
             names: ModelNames::new(models_dir),
             pinned: Mutex::new(BTreeMap::new()),
-            pool: ModelPool::new(config),
+            pool: ModelPool::new(config).with_slots(slots),
             keep_loaded,
         }
     }

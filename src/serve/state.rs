@@ -16,6 +16,7 @@ use crate::cache::Manager;
 use crate::cache::observe::trace::take_last_read;
 use crate::config::{Config, ServerKeys};
 use crate::inference::{CachePlan, Prepared};
+use crate::models::generate::SlotConfig;
 #[cfg(feature = "onnx")]
 use crate::models::tokenizer::TokenizerCache;
 
@@ -81,7 +82,12 @@ impl AppState {
     /// Shared state over an open cache.
     pub fn new(config: Config, manager: Arc<Manager>) -> Self {
         let keep_loaded = config.cache.enabled && config.cache.model.enabled;
-        let registry = Registry::new(&config.models.dir, &config.cache.model, keep_loaded);
+        let slots = SlotConfig {
+            parallel: config.server.parallel,
+            queue_size: config.server.queue_size,
+            ..SlotConfig::default()
+        };
+        let registry = Registry::with_slots(&config.models.dir, &config.cache.model, keep_loaded, slots);
         let alerts = Arc::new(Engine::new(&config));
         let keys = ServerKeys::from_text(&config.server.api_key, &config.server.admin_key);
         let audit = AuditLog::new(&config.cache);

@@ -56,6 +56,8 @@ mod security;
 mod serve;
 /// A running `inferno serve` for the serve tests.
 mod server;
+/// Inference slots through `inferno serve`: batching, the queue, disconnects, their figures.
+mod slots;
 /// `cache stats` and `cache metrics`.
 mod stats;
 /// promtool and Python with its packages, or a failure that says what to install.

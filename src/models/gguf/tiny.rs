@@ -177,7 +177,13 @@ fn noise(seed: u64, len: u64, amplitude: f32) -> Vec<f32> {
 
 /// The tiny llama model as a writer (metadata and tensors), ready to write.
 pub fn tiny_llama() -> Result<GgufWriter, GgufWriteError> {
-    let mut w = TINY.metadata("inferno-tiny-llama")?;
+    tiny_llama_with_context(TINY.n_ctx)
+}
+
+/// The tiny llama model with a context of `n_ctx` tokens instead of 128 (same weights, same output), for
+/// generations long enough to outlast a test's steps.
+pub fn tiny_llama_with_context(n_ctx: u32) -> Result<GgufWriter, GgufWriteError> {
+    let mut w = LlamaShape { n_ctx, ..TINY }.metadata("inferno-tiny-llama")?;
     let n_embd = TINY.n_embd;
     let mut embd = vec![0.0; (n_embd * u64::from(VOCAB_SIZE)) as usize];
     let mut output = embd.clone();

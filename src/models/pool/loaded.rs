@@ -10,6 +10,7 @@ use crate::models::onnx::OnnxModel;
 
 use super::PoolError;
 use crate::models::file::{ModelFile, ModelFormat};
+use crate::models::generate::{SlotConfig, SlotStats};
 use crate::models::gguf::GgufHeader;
 
 /// A model loaded in the runtime of its format. Which variants exist depends on the cargo features this
@@ -26,16 +27,34 @@ pub enum LoadedModel {
 }
 
 impl LoadedModel {
-    /// Loads `file` in the runtime of its format. A runtime that panics is reported as a load error.
+    /// Loads `file` in the runtime of its format, a GGUF model with the default slots. A runtime that
+    /// panics is reported as a load error.
     pub fn load(file: &ModelFile) -> Result<Self, PoolError> {
+        Self::load_with(file, &SlotConfig::default())
+    }
+
+    /// [`load`](Self::load), a GGUF model with `slots`.
+    pub fn load_with(file: &ModelFile, slots: &SlotConfig) -> Result<Self, PoolError> {
         check_supported(file)?;
         let loaded = catch_unwind(AssertUnwindSafe(|| match file.format {
-            ModelFormat::Gguf => load_gguf(file),
+            ModelFormat::Gguf => load_gguf(file, slots),
             ModelFormat::Onnx => load_onnx(file),
         }));
         loaded.unwrap_or_else(|_| {
             Err(PoolError::load_message(file.path.clone(), "the runtime panicked while loading it"))
         })
+    }
+
+    /// What the slots of a GGUF model are doing; `None` for other models.
+    #[cfg(feature = "llama")]
+    pub fn slot_stats(&self) -> Option<SlotStats> {
+        self.gguf().map(GgufModel::slot_stats)
+    }
+
+    /// What the slots of a GGUF model are doing: no GGUF model in this build.
+    #[cfg(not(feature = "llama"))]
+    pub fn slot_stats(&self) -> Option<SlotStats> {
+        None
     }
 
     /// The GGUF model, if this is one.
@@ -86,12 +105,14 @@ fn feature_missing(file: &ModelFile) -> PoolError {
 }
 
 #[cfg(feature = "llama")]
-fn load_gguf(file: &ModelFile) -> Result<LoadedModel, PoolError> {
-    GgufModel::load(&file.path).map(LoadedModel::Gguf).map_err(|e| PoolError::load(file.path.clone(), e))
+fn load_gguf(file: &ModelFile, slots: &SlotConfig) -> Result<LoadedModel, PoolError> {
+    GgufModel::load_with(&file.path, slots)
+        .map(LoadedModel::Gguf)
+        .map_err(|e| PoolError::load(file.path.clone(), e))
 }
 
 #[cfg(not(feature = "llama"))]
-fn load_gguf(file: &ModelFile) -> Result<LoadedModel, PoolError> {
+fn load_gguf(file: &ModelFile, _slots: &SlotConfig) -> Result<LoadedModel, PoolError> {
     Err(feature_missing(file))
 }
 
@@ -110,7 +131,9 @@ fn load_onnx(file: &ModelFile) -> Result<LoadedModel, PoolError> {
 /// This is an estimate made before loading, from the file alone:
 ///
 /// - **GGUF**: the file size (llama.cpp memory-maps the weights, which become resident as inference touches
-///   them) plus one KV cache at the model's training context, see [`kv_cache_bytes`].
+///   them) plus the KV cache of the context its slots share, created at load (one unified cache for all
+///   `server.parallel` sequences, at the model's training context, at most [`SlotConfig::max_context`]
+///   tokens), see [`kv_cache_bytes`].
 /// - **ONNX**: the file size (ONNX Runtime holds the initializers in memory).
 ///
 /// It leaves out the runtimes' compute buffers (scratch memory for activations, which grows with batch and
@@ -127,9 +150,9 @@ pub fn resident_estimate(file: &ModelFile) -> Result<u64, PoolError> {
     }
 }
 
-/// The bytes of one f16 KV cache at the model's training context:
-/// `n_ctx × block_count × (2 × head_dim × head_count_kv) × 2`, with `head_dim = embedding_length /
-/// head_count`, read from the header. 0 when the header lacks one of these (not a transformer llama.cpp
+/// The bytes of the f16 KV cache of a model's slots: `n_ctx × block_count × (2 × head_dim × head_count_kv)
+/// × 2`, with `n_ctx` the training context (at most [`SlotConfig::max_context`] tokens, as the slots cap it)
+/// and `head_dim = embedding_length / head_count`, read from the header. 0 when the header lacks one of these (not a transformer llama.cpp
 /// describes this way). Architectures whose key and value heads differ from `head_dim` are counted as if
 /// they did not.
 pub fn kv_cache_bytes(header: &GgufHeader) -> u64 {
@@ -146,6 +169,7 @@ pub fn kv_cache_bytes(header: &GgufHeader) -> u64 {
     let Some(head_dim) = embedding.checked_div(heads) else {
         return 0;
     };
+    let n_ctx = n_ctx.min(u64::from(SlotConfig::default().max_context));
     let per_token_per_block = 2u64.saturating_mul(head_dim).saturating_mul(heads_kv);
     n_ctx.saturating_mul(blocks).saturating_mul(per_token_per_block).saturating_mul(2)
 }

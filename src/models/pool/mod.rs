@@ -33,6 +33,7 @@ pub use stats::{LoadedModelInfo, ModelCacheCounters, ModelCacheStats};
 
 use crate::config::{ModelCacheConfig, PreloadStrategy, UnloadPolicy};
 use crate::models::file::{ModelFile, ModelFormat};
+use crate::models::generate::SlotConfig;
 use state::{Entry, PendingLoad, Slot, State};
 
 /// A loaded model and what the cache knows about it, handed out as `Arc<CachedModel>`.
@@ -95,6 +96,8 @@ pub struct ModelPool {
     strategy: PreloadStrategy,
     policy: UnloadPolicy,
     keep_alive: Duration,
+    /// The slots each GGUF model gets at load.
+    slots: SlotConfig,
     state: Mutex<State>,
     /// Signalled whenever a load ends or a model is unloaded: room may have been freed.
     room_changed: Condvar,
@@ -112,11 +115,18 @@ impl ModelPool {
             strategy: config.preload_strategy,
             policy: config.unload_policy,
             keep_alive: config.keep_alive_minutes.duration(),
+            slots: SlotConfig::default(),
             state: Mutex::new(State::default()),
             room_changed: Condvar::new(),
             #[cfg(test)]
             load_delay: Duration::ZERO,
         }
+    }
+
+    /// The same cache, giving each GGUF model it loads `slots` (`server.parallel`, `server.queue_size`).
+    pub fn with_slots(mut self, slots: SlotConfig) -> Self {
+        self.slots = slots;
+        self
     }
 
     /// The loaded model of the file at `path`, loading it first if it is not loaded or its file changed.
@@ -215,7 +225,7 @@ impl ModelPool {
         let estimate = resident_estimate(file)?;
         drop(self.admit(file, estimate)?);
         let fingerprint = file.fingerprint()?;
-        let model = LoadedModel::load(file)?;
+        let model = LoadedModel::load_with(file, &self.slots)?;
         let load_time = started.elapsed();
         Ok(Arc::new(CachedModel {
             file: file.clone(),
@@ -332,6 +342,7 @@ impl ModelPool {
                 in_use: e.in_use(),
                 idle: now.saturating_duration_since(e.last_use),
                 load_time: e.model.load_time,
+                slots: e.model.model.slot_stats(),
             })
             .collect();
         ModelCacheStats {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::models::file::ModelFormat;
+use crate::models::generate::SlotStats;
 
 /// The model cache's counters since it was created.
 ///
@@ -64,6 +65,9 @@ pub struct LoadedModelInfo {
     /// How long loading it took.
     #[serde(rename = "load_ms", serialize_with = "millis", deserialize_with = "from_millis")]
     pub load_time: Duration,
+    /// Its inference slots (GGUF models): busy, queued, tokens generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<SlotStats>,
 }
 
 /// A snapshot of the model cache: the loaded models, most recently used first, their totals, the limits
