@@ -12,6 +12,7 @@ mod manage;
 mod models;
 mod monitor;
 mod output;
+mod seal;
 mod security;
 mod serve;
 mod stats;
@@ -157,6 +158,10 @@ pub enum CacheCommand {
     },
     /// The access audit: administrative actions (and lookups, with cache.audit.log_reads), who and when.
     Audit(audit::AuditArgs),
+    /// Write a new random cache key (for [cache.security] key_file) to PATH, mode 0600; never overwrites.
+    Keygen(seal::KeygenArgs),
+    /// Re-seal every cached value under --new-key-file, crash-safely, and delete the old records.
+    Rekey(seal::RekeyArgs),
 }
 
 /// An error in how the command was called: printed like any error, but exits with code 2.
@@ -234,6 +239,8 @@ fn cache_command(options: &LoadOptions, command: CacheCommand, json: bool) -> an
         CacheCommand::Export(args) => transfer::export(options, &args, json),
         CacheCommand::Alerts { command } => alerts::run(options, &command, json),
         CacheCommand::Audit(args) => audit::audit(options, &args, json),
+        CacheCommand::Keygen(args) => seal::keygen(&args, json),
+        CacheCommand::Rekey(args) => seal::rekey(options, &args, json),
     }
 }
 
