@@ -66,14 +66,14 @@ pub enum CacheError {
         reason: String,
     },
     /// A sealed value could not be opened: another key's, or changed without the key.
-    #[error("entry {key} of kind {kind}: {source}")]
+    #[error("entry {key} of kind {kind}: {why}")]
     Sealed {
         /// Entry kind.
         kind: Kind,
         /// Entry key.
         key: String,
         /// Why.
-        source: super::seal::OpenError,
+        why: super::seal::OpenError,
     },
     /// The configured key (or an unfinished rekey's) cannot be used.
     #[error(transparent)]

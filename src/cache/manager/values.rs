@@ -164,7 +164,7 @@ impl Manager {
         stored: &StoredEntry,
     ) -> Result<Vec<u8>, CacheError> {
         let fail = |reason: String| CacheError::Decode { kind, key: key.to_string(), reason };
-        let sealed = |source| CacheError::Sealed { kind, key: key.to_string(), source };
+        let sealed = |why| CacheError::Sealed { kind, key: key.to_string(), why };
         let binding = entry_binding(kind, key, &stored.name, &stored.refs, stored.codec, stored.raw_len);
         let opened = open_value(sealer, binding, &stored.value).map_err(sealed)?;
         let codec = CodecId::try_from(seal::inner_codec(stored.codec)).map_err(|e| fail(e.to_string()))?;
