@@ -97,3 +97,22 @@ fn another_key_names_both_ids_and_a_read_key_opens() {
     assert_ne!(key(1).dedup_key(), key(2).dedup_key());
     assert_eq!(key(1).id().to_string().len(), 16);
 }
+
+#[test]
+fn the_sealed_layout_is_pinned() {
+    // docs/format.md, "Sealed values": a change here is a format change.
+    assert_eq!(key(1).id().to_string(), "88c7a56bb93cf316");
+    let sealer = Sealer::new(Algorithm::XChaCha20Poly1305, key(1));
+    let mut sealed = Vec::new();
+    sealer.seal(&binding(b"k1", &[]), b"secret text", &mut sealed);
+    assert_eq!(sealed[0], 2);
+    assert_eq!(&sealed[1..9], &key(1).id().0);
+    assert_eq!(sealed.len(), 1 + 8 + 24 + 11 + 16);
+    let aad = binding(b"k1", &[]).aad(Algorithm::XChaCha20Poly1305, key(1).id());
+    let mut want = b"inferno sealed value v1\0".to_vec();
+    want.extend_from_slice(&[1, 1, 0x82, 2]);
+    want.extend_from_slice(&key(1).id().0);
+    want.extend_from_slice(&11u32.to_le_bytes());
+    want.extend_from_slice(&[2, 0, 0, 0, b'k', b'1', 4, 0, 0, 0, b't', b'i', b'n', b'y', 0, 0, 0, 0]);
+    assert_eq!(aad, want);
+}
