@@ -43,6 +43,7 @@ pub fn keygen(args: &KeygenArgs, json: bool) -> anyhow::Result<()> {
 /// Re-seals the cache under the new key, with a progress bar on a terminal.
 pub fn rekey(options: &LoadOptions, args: &RekeyArgs, json: bool) -> anyhow::Result<()> {
     let cache = open_cache(options, Access::ReadWrite)?;
+    let encryption_off = cache.config().security.encryption == crate::config::Encryption::None;
     let bar = if json { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(
         ProgressStyle::with_template("re-sealing [{bar:40}] {pos}/{len} entries ({eta})")
@@ -59,9 +60,10 @@ pub fn rekey(options: &LoadOptions, args: &RekeyArgs, json: bool) -> anyhow::Res
     if json {
         return output::print_json(&serde_json::to_value(&report)?);
     }
+    let also = if encryption_off { " and cache.security.encryption = \"aes-256-gcm\"" } else { "" };
     Ok(output::print(&format!(
         "Re-sealed {} of {} entries under key {}; the old records are deleted.\n\
-         Now set cache.security.key_file = \"{}\": the old key no longer opens this cache.\n",
+         Now set cache.security.key_file = \"{}\"{also}: the old key no longer opens this cache.\n",
         report.resealed,
         report.entries,
         report.key_id,
