@@ -308,3 +308,34 @@ fn with_a_key_redis_holds_only_sealed_values_and_a_planted_value_is_a_miss() {
     let response = counters.kinds.iter().find(|k| k.kind == Kind::Response).unwrap();
     assert_eq!((response.remote_hits, response.misses), (1, 1));
 }
+
+#[test]
+fn the_server_answers_another_keys_entry_as_a_counted_miss() {
+    use crate::server::{Server, with_tiny_model};
+    let (sb, models) = with_tiny_model();
+    let id1 = keygen(&sb, "k1");
+    let id2 = keygen(&sb, "k2");
+    let request = serde_json::json!({"model": "tiny", "prompt": "abc", "temperature": 0, "max_tokens": 8});
+    let serve = |key: &str, log: &str| {
+        configure(&sb, Some(key));
+        Server::start_logging(&sb, &models, &[], &[], &sb.path(log))
+    };
+    let server = serve("k1", "one.log");
+    let first = server.post("/v1/completions", &request, &[]);
+    assert_eq!((first.status, first.cache.as_deref()), (200, Some("MISS")), "{}", first.text);
+    assert_eq!(server.post("/v1/completions", &request, &[]).cache.as_deref(), Some("HIT"));
+    server.stop(libc::SIGTERM);
+    assert_eq!(files_containing(&fixture::cache_dir(&sb), "defghijk"), Vec::<String>::new());
+
+    let server = serve("k2", "two.log");
+    let again = server.post("/v1/completions", &request, &[]);
+    assert_eq!((again.status, again.cache.as_deref()), (200, Some("MISS")), "{}", again.text);
+    assert_eq!(again.json()["choices"], first.json()["choices"], "generated again");
+    assert_eq!(server.post("/v1/completions", &request, &[]).cache.as_deref(), Some("HIT"), "now under k2");
+    server.stop(libc::SIGTERM);
+    let log = std::fs::read_to_string(sb.path("two.log")).unwrap();
+    assert!(log.contains(&format!("written with key {id1}, the configured key is {id2}")), "{log}");
+    let stats = ok_json(&sb, &["cache", "stats"]);
+    let response = stats["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == "response").unwrap();
+    assert_eq!(response["misses"], 2, "the first miss and the other key's entry: {stats}");
+}
