@@ -143,6 +143,7 @@ fn rekey_killed_at_random_points_opens_with_either_key_and_loses_nothing() {
     let sb = Sandbox::new();
     keygen(&sb, "k1");
     let id2 = keygen(&sb, "k2");
+    keygen(&sb, "k3");
     configure(&sb, Some("k1"));
     let lines: Vec<Value> = (0..400)
         .map(|i| {
@@ -202,6 +203,13 @@ fn rekey_killed_at_random_points_opens_with_either_key_and_loses_nothing() {
         if unfinished {
             killed_midway += 1;
             assert_eq!(opens, [true, true], "round {round}: an unfinished rekey opens with either key");
+            let other = run(&sb, &["cache", "rekey", "--new-key-file", "k3"]);
+            assert_eq!(other.status.code(), Some(1));
+            assert!(
+                stderr(&other).contains(&format!("a rekey to key {id2} is unfinished")),
+                "{}",
+                stderr(&other)
+            );
         } else {
             assert!(opens.contains(&true), "round {round}: one of the keys opens the cache");
         }

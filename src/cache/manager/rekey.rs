@@ -49,14 +49,9 @@ impl Manager {
         let new_key = CacheKey::load(&new_key_file).map_err(SetupError::Key)?;
         let journal = match Journal::load(base).map_err(io)? {
             Some(j) if j.new_key_id != new_key.id().to_string() => {
-                return Err(CacheError::Key(SetupError::Journal {
-                    dir: base.display().to_string(),
-                    source: std::io::Error::other(format!(
-                        "an unfinished rekey to key {} ({}) must finish first: run `inferno cache rekey --new-key-file {}`",
-                        j.new_key_id,
-                        j.new_key_file.display(),
-                        j.new_key_file.display()
-                    )),
+                return Err(CacheError::Key(SetupError::Unfinished {
+                    key_id: j.new_key_id,
+                    file: j.new_key_file.display().to_string(),
                 }));
             }
             Some(j) => j,

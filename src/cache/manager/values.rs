@@ -37,21 +37,20 @@ pub(super) struct NewEntry<'a> {
     pub expires: Expiry,
 }
 
-/// A value's stored form: its codec byte (sealed bit included) and bytes.
-fn seal_value(
+/// A value's stored form: its codec byte (sealed bit included) and bytes (`stored` itself when not sealed,
+/// else the sealed bytes written to `out`).
+fn seal_value<'a>(
     sealer: Option<&Sealer>,
     binding: Binding<'_>,
     codec: u8,
-    stored: &[u8],
-    out: &mut Vec<u8>,
-) -> u8 {
-    let Some(sealer) = sealer else {
-        out.extend_from_slice(stored);
-        return codec;
-    };
+    stored: &'a [u8],
+    out: &'a mut Vec<u8>,
+) -> (u8, &'a [u8]) {
+    let Some(sealer) = sealer else { return (codec, stored) };
     let codec = codec | SEALED_CODEC_BIT;
+    out.clear();
     sealer.seal(&Binding { codec, ..binding }, stored, out);
-    codec
+    (codec, out)
 }
 
 /// The plain, still-compressed bytes of a stored value; `Ok(None)` when it was not sealed.
@@ -116,9 +115,9 @@ impl Manager {
                     if !disk.has_blob(&blob) {
                         let (codec, stored) = self.codec.encode(raw, &mut scratch);
                         let binding = blob_binding(&blob, codec as u8, raw.len() as u32);
-                        sealed.clear();
-                        let codec = seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
-                        disk.put_blob(&blob, codec, &sealed, raw.len() as u32)?;
+                        let (codec, stored) =
+                            seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
+                        disk.put_blob(&blob, codec, stored, raw.len() as u32)?;
                     } else if !hasher.collision_resistant() && !dedup::same_bytes(disk, &blob, raw) {
                         shared = false;
                         break;
@@ -138,14 +137,13 @@ impl Manager {
         };
         let (codec, stored) = self.codec.encode(&head, &mut scratch);
         let binding = entry_binding(kind, key, name, &refs, codec as u8, head.len() as u32);
-        sealed.clear();
-        let codec = seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
+        let (codec, stored) = seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
         disk.put_entry(&EntryWrite {
             kind: kind.code(),
             key: key.as_bytes(),
             name,
             codec,
-            value: &sealed,
+            value: stored,
             raw_len: head.len() as u32,
             refs: &refs,
             payload_len,

@@ -286,13 +286,23 @@ pub enum SetupError {
     /// The key file (configured, or named by an unfinished rekey) is unusable.
     #[error(transparent)]
     Key(#[from] KeyFileError),
-    /// `rekey.json` exists but cannot be read.
-    #[error("cannot read the unfinished rekey's journal in {dir}: {source}; run `inferno cache rekey` again")]
+    /// `rekey.json` exists but cannot be read, or cannot be written or removed.
+    #[error("the rekey journal {dir}/rekey.json: {source}; fix that and run `inferno cache rekey` again")]
     Journal {
         /// The cache directory.
         dir: String,
         /// Why.
         source: std::io::Error,
+    },
+    /// A rekey to another key is unfinished.
+    #[error(
+        "a rekey to key {key_id} is unfinished: finish it first with `inferno cache rekey --new-key-file {file}`"
+    )]
+    Unfinished {
+        /// The unfinished rekey's new key id.
+        key_id: String,
+        /// Its key file.
+        file: String,
     },
 }
 
