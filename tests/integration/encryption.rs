@@ -124,6 +124,12 @@ fn bad_key_files_are_configuration_errors() {
         assert!(err.contains(message) && err.contains("cache.security.key_file"), "{err}");
         assert!(err.contains(".inferno.toml"), "names the file: {err}");
     }
+    keygen(&sb, "open.key");
+    std::fs::set_permissions(sb.path("work/open.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    configure(&sb, Some("open.key"));
+    let out = run(&sb, &["cache", "stats"]);
+    assert!(out.status.success(), "a world-readable key is used: {}", stderr(&out));
+    assert!(stderr(&out).contains("can be read by other users; `chmod 600` it"), "{}", stderr(&out));
     sb.write_project("[cache.security]\nencryption = \"chacha20-poly1305\"\n");
     let out = run(&sb, &["cache", "stats"]);
     assert_eq!(out.status.code(), Some(2));
