@@ -41,7 +41,11 @@ pub fn clear(manager: &Manager, request: &ClearRequest) -> Result<RemovalView, O
 }
 
 /// Rewrites the disk tier without dead records.
+///
+/// With encryption on, values stored plain or under another key this cache can open are first re-sealed
+/// under the configured key, so the compaction leaves every live value sealed with it.
 pub fn compact(manager: &Manager) -> Result<CompactView, OpError> {
+    manager.reseal(&|_, _| {})?;
     Ok(CompactView::from(&manager.compact()?))
 }
 

@@ -16,6 +16,7 @@
 //! - [`observe`]: what the cache reports: counters, history, reports, Prometheus text, analysis, trace.
 //! - [`ops`]: operations on a whole cache: backups and restore, JSONL import and export.
 //! - [`private`]: files and folders created owner-only (0600/0700) whatever the umask, and the check of them.
+//! - [`seal`]: encryption at rest: values sealed with an AEAD under the cache key (`[cache.security]`).
 
 pub mod clock;
 pub mod codec;
@@ -30,9 +31,12 @@ pub mod private;
 pub mod record;
 pub mod remote;
 pub mod response_store;
+pub mod seal;
 pub mod semantic;
 
 pub use kind::Kind;
-pub use manager::{Access, CacheError, EntryInfo, Filter, HousekeepingReport, Manager, Removal};
+pub use manager::{
+    Access, CacheError, EntryInfo, Filter, HousekeepingReport, Manager, Removal, ResealReport,
+};
 pub use observe::report::CacheReport;
 pub use observe::stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot};

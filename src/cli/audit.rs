@@ -47,6 +47,7 @@ pub(super) fn action_of(command: &CacheCommand) -> Option<&'static str> {
         CacheCommand::Disable(_) => "disable",
         CacheCommand::Persist(_) => "persist",
         CacheCommand::Warm(_) => "warm",
+        CacheCommand::Rekey(_) => "rekey",
         _ => return None,
     })
 }

@@ -12,6 +12,7 @@ mod manage;
 mod models;
 mod monitor;
 mod output;
+mod seal;
 mod security;
 mod semantic;
 mod serve;
@@ -164,6 +165,10 @@ pub enum CacheCommand {
         #[command(subcommand)]
         command: semantic::SemanticCommand,
     },
+    /// Write a new random cache key (for [cache.security] key_file) to PATH, mode 0600; never overwrites.
+    Keygen(seal::KeygenArgs),
+    /// Re-seal every cached value under --new-key-file, crash-safely, and delete the old records.
+    Rekey(seal::RekeyArgs),
 }
 
 /// An error in how the command was called: printed like any error, but exits with code 2.
@@ -242,6 +247,8 @@ fn cache_command(options: &LoadOptions, command: CacheCommand, json: bool) -> an
         CacheCommand::Alerts { command } => alerts::run(options, &command, json),
         CacheCommand::Audit(args) => audit::audit(options, &args, json),
         CacheCommand::Semantic { command } => semantic::run(options, &command, json),
+        CacheCommand::Keygen(args) => seal::keygen(&args, json),
+        CacheCommand::Rekey(args) => seal::rekey(options, &args, json),
     }
 }
 

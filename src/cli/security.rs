@@ -38,7 +38,21 @@ pub fn summary(resolved: &Resolved) -> Value {
         })
     };
     let loaded = keys.as_ref().ok();
+    let security = &cache.security;
+    let key_file = (!security.key_file.as_os_str().is_empty()).then_some(&security.key_file);
+    // The key's id, never the key; a key file that cannot be read shows its error instead.
+    let cache_key = key_file.map(|f| crate::cache::seal::CacheKey::read(f));
+    let rekey = crate::cache::seal::journal::Journal::load(&cache.base_dir).ok().flatten();
     json!({
+        "encryption": {
+            "algorithm": security.encryption,
+            "origin": origin("cache.security.encryption"),
+            "key_file": key_file,
+            "key_file_origin": key_file.and(origin("cache.security.key_file")),
+            "key_id": cache_key.as_ref().and_then(|k| k.as_ref().ok()).map(|k| k.id().to_string()),
+            "key_error": cache_key.as_ref().and_then(|k| k.as_ref().err()).map(|e| e.to_string()),
+            "unfinished_rekey_to": rekey.map(|j| j.new_key_id),
+        },
         "permissions": permissions,
         "audit": {
             "enabled": audit.enabled,
@@ -58,6 +72,7 @@ pub fn summary(resolved: &Resolved) -> Value {
 
 /// The summary as `status` lines.
 pub fn lines(out: &mut String, s: &Value) -> std::fmt::Result {
+    encryption_line(out, &s["encryption"])?;
     let p = &s["permissions"];
     match p["loose"].as_array() {
         Some(loose) if loose.is_empty() => writeln!(out, "Permissions: directories 0700, files 0600")?,
@@ -99,4 +114,21 @@ pub fn lines(out: &mut String, s: &Value) -> std::fmt::Result {
         "; admin routes on the admin socket only".to_string()
     };
     writeln!(out, "Keys: {}, {}{admin}", key(&s["api_key"], "API key"), key(&s["admin_key"], "admin key"))
+}
+
+fn encryption_line(out: &mut String, e: &Value) -> std::fmt::Result {
+    let algorithm = e["algorithm"].as_str().unwrap_or("none");
+    let origin = e["origin"].as_str().unwrap_or("default");
+    let key = match (e["key_file"].as_str(), e["key_id"].as_str()) {
+        (None, _) => "no key file".to_string(),
+        (Some(file), Some(id)) => {
+            format!("key id {id}, key file {file} ({})", e["key_file_origin"].as_str().unwrap_or("default"))
+        }
+        (Some(file), None) => format!("key file {file}: {}", e["key_error"].as_str().unwrap_or("unreadable")),
+    };
+    write!(out, "Encryption: {algorithm} ({origin}), {key}")?;
+    if let Some(to) = e["unfinished_rekey_to"].as_str() {
+        write!(out, "; an unfinished rekey to key {to}: run `inferno cache rekey` again to finish it")?;
+    }
+    writeln!(out)
 }

@@ -254,6 +254,12 @@ pub const KEYS: &[Key] = &[
         Kind::Size(BYTE),
         "size at which the audit file is rotated to <path>.1",
     )),
+    on(key(
+        "cache.security.encryption",
+        Kind::Text,
+        "none | aes-256-gcm | chacha20-poly1305 (XChaCha20): the AEAD sealing every stored value",
+    )),
+    on(key("cache.security.key_file", Kind::Path, "the cache key: 32 raw bytes or 64 hex characters")),
     alias(
         on(key(
             "models.dir",

@@ -126,6 +126,8 @@ pub struct CacheConfig {
     pub metrics: MetricsConfig,
     /// `[cache.audit]`.
     pub audit: AuditConfig,
+    /// `[cache.security]`.
+    pub security: SecurityConfig,
 }
 
 impl Default for CacheConfig {
@@ -147,6 +149,7 @@ impl Default for CacheConfig {
             distributed: DistributedConfig::default(),
             metrics: MetricsConfig::default(),
             audit: AuditConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -553,6 +556,31 @@ impl AuditConfig {
     }
 }
 
+/// `cache.security.encryption`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encryption {
+    /// Values are stored as they are.
+    #[default]
+    #[serde(rename = "none")]
+    None,
+    /// AES-256-GCM, 96-bit random nonces.
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+    /// XChaCha20-Poly1305, 192-bit random nonces.
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
+}
+
+/// `[cache.security]`: encryption at rest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// The AEAD that seals every stored value.
+    pub encryption: Encryption,
+    /// The key: a file of 32 raw bytes or 64 hex characters.
+    pub key_file: PathBuf,
+}
+
 /// One failed range or consistency check, naming the key it is about.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Violation {
@@ -562,6 +590,20 @@ pub struct Violation {
     pub message: String,
     /// Another key the check read, whose origin helps explain the problem.
     pub related: Option<&'static str>,
+}
+
+/// What is wrong with `[cache.security]`: encryption without a key file, or a key file that cannot be used
+/// (read here, so that a missing or malformed key is a configuration error). A key file with encryption
+/// `none` is allowed: new values are stored plain and values sealed earlier stay readable.
+fn security_problem(security: &SecurityConfig) -> Option<String> {
+    let file = &security.key_file;
+    if file.as_os_str().is_empty() {
+        return (security.encryption != Encryption::None).then(|| {
+            "encryption needs a key file: make one with `inferno cache keygen PATH` and set cache.security.key_file"
+                .into()
+        });
+    }
+    crate::cache::seal::CacheKey::read(file).err().map(|e| e.to_string())
 }
 
 impl Config {
@@ -605,6 +647,9 @@ impl Config {
             "server.parallel",
             format!("{} is out of range (1 to 256 slots)", self.server.parallel),
         );
+        if let Some(problem) = security_problem(&c.security) {
+            check(false, "cache.security.key_file", problem);
+        }
         check(c.audit.rotate_size.bytes() >= 4096, "cache.audit.rotate_size", "must be at least 4KiB".into());
         let chunk = c.deduplication.chunk_size.bytes();
         check(

@@ -71,6 +71,8 @@ mod warm;
 
 /// The remote tier on real redis-server processes: sharing between servers, failures, status and clear.
 mod distributed;
+/// Encryption at rest: nothing in the clear on disk, in backups or Redis; keys, rekey, damage.
+mod encryption;
 /// `cache export --format prometheus|json` and `cache metrics`, parsed and checked against the import.
 mod export_metrics;
 /// A cache populated by `cache import`, and readers for its export and its files.

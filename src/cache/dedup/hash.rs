@@ -198,6 +198,17 @@ pub struct ContentHasher {
     seed: u64,
     chunk_size: u32,
     parallel: bool,
+    keyed: Option<HashKey>,
+}
+
+/// The key of keyed BLAKE3 (derived from the cache key; see `cache/seal`). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+struct HashKey([u8; 32]);
+
+impl fmt::Debug for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HashKey(..)")
+    }
 }
 
 impl ContentHasher {
@@ -214,7 +225,14 @@ impl ContentHasher {
             (HashAlgorithm::Xxhash, XxhashVariant::Xxh3) => HashKind::Xxh3_128,
         };
         let chunk_size = u32::try_from(config.chunk_size.bytes()).unwrap_or(u32::MAX);
-        Self { kind, seed: config.seed, chunk_size, parallel: config.enable_parallel }
+        Self { kind, seed: config.seed, chunk_size, parallel: config.enable_parallel, keyed: None }
+    }
+
+    /// This hasher in BLAKE3's keyed mode under `key`, whatever the algorithm configured: with encryption
+    /// on, a chunk's address is a MAC of its bytes, so equal payloads still share and the address tells
+    /// nothing about the bytes to anyone without the key.
+    pub fn keyed(self, key: &[u8; 32]) -> Self {
+        Self { kind: HashKind::Blake3, seed: 0, keyed: Some(HashKey(*key)), ..self }
     }
 
     /// A hasher for `cache.response.hash_algorithm`: BLAKE3, or xxh3 (128-bit) with seed 0; no threads.
@@ -224,7 +242,7 @@ impl ContentHasher {
             HashAlgorithm::Xxhash => HashKind::Xxh3_128,
         };
         let chunk_size = u32::try_from(DeduplicationConfig::default().chunk_size.bytes()).unwrap_or(u32::MAX);
-        Self { kind, seed: 0, chunk_size, parallel: false }
+        Self { kind, seed: 0, chunk_size, parallel: false, keyed: None }
     }
 
     /// The function this hasher uses.
@@ -242,7 +260,13 @@ impl ContentHasher {
     /// Hashes `bytes` in one piece.
     pub fn hash(&self, bytes: &[u8]) -> ContentHash {
         match self.kind {
-            HashKind::Blake3 => ContentHash::from_digest(self.kind, blake3::hash(bytes).as_bytes()),
+            HashKind::Blake3 => {
+                let digest = match &self.keyed {
+                    Some(key) => blake3::keyed_hash(&key.0, bytes),
+                    None => blake3::hash(bytes),
+                };
+                ContentHash::from_digest(self.kind, digest.as_bytes())
+            }
             HashKind::Xxh32 => {
                 // xxh32 takes a 32-bit seed; the configured u64 is truncated to its low 32 bits.
                 let digest = xxhash_rust::xxh32::xxh32(bytes, self.seed as u32);

@@ -141,6 +141,8 @@ pub struct StoredEntry {
     pub raw_len: u32,
     /// The payload's chunks, in order.
     pub chunks: Vec<StoredChunk>,
+    /// The chunks' references, in the same order (a sealed value is bound to them).
+    pub refs: Vec<BlobRef>,
     /// Creation time (ms).
     pub created_ms: u64,
     /// When it stops being served.

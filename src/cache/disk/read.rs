@@ -90,6 +90,7 @@ impl DiskStore {
             value,
             raw_len,
             chunks,
+            refs: slot.refs.to_vec(),
             created_ms: slot.created_ms,
             expires: slot.expires,
             name: slot.name.to_string(),

@@ -29,6 +29,7 @@ use crate::config::{CacheConfig, CacheType};
 mod filter;
 mod housekeeping;
 mod maintenance;
+mod rekey;
 mod remote;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ mod values;
 
 pub use filter::{Filter, Removal};
 pub use housekeeping::HousekeepingReport;
+pub use rekey::ResealReport;
 
 /// Errors of the cache engine.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,19 @@ pub enum CacheError {
         /// What failed.
         reason: String,
     },
+    /// A sealed value could not be opened: another key's, or changed without the key.
+    #[error("entry {key} of kind {kind}: {why}")]
+    Sealed {
+        /// Entry kind.
+        kind: Kind,
+        /// Entry key.
+        key: String,
+        /// Why.
+        why: super::seal::OpenError,
+    },
+    /// The configured key (or an unfinished rekey's) cannot be used.
+    #[error(transparent)]
+    Key(#[from] super::seal::SetupError),
 }
 
 impl CacheError {
@@ -141,6 +156,7 @@ pub struct Manager {
     disk: Option<Arc<DiskStore>>,
     codec: Codec,
     hasher: Option<ContentHasher>,
+    sealer: Option<Arc<super::seal::Sealer>>,
     counters: Arc<Counters>,
     last_history: Arc<parking_lot::Mutex<Option<(super::observe::history::Snapshot, bool)>>>,
     tracer: Arc<Tracer>,
@@ -180,18 +196,26 @@ impl Manager {
                 Some(Arc::new(DiskStore::open(options)?))
             }
         };
-        let hasher = config.deduplication.enabled.then(|| ContentHasher::new(&config.deduplication));
+        let sealer = super::seal::from_config(&config.security, &config.base_dir)?.map(Arc::new);
+        let hasher = config.deduplication.enabled.then(|| {
+            let hasher = ContentHasher::new(&config.deduplication);
+            match sealer.as_deref().filter(|s| s.seals()) {
+                Some(sealer) => hasher.keyed(sealer.dedup_key()),
+                None => hasher,
+            }
+        });
         let counters = Arc::new(Counters::default());
         if let Some(saved) = CounterSnapshot::load(&config.base_dir) {
             counters.restore(&saved);
         }
-        let remote = remote::start(config, access, &counters).map_err(CacheError::Thread)?;
+        let remote = remote::start(config, access, sealer.as_ref(), &counters).map_err(CacheError::Thread)?;
         let mut manager = Self {
             config: config.clone(),
             memory,
             disk,
             codec: Codec::from_cache_config(config),
             hasher,
+            sealer,
             counters,
             last_history: Arc::default(),
             tracer: Arc::default(),
@@ -277,7 +301,9 @@ impl Manager {
         let now = now_ms();
         let expires = Expiry::after(now, ttl.or_else(|| self.default_ttl(kind)));
         if let Some(disk) = &self.disk {
-            self.write_disk(disk, kind, key, name, SplitValue { bytes: value, per_key }, expires)?;
+            let value = SplitValue { bytes: value, per_key };
+            let entry = values::NewEntry { kind, key, name, value, created_ms: now, expires };
+            self.write_disk(disk, self.writing(), &entry)?;
         }
         if let Some(memory) = &self.memory {
             let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires };
@@ -356,7 +382,15 @@ impl Manager {
         let Some(stored) = disk.get(kind.code(), key.as_bytes())? else {
             return Ok(self.read_through(kind, key));
         };
-        let bytes: Arc<[u8]> = self.decode(kind, key, &stored)?.into();
+        let bytes: Arc<[u8]> = match self.decode(self.sealer.as_deref(), kind, key, &stored) {
+            Ok(bytes) => bytes.into(),
+            Err(err @ CacheError::Sealed { .. }) => {
+                // Another key's value, or a forged one: never served, counted as a miss.
+                counters.misses.fetch_add(1, Ordering::Relaxed);
+                return Err(err);
+            }
+            Err(err) => return Err(err),
+        };
         counters.disk_hits.fetch_add(1, Ordering::Relaxed);
         self.tracer.record(Op::Read, kind, key, Some("disk"), Some(true), bytes.len() as u64);
         if let Some(memory) = &self.memory {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::values::NewEntry;
 use super::{Access, Cached, EntryInfo, Filter, Manager, Removal, SplitValue, memory_key};
 use crate::cache::CacheError;
 use crate::cache::clock::now_ms;
@@ -13,12 +14,14 @@ use crate::cache::observe::stats::Counters;
 use crate::cache::observe::trace::Op;
 use crate::cache::remote::{self, RemoteRemoval, RemoteStatus, RemoteTier};
 use crate::cache::response_store;
+use crate::cache::seal::Sealer;
 use crate::config::CacheConfig;
 
 /// The remote tier for a writable manager when `cache.distributed.enabled` and responses are cached.
 pub(super) fn start(
     config: &CacheConfig,
     access: Access,
+    sealer: Option<&Arc<Sealer>>,
     counters: &Counters,
 ) -> std::io::Result<Option<RemoteTier>> {
     let wanted = config.distributed.enabled
@@ -30,7 +33,9 @@ pub(super) fn start(
         return Ok(None);
     }
     let codec = crate::cache::codec::Codec::from_cache_config(config);
-    RemoteTier::start(&config.distributed, codec, Arc::clone(&counters.remote)).map(Some)
+    // With encryption on, Redis holds only sealed values and accepts no other (a planted value is a miss).
+    let sealer = sealer.filter(|s| s.seals()).cloned();
+    RemoteTier::start(&config.distributed, codec, sealer, Arc::clone(&counters.remote)).map(Some)
 }
 
 impl Manager {
@@ -51,11 +56,15 @@ impl Manager {
         if let Some(disk) = &self.disk
             && let Err(err) = self.write_disk(
                 disk,
-                kind,
-                key,
-                &entry.name,
-                SplitValue { bytes: &entry.value, per_key: &per_key },
-                entry.expires,
+                self.writing(),
+                &NewEntry {
+                    kind,
+                    key,
+                    name: &entry.name,
+                    value: SplitValue { bytes: &entry.value, per_key: &per_key },
+                    created_ms: entry.created_ms,
+                    expires: entry.expires,
+                },
             )
         {
             tracing::warn!(key, "keeping a remote hit on disk failed: {err}");

@@ -238,3 +238,36 @@ fn a_weak_hash_collision_never_serves_the_other_values_bytes() {
     assert_eq!(reopened.get(Kind::Model, "b").unwrap().as_deref(), Some(&b[..]));
     assert_eq!(reopened.get(Kind::Model, "a2").unwrap().as_deref(), Some(&a[..]));
 }
+
+#[test]
+fn sealed_values_share_chunks_and_another_key_is_a_counted_miss_naming_both_ids() {
+    use crate::cache::seal::CacheKey;
+    use crate::config::Encryption;
+    let dir = tempfile::tempdir().unwrap();
+    let key = |name: &str, byte: u8| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, [byte; 32]).unwrap();
+        path
+    };
+    let mut sealed = config(&dir.path().join("cache"), CacheType::Disk);
+    sealed.security.encryption = Encryption::ChaCha20Poly1305;
+    sealed.security.key_file = key("a", 1);
+    {
+        let cache = Manager::open(&sealed, Access::ReadWrite).unwrap();
+        response_store::put(&cache, "r1", "tiny", &record("one", &"shared answer ".repeat(50)), None)
+            .unwrap();
+        response_store::put(&cache, "r2", "tiny", &record("two", &"shared answer ".repeat(50)), None)
+            .unwrap();
+        let stats = cache.disk_stats().unwrap();
+        assert_eq!(stats.blobs, 1, "equal payloads share one sealed chunk");
+        assert!(cache.get(Kind::Response, "r1").unwrap().is_some());
+    }
+    let mut other = sealed.clone();
+    other.security.key_file = key("b", 2);
+    let cache = Manager::open(&other, Access::ReadOnly).unwrap();
+    let err = cache.get(Kind::Response, "r1").unwrap_err().to_string();
+    let (a, b) = (CacheKey::from_bytes(&[1; 32]).id(), CacheKey::from_bytes(&[2; 32]).id());
+    assert!(err.contains(&format!("written with key {a}, the configured key is {b}")), "{err}");
+    let misses = cache.counters().snapshot().kinds.iter().find(|k| k.kind == Kind::Response).unwrap().misses;
+    assert_eq!(misses, 1, "counted as a miss");
+}

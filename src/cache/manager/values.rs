@@ -2,16 +2,68 @@
 //! as a small per-key head plus the payload cut into content-addressed chunks shared between entries — and
 //! how it reads one back. Chunking and hashes are `cache/dedup`'s; how many entries use a chunk (its
 //! refcount) is kept by the disk tier's index (`disk/index.rs`).
+//!
+//! With a cache key (`[cache.security]`), every head and chunk is compressed, then sealed (`cache/seal`)
+//! bound to its record, and chunks are addressed by a keyed hash; reading opens what was sealed and still
+//! reads plain records written before encryption was turned on.
 
 use std::sync::atomic::Ordering;
 
 use super::{CacheError, Manager, SplitValue};
-use crate::cache::clock::{Expiry, now_ms};
+use crate::cache::clock::Expiry;
 use crate::cache::codec::{Codec, CodecId};
+use crate::cache::dedup::hash::ContentHasher;
 use crate::cache::dedup::{self, splice};
 use crate::cache::disk::{DiskError, DiskStore, EntryWrite, StoredEntry};
 use crate::cache::kind::Kind;
+use crate::cache::record::{BlobRef, RecordType};
 use crate::cache::response_store::legacy;
+use crate::cache::seal::{self, Binding, SEALED_CODEC_BIT, Sealer};
+
+/// How values are written: sealed with this sealer (or plain), chunked with this hasher (or whole).
+#[derive(Clone, Copy)]
+pub(super) struct Writing<'a> {
+    pub sealer: Option<&'a Sealer>,
+    pub hasher: Option<&'a ContentHasher>,
+}
+
+/// An entry to write to the disk tier.
+pub(super) struct NewEntry<'a> {
+    pub kind: Kind,
+    pub key: &'a str,
+    pub name: &'a str,
+    pub value: SplitValue<'a>,
+    pub created_ms: u64,
+    pub expires: Expiry,
+}
+
+/// A value's stored form: its codec byte (sealed bit included) and bytes (`stored` itself when not sealed,
+/// else the sealed bytes written to `out`).
+fn seal_value<'a>(
+    sealer: Option<&Sealer>,
+    binding: Binding<'_>,
+    codec: u8,
+    stored: &'a [u8],
+    out: &'a mut Vec<u8>,
+) -> (u8, &'a [u8]) {
+    let Some(sealer) = sealer else { return (codec, stored) };
+    let codec = codec | SEALED_CODEC_BIT;
+    out.clear();
+    sealer.seal(&Binding { codec, ..binding }, stored, out);
+    (codec, out)
+}
+
+/// The plain, still-compressed bytes of a stored value; `Ok(None)` when it was not sealed.
+fn open_value(
+    sealer: Option<&Sealer>,
+    binding: Binding<'_>,
+    stored: &[u8],
+) -> Result<Option<Vec<u8>>, seal::OpenError> {
+    if !seal::is_sealed(binding.codec) {
+        return Ok(None);
+    }
+    seal::open(sealer, &binding, stored).map(Some)
+}
 
 impl Manager {
     /// Writes the value to the disk tier; written again once when a chunk it shares vanished between the
@@ -19,33 +71,32 @@ impl Manager {
     pub(super) fn write_disk(
         &self,
         disk: &DiskStore,
-        kind: Kind,
-        key: &str,
-        name: &str,
-        value: SplitValue<'_>,
-        expires: Expiry,
+        with: Writing<'_>,
+        entry: &NewEntry<'_>,
     ) -> Result<(), CacheError> {
-        match self.write_disk_once(disk, kind, key, name, value, expires) {
-            Err(CacheError::Disk(DiskError::MissingChunk)) => {
-                self.write_disk_once(disk, kind, key, name, value, expires)
-            }
+        match self.write_disk_once(disk, with, entry) {
+            Err(CacheError::Disk(DiskError::MissingChunk)) => self.write_disk_once(disk, with, entry),
             other => other,
         }
+    }
+
+    /// How ordinary puts write: sealed when `[cache.security]` says so, chunked when dedup is on.
+    pub(super) fn writing(&self) -> Writing<'_> {
+        Writing { sealer: self.sealer.as_deref().filter(|s| s.seals()), hasher: self.hasher.as_ref() }
     }
 
     fn write_disk_once(
         &self,
         disk: &DiskStore,
-        kind: Kind,
-        key: &str,
-        name: &str,
-        value: SplitValue<'_>,
-        expires: Expiry,
+        with: Writing<'_>,
+        entry: &NewEntry<'_>,
     ) -> Result<(), CacheError> {
-        let SplitValue { bytes: value, per_key } = value;
+        let &NewEntry { kind, key, name, value: SplitValue { bytes: value, per_key }, created_ms, expires } =
+            entry;
         let mut refs = Vec::new();
         let mut scratch = Vec::new();
-        let (head, payload_len) = match &self.hasher {
+        let mut sealed = Vec::new();
+        let (head, payload_len) = match with.hasher {
             None => (value.to_vec(), 0),
             Some(hasher) => {
                 let (head, payload) = match per_key {
@@ -63,7 +114,10 @@ impl Manager {
                     let raw = &payload[chunk.range.clone()];
                     if !disk.has_blob(&blob) {
                         let (codec, stored) = self.codec.encode(raw, &mut scratch);
-                        disk.put_blob(&blob, codec as u8, stored, raw.len() as u32)?;
+                        let binding = blob_binding(&blob, codec as u8, raw.len() as u32);
+                        let (codec, stored) =
+                            seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
+                        disk.put_blob(&blob, codec, stored, raw.len() as u32)?;
                     } else if !hasher.collision_resistant() && !dedup::same_bytes(disk, &blob, raw) {
                         shared = false;
                         break;
@@ -82,39 +136,62 @@ impl Manager {
             }
         };
         let (codec, stored) = self.codec.encode(&head, &mut scratch);
+        let binding = entry_binding(kind, key, name, &refs, codec as u8, head.len() as u32);
+        let (codec, stored) = seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
         disk.put_entry(&EntryWrite {
             kind: kind.code(),
             key: key.as_bytes(),
             name,
-            codec: codec as u8,
+            codec,
             value: stored,
             raw_len: head.len() as u32,
             refs: &refs,
             payload_len,
-            created_ms: now_ms(),
+            created_ms,
             expires,
         })?;
         Ok(())
     }
 
-    /// The value of a stored entry: its head decoded, joined with its chunks.
-    pub(super) fn decode(&self, kind: Kind, key: &str, stored: &StoredEntry) -> Result<Vec<u8>, CacheError> {
+    /// The value of a stored entry: its head opened and decoded, joined with its chunks.
+    pub(super) fn decode(
+        &self,
+        sealer: Option<&Sealer>,
+        kind: Kind,
+        key: &str,
+        stored: &StoredEntry,
+    ) -> Result<Vec<u8>, CacheError> {
         let fail = |reason: String| CacheError::Decode { kind, key: key.to_string(), reason };
-        let codec = CodecId::try_from(stored.codec).map_err(|e| fail(e.to_string()))?;
+        let sealed = |why| CacheError::Sealed { kind, key: key.to_string(), why };
+        let binding = entry_binding(kind, key, &stored.name, &stored.refs, stored.codec, stored.raw_len);
+        let opened = open_value(sealer, binding, &stored.value).map_err(sealed)?;
+        let codec = CodecId::try_from(seal::inner_codec(stored.codec)).map_err(|e| fail(e.to_string()))?;
         let mut out = Vec::new();
-        let head = Codec::decode(codec, &stored.value, stored.raw_len as usize, &mut out)
-            .map_err(|e| fail(e.to_string()))?
-            .to_vec();
+        let head = Codec::decode(
+            codec,
+            opened.as_deref().unwrap_or(&stored.value),
+            stored.raw_len as usize,
+            &mut out,
+        )
+        .map_err(|e| fail(e.to_string()))?
+        .to_vec();
         // No chunks: the head is the whole value (dedup off, or nothing to share).
         if stored.chunks.is_empty() {
             return Ok(head);
         }
         let mut payload = Vec::new();
-        for chunk in &stored.chunks {
-            let codec = CodecId::try_from(chunk.codec).map_err(|e| fail(e.to_string()))?;
+        for (chunk, blob) in stored.chunks.iter().zip(&stored.refs) {
+            let opened = open_value(sealer, blob_binding(blob, chunk.codec, chunk.raw_len), &chunk.bytes)
+                .map_err(sealed)?;
+            let codec = CodecId::try_from(seal::inner_codec(chunk.codec)).map_err(|e| fail(e.to_string()))?;
             let mut buf = Vec::new();
-            let raw = Codec::decode(codec, &chunk.bytes, chunk.raw_len as usize, &mut buf)
-                .map_err(|e| fail(e.to_string()))?;
+            let raw = Codec::decode(
+                codec,
+                opened.as_deref().unwrap_or(&chunk.bytes),
+                chunk.raw_len as usize,
+                &mut buf,
+            )
+            .map_err(|e| fail(e.to_string()))?;
             payload.extend_from_slice(raw);
         }
         if head.is_empty() {
@@ -129,4 +206,29 @@ impl Manager {
         // A response entry written before the byte splitter (format-1 JSON head).
         legacy::join_record(&head, &payload).map_err(|e| fail(e.to_string()))
     }
+}
+
+/// What an entry's sealed head is bound to.
+fn entry_binding<'a>(
+    kind: Kind,
+    key: &'a str,
+    name: &'a str,
+    refs: &'a [BlobRef],
+    codec: u8,
+    raw_len: u32,
+) -> Binding<'a> {
+    Binding {
+        record_type: RecordType::Entry,
+        kind: kind.code(),
+        codec,
+        key: key.as_bytes(),
+        name: name.as_bytes(),
+        refs,
+        raw_len,
+    }
+}
+
+/// What a sealed chunk is bound to: its own reference.
+fn blob_binding(blob: &BlobRef, codec: u8, raw_len: u32) -> Binding<'_> {
+    Binding { record_type: RecordType::Blob, kind: 0, codec, key: blob, name: b"", refs: &[], raw_len }
 }

@@ -43,6 +43,7 @@ pub use value::{KEY_PREFIX, RemoteEntry, remote_key};
 
 use crate::cache::clock::{Expiry, now_ms};
 use crate::cache::codec::Codec;
+use crate::cache::seal::Sealer;
 use crate::config::DistributedConfig;
 use endpoint::Endpoints;
 
@@ -68,6 +69,8 @@ struct Shared {
     endpoints: Arc<Endpoints>,
     replication_factor: u32,
     codec: Codec,
+    /// Seals values written and requires sealed values read, when a cache key is configured.
+    sealer: Option<Arc<Sealer>>,
     counters: Arc<RemoteCounters>,
     /// Read and write connections, once connected.
     conns: RwLock<Option<(conn::Conn, conn::Conn)>>,
@@ -185,6 +188,7 @@ impl RemoteTier {
     pub fn start(
         config: &DistributedConfig,
         codec: Codec,
+        sealer: Option<Arc<Sealer>>,
         counters: Arc<RemoteCounters>,
     ) -> std::io::Result<Self> {
         let endpoints = Endpoints::load(config).map_err(std::io::Error::other)?;
@@ -192,6 +196,7 @@ impl RemoteTier {
             endpoints: Arc::new(endpoints),
             replication_factor: config.replication_factor.max(1),
             codec,
+            sealer,
             counters,
             conns: RwLock::new(None),
             topology: RwLock::new(None),
@@ -247,7 +252,7 @@ impl RemoteTier {
         match result {
             Ok(Ok(Some(bytes))) => {
                 self.shared.failures.store(0, Ordering::Relaxed);
-                match value::decode(key, &bytes) {
+                match value::decode(key, &bytes, self.shared.sealer.as_deref()) {
                     Ok(entry) if entry.expires.is_live(now_ms()) => {
                         RemoteCounters::bump(&c.hits);
                         Some(entry)
@@ -258,7 +263,10 @@ impl RemoteTier {
                     }
                     Err(reason) => {
                         RemoteCounters::bump(&c.corrupt);
-                        tracing::warn!(key, "damaged value in the remote tier, treated as a miss: {reason}");
+                        tracing::warn!(
+                            key,
+                            "damaged, unsealed or foreign value in the remote tier, treated as a miss: {reason}"
+                        );
                         None
                     }
                 }

@@ -150,7 +150,15 @@ async fn write(shared: &Shared, job: WriteJob) {
         RemoteCounters::bump(&c.dropped_writes);
         return;
     };
-    let bytes = value::encode(&shared.codec, &job.key, &job.name, &job.value, job.created_ms, job.expires);
+    let bytes = value::encode(
+        &shared.codec,
+        shared.sealer.as_deref(),
+        &job.key,
+        &job.name,
+        &job.value,
+        job.created_ms,
+        job.expires,
+    );
     let mut pipe = redis::pipe();
     pipe.cmd("SET").arg(value::remote_key(&job.key)).arg(bytes);
     if let Some(ttl) = ttl_secs {
