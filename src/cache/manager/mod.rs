@@ -157,6 +157,9 @@ pub struct Manager {
     codec: Codec,
     hasher: Option<ContentHasher>,
     sealer: Option<Arc<super::seal::Sealer>>,
+    /// Puts and removes hold it shared; a re-seal holds it alone while it reads an entry and writes it back,
+    /// so it never writes an older value over a newer put or brings back a removed entry.
+    rewrite_gate: Arc<parking_lot::RwLock<()>>,
     counters: Arc<Counters>,
     last_history: Arc<parking_lot::Mutex<Option<(super::observe::history::Snapshot, bool)>>>,
     tracer: Arc<Tracer>,
@@ -216,6 +219,7 @@ impl Manager {
             codec: Codec::from_cache_config(config),
             hasher,
             sealer,
+            rewrite_gate: Arc::default(),
             counters,
             last_history: Arc::default(),
             tracer: Arc::default(),
@@ -303,6 +307,7 @@ impl Manager {
         if let Some(disk) = &self.disk {
             let value = SplitValue { bytes: value, per_key };
             let entry = values::NewEntry { kind, key, name, value, created_ms: now, expires };
+            let _no_reseal = self.rewrite_gate.read();
             self.write_disk(disk, self.writing(), &entry)?;
         }
         if let Some(memory) = &self.memory {
@@ -422,6 +427,7 @@ impl Manager {
 
     /// Removes an entry from every tier; returns true when it existed.
     pub fn remove(&self, kind: Kind, key: &str) -> Result<bool, CacheError> {
+        let _no_reseal = self.rewrite_gate.read();
         let in_memory =
             self.memory.as_ref().is_some_and(|m| m.remove(memory_key(kind, key).as_str()).is_some());
         let on_disk = match &self.disk {

@@ -98,6 +98,8 @@ impl Manager {
         let total = entries.len() as u64;
         let mut resealed = 0;
         for (done, info) in entries.iter().enumerate() {
+            // Alone between reading the entry and writing it back: a put or remove in between would be undone.
+            let _alone = self.rewrite_gate.write();
             if let Some(stored) = disk.get(info.kind.code(), info.key.as_bytes())?
                 && !sealed_with(&stored, target.id())
             {

@@ -271,3 +271,41 @@ fn sealed_values_share_chunks_and_another_key_is_a_counted_miss_naming_both_ids(
     let misses = cache.counters().snapshot().kinds.iter().find(|k| k.kind == Kind::Response).unwrap().misses;
     assert_eq!(misses, 1, "counted as a miss");
 }
+
+/// `compact` re-seals plain records while a server keeps putting and removing: the re-seal must never write
+/// an older value over a newer put, nor bring back a removed entry.
+#[test]
+fn a_reseal_racing_puts_and_removes_never_undoes_them() {
+    use crate::config::Encryption;
+    let dir = tempfile::tempdir().unwrap();
+    let mut plain = config(&dir.path().join("cache"), CacheType::Disk);
+    plain.deduplication.enabled = false;
+    {
+        let cache = Manager::open(&plain, Access::ReadWrite).unwrap();
+        for i in 0..400 {
+            cache.put(Kind::Metadata, &format!("k{i}"), "m", b"old", None).unwrap();
+        }
+    }
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, [7u8; 32]).unwrap();
+    let mut sealed = plain.clone();
+    sealed.security.encryption = Encryption::Aes256Gcm;
+    sealed.security.key_file = key_file;
+    let cache = Manager::open(&sealed, Access::ReadWrite).unwrap();
+    std::thread::scope(|scope| {
+        scope.spawn(|| cache.reseal(&|_, _| {}).unwrap());
+        for i in (0..400).rev() {
+            let key = format!("k{i}");
+            if i % 2 == 0 {
+                cache.put(Kind::Metadata, &key, "m", b"new", None).unwrap();
+            } else {
+                cache.remove(Kind::Metadata, &key).unwrap();
+            }
+        }
+    });
+    for i in 0..400 {
+        let found = cache.get(Kind::Metadata, &format!("k{i}")).unwrap();
+        let expected: Option<&[u8]> = if i % 2 == 0 { Some(b"new") } else { None };
+        assert_eq!(found.as_deref(), expected, "k{i}");
+    }
+}
