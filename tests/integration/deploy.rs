@@ -339,7 +339,12 @@ fn the_kubernetes_manifests_fit_the_image_and_the_configmap_loads() {
         .map(|e| (e["name"].as_str().unwrap().to_string(), e["value"].as_str().unwrap_or("").to_string()))
         .collect();
     assert!(!env.iter().any(|(k, _)| k == "INFERNO_API_KEY" || k == "INFERNO_SERVER__API_KEY"), "{env:?}");
-    for var in ["INFERNO_SERVER__API_KEY_FILE", "INFERNO_SERVER__ADMIN_KEY_FILE"] {
+    assert!(env.contains(&("INFERNO_CACHE__SECURITY__ENCRYPTION".into(), "aes-256-gcm".into())), "{env:?}");
+    for var in [
+        "INFERNO_SERVER__API_KEY_FILE",
+        "INFERNO_SERVER__ADMIN_KEY_FILE",
+        "INFERNO_CACHE__SECURITY__KEY_FILE",
+    ] {
         let (_, file) = env.iter().find(|(k, _)| k == var).unwrap_or_else(|| panic!("{var} is set"));
         let (dir, name) = file.rsplit_once('/').unwrap();
         let secret = volumes
