@@ -175,7 +175,7 @@ impl DiskStore {
 
     /// Fsyncs the segment; when that fails, what was not yet synced may be lost, so it is dropped.
     pub(super) fn sync_or_drop(&self, w: &mut Writer) -> Result<(), super::DiskError> {
-        match w.file.sync_data() {
+        match w.file.sync() {
             Ok(()) => {
                 w.synced = w.flushed;
                 w.synced_mark = w.flushed_mark;

@@ -21,13 +21,12 @@ mod read;
 mod segment;
 mod snapshot;
 mod stats;
+pub mod storage;
 mod swap;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -42,6 +41,7 @@ pub use maintain::{DamagedRecord, VerifyReport};
 pub use segment::parse_segment_name;
 pub use snapshot::consistent_segments;
 pub use stats::{DiskStats, FileUsage, KindStats};
+pub use storage::{RealFs, Storage, StorageFile};
 pub use swap::{OLD_DATA_DIR, RESTORE_STAGING, Recovery, data_dir_for_reading, recover, swap_in, sync_dir};
 
 use crate::cache::clock::{Expiry, now_ms};
@@ -105,6 +105,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DiskError + '_ {
 /// How to open a store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
+    /// Where the files live: [`RealFs`] but in tests.
+    pub storage: Arc<dyn Storage>,
     /// The cache directory (segments go in `data/` below it).
     pub dir: PathBuf,
     /// Open without the writer lock; writes fail with [`DiskError::ReadOnly`].
@@ -121,6 +123,7 @@ impl StoreOptions {
     /// Defaults for `dir`: 1 MB write buffer, 64 MiB segments, checksums verified.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
+            storage: RealFs::shared(),
             dir: dir.into(),
             read_only: false,
             write_buffer_size: 1_000_000,
@@ -209,7 +212,7 @@ struct State {
 
 struct Writer {
     id: u32,
-    file: File,
+    file: Box<dyn StorageFile>,
     path: PathBuf,
     buf: Vec<u8>,
     /// Bytes of the segment already written to the file.
@@ -235,7 +238,7 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(false);
         }
-        self.file.write_all(&self.buf)?;
+        self.file.append(&self.buf)?;
         self.flushed += self.buf.len() as u64;
         self.flushed_mark = self.hint.mark();
         self.buf.clear();
@@ -273,6 +276,11 @@ impl DiskStore {
     /// The options the store was opened with.
     pub fn options(&self) -> &StoreOptions {
         &self.options
+    }
+
+    /// The files' storage.
+    fn fs(&self) -> &dyn Storage {
+        &*self.options.storage
     }
 
     /// Counters since open.
@@ -314,9 +322,10 @@ impl DiskStore {
     fn roll(&self, w: &mut Writer) -> Result<(), DiskError> {
         self.sync_locked(w)?;
         let path = w.path.clone();
-        let reader = SegmentReader::map(&path).map_err(io_err(&path))?;
+        let reader = SegmentReader::map(self.fs(), &path).map_err(io_err(&path))?;
         let mut state = self.state.write();
-        let next = open::new_segment(&self.data_dir, self.allocate_segment_id(), w.seq, &mut state);
+        let next =
+            open::new_segment(self.fs(), &self.data_dir, self.allocate_segment_id(), w.seq, &mut state);
         let next = next.inspect_err(|e| {
             if let DiskError::Io { path, source } = e {
                 self.faults.record(path, source, 0);
@@ -342,7 +351,7 @@ impl DiskStore {
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         // The records are durable; a hint that cannot be written only makes the next open scan more.
         let hint_path = segment::hint_path(&self.data_dir, w.id);
-        if let Err(error) = w.hint.write(&hint_path, w.id, w.flushed) {
+        if let Err(error) = w.hint.write(self.fs(), &hint_path, w.id, w.flushed) {
             self.faults.record(&hint_path, &error, 0);
         }
         Ok(())
@@ -463,7 +472,7 @@ impl DiskStore {
 
     /// Bytes of all segment and hint files on disk.
     pub fn file_bytes(&self) -> u64 {
-        compact::dir_bytes(&self.data_dir)
+        compact::dir_bytes(self.fs(), &self.data_dir)
     }
 
     /// Live entries in the index (expired ones included until they are cleaned up).
