@@ -9,6 +9,8 @@
 mod compact;
 #[cfg(test)]
 mod compact_tests;
+#[cfg(test)]
+mod crash_tests;
 mod faults;
 #[cfg(test)]
 mod golden;
@@ -22,6 +24,8 @@ mod segment;
 mod snapshot;
 mod stats;
 pub mod storage;
+#[cfg(test)]
+mod storage_mem;
 mod swap;
 #[cfg(test)]
 mod tests;
@@ -224,6 +228,12 @@ struct Writer {
     flushed_mark: HintMark,
     synced_mark: HintMark,
     seq: u64,
+    /// For each entry or tombstone appended since the last fsync that replaced an indexed one: its offset,
+    /// its key, and where the replaced entry and tombstone were. A failed write that drops the new record
+    /// puts the old ones back in the index ([`DiskStore::write_out_or_drop`]); without that, an intact,
+    /// flushed entry would read as missing and the next compaction would delete it. Cleared at each fsync,
+    /// so it holds at most a segment's worth of keys.
+    undo: Vec<(u64, index::EntryKey, Option<Loc>, Option<Loc>)>,
 }
 
 impl Writer {
@@ -309,7 +319,18 @@ impl DiskStore {
         let loc = Loc { segment: w.id, offset, len: len as u32 };
         w.hint.add(offset, &w.buf[start..]);
         let decoded = record::decode(&w.buf[start..], false).expect("a record just encoded decodes");
-        self.state.write().index.apply(&decoded, loc);
+        {
+            let mut state = self.state.write();
+            if decoded.header.record_type != RecordType::Blob {
+                let key: index::EntryKey = (decoded.header.kind, decoded.key.into());
+                let entry = state.index.entries.get(&key).map(|s| s.loc);
+                let tombstone = state.index.tombstones.get(&key).map(|(_, l)| *l);
+                if entry.is_some() || tombstone.is_some() {
+                    w.undo.push((offset, key, entry, tombstone));
+                }
+            }
+            state.index.apply(&decoded, loc);
+        }
         self.counters.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
         if w.buf.len() >= self.options.write_buffer_size {
             self.write_out_or_drop(w)?;

@@ -23,14 +23,14 @@ impl DiskStore {
         let (data_dir, lock) = if options.read_only {
             (swap::data_dir_for_reading_in(fs, &options.dir), None)
         } else {
-            fs.create_dir_all(&options.dir).map_err(io_err(&options.dir))?;
+            create_dir_synced(fs, &options.dir)?;
             // The writer lock is a process lock: it lives on the real filesystem whatever the storage.
             crate::cache::private::create_dir_all(&options.dir).map_err(io_err(&options.dir))?;
             let lock = WriterLock::acquire(&options.dir)?;
             // An interrupted restore is finished or undone before `data/` is read or created.
             swap::recover_in(fs, &options.dir)?;
             let data_dir = options.dir.join(DATA_DIR);
-            fs.create_dir_all(&data_dir).map_err(io_err(&data_dir))?;
+            create_dir_synced(fs, &data_dir)?;
             (data_dir, Some(lock))
         };
         let ids = list_segments(fs, &data_dir, !options.read_only)?;
@@ -128,6 +128,20 @@ impl DiskStore {
     }
 }
 
+/// Creates `dir` (and what is missing above it) unless it exists, and fsyncs its parent so that its entry
+/// survives a power loss: without that, a new cache's `data/` folder — and every segment fsynced in it —
+/// could vanish with the next power cut. The parent is fsynced even when `dir` exists, since an earlier
+/// open may have created it and failed before its fsync.
+fn create_dir_synced(fs: &dyn Storage, dir: &Path) -> Result<(), DiskError> {
+    fs.create_dir_all(dir).map_err(io_err(dir))?;
+    let parent = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Ok(()),
+    };
+    fs.sync_dir(parent).map_err(io_err(parent))
+}
+
 /// Segment ids in `dir`, ascending; with `cleanup`, leftover temp files of interrupted writes are removed,
 /// and so are hint files whose segment is gone (a power loss can keep a hint's rename and lose its
 /// segment's): a later segment with the same id must never be read through a hint of other bytes.
@@ -205,6 +219,7 @@ pub(super) fn new_segment(
         flushed_mark: HintMark::default(),
         synced_mark: HintMark::default(),
         seq,
+        undo: Vec::new(),
     })
 }
 
@@ -219,7 +234,7 @@ fn reopen_active(
 ) -> Result<Writer, DiskError> {
     let path = segment::segment_path(dir, id);
     let file = fs.open_append(&path).map_err(io_err(&path))?;
-    if file.len().map_err(io_err(&path))? != valid_len {
+    if file.size().map_err(io_err(&path))? != valid_len {
         tracing::warn!(segment = %path.display(), valid_len, "truncating a torn write at the end of the segment");
         file.set_len(valid_len).map_err(io_err(&path))?;
         file.sync().map_err(io_err(&path))?;
@@ -237,6 +252,7 @@ fn reopen_active(
         flushed_mark: mark,
         synced_mark: mark,
         seq,
+        undo: Vec::new(),
     })
 }
 

@@ -28,7 +28,7 @@ pub trait StorageFile: Send + Sync + Debug {
     /// Cuts (or extends) the file to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The file's length.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
 }
 
 /// The file operations the disk tier uses. Paths are absolute or relative to the process, as given.
@@ -102,7 +102,7 @@ impl StorageFile for RealFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 }
