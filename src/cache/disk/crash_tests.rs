@@ -387,3 +387,24 @@ fn a_failed_write_is_counted_and_clears() {
     let get = |k: usize| store.get(1, key_of(k).as_bytes()).unwrap().map(|e| e.value);
     assert_eq!((get(1), get(2), get(3)), (Some(b"kept".to_vec()), None, Some(b"resumed".to_vec())));
 }
+
+#[test]
+fn a_hint_whose_segment_is_gone_is_never_applied_to_a_new_segment_with_its_id() {
+    let (tmp, dir) = cache_dir();
+    let fs = MemFs::with_root(tmp.path());
+    let store = DiskStore::open(options(&dir, &fs)).unwrap();
+    put(&store, 1, b"gone with its segment", &[], Expiry::NEVER).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let data = dir.join(DATA_DIR);
+    // The segment is lost (a power cut that kept the hint's rename but not the segment's creation).
+    fs.remove_file(&segment::segment_path(&data, 1)).unwrap();
+    assert!(fs.exists(&segment::hint_path(&data, 1)));
+    let store = DiskStore::open(options(&dir, &fs)).unwrap();
+    assert!(!fs.exists(&segment::hint_path(&data, 1)), "the orphan hint is removed at open");
+    drop(store);
+    let store = DiskStore::open(options(&dir, &fs)).unwrap();
+    assert_eq!(store.get(1, key_of(1).as_bytes()).unwrap(), None);
+    assert_eq!(store.stats().damaged_ranges, 0);
+    assert_eq!(store.counters().checksum_failures.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
