@@ -19,14 +19,13 @@
 //! index. A pass that fails removes its copies and leaves the store as it was, still accepting writes.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::hint::HintBuilder;
 use super::index::{EntryKey, Loc};
 use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
+use super::storage::{Storage, StorageFile};
 use super::{DiskError, DiskStore, io_err};
 use crate::cache::clock::now_ms;
 use crate::cache::record::{self, BlobRef};
@@ -80,7 +79,7 @@ impl DiskStore {
     pub fn compact_selected(&self, selection: Selection) -> Result<CompactReport, DiskError> {
         let _one_pass = self.compaction.lock();
         let mut report =
-            CompactReport { bytes_before: dir_bytes(&self.data_dir), ..CompactReport::default() };
+            CompactReport { bytes_before: dir_bytes(self.fs(), &self.data_dir), ..CompactReport::default() };
         let victims = self.seal_and_pick(selection)?;
         if victims.is_empty() {
             report.bytes_after = report.bytes_before;
@@ -90,15 +89,13 @@ impl DiskStore {
         let items = self.live_records(&victims, full);
         let mut done = Copied::default();
         let copied = self.copy(items, &mut report, &mut done);
-        let synced = copied.and_then(|()| {
-            File::open(&self.data_dir).and_then(|d| d.sync_all()).map_err(io_err(&self.data_dir))
-        });
+        let synced = copied.and_then(|()| self.fs().sync_dir(&self.data_dir).map_err(io_err(&self.data_dir)));
         if let Err(err) = synced.and_then(|()| self.retire(&victims, full)) {
             self.abandon(&done);
             return Err(err);
         }
         report.segments_rewritten = victims.len() as u64;
-        report.bytes_after = dir_bytes(&self.data_dir);
+        report.bytes_after = dir_bytes(self.fs(), &self.data_dir);
         Ok(report)
     }
 
@@ -184,7 +181,7 @@ impl DiskStore {
                 None => {
                     let id = self.allocate_segment_id();
                     done.files.push(segment::segment_path(&self.data_dir, id).with_extension("log.tmp"));
-                    out.insert(NewSegment::create(&self.data_dir, id)?)
+                    out.insert(NewSegment::create(self.fs(), &self.data_dir, id)?)
                 }
             };
             seg.push(&bytes, loc, target)?;
@@ -200,7 +197,7 @@ impl DiskStore {
     fn install(&self, seg: NewSegment, done: &mut Copied) -> Result<(), DiskError> {
         let (id, moved, len) = (seg.id, seg.moved.clone(), seg.len);
         done.files.push(segment::segment_path(&self.data_dir, id));
-        let reader = seg.finish(&self.data_dir)?;
+        let reader = seg.finish(self.fs(), &self.data_dir)?;
         let mut state = self.state.write();
         state.readers.insert(id, Arc::new(reader));
         let index = &mut state.index;
@@ -271,15 +268,20 @@ impl DiskStore {
             // the last one and no empty segment is left behind among them.
             let empty = (w.id, w.path.clone());
             let mut state = self.state.write();
-            let next =
-                super::open::new_segment(&self.data_dir, self.allocate_segment_id(), w.seq, &mut state)?;
+            let next = super::open::new_segment(
+                self.fs(),
+                &self.data_dir,
+                self.allocate_segment_id(),
+                w.seq,
+                &mut state,
+            )?;
             self.next_segment.fetch_max(next.id + 1, std::sync::atomic::Ordering::Relaxed);
             state.readers.remove(&empty.0);
             state.index.segments.remove(&empty.0);
             *w = next;
             drop(state);
-            let _ = std::fs::remove_file(&empty.1);
-            let _ = std::fs::remove_file(segment::hint_path(&self.data_dir, empty.0));
+            let _ = self.fs().remove_file(&empty.1);
+            let _ = self.fs().remove_file(&segment::hint_path(&self.data_dir, empty.0));
         }
         {
             let mut guard = self.state.write();
@@ -316,7 +318,7 @@ impl DiskStore {
         ids.sort_unstable();
         for id in ids {
             for path in [segment::segment_path(&self.data_dir, id), segment::hint_path(&self.data_dir, id)] {
-                if let Err(err) = std::fs::remove_file(&path)
+                if let Err(err) = self.fs().remove_file(&path)
                     && err.kind() != std::io::ErrorKind::NotFound
                 {
                     tracing::warn!(path = %path.display(), "compaction could not delete a rewritten segment: {err}");
@@ -354,9 +356,9 @@ impl DiskStore {
             if let Some(id) = segment::parse_segment_name(name.trim_end_matches(".tmp")) {
                 state.readers.remove(&id);
                 state.index.segments.remove(&id);
-                let _ = std::fs::remove_file(segment::hint_path(&self.data_dir, id));
+                let _ = self.fs().remove_file(&segment::hint_path(&self.data_dir, id));
             }
-            let _ = std::fs::remove_file(path);
+            let _ = self.fs().remove_file(path);
         }
         tracing::warn!(
             "compaction failed and was abandoned; the cache keeps its segments and accepts writes"
@@ -382,7 +384,9 @@ impl DiskStore {
 struct NewSegment {
     id: u32,
     tmp: PathBuf,
-    file: BufWriter<File>,
+    file: Box<dyn StorageFile>,
+    /// Bytes not yet appended to `file` (written out a megabyte at a time).
+    buf: Vec<u8>,
     len: u64,
     hint: HintBuilder,
     /// (from, to, what) for each record copied here.
@@ -390,39 +394,43 @@ struct NewSegment {
 }
 
 impl NewSegment {
-    fn create(dir: &Path, id: u32) -> Result<Self, DiskError> {
+    const BUFFER: usize = 1 << 20;
+
+    fn create(fs: &dyn Storage, dir: &Path, id: u32) -> Result<Self, DiskError> {
         let tmp = segment::segment_path(dir, id).with_extension("log.tmp");
-        let file = crate::cache::private::create(&tmp).map_err(io_err(&tmp))?;
-        let mut file = BufWriter::with_capacity(1 << 20, file);
-        file.write_all(&segment::file_header(id)).map_err(io_err(&tmp))?;
-        Ok(Self { id, tmp, file, len: SEGMENT_HEADER_LEN, hint: HintBuilder::default(), moved: Vec::new() })
+        let file = fs.create(&tmp).map_err(io_err(&tmp))?;
+        let mut buf = Vec::with_capacity(Self::BUFFER);
+        buf.extend_from_slice(&segment::file_header(id));
+        let (hint, moved) = (HintBuilder::default(), Vec::new());
+        Ok(Self { id, tmp, file, buf, len: SEGMENT_HEADER_LEN, hint, moved })
     }
 
     fn push(&mut self, bytes: &[u8], from: Loc, target: Target) -> Result<(), DiskError> {
         let offset = self.len;
-        self.file.write_all(bytes).map_err(io_err(&self.tmp))?;
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= Self::BUFFER {
+            self.file.append(&self.buf).map_err(io_err(&self.tmp))?;
+            self.buf.clear();
+        }
         self.len += bytes.len() as u64;
         self.hint.add(offset, bytes);
         self.moved.push((from, Loc { segment: self.id, offset, len: bytes.len() as u32 }, target));
         Ok(())
     }
 
-    fn finish(self, dir: &Path) -> Result<SegmentReader, DiskError> {
-        let file = self.file.into_inner().map_err(|e| io_err(&self.tmp)(e.into_error()))?;
-        file.sync_all().map_err(io_err(&self.tmp))?;
+    fn finish(mut self, fs: &dyn Storage, dir: &Path) -> Result<SegmentReader, DiskError> {
+        self.file.append(&self.buf).map_err(io_err(&self.tmp))?;
+        self.file.sync().map_err(io_err(&self.tmp))?;
         let path = segment::segment_path(dir, self.id);
-        std::fs::rename(&self.tmp, &path).map_err(io_err(&path))?;
+        fs.rename(&self.tmp, &path).map_err(io_err(&path))?;
         let hint_path = segment::hint_path(dir, self.id);
-        self.hint.write(&hint_path, self.id, self.len).map_err(io_err(&hint_path))?;
-        SegmentReader::map(&path).map_err(io_err(&path))
+        self.hint.write(fs, &hint_path, self.id, self.len).map_err(io_err(&hint_path))?;
+        SegmentReader::map(fs, &path).map_err(io_err(&path))
     }
 }
 
 /// Bytes of all files in `dir`.
-pub(super) fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
-        })
-        .unwrap_or(0)
+pub(super) fn dir_bytes(fs: &dyn Storage, dir: &Path) -> u64 {
+    let names = fs.list(dir).unwrap_or_default();
+    names.iter().filter_map(|name| fs.len(&dir.join(name)).ok()).sum()
 }

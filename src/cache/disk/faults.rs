@@ -21,8 +21,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::hint::HintMark;
+use super::index::Loc;
 use super::{DiskStore, Writer};
 use crate::cache::clock::now_ms;
+use crate::cache::record;
 
 /// The shortest time between two warnings for the same reason.
 pub const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -175,10 +177,11 @@ impl DiskStore {
 
     /// Fsyncs the segment; when that fails, what was not yet synced may be lost, so it is dropped.
     pub(super) fn sync_or_drop(&self, w: &mut Writer) -> Result<(), super::DiskError> {
-        match w.file.sync_data() {
+        match w.file.sync() {
             Ok(()) => {
                 w.synced = w.flushed;
                 w.synced_mark = w.flushed_mark;
+                w.undo.clear();
                 Ok(())
             }
             Err(error) => {
@@ -201,7 +204,39 @@ impl DiskStore {
         w.flushed_mark = mark;
         w.hint.rewind(mark);
         let dropped = self.state.write().index.forget_from(w.id, from, end);
+        self.restore_replaced(w, from);
         self.faults.record(&w.path, error, dropped);
+    }
+
+    /// Puts back in the index the entries and tombstones that records from `from` on had replaced: for
+    /// each key, the state before the first dropped record of that key.
+    fn restore_replaced(&self, w: &mut Writer, from: u64) {
+        let cut = w.undo.partition_point(|(offset, ..)| *offset < from);
+        let mut seen = std::collections::HashSet::new();
+        let mut restore = Vec::new();
+        for (_, key, entry, tombstone) in w.undo.drain(cut..) {
+            if seen.insert(key) {
+                let kept = |loc: &Loc| loc.segment != w.id || loc.offset < from;
+                restore.extend([tombstone, entry].into_iter().flatten().filter(kept));
+            }
+        }
+        for loc in restore {
+            match self.raw_record(loc) {
+                Some(bytes) => match record::decode(&bytes, true) {
+                    Ok(rec) => self.state.write().index.apply(&rec, loc),
+                    Err(_) => tracing::warn!(
+                        segment = loc.segment,
+                        offset = loc.offset,
+                        "a replaced record could not be restored"
+                    ),
+                },
+                None => tracing::warn!(
+                    segment = loc.segment,
+                    offset = loc.offset,
+                    "a replaced record could not be restored"
+                ),
+            }
+        }
     }
 
     /// Write failures since open, and the one in progress.

@@ -144,7 +144,7 @@ fn hint_file() {
     let offset = SEGMENT_HEADER_LEN;
     let mut builder = HintBuilder::default();
     builder.add(offset, &record);
-    builder.write(&path, 7, offset + record.len() as u64).unwrap();
+    builder.write(&super::RealFs, &path, 7, offset + record.len() as u64).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(hex(&bytes), golden().hint);
     // One line: the record's offset, then its header, key, name and references (no value).

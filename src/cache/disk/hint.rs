@@ -2,12 +2,12 @@
 //! so opening a store reads hints instead of whole segments. A hint covers the segment up to `covered_len`;
 //! anything after that is scanned. A hint whose trailing checksum fails is ignored and the segment scanned.
 
-use std::io::Write;
 use std::path::Path;
 
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::index::{Index, Loc};
+use super::storage::Storage;
 use crate::cache::record::{self, HEADER_LEN, Header, REF_LEN, RecordType};
 
 /// First eight bytes of a hint file.
@@ -51,7 +51,13 @@ impl HintBuilder {
     }
 
     /// Writes the hint for `segment` covering `covered_len` bytes, atomically (temp file + rename).
-    pub fn write(&self, path: &Path, segment: u32, covered_len: u64) -> std::io::Result<()> {
+    pub fn write(
+        &self,
+        fs: &dyn Storage,
+        path: &Path,
+        segment: u32,
+        covered_len: u64,
+    ) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(HINT_HEADER_LEN + self.bytes.len() + 8);
         out.extend_from_slice(&HINT_MAGIC);
         out.extend_from_slice(&super::segment::FORMAT_VERSION.to_le_bytes());
@@ -62,11 +68,7 @@ impl HintBuilder {
         out.extend_from_slice(&self.bytes);
         let sum = xxh3_64(&out);
         out.extend_from_slice(&sum.to_le_bytes());
-        let tmp = path.with_extension("hint.tmp");
-        let mut file = crate::cache::private::create(&tmp)?;
-        file.write_all(&out)?;
-        file.sync_data()?;
-        std::fs::rename(&tmp, path)
+        super::storage::write_file_synced(fs, path, &path.with_extension("hint.tmp"), &out)
     }
 }
 
@@ -83,6 +85,7 @@ impl HintBuilder {
 /// `segments_left` counts the segments still to load, this one included; the index is sized up front as if
 /// each held as many entries and chunks as this one, so that it is not rehashed segment after segment.
 pub fn load(
+    fs: &dyn Storage,
     path: &Path,
     segment: u32,
     segment_len: u64,
@@ -90,7 +93,7 @@ pub fn load(
     segments_left: usize,
     index: &mut Index,
 ) -> Option<(u64, HintBuilder)> {
-    let mut bytes = std::fs::read(path).ok()?;
+    let mut bytes = fs.read(path).ok()?;
     if bytes.len() < HINT_HEADER_LEN + 8 || bytes[..8] != HINT_MAGIC {
         return None;
     }
@@ -181,7 +184,7 @@ mod tests {
             let path = dir.path().join("seg-0000000001.hint");
             std::fs::write(&path, &bytes).unwrap();
             let mut index = Index::default();
-            let loaded = load(&path, 1, u64::MAX, false, 1, &mut index);
+            let loaded = load(&super::super::RealFs, &path, 1, u64::MAX, false, 1, &mut index);
             prop_assert!(loaded.is_none());
             prop_assert!(index.entries.is_empty() && index.blobs.is_empty());
         }

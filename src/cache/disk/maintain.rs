@@ -68,10 +68,12 @@ impl DiskStore {
             return Ok(());
         }
         let dir = self.options.dir.join(QUARANTINE_DIR);
-        crate::cache::private::create_dir_all(&dir).map_err(io_err(&dir))?;
+        self.fs().create_dir_all(&dir).map_err(io_err(&dir))?;
         let path = dir.join(format!("seg-{:010}-{:012}.rec", loc.segment, loc.offset));
         let bytes = self.raw_record(loc).unwrap_or_default();
-        crate::cache::private::write(&path, bytes).map_err(io_err(&path))?;
+        let tmp = path.with_extension("rec.tmp");
+        super::storage::write_file_synced(self.fs(), &path, &tmp, &bytes).map_err(io_err(&path))?;
+        self.fs().sync_dir(&dir).map_err(io_err(&dir))?;
         self.counters.quarantined.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(path = %path.display(), "quarantined a damaged record");
         Ok(())
@@ -185,7 +187,7 @@ impl DiskStore {
                 // it now, or the next open scans the segment and finds the same ranges again.
                 let w = writer.lock();
                 let hint_path = segment::hint_path(&self.data_dir, w.id);
-                w.hint.write(&hint_path, w.id, w.flushed).map_err(io_err(&hint_path))?;
+                w.hint.write(self.fs(), &hint_path, w.id, w.flushed).map_err(io_err(&hint_path))?;
             }
         }
         Ok(report)

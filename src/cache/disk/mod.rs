@@ -9,6 +9,8 @@
 mod compact;
 #[cfg(test)]
 mod compact_tests;
+#[cfg(test)]
+mod crash_tests;
 mod faults;
 #[cfg(test)]
 mod golden;
@@ -21,13 +23,14 @@ mod read;
 mod segment;
 mod snapshot;
 mod stats;
+pub mod storage;
+#[cfg(test)]
+mod storage_mem;
 mod swap;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -42,6 +45,7 @@ pub use maintain::{DamagedRecord, VerifyReport};
 pub use segment::parse_segment_name;
 pub use snapshot::consistent_segments;
 pub use stats::{DiskStats, FileUsage, KindStats};
+pub use storage::{RealFs, Storage, StorageFile};
 pub use swap::{OLD_DATA_DIR, RESTORE_STAGING, Recovery, data_dir_for_reading, recover, swap_in, sync_dir};
 
 use crate::cache::clock::{Expiry, now_ms};
@@ -105,6 +109,8 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DiskError + '_ {
 /// How to open a store.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
+    /// Where the files live: [`RealFs`] but in tests.
+    pub storage: Arc<dyn Storage>,
     /// The cache directory (segments go in `data/` below it).
     pub dir: PathBuf,
     /// Open without the writer lock; writes fail with [`DiskError::ReadOnly`].
@@ -121,6 +127,7 @@ impl StoreOptions {
     /// Defaults for `dir`: 1 MB write buffer, 64 MiB segments, checksums verified.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
+            storage: RealFs::shared(),
             dir: dir.into(),
             read_only: false,
             write_buffer_size: 1_000_000,
@@ -211,7 +218,7 @@ struct State {
 
 struct Writer {
     id: u32,
-    file: File,
+    file: Box<dyn StorageFile>,
     path: PathBuf,
     buf: Vec<u8>,
     /// Bytes of the segment already written to the file.
@@ -223,6 +230,12 @@ struct Writer {
     flushed_mark: HintMark,
     synced_mark: HintMark,
     seq: u64,
+    /// For each entry or tombstone appended since the last fsync that replaced an indexed one: its offset,
+    /// its key, and where the replaced entry and tombstone were. A failed write that drops the new record
+    /// puts the old ones back in the index ([`DiskStore::write_out_or_drop`]); without that, an intact,
+    /// flushed entry would read as missing and the next compaction would delete it. Cleared at each fsync,
+    /// so it holds at most a segment's worth of keys.
+    undo: Vec<(u64, index::EntryKey, Option<Loc>, Option<Loc>)>,
 }
 
 impl Writer {
@@ -237,7 +250,7 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(false);
         }
-        self.file.write_all(&self.buf)?;
+        self.file.append(&self.buf)?;
         self.flushed += self.buf.len() as u64;
         self.flushed_mark = self.hint.mark();
         self.buf.clear();
@@ -277,6 +290,11 @@ impl DiskStore {
         &self.options
     }
 
+    /// The files' storage.
+    fn fs(&self) -> &dyn Storage {
+        &*self.options.storage
+    }
+
     /// Counters since open.
     pub fn counters(&self) -> &DiskCounters {
         &self.counters
@@ -303,7 +321,18 @@ impl DiskStore {
         let loc = Loc { segment: w.id, offset, len: len as u32 };
         w.hint.add(offset, &w.buf[start..]);
         let decoded = record::decode(&w.buf[start..], false).expect("a record just encoded decodes");
-        self.state.write().index.apply(&decoded, loc);
+        {
+            let mut state = self.state.write();
+            if decoded.header.record_type != RecordType::Blob {
+                let key: index::EntryKey = (decoded.header.kind, decoded.key.into());
+                let entry = state.index.entries.get(&key).map(|s| s.loc);
+                let tombstone = state.index.tombstones.get(&key).map(|(_, l)| *l);
+                if entry.is_some() || tombstone.is_some() {
+                    w.undo.push((offset, key, entry, tombstone));
+                }
+            }
+            state.index.apply(&decoded, loc);
+        }
         self.counters.bytes_written.fetch_add(len as u64, Ordering::Relaxed);
         if w.buf.len() >= self.options.write_buffer_size {
             self.write_out_or_drop(w)?;
@@ -316,9 +345,10 @@ impl DiskStore {
     fn roll(&self, w: &mut Writer) -> Result<(), DiskError> {
         self.sync_locked(w)?;
         let path = w.path.clone();
-        let reader = SegmentReader::map(&path).map_err(io_err(&path))?;
+        let reader = SegmentReader::map(self.fs(), &path).map_err(io_err(&path))?;
         let mut state = self.state.write();
-        let next = open::new_segment(&self.data_dir, self.allocate_segment_id(), w.seq, &mut state);
+        let next =
+            open::new_segment(self.fs(), &self.data_dir, self.allocate_segment_id(), w.seq, &mut state);
         let next = next.inspect_err(|e| {
             if let DiskError::Io { path, source } = e {
                 self.faults.record(path, source, 0);
@@ -344,7 +374,7 @@ impl DiskStore {
         self.counters.syncs.fetch_add(1, Ordering::Relaxed);
         // The records are durable; a hint that cannot be written only makes the next open scan more.
         let hint_path = segment::hint_path(&self.data_dir, w.id);
-        if let Err(error) = w.hint.write(&hint_path, w.id, w.flushed) {
+        if let Err(error) = w.hint.write(self.fs(), &hint_path, w.id, w.flushed) {
             self.faults.record(&hint_path, &error, 0);
         }
         Ok(())
@@ -465,7 +495,7 @@ impl DiskStore {
 
     /// Bytes of all segment and hint files on disk.
     pub fn file_bytes(&self) -> u64 {
-        compact::dir_bytes(&self.data_dir)
+        compact::dir_bytes(self.fs(), &self.data_dir)
     }
 
     /// Live entries in the index (expired ones included until they are cleaned up).

@@ -4,10 +4,11 @@
 //! Sealed segments are read through a read-only memory map; the active one through `pread`, since it grows.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
+
+use super::storage::{Mapped, Storage, StorageFile};
 
 use crate::cache::record::{self, FrameError, HEADER_LEN, RECORD_MAGIC, Record};
 
@@ -68,18 +69,26 @@ pub fn map_file(path: &Path) -> std::io::Result<Mmap> {
 }
 
 /// Read access to one segment.
-#[derive(Debug)]
 pub enum SegmentReader {
     /// A sealed segment, mapped.
-    Mapped(Mmap),
+    Mapped(Mapped),
     /// The active segment, read with `pread`.
-    File(File),
+    File(Box<dyn StorageFile>),
+}
+
+impl std::fmt::Debug for SegmentReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Mapped(map) => write!(f, "Mapped({} bytes)", (**map).as_ref().len()),
+            Self::File(file) => write!(f, "File({file:?})"),
+        }
+    }
 }
 
 impl SegmentReader {
     /// Maps a sealed segment file.
-    pub fn map(path: &Path) -> std::io::Result<Self> {
-        map_file(path).map(Self::Mapped)
+    pub fn map(storage: &dyn Storage, path: &Path) -> std::io::Result<Self> {
+        storage.map(path).map(Self::Mapped)
     }
 
     /// Reads `len` bytes at `offset` into `buf` (or borrows them from the map).
@@ -87,11 +96,11 @@ impl SegmentReader {
         match self {
             Self::Mapped(map) => {
                 let start = usize::try_from(offset).map_err(|_| FrameError::Truncated)?;
-                map.get(start..start.saturating_add(len)).ok_or(FrameError::Truncated)
+                (**map).as_ref().get(start..start.saturating_add(len)).ok_or(FrameError::Truncated)
             }
             Self::File(file) => {
                 buf.resize(len, 0);
-                file.read_exact_at(buf, offset).map_err(|_| FrameError::Truncated)?;
+                file.read_at(buf, offset).map_err(|_| FrameError::Truncated)?;
                 Ok(buf)
             }
         }

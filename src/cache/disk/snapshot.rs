@@ -16,7 +16,7 @@ pub fn consistent_segments(
     mut each: impl FnMut(&str, &[u8]) -> std::io::Result<()>,
 ) -> Result<u64, DiskError> {
     let mut copied = 0;
-    for id in list_segments(data_dir, false)? {
+    for id in list_segments(&super::RealFs, data_dir, false)? {
         let path = segment::segment_path(data_dir, id);
         let map = segment::map_file(&path).map_err(io_err(&path))?;
         let (records, _) = segment::scan(&map, SEGMENT_HEADER_LEN);

@@ -57,17 +57,16 @@ impl DiskStore {
         for (dir, class) in
             [(self.data_dir.as_path(), None), (&*base.join(QUARANTINE_DIR), Some(2)), (base, Some(3))]
         {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().filter_map(Result::ok) {
-                let Ok(meta) = entry.metadata() else { continue };
-                if !meta.is_file() {
-                    continue;
-                }
-                let hint = entry.file_name().to_string_lossy().ends_with(".hint");
+            let fs = self.fs();
+            for name in fs.list(dir).unwrap_or_default() {
+                let path = dir.join(&name);
+                let Some(len) = (!fs.is_dir(&path)).then(|| fs.len(&path).ok()).flatten() else { continue };
+                let hint = name.ends_with(".hint");
                 match class.unwrap_or(if hint { 1 } else { 0 }) {
-                    0 => usage.segments += meta.len(),
-                    1 => usage.hints += meta.len(),
-                    2 => usage.quarantine += meta.len(),
-                    _ => usage.other += meta.len(),
+                    0 => usage.segments += len,
+                    1 => usage.hints += len,
+                    2 => usage.quarantine += len,
+                    _ => usage.other += len,
                 }
             }
         }

@@ -15,10 +15,10 @@
 //!
 //! A read-only open does not change anything; it reads `data.old/` when `data/` is missing.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::open::list_segments;
+use super::storage::{RealFs, Storage};
 use super::{DATA_DIR, DiskError, io_err};
 
 /// Where the old `data/` waits while a restore swaps in the new one.
@@ -40,41 +40,49 @@ pub enum Recovery {
 /// The data folder to read in `base`: `data/`, or `data.old/` while a swap is interrupted between its renames
 /// (read-only opens do not repair; the next writable open will).
 pub fn data_dir_for_reading(base: &Path) -> PathBuf {
+    data_dir_for_reading_in(&RealFs, base)
+}
+
+pub(super) fn data_dir_for_reading_in(fs: &dyn Storage, base: &Path) -> PathBuf {
     let data = base.join(DATA_DIR);
     let old = base.join(OLD_DATA_DIR);
-    if !data.exists() && old.is_dir() { old } else { data }
+    if !fs.exists(&data) && fs.is_dir(&old) { old } else { data }
 }
 
 /// Finishes or undoes an interrupted swap in `base`, and deletes the staging folder of an interrupted
 /// restore. Call with the writer lock held, before `data/` is read or created.
 pub fn recover(base: &Path) -> Result<Recovery, DiskError> {
+    recover_in(&RealFs, base)
+}
+
+pub(super) fn recover_in(fs: &dyn Storage, base: &Path) -> Result<Recovery, DiskError> {
     let data = base.join(DATA_DIR);
     let old = base.join(OLD_DATA_DIR);
     let staging = base.join(RESTORE_STAGING);
-    if staging.exists() {
+    if fs.exists(&staging) {
         tracing::info!(path = %staging.display(), "deleting the staging folder of an interrupted restore");
-        std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
+        fs.remove_dir_all(&staging).map_err(io_err(&staging))?;
     }
-    if !old.is_dir() {
+    if !fs.is_dir(&old) {
         return Ok(Recovery::Clean);
     }
-    if !data.exists() {
+    if !fs.exists(&data) {
         tracing::warn!(dir = %base.display(), "a restore stopped between its renames; putting the old data back");
-        rename_synced(base, &old, &data)?;
+        rename_synced(fs, base, &old, &data)?;
         return Ok(Recovery::RolledBack);
     }
-    if list_segments(&data, false)?.is_empty() && !list_segments(&old, false)?.is_empty() {
+    if list_segments(fs, &data, false)?.is_empty() && !list_segments(fs, &old, false)?.is_empty() {
         // Only a complete new folder is ever renamed to `data/`, and a backup of an empty cache restores as
         // an empty one; putting the old data back is one of the two outcomes a restore allows.
         tracing::warn!(dir = %base.display(), "data/ holds no segment but data.old/ does; putting the old data back");
         let empty = base.join("data.empty.tmp");
-        rename_synced(base, &data, &empty)?;
-        rename_synced(base, &old, &data)?;
-        std::fs::remove_dir_all(&empty).map_err(io_err(&empty))?;
+        rename_synced(fs, base, &data, &empty)?;
+        rename_synced(fs, base, &old, &data)?;
+        fs.remove_dir_all(&empty).map_err(io_err(&empty))?;
         return Ok(Recovery::RolledBack);
     }
     tracing::info!(dir = %base.display(), "a restore finished its swap; deleting the old data");
-    std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    fs.remove_dir_all(&old).map_err(io_err(&old))?;
     Ok(Recovery::Completed)
 }
 
@@ -83,32 +91,33 @@ pub fn recover(base: &Path) -> Result<Recovery, DiskError> {
 /// would delete a `new_data` inside the staging folder). `crash_point` is called between the steps (tests
 /// stop the process there).
 pub fn swap_in(base: &Path, new_data: &Path, crash_point: impl Fn(&str)) -> Result<(), DiskError> {
+    let fs = &RealFs;
     let data = base.join(DATA_DIR);
     let old = base.join(OLD_DATA_DIR);
     sync_dir(new_data)?;
-    if data.exists() {
-        rename_synced(base, &data, &old)?;
+    if fs.exists(&data) {
+        rename_synced(fs, base, &data, &old)?;
     }
     crash_point("old-moved");
-    rename_synced(base, new_data, &data)?;
+    rename_synced(fs, base, new_data, &data)?;
     if let Some(parent) = new_data.parent() {
         sync_dir(parent)?;
     }
     crash_point("new-in");
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    if fs.exists(&old) {
+        fs.remove_dir_all(&old).map_err(io_err(&old))?;
     }
     Ok(())
 }
 
-fn rename_synced(base: &Path, from: &Path, to: &Path) -> Result<(), DiskError> {
-    std::fs::rename(from, to).map_err(io_err(from))?;
-    sync_dir(base)
+fn rename_synced(fs: &dyn Storage, base: &Path, from: &Path, to: &Path) -> Result<(), DiskError> {
+    fs.rename(from, to).map_err(io_err(from))?;
+    fs.sync_dir(base).map_err(io_err(base))
 }
 
 /// Fsyncs a directory, so the renames and creations in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<(), DiskError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    RealFs.sync_dir(dir).map_err(io_err(dir))
 }
 
 #[cfg(test)]
@@ -122,7 +131,7 @@ mod tests {
     }
 
     fn ids(dir: &Path) -> Vec<u32> {
-        list_segments(dir, false).unwrap()
+        list_segments(&RealFs, dir, false).unwrap()
     }
 
     #[test]
