@@ -137,10 +137,17 @@ impl DiskStore {
             let ranges = state.damage.iter().map(|(seg, d)| (*seg, d.offset, d.len)).collect();
             (entries, blobs, ranges)
         };
+        // Records are read in file order, and each segment's pages are let go once it is done, so the
+        // memory a verify touches stays about one segment, whatever the size of the cache.
+        let (mut entries, mut blobs) = (entries, blobs);
+        blobs.sort_by_key(|(_, loc)| loc.map(|l| (l.segment, l.offset)));
+        entries.sort_by_key(|(_, _, loc, _)| (loc.segment, loc.offset));
+        let mut reading = None;
         let mut report = VerifyReport { damaged_ranges: ranges, ..VerifyReport::default() };
         let mut bad_blobs = HashSet::new();
         for (blob, loc) in &blobs {
             let Some(loc) = loc else { continue };
+            self.move_to_segment(&mut reading, loc.segment);
             report.chunks_checked += 1;
             if let Some(reason) = self.check_record(*loc) {
                 bad_blobs.insert(*blob);
@@ -157,7 +164,9 @@ impl DiskStore {
             }
         }
         let present: HashSet<BlobRef> = blobs.iter().filter(|(_, l)| l.is_some()).map(|(r, _)| *r).collect();
+        self.move_to_segment(&mut reading, u32::MAX);
         for (kind, key, loc, refs) in &entries {
+            self.move_to_segment(&mut reading, loc.segment);
             report.entries_checked += 1;
             let reason = self.check_record(*loc).or_else(|| {
                 refs.iter()
@@ -177,6 +186,7 @@ impl DiskStore {
                 }
             }
         }
+        self.move_to_segment(&mut reading, u32::MAX);
         report.fixed = fix && !report.is_clean();
         if fix {
             self.state.write().damage.clear();
@@ -191,6 +201,17 @@ impl DiskStore {
             }
         }
         Ok(report)
+    }
+
+    /// Notes that reading moves on to `segment` (`u32::MAX`: done); lets the previous segment's pages go.
+    fn move_to_segment(&self, reading: &mut Option<u32>, segment: u32) {
+        if let Some(previous) = *reading
+            && previous != segment
+            && let Some(reader) = self.state.read().readers.get(&previous)
+        {
+            reader.release(self.fs());
+        }
+        *reading = Some(segment);
     }
 
     fn check_record(&self, loc: Loc) -> Option<String> {

@@ -91,6 +91,14 @@ impl SegmentReader {
         storage.map(path).map(Self::Mapped)
     }
 
+    /// Lets the process drop the pages of a mapped segment (see [`Storage::release`]); nothing for the
+    /// active segment, which is read with `pread`.
+    pub fn release(&self, storage: &dyn Storage) {
+        if let Self::Mapped(map) = self {
+            storage.release(map);
+        }
+    }
+
     /// Reads `len` bytes at `offset` into `buf` (or borrows them from the map).
     pub fn read<'a>(&'a self, offset: u64, len: usize, buf: &'a mut Vec<u8>) -> Result<&'a [u8], FrameError> {
         match self {

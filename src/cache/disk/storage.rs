@@ -43,6 +43,9 @@ pub trait Storage: Send + Sync + Debug {
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// The whole file, mapped or copied; the bytes must not change while held (sealed files only).
     fn map(&self, path: &Path) -> io::Result<Mapped>;
+    /// Lets this process's memory drop the pages of a mapping from [`Storage::map`]; they are read again
+    /// from the file when next touched. A hint for long scans (`verify`) that touch every page once.
+    fn release(&self, _map: &Mapped) {}
     /// The whole file, read into memory.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// The length of a file.
@@ -126,6 +129,18 @@ impl Storage for RealFs {
     }
     fn map(&self, path: &Path) -> io::Result<Mapped> {
         Ok(Box::new(super::segment::map_file(path)?))
+    }
+    fn release(&self, map: &Mapped) {
+        let bytes = (**map).as_ref();
+        if bytes.is_empty() {
+            return;
+        }
+        // SAFETY: `map` is a read-only shared file mapping made by `map` above (page-aligned at its start);
+        // MADV_DONTNEED only drops this process's page-table entries for it, and the next access reads the
+        // same, unchanged file pages again (sealed segments are never written in place).
+        unsafe {
+            libc::madvise(bytes.as_ptr() as *mut libc::c_void, bytes.len(), libc::MADV_DONTNEED);
+        }
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
