@@ -4,7 +4,7 @@
 //! "Maximum resident set size" (the kernel's peak RSS, file-backed mapped pages included).
 //!
 //! `INFERNO_RSS_MB` sets the cache sizes in MiB (comma-separated; default `256,2048`); the restore's peak
-//! must stay under 256 MB at every size. Run with
+//! must stay under 256 MB at every size, `--verify` included. Run with
 //! `cargo test --release --test engine restore_rss -- --ignored --nocapture`; the figures are in
 //! docs/performance.md.
 
@@ -102,6 +102,10 @@ fn restore_peak_rss_stays_flat() {
         assert!(
             restore_zst * 1024 < LIMIT_BYTES,
             "compressed restore of {mib} MiB peaked at {restore_zst} KiB"
+        );
+        assert!(
+            restore_verify * 1024 < LIMIT_BYTES,
+            "restore --verify of {mib} MiB peaked at {restore_verify} KiB"
         );
     }
 }

@@ -97,6 +97,9 @@ impl DiskStore {
                     let hint_path = segment::hint_path(&data_dir, id);
                     builder.write(fs, &hint_path, id, bytes.len() as u64).map_err(io_err(&hint_path))?;
                 }
+                // A scan touched every page of the segment: let them go, so opening a cache without hints
+                // (a restored backup) does not hold it all in memory.
+                fs.release(&map);
                 state.readers.insert(id, Arc::new(SegmentReader::Mapped(map)));
             }
         }
