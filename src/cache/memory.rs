@@ -39,10 +39,6 @@ const MAX_SHARDS: usize = 16;
 /// Counters of one tier since it was created; [`MemoryTier::clear`] does not reset them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryStats {
-    /// `get` calls that found their key.
-    pub hits: u64,
-    /// `get` calls that did not.
-    pub misses: u64,
     /// Values stored by `insert`, replacements included.
     pub inserts: u64,
     /// Entries pushed out to make room, plus values refused for being heavier than a shard's byte budget.
@@ -52,14 +48,6 @@ pub struct MemoryStats {
     pub entries: u64,
     /// Bytes held now, as the tier's weight function counts them.
     pub bytes: u64,
-}
-
-impl MemoryStats {
-    /// Hits over lookups, or 0 when there were no lookups.
-    pub fn hit_ratio(&self) -> f64 {
-        let lookups = self.hits + self.misses;
-        if lookups == 0 { 0.0 } else { self.hits as f64 / lookups as f64 }
-    }
 }
 
 /// A cache bounded by `max_entries` and by `max_bytes`, where `weigh` gives each entry's bytes.
@@ -75,9 +63,9 @@ pub struct MemoryTier<K, V> {
 #[repr(align(128))]
 struct Shard<K, V> {
     policy: RwLock<Policy<K, V>>,
-    /// Counted outside the lock's write side, since lookups hold only the read side.
-    hits: AtomicU64,
-    misses: AtomicU64,
+    /// Counted outside the lock's write side. Hits and misses are not counted here: the manager counts
+    /// them per kind, and a second atomic add per lookup cost a hit about as much as the lookup's own
+    /// work in benches/memory_tier.rs.
     inserts: AtomicU64,
     evictions: AtomicU64,
 }
@@ -101,8 +89,6 @@ impl<K: Hash + Eq, V: Clone> MemoryTier<K, V> {
         let shards = (0..count)
             .map(|_| Shard {
                 policy: RwLock::new(Policy::new(shard_max_entries, shard_max_bytes)),
-                hits: AtomicU64::new(0),
-                misses: AtomicU64::new(0),
                 inserts: AtomicU64::new(0),
                 evictions: AtomicU64::new(0),
             })
@@ -115,7 +101,7 @@ impl<K: Hash + Eq, V: Clone> MemoryTier<K, V> {
         self.shards.len()
     }
 
-    /// The value under `key`, counting a hit (which raises the entry's standing) or a miss.
+    /// The value under `key`; a hit raises the entry's standing (its frequency).
     pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -123,13 +109,10 @@ impl<K: Hash + Eq, V: Clone> MemoryTier<K, V> {
     {
         let hash = self.hasher.hash_one(key);
         let shard = self.shard(hash);
-        let found = shard.policy.read().get(hash, key);
-        let counter = if found.is_some() { &shard.hits } else { &shard.misses };
-        counter.fetch_add(1, Ordering::Relaxed);
-        found
+        shard.policy.read().get(hash, key)
     }
 
-    /// The value under `key`, without touching its standing or the hit and miss counters.
+    /// The value under `key`, without touching its standing.
     pub fn peek<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
@@ -202,8 +185,6 @@ impl<K: Hash + Eq, V: Clone> MemoryTier<K, V> {
         let mut stats = MemoryStats::default();
         for shard in &self.shards {
             let policy = shard.policy.read();
-            stats.hits += shard.hits.load(Ordering::Relaxed);
-            stats.misses += shard.misses.load(Ordering::Relaxed);
             stats.inserts += shard.inserts.load(Ordering::Relaxed);
             stats.evictions += shard.evictions.load(Ordering::Relaxed);
             stats.entries += policy.len();

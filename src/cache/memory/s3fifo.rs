@@ -41,15 +41,18 @@ enum Step<K, V> {
     Stuck,
 }
 
+/// One entry. `repr(C)` keeps what a hit touches — the key compared, the value cloned, the frequency raised —
+/// together at the front, so a hit reads no more cache lines than needed.
+#[repr(C)]
 struct Entry<K, V> {
     key: K,
     value: V,
-    weight: u64,
-    hash: u64,
     freq: AtomicU8,
     queue: Queue,
     prev: u32,
     next: u32,
+    weight: u64,
+    hash: u64,
 }
 
 /// A FIFO queue threaded through the slab: entries leave at the head and enter at the tail.
