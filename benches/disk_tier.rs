@@ -27,11 +27,11 @@ use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_g
 use inferno::cache::clock::Expiry;
 use inferno::cache::disk::{DiskStore, EntryWrite, StoreOptions};
 use inferno::cache::{Access, Kind, Manager, response_store};
-use inferno::config::{CacheConfig, CacheType, Config};
+use inferno::config::{CacheConfig, CacheType};
 use xxhash_rust::xxh3::xxh3_64;
 
 mod common;
-use common::{Rng, VALUE_LEN, record, with_new_envelope};
+use common::{Rng, VALUE_LEN, record, selected, with_new_envelope};
 
 const GET_ENTRIES: usize = 100_000;
 const PUT_BATCH: usize = 20_000;
@@ -41,22 +41,8 @@ const REPEAT_ONE_IN: usize = 10;
 const OPEN_SIZES: [usize; 3] = [10_000, 100_000, 1_000_000];
 const MODEL: &str = "llama-3.1-8b-instruct-q4_k_m";
 
-/// Whether the bench named `name` was selected by the filter arguments (criterion's filters are regexes;
-/// a substring match is close enough to decide whether to build a bench's data at all).
-fn selected(name: &str) -> bool {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()) || f.contains(name))
-}
-
 fn cache_config(dir: &Path, kind: CacheType, dedup: bool) -> CacheConfig {
-    let mut config = Config::default().cache;
-    config.base_dir = dir.to_path_buf();
-    config.kind = kind;
-    config.compression.enabled = true;
-    config.compression.algorithm = inferno::config::CompressionAlgorithm::Zstd;
-    config.compression.level = 3;
-    config.deduplication.enabled = dedup;
-    config
+    common::zstd_cache_config(dir, kind, dedup)
 }
 
 /// Bytes of disk blocks used by the files under `dir`.

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use inferno::cache::{Access, Manager, response_store};
-use inferno::config::{CacheConfig, CacheType, Config, Encryption};
+use inferno::config::{CacheConfig, CacheType, Encryption};
 
 mod common;
-use common::{Rng, record, with_new_envelope};
+use common::{Rng, record, selected, with_new_envelope};
 
 const GET_ENTRIES: usize = 20_000;
 const PUT_BATCH: usize = 10_000;
@@ -34,19 +34,8 @@ const SETTINGS: [(&str, Encryption); 3] = [
     ("chacha20-poly1305", Encryption::ChaCha20Poly1305),
 ];
 
-fn selected(name: &str) -> bool {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()) || f.contains(name))
-}
-
 fn cache_config(dir: &Path, kind: CacheType, encryption: Encryption) -> CacheConfig {
-    let mut config = Config::default().cache;
-    config.base_dir = dir.to_path_buf();
-    config.kind = kind;
-    config.compression.enabled = true;
-    config.compression.algorithm = inferno::config::CompressionAlgorithm::Zstd;
-    config.compression.level = 3;
-    config.deduplication.enabled = true;
+    let mut config = common::zstd_cache_config(dir, kind, true);
     if encryption != Encryption::None {
         let key = dir.with_extension("key");
         std::fs::write(&key, [0x5a; 32]).expect("write key");

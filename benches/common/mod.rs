@@ -188,3 +188,26 @@ pub fn with_new_envelope(record: &[u8], rng: &mut Rng, index: usize) -> Vec<u8> 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// Whether the bench named `name` was selected by the filter arguments (criterion's filters are regexes;
+/// a substring match is close enough to decide whether to build a bench's data at all).
+pub fn selected(name: &str) -> bool {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()) || f.contains(name))
+}
+
+/// The cache the disk benches measure: `kind` in `dir`, zstd-3, dedup as given.
+pub fn zstd_cache_config(
+    dir: &std::path::Path,
+    kind: inferno::config::CacheType,
+    dedup: bool,
+) -> inferno::config::CacheConfig {
+    let mut config = inferno::config::Config::default().cache;
+    config.base_dir = dir.to_path_buf();
+    config.kind = kind;
+    config.compression.enabled = true;
+    config.compression.algorithm = inferno::config::CompressionAlgorithm::Zstd;
+    config.compression.level = 3;
+    config.deduplication.enabled = dedup;
+    config
+}
