@@ -49,13 +49,7 @@ fn sealed_get_hit(c: &mut Criterion) {
     if !selected("sealed_get_hit") {
         return;
     }
-    let mut rng = Rng(42);
-    let keys: Vec<String> = (0..GET_ENTRIES).map(|_| rng.hex(64)).collect();
-    let values: Vec<Vec<u8>> = (0..GET_ENTRIES).map(|i| record(&mut rng, i)).collect();
-    let mut hits = keys.clone();
-    for i in (1..hits.len()).rev() {
-        hits.swap(i, rng.below(i + 1));
-    }
+    let (keys, values, hits) = common::keyed_records(&mut Rng(42), GET_ENTRIES);
     let root = tempfile::tempdir().expect("temp dir");
     let mut group = c.benchmark_group("sealed_get_hit");
     for (name, encryption) in SETTINGS {

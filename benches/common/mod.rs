@@ -211,3 +211,14 @@ pub fn zstd_cache_config(
     config.deduplication.enabled = dedup;
     config
 }
+
+/// `n` stored records under 64-hex-digit keys, and the same keys again in shuffled order (the lookups).
+pub fn keyed_records(rng: &mut Rng, n: usize) -> (Vec<String>, Vec<Vec<u8>>, Vec<String>) {
+    let keys: Vec<String> = (0..n).map(|_| rng.hex(64)).collect();
+    let values: Vec<Vec<u8>> = (0..n).map(|i| record(rng, i)).collect();
+    let mut lookups = keys.clone();
+    for i in (1..lookups.len()).rev() {
+        lookups.swap(i, rng.below(i + 1));
+    }
+    (keys, values, lookups)
+}
