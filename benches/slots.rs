@@ -111,7 +111,8 @@ fn direct(ctx: &mut LlamaContext<'_>, prompts: &[Vec<LlamaToken>], new_tokens: u
 
 fn slots(c: &mut Criterion) {
     let path = model_path();
-    let config = SlotConfig { parallel: STREAMS as u32, queue_size: 512, max_context: SHAPE.n_ctx };
+    let config =
+        SlotConfig { parallel: STREAMS as u32, queue_size: 512, max_context: SHAPE.n_ctx, prefix: None };
     let model = GgufModel::load_with(&path, &config).expect("load through the slots");
     let backend = backend().expect("backend");
     let raw = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default()).expect("load");

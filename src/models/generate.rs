@@ -43,7 +43,7 @@ impl Default for GenerateParams {
 
 /// The inference slots of a loaded GGUF model: how many requests it decodes together, how many may wait
 /// for a slot, and the context they share.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SlotConfig {
     /// Sequences decoded together in one batch (`server.parallel`).
     pub parallel: u32,
@@ -51,11 +51,13 @@ pub struct SlotConfig {
     pub queue_size: u32,
     /// Largest context: the slots share the model's training context, at most this many tokens.
     pub max_context: u32,
+    /// The prompt-prefix KV cache the slots restore from and save to (`[cache.kv]`), if any.
+    pub prefix: Option<super::prefix::PrefixConfig>,
 }
 
 impl Default for SlotConfig {
     fn default() -> Self {
-        Self { parallel: 16, queue_size: 512, max_context: 4096 }
+        Self { parallel: 16, queue_size: 512, max_context: 4096, prefix: None }
     }
 }
 
@@ -128,6 +130,9 @@ pub struct Generation {
     pub prompt_tokens: usize,
     /// Tokens generated.
     pub completion_tokens: usize,
+    /// Prompt tokens restored from the prompt-prefix KV cache instead of being prefilled (OpenAI's
+    /// `usage.prompt_tokens_details.cached_tokens`).
+    pub cached_tokens: usize,
     /// Why it ended.
     pub finish_reason: FinishReason,
 }

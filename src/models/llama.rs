@@ -242,7 +242,13 @@ impl GgufModel {
                         self.slots.nudge();
                         while rx.recv().is_ok() {}
                         let finish_reason = FinishReason::Stop;
-                        return Ok(Generation { text, prompt_tokens, completion_tokens, finish_reason });
+                        return Ok(Generation {
+                            text,
+                            prompt_tokens,
+                            completion_tokens,
+                            cached_tokens: 0,
+                            finish_reason,
+                        });
                     }
                 }
                 Ok(Event::Done(done)) => {

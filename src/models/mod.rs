@@ -16,6 +16,8 @@
 //!   library is loaded at run time (`ORT_DYLIB_PATH`, else where `scripts/setup.sh` installs it).
 //! - [`embedding`] and [`tokenizer`] (cargo feature `onnx`): which ONNX models are embedding models and how
 //!   inputs (vectors, texts through a HuggingFace `tokenizer.json`, token ids) become embeddings.
+//! - [`prefix`]: the seam between a model's slots and the prompt-prefix KV cache (a store of saved sequence
+//!   states).
 //! - [`pages`]: model files and the OS page cache: how much of a file is cached, dropping it, and warming it
 //!   (one sequential read that also yields the file's fingerprint).
 
@@ -35,5 +37,6 @@ pub mod onnx;
 pub mod onnx_graph;
 pub mod pages;
 pub mod pool;
+pub mod prefix;
 #[cfg(feature = "onnx")]
 pub mod tokenizer;

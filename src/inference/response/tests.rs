@@ -18,6 +18,7 @@ fn generation() -> Generation {
         text: "defghijk".into(),
         prompt_tokens: 5,
         completion_tokens: 8,
+        cached_tokens: 0,
         finish_reason: FinishReason::Length,
     }
 }

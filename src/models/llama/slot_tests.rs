@@ -62,7 +62,8 @@ fn a_full_queue_refuses_and_a_request_that_stops_frees_its_slot() {
     let path = dir.path().join("long.gguf");
     tiny_llama_with_context(4096).unwrap().write_path(&path).unwrap();
     let model =
-        GgufModel::load_with(&path, &SlotConfig { parallel: 1, queue_size: 0, max_context: 4096 }).unwrap();
+        GgufModel::load_with(&path, &SlotConfig { parallel: 1, queue_size: 0, ..SlotConfig::default() })
+            .unwrap();
     let params = GenerateParams { max_tokens: 4000, ..GenerateParams::default() };
     let (started_tx, started_rx) = mpsc::channel();
     let (hold_tx, hold_rx) = mpsc::channel::<()>();

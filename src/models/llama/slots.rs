@@ -445,6 +445,7 @@ fn finish(
                 text: seq.stream.into_text(),
                 prompt_tokens: seq.job.tokens.len(),
                 completion_tokens: seq.completion_tokens,
+                cached_tokens: 0,
                 finish_reason,
             })
         }
