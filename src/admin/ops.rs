@@ -7,7 +7,7 @@ use crate::admin::{
     BackupRequest, BackupView, ClearRequest, CompactView, RemovalView, VerifyRequest, VerifyView,
 };
 use crate::cache::ops::backup::{self, BackupError};
-use crate::cache::{CacheError, Manager};
+use crate::cache::{CacheError, Manager, TrainReport};
 use crate::config::CacheConfig;
 
 /// Why an operation failed.
@@ -47,6 +47,13 @@ pub fn clear(manager: &Manager, request: &ClearRequest) -> Result<RemovalView, O
 pub fn compact(manager: &Manager) -> Result<CompactView, OpError> {
     manager.reseal(&|_, _| {})?;
     Ok(CompactView::from(&manager.compact()?))
+}
+
+/// Trains a zstd dictionary on the cache's responses and makes it current unless worse than the current one.
+pub fn train_dictionary(manager: &Manager) -> Result<TrainReport, OpError> {
+    let report = manager.train_dictionary()?;
+    manager.flush()?;
+    Ok(report)
 }
 
 /// Checks every record and the permissions of the cache directory; with `fix`, quarantines what is

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::cache::disk::{CompactReport, VerifyReport};
 use crate::cache::ops::backup::Manifest;
 use crate::cache::private::{self, Loose};
-use crate::cache::{CacheReport, Kind, Removal};
+use crate::cache::{CacheReport, DICTIONARY_KIND, Kind, Removal};
 use crate::models::pool::ModelCacheStats;
 
 /// `GET /v1/cache/stats`: the [`CacheReport`] of the server's open cache (live counters included) and the
@@ -129,6 +129,9 @@ pub struct CompactView {
     pub records_kept: u64,
     /// Damaged records left behind.
     pub damaged_skipped: u64,
+    /// Records whose value was re-encoded under the current zstd dictionary.
+    #[serde(default)]
+    pub reencoded: u64,
 }
 
 impl From<&CompactReport> for CompactView {
@@ -138,6 +141,7 @@ impl From<&CompactReport> for CompactView {
             bytes_after: r.bytes_after,
             records_kept: r.records_kept,
             damaged_skipped: r.damaged_skipped,
+            reencoded: r.reencoded,
         }
     }
 }
@@ -145,7 +149,7 @@ impl From<&CompactReport> for CompactView {
 /// One damaged record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DamagedView {
-    /// `response`, `model`, `metadata`, or `chunk`.
+    /// `response`, `model`, `metadata`, `dictionary`, or `chunk`.
     pub kind: String,
     /// Its key (for chunks, the chunk reference).
     pub key: String,
@@ -209,7 +213,11 @@ impl VerifyView {
 impl From<&VerifyReport> for VerifyView {
     fn from(r: &VerifyReport) -> Self {
         let damaged = r.damaged.iter().map(|d| DamagedView {
-            kind: Kind::from_code(d.kind).map_or("chunk", Kind::name).to_string(),
+            kind: match d.kind {
+                DICTIONARY_KIND => "dictionary",
+                code => Kind::from_code(code).map_or("chunk", Kind::name),
+            }
+            .to_string(),
             key: d.key.clone(),
             segment: d.segment,
             offset: d.offset,

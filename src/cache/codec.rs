@@ -1,8 +1,11 @@
-//! Value codecs: how a value's bytes are stored (raw, gzip or zstd) and read back.
+//! Value codecs: how a value's bytes are stored (raw, gzip, zstd, or zstd with a trained dictionary) and
+//! read back.
 //!
 //! [`Codec`] turns `[cache.compression]` and `persistence.compression_threshold_kb` into one encode policy:
 //! values shorter than the threshold, and values that compression does not make strictly smaller, are
-//! stored raw. [`Codec::decode`] reads every codec whatever the current config says, because a record keeps
+//! stored raw. Given a zstd [`Dictionary`] ([`Codec::encode_with`]), every value is compressed with it
+//! whatever its size (a dictionary pays off on small values), and still stored raw when that is not
+//! smaller. [`Codec::decode`] reads every codec whatever the current config says, because a record keeps
 //! the codec it was written with. Decoding treats its input as untrusted: it never panics and never produces
 //! more than the raw length recorded with the value. Compression contexts live per thread and are reused,
 //! since setting one up costs more than compressing a small response.
@@ -16,9 +19,12 @@ use thiserror::Error;
 
 use crate::config::{CacheConfig, CompressionAlgorithm, CompressionConfig};
 
+pub mod dictionary;
 mod gzip;
 #[cfg(test)]
 mod tests;
+
+pub use dictionary::{Dictionaries, Dictionary, DictionaryError};
 
 /// The codec a stored value was written with.
 ///
@@ -32,6 +38,9 @@ pub enum CodecId {
     Gzip = 1,
     /// `2`: one Zstandard frame (RFC 8878).
     Zstd = 2,
+    /// `3`: one Zstandard frame compressed with a dictionary the cache trained; the frame header names the
+    /// dictionary's id.
+    ZstdDict = 3,
 }
 
 impl CodecId {
@@ -41,6 +50,7 @@ impl CodecId {
             CodecId::None => "none",
             CodecId::Gzip => "gzip",
             CodecId::Zstd => "zstd",
+            CodecId::ZstdDict => "zstd-dict",
         }
     }
 }
@@ -59,6 +69,7 @@ impl TryFrom<u8> for CodecId {
             0 => Ok(CodecId::None),
             1 => Ok(CodecId::Gzip),
             2 => Ok(CodecId::Zstd),
+            3 => Ok(CodecId::ZstdDict),
             other => Err(CodecError::UnknownCodec(other)),
         }
     }
@@ -99,6 +110,10 @@ pub enum CodecError {
         /// The raw length recorded with the value.
         expected: u64,
     },
+    /// The value was compressed with a dictionary this cache does not hold (deleted, damaged, or never
+    /// loaded by this process).
+    #[error("the value needs zstd dictionary {0}, which this cache does not hold")]
+    MissingDictionary(u32),
     /// The stored bytes are not valid data for their codec.
     #[error("stored {codec} data is corrupt: {reason}")]
     Corrupt {
@@ -162,6 +177,36 @@ impl Codec {
         }
     }
 
+    /// Encodes `raw` as [`encode`](Self::encode) does, or, given a dictionary while the policy is zstd, with
+    /// that dictionary and whatever the threshold ([`CodecId::ZstdDict`]); raw when that is not smaller.
+    pub fn encode_with<'a>(
+        &self,
+        raw: &'a [u8],
+        scratch: &'a mut Vec<u8>,
+        dictionary: Option<&Dictionary>,
+    ) -> (CodecId, &'a [u8]) {
+        match dictionary {
+            Some(dictionary) if self.id == CodecId::Zstd => {
+                if zstd_dict_compress(raw, dictionary, scratch) && scratch.len() < raw.len() {
+                    (CodecId::ZstdDict, scratch.as_slice())
+                } else {
+                    (CodecId::None, raw)
+                }
+            }
+            _ => self.encode(raw, scratch),
+        }
+    }
+
+    /// Whether [`encode_with`](Self::encode_with) uses a dictionary it is given (the policy is zstd).
+    pub fn takes_dictionary(&self) -> bool {
+        self.id == CodecId::Zstd
+    }
+
+    /// The compression level of the policy (0 when compression is off).
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
     /// Decodes a value stored with codec `id` whose raw form is `raw_len` bytes long.
     ///
     /// Returns `stored` itself for [`CodecId::None`], otherwise the decoded bytes in `out` (overwritten).
@@ -173,6 +218,18 @@ impl Codec {
         stored: &'a [u8],
         raw_len: usize,
         out: &'a mut Vec<u8>,
+    ) -> Result<&'a [u8], CodecError> {
+        Self::decode_with(id, stored, raw_len, out, &Dictionaries::default())
+    }
+
+    /// [`decode`](Self::decode), reading [`CodecId::ZstdDict`] values with the dictionary of `dictionaries`
+    /// their frame names ([`CodecError::MissingDictionary`] when it is not there).
+    pub fn decode_with<'a>(
+        id: CodecId,
+        stored: &'a [u8],
+        raw_len: usize,
+        out: &'a mut Vec<u8>,
+        dictionaries: &Dictionaries,
     ) -> Result<&'a [u8], CodecError> {
         match id {
             CodecId::None if stored.len() == raw_len => Ok(stored),
@@ -186,7 +243,17 @@ impl Codec {
                 Ok(out.as_slice())
             }
             CodecId::Zstd => {
-                zstd_decompress(stored, raw_len, out)?;
+                zstd_decompress(stored, raw_len, out, None)?;
+                Ok(out.as_slice())
+            }
+            CodecId::ZstdDict => {
+                let wanted = dictionary::frame_dictionary_id(stored).ok_or_else(|| CodecError::Corrupt {
+                    codec: id,
+                    reason: "the frame names no dictionary".into(),
+                })?;
+                let dictionary =
+                    dictionaries.get(wanted).ok_or(CodecError::MissingDictionary(wanted))?;
+                zstd_decompress(stored, raw_len, out, Some(dictionary))?;
                 Ok(out.as_slice())
             }
         }
@@ -198,6 +265,24 @@ thread_local! {
         const { RefCell::new(None) };
     static ZSTD_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
+    static ZSTD_DICT_COMPRESSOR: RefCell<Option<zstd::zstd_safe::CCtx<'static>>> =
+        const { RefCell::new(None) };
+    static ZSTD_DICT_DECOMPRESSOR: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// Compresses `raw` into `out` as one zstd frame with `dictionary` (its id and the content size in the frame
+/// header, no checksum), at the level the dictionary was prepared for; false on failure.
+fn zstd_dict_compress(raw: &[u8], dictionary: &Dictionary, out: &mut Vec<u8>) -> bool {
+    ZSTD_DICT_COMPRESSOR.with_borrow_mut(|slot| {
+        if slot.is_none() {
+            *slot = zstd::zstd_safe::CCtx::try_create();
+        }
+        let Some(context) = slot.as_mut() else { return false };
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        context.compress_using_cdict(out, raw, dictionary.for_compression()).is_ok()
+    })
 }
 
 /// Compresses `raw` into `out` as one zstd frame (content size in the header, no checksum); false on failure.
@@ -223,9 +308,14 @@ fn zstd_compress(raw: &[u8], level: u32, out: &mut Vec<u8>) -> bool {
     })
 }
 
-/// Decompresses one zstd frame into exactly `raw_len` bytes of `out`.
-fn zstd_decompress(stored: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    let codec = CodecId::Zstd;
+/// Decompresses one zstd frame (with `dictionary` when given) into exactly `raw_len` bytes of `out`.
+fn zstd_decompress(
+    stored: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+    dictionary: Option<&Dictionary>,
+) -> Result<(), CodecError> {
+    let codec = if dictionary.is_some() { CodecId::ZstdDict } else { CodecId::Zstd };
     let corrupt = |reason: String| CodecError::Corrupt { codec, reason };
     match zstd::zstd_safe::get_frame_content_size(stored) {
         Ok(Some(size)) if size != raw_len as u64 => {
@@ -236,7 +326,35 @@ fn zstd_decompress(stored: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(
     }
     out.clear();
     out.resize(raw_len, 0);
-    let written = ZSTD_DECOMPRESSOR.with_borrow_mut(|slot| {
+    let written = match dictionary {
+        Some(dictionary) => ZSTD_DICT_DECOMPRESSOR.with_borrow_mut(|slot| {
+            if slot.is_none() {
+                *slot = zstd::zstd_safe::DCtx::try_create();
+            }
+            let Some(context) = slot.as_mut() else {
+                return Err(corrupt("no zstd decompression context".to_string()));
+            };
+            // As below: the destination is exactly `raw_len` long.
+            context
+                .decompress_using_ddict(out.as_mut_slice(), stored, dictionary.for_decompression())
+                .map_err(|code| corrupt(zstd::zstd_safe::get_error_name(code).to_string()))
+        })?,
+        None => zstd_plain_decompress(stored, out, &corrupt)?,
+    };
+    if written != raw_len {
+        out.clear();
+        return Err(CodecError::LengthMismatch { codec, expected: raw_len as u64, found: written as u64 });
+    }
+    Ok(())
+}
+
+/// Decompresses one zstd frame without a dictionary into `out` (already `raw_len` long); the bytes written.
+fn zstd_plain_decompress(
+    stored: &[u8],
+    out: &mut [u8],
+    corrupt: &dyn Fn(String) -> CodecError,
+) -> Result<usize, CodecError> {
+    ZSTD_DECOMPRESSOR.with_borrow_mut(|slot| {
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| corrupt(e.to_string()))?);
         }
@@ -245,11 +363,6 @@ fn zstd_decompress(stored: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<(
         };
         // The destination is exactly `raw_len` long, so a longer value fails here instead of growing.
         // zstd reports a value longer than that as "Destination buffer is too small".
-        decompressor.decompress_to_buffer(stored, out.as_mut_slice()).map_err(|e| corrupt(e.to_string()))
-    })?;
-    if written != raw_len {
-        out.clear();
-        return Err(CodecError::LengthMismatch { codec, expected: raw_len as u64, found: written as u64 });
-    }
-    Ok(())
+        decompressor.decompress_to_buffer(stored, out).map_err(|e| corrupt(e.to_string()))
+    })
 }

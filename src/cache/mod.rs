@@ -9,7 +9,8 @@
 //! - [`disk`]: the disk tier — append-only segments, the index (with dedup refcounts), compaction.
 //! - [`remote`]: the shared tier on Redis (standalone or cluster) behind both, for fleets of servers.
 //! - [`record`]: the framing of one stored record (header, body, checksum), shared by the disk and remote tiers.
-//! - [`codec`]: how a value's bytes are stored (raw, gzip or zstd), with the on-disk codec ids.
+//! - [`codec`]: how a value's bytes are stored (raw, gzip, zstd, or zstd with a dictionary trained on the
+//!   cache's own responses), with the on-disk codec ids.
 //! - [`dedup`]: content-defined chunking and content hashes: how equal payloads come to share storage.
 //! - [`response_store`]: the cache key of a request (canonical form) and the envelope/payload split of
 //!   responses.
@@ -36,7 +37,8 @@ pub mod semantic;
 
 pub use kind::Kind;
 pub use manager::{
-    Access, CacheError, EntryInfo, Filter, HousekeepingReport, Manager, Removal, ResealReport,
+    Access, CacheError, DICTIONARY_KIND, DictionaryReport, EntryInfo, Filter, HousekeepingReport, Manager,
+    Removal, ResealReport, TrainReport,
 };
 pub use observe::report::CacheReport;
 pub use observe::stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot};

@@ -36,6 +36,7 @@ pub(super) fn action_of(command: &CacheCommand) -> Option<&'static str> {
         CacheCommand::Clear(_) => "clear",
         CacheCommand::Cleanup(_) => "cleanup",
         CacheCommand::Compact => "compact",
+        CacheCommand::TrainDictionary => "train-dictionary",
         CacheCommand::Verify(args) if args.fixes() => "verify",
         CacheCommand::Repair(_) => "repair",
         CacheCommand::Backup(args) if !args.is_list() => "backup",

@@ -22,8 +22,8 @@ use crate::cache::ops::backup::BackupError;
 use crate::config::{self, LoadOptions};
 
 /// Commands that go through a running server, for messages.
-const FORWARDED: &str = "cache stats, metrics, clear, cleanup, compact, verify, repair, warm --model/--directory, \
-                         backup and export --format json|prometheus";
+const FORWARDED: &str = "cache stats, metrics, clear, cleanup, compact, train-dictionary, verify, repair, \
+                         warm --model/--directory, backup and export --format json|prometheus";
 
 /// A server answering on the admin socket of a cache directory.
 #[derive(Debug)]

@@ -215,6 +215,9 @@ pub fn compact(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
         bytes(report.bytes_before.saturating_sub(report.bytes_after)),
         report.records_kept
     );
+    if report.reencoded > 0 {
+        writeln!(out, "{} values re-encoded under the current zstd dictionary", report.reencoded)?;
+    }
     if report.damaged_skipped > 0 {
         writeln!(
             out,

@@ -7,6 +7,7 @@ mod alerts;
 mod audit;
 mod backup;
 mod configure;
+mod dictionary;
 mod live;
 mod manage;
 mod models;
@@ -123,6 +124,8 @@ pub enum CacheCommand {
     Cleanup(manage::CleanupArgs),
     /// Rewrite the disk tier without removed, overwritten and expired data; prints bytes before and after.
     Compact,
+    /// Train a zstd dictionary on the cached responses now and compress new responses with it.
+    TrainDictionary,
     /// Check every checksum and reference; --fix quarantines what is damaged.
     Verify(manage::VerifyArgs),
     /// Quarantine damaged records (asks first on a terminal unless --auto-fix).
@@ -230,6 +233,7 @@ fn cache_command(options: &LoadOptions, command: CacheCommand, json: bool) -> an
         CacheCommand::Clear(args) => manage::clear(options, &args, json),
         CacheCommand::Cleanup(args) => manage::cleanup(options, &args, json),
         CacheCommand::Compact => manage::compact(options, json),
+        CacheCommand::TrainDictionary => dictionary::train(options, json),
         CacheCommand::Verify(args) => manage::verify(options, &args, json),
         CacheCommand::Repair(args) => manage::repair(options, &args, json),
         CacheCommand::DiskUsage(args) => manage::disk_usage(options, &args, json),

@@ -10,7 +10,7 @@ use clap::Args;
 use crate::admin::{LiveStats, ServerInfo};
 use crate::cache::disk::WriteFaultSnapshot;
 use crate::cache::observe::report::RemoteReport;
-use crate::cache::{Access, CacheReport};
+use crate::cache::{Access, CacheReport, DictionaryReport};
 use crate::config::LoadOptions;
 
 use super::live::LiveServer;
@@ -99,6 +99,22 @@ fn remote_section(remote: &RemoteReport, out: &mut String) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The dictionaries and the ratio with and without them, measured on the same values.
+fn dictionary_line(d: &DictionaryReport, out: &mut String) -> anyhow::Result<()> {
+    let ratio = |r: Option<f64>| r.map_or("n/a".to_string(), |r| format!("{r:.2}x"));
+    writeln!(
+        out,
+        "Dictionary: {} stored ({}), current {}; compression {} with it, {} without (measured on {} values)",
+        d.dictionaries,
+        bytes(d.dictionary_bytes),
+        d.current_id.map_or("none".to_string(), |id| id.to_string()),
+        ratio(d.ratio_with_dictionary),
+        ratio(d.ratio_without_dictionary),
+        thousands(d.measured_values)
+    )?;
+    Ok(())
+}
+
 /// Runs `cache stats`.
 pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Result<()> {
     let (report, server) = measure(options)?;
@@ -137,6 +153,9 @@ pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Res
             percent(Some(disk.usage_ratio))
         )?;
         write_faults(&disk.writes, &mut out)?;
+    }
+    if let Some(dictionary) = &report.dictionary {
+        dictionary_line(dictionary, &mut out)?;
     }
     if let Some(dedup) = &report.dedup {
         writeln!(

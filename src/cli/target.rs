@@ -6,7 +6,7 @@ use crate::admin::ops::{self, OpError};
 use crate::admin::{
     BackupRequest, BackupView, ClearRequest, CompactView, RemovalView, VerifyRequest, VerifyView,
 };
-use crate::cache::Access;
+use crate::cache::{Access, TrainReport};
 use crate::config::{self, LoadOptions};
 
 use super::UsageError;
@@ -46,6 +46,16 @@ impl<'a> Target<'a> {
         match self {
             Self::Live(server) => server.post("/v1/cache/compact", &serde_json::json!({})),
             Self::Local(options) => ops::compact(&open_cache(options, Access::ReadWrite)?).map_err(usage),
+        }
+    }
+
+    /// Trains a zstd dictionary on the cached responses ([`ops::train_dictionary`]).
+    pub(super) fn train_dictionary(&self) -> anyhow::Result<TrainReport> {
+        match self {
+            Self::Live(server) => server.post("/v1/cache/train-dictionary", &serde_json::json!({})),
+            Self::Local(options) => {
+                ops::train_dictionary(&open_cache(options, Access::ReadWrite)?).map_err(usage)
+            }
         }
     }
 

@@ -86,6 +86,16 @@ pub const KEYS: &[Key] = &[
     on(key("cache.compression.enabled", Kind::Bool, "compress values; false stores them raw")),
     alias(on(key("cache.compression.algorithm", Kind::Text, "none | gzip | zstd")), "INFERNO_CACHE_COMPRESS"),
     on(key("cache.compression.level", Kind::Integer, "1-9 for gzip, 1-21 for zstd")),
+    on(key(
+        "cache.compression.dictionary",
+        Kind::Bool,
+        "zstd only: train a dictionary on cached responses and compress them with it",
+    )),
+    on(key(
+        "cache.compression.dictionary_samples",
+        Kind::Integer,
+        "response entries before the first dictionary; a retrain is tried every 10x as many puts",
+    )),
     on(key("cache.deduplication.enabled", Kind::Bool, "store identical values once")),
     on(key("cache.deduplication.algorithm", Kind::Text, "content hash: blake3 | xxhash")),
     on(key(

@@ -184,11 +184,33 @@ pub struct CompressionConfig {
     pub algorithm: CompressionAlgorithm,
     /// 1-9 for gzip, 1-21 for zstd.
     pub level: u32,
+    /// With zstd: train a dictionary on the cached responses and compress responses with it
+    /// (docs/format.md, "Dictionaries").
+    pub dictionary: bool,
+    /// Response entries stored before the first dictionary is trained; every ten times as many response
+    /// puts, a retrain is tried.
+    pub dictionary_samples: u32,
 }
 
 impl Default for CompressionConfig {
     fn default() -> Self {
-        Self { enabled: true, algorithm: CompressionAlgorithm::Zstd, level: 3 }
+        Self {
+            enabled: true,
+            algorithm: CompressionAlgorithm::Zstd,
+            level: 3,
+            dictionary: true,
+            dictionary_samples: 1000,
+        }
+    }
+}
+
+impl CompressionConfig {
+    /// The range `dictionary_samples` must be in.
+    pub const DICTIONARY_SAMPLES: std::ops::RangeInclusive<u32> = 16..=1_000_000;
+
+    /// Whether responses are compressed with a trained dictionary: compression on, zstd, `dictionary`.
+    pub fn uses_dictionary(&self) -> bool {
+        self.enabled && self.algorithm == CompressionAlgorithm::Zstd && self.dictionary
     }
 }
 
@@ -656,6 +678,12 @@ impl Config {
             (256..=4 * 1024 * 1024).contains(&chunk),
             "cache.deduplication.chunk_size",
             format!("{chunk} bytes is out of range (256 B to 4 MiB)"),
+        );
+        let samples = CompressionConfig::DICTIONARY_SAMPLES;
+        check(
+            samples.contains(&c.compression.dictionary_samples),
+            "cache.compression.dictionary_samples",
+            format!("must be {}-{}", samples.start(), samples.end()),
         );
         check(c.model.max_models >= 1, "cache.model.max_models", "must be at least 1".into());
         check(

@@ -44,6 +44,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/cache/warm", post(warm_model))
         .route("/v1/cache/verify", post(verify))
         .route("/v1/cache/compact", post(compact))
+        .route("/v1/cache/train-dictionary", post(train_dictionary))
         .route("/v1/cache/flush", post(flush))
         .route("/v1/cache/backup", post(backup_cache))
 }
@@ -158,6 +159,12 @@ async fn verify(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
 /// unread body would make the connection close under the client).
 async fn compact(State(state): State<Arc<AppState>>, _body: Bytes) -> Response {
     blocking(state, |state| Ok(ops::compact(&state.manager)?)).await
+}
+
+/// `POST /v1/cache/train-dictionary`: trains a zstd dictionary on the cached responses now (a body is read
+/// and ignored).
+async fn train_dictionary(State(state): State<Arc<AppState>>, _body: Bytes) -> Response {
+    blocking(state, |state| Ok(ops::train_dictionary(&state.manager)?)).await
 }
 
 /// `POST /v1/cache/flush`: makes every write so far durable now (a body is read and ignored).

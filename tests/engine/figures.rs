@@ -232,7 +232,12 @@ fn compressed_sizes_match_the_codecs_run_in_the_test() {
 #[test]
 fn incompressible_values_are_stored_raw_again_and_again() {
     std::thread::spawn(|| {
-        let config = CompressionConfig { enabled: true, algorithm: CompressionAlgorithm::Gzip, level: 6 };
+        let config = CompressionConfig {
+            enabled: true,
+            algorithm: CompressionAlgorithm::Gzip,
+            level: 6,
+            ..CompressionConfig::default()
+        };
         let codec = Codec::new(&config, THRESHOLD as u64);
         let raw = util::make_value(15_897, Style::Noise, 0x6042_8af8_bcfa_7ee3);
         for round in 0..8 {

@@ -83,6 +83,8 @@ mod guide;
 mod guide_gaps;
 /// `cache clear`, `cleanup`, `compact`, `verify`, `repair` and `disk-usage`: effects on entries and disk.
 mod manage;
+/// `cache train-dictionary`, `stats` with and without the dictionary, compaction re-encoding, bad settings.
+mod dictionary;
 /// An HTTP receiver and an SMTP server (aiosmtpd) for the alert tests.
 mod receivers;
 /// redis-server processes and a Redis Cluster formed by the tests.

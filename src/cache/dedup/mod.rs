@@ -14,18 +14,19 @@ pub mod chunk;
 pub mod hash;
 pub mod splice;
 
-use crate::cache::codec::{Codec, CodecId};
+use crate::cache::codec::{Codec, CodecId, Dictionaries};
 use crate::cache::disk::DiskStore;
 use crate::cache::record::BlobRef;
 
 /// Whether the chunk stored under `blob` holds exactly `raw`: the check a weak hash needs before a new value
-/// shares a stored chunk. A chunk that cannot be read or decoded is not the same.
-pub fn same_bytes(disk: &DiskStore, blob: &BlobRef, raw: &[u8]) -> bool {
+/// shares a stored chunk. A chunk that cannot be read or decoded (with `dictionaries`) is not the same.
+pub fn same_bytes(disk: &DiskStore, blob: &BlobRef, raw: &[u8], dictionaries: &Dictionaries) -> bool {
     let Ok(Some(chunk)) = disk.get_blob(blob) else { return false };
     if chunk.raw_len as usize != raw.len() {
         return false;
     }
     let Ok(codec) = CodecId::try_from(chunk.codec) else { return false };
     let mut out = Vec::new();
-    Codec::decode(codec, &chunk.bytes, chunk.raw_len as usize, &mut out).is_ok_and(|decoded| decoded == raw)
+    Codec::decode_with(codec, &chunk.bytes, chunk.raw_len as usize, &mut out, dictionaries)
+        .is_ok_and(|decoded| decoded == raw)
 }

@@ -14,11 +14,15 @@
 //! copied through the writer, the index forgets what is still in the victims (expired entries, chunks
 //! nothing uses, in a full pass the tombstones) and the victims are deleted.
 //!
+//! A pass may be given a [`Reencode`] hook: each record it copies is offered to it, and a record it
+//! rewrites is copied with the new codec byte and value (same sequence number, new checksum). The manager
+//! uses it to re-encode values under its current zstd dictionary; this module never interprets values.
+//!
 //! It needs free space of about one segment beyond what it frees. A crash at any point leaves the victims
 //! and the renamed copies side by side; records carry their sequence numbers, so reopening gives the same
 //! index. A pass that fails removes its copies and leaves the store as it was, still accepting writes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,7 +32,7 @@ use super::segment::{self, SEGMENT_HEADER_LEN, SegmentReader};
 use super::storage::{Storage, StorageFile};
 use super::{DiskError, DiskStore, io_err};
 use crate::cache::clock::now_ms;
-use crate::cache::record::{self, BlobRef};
+use crate::cache::record::{self, BlobRef, Record, RecordRef};
 
 /// Which sealed segments a pass rewrites.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,6 +41,14 @@ pub enum Selection {
     All,
     /// Segments whose dead bytes are at least this share of their record bytes (0.0–1.0).
     DeadRatio(f64),
+}
+
+/// A rewrite of the values compaction copies (see the module doc).
+pub trait Reencode: Sync {
+    /// The codec byte and value bytes to copy `record` with, or `None` to copy it as it is. `used_by` is the
+    /// record's kind code for an entry; for a chunk, 1 when a response entry uses it, else the kind code of
+    /// another entry using it, or 0 when unknown. The value must decode to the same bytes as before.
+    fn reencode(&self, record: &Record<'_>, used_by: u8) -> Option<(u8, Vec<u8>)>;
 }
 
 /// What [`DiskStore::compact`] did.
@@ -52,13 +64,16 @@ pub struct CompactReport {
     pub damaged_skipped: u64,
     /// Segments rewritten.
     pub segments_rewritten: u64,
+    /// Records whose value the [`Reencode`] hook rewrote.
+    pub reencoded: u64,
 }
 
 /// What a pass has copied so far: its files, and the moves the index made to them.
 #[derive(Default)]
 struct Copied {
     files: Vec<PathBuf>,
-    moves: Vec<(Loc, Loc, Target)>,
+    /// (from, to, what, the stored value length the index had before).
+    moves: Vec<(Loc, Loc, Target, u32)>,
 }
 
 /// A record to copy: what it is in the index, and where it is.
@@ -77,6 +92,15 @@ impl DiskStore {
 
     /// One compaction pass over the segments `selection` picks.
     pub fn compact_selected(&self, selection: Selection) -> Result<CompactReport, DiskError> {
+        self.compact_with(selection, None)
+    }
+
+    /// One compaction pass over the segments `selection` picks, offering every record it copies to `hook`.
+    pub fn compact_with(
+        &self,
+        selection: Selection,
+        hook: Option<&dyn Reencode>,
+    ) -> Result<CompactReport, DiskError> {
         let _one_pass = self.compaction.lock();
         let mut report =
             CompactReport { bytes_before: dir_bytes(self.fs(), &self.data_dir), ..CompactReport::default() };
@@ -88,9 +112,9 @@ impl DiskStore {
         let full = selection == Selection::All;
         let items = self.live_records(&victims, full);
         let mut done = Copied::default();
-        let copied = self.copy(items, &mut report, &mut done);
+        let copied = self.copy(items, hook, &mut report, &mut done);
         let synced = copied.and_then(|()| self.fs().sync_dir(&self.data_dir).map_err(io_err(&self.data_dir)));
-        if let Err(err) = synced.and_then(|()| self.retire(&victims, full)) {
+        if let Err(err) = synced.and_then(|()| self.retire(&victims, full, hook)) {
             self.abandon(&done);
             return Err(err);
         }
@@ -121,57 +145,72 @@ impl DiskStore {
         })
     }
 
-    /// The records of `victims` to copy, in sequence order: live entries, the chunks they use, and in a
-    /// partial pass the tombstones.
-    fn live_records(&self, victims: &[u32], full: bool) -> Vec<(u64, Loc, Target)> {
+    /// The records of `victims` to copy, in sequence order, each with the kind code that uses it (see
+    /// [`Reencode`]): live entries, the chunks they use, and in a partial pass the tombstones.
+    fn live_records(&self, victims: &[u32], full: bool) -> Vec<(u64, Loc, Target, u8)> {
         let victims: HashSet<u32> = victims.iter().copied().collect();
         let now = now_ms();
         let state = self.state.read();
         let mut items = Vec::new();
-        let mut used = HashSet::new();
+        let mut used: HashMap<BlobRef, u8> = HashMap::new();
         for (key, slot) in &state.index.entries {
             if slot.expires.is_live(now) {
-                used.extend(slot.refs.iter().copied());
+                for blob in slot.refs.iter() {
+                    let by = used.entry(*blob).or_insert(key.0);
+                    if key.0 == RESPONSE_KIND {
+                        *by = RESPONSE_KIND;
+                    }
+                }
                 if victims.contains(&slot.loc.segment) {
-                    items.push((slot.seq, slot.loc, Target::Entry(key.clone())));
+                    items.push((slot.seq, slot.loc, Target::Entry(key.clone()), key.0));
                 }
             }
         }
-        for blob in used {
+        for (blob, by) in used {
             if let Some(slot) = state.index.blobs.get(&blob)
                 && let Some(loc) = slot.loc.filter(|l| victims.contains(&l.segment))
             {
-                items.push((slot.seq, loc, Target::Blob(blob)));
+                items.push((slot.seq, loc, Target::Blob(blob), by));
             }
         }
         if !full {
             for (key, (seq, loc)) in &state.index.tombstones {
                 if victims.contains(&loc.segment) {
-                    items.push((*seq, *loc, Target::Tombstone(key.clone())));
+                    items.push((*seq, *loc, Target::Tombstone(key.clone()), key.0));
                 }
             }
         }
-        items.sort_unstable_by_key(|(seq, _, _)| *seq);
+        items.sort_unstable_by_key(|(seq, _, _, _)| *seq);
         items
     }
 
     /// Copies `items` into new segments, pointing the index at each segment's copies once it is renamed.
     fn copy(
         &self,
-        items: Vec<(u64, Loc, Target)>,
+        items: Vec<(u64, Loc, Target, u8)>,
+        hook: Option<&dyn Reencode>,
         report: &mut CompactReport,
         done: &mut Copied,
     ) -> Result<(), DiskError> {
         let mut out: Option<NewSegment> = None;
-        for (_, loc, target) in items {
+        for (_, loc, target, used_by) in items {
             let Some(bytes) = self.raw_record(loc) else {
                 report.damaged_skipped += 1;
                 continue;
             };
-            if record::decode(&bytes, true).is_err() {
-                report.damaged_skipped += 1;
-                continue;
-            }
+            let bytes = match record::decode(&bytes, true) {
+                Err(_) => {
+                    report.damaged_skipped += 1;
+                    continue;
+                }
+                Ok(rec) => match reencoded(&rec, used_by, hook) {
+                    Some(new) => {
+                        report.reencoded += 1;
+                        new
+                    }
+                    None => bytes,
+                },
+            };
             if out.as_ref().is_some_and(|s| s.len >= self.options.segment_size) {
                 let full = out.take().expect("checked");
                 self.install(full, done)?;
@@ -202,34 +241,34 @@ impl DiskStore {
         state.readers.insert(id, Arc::new(reader));
         let index = &mut state.index;
         index.segments.entry(id).or_default().total += len - SEGMENT_HEADER_LEN;
-        for (old, new, target) in moved {
-            let relocated = match &target {
+        for (old, new, target, stored_len) in moved {
+            let before = match &target {
                 Target::Entry(key) => match index.entries.get_mut(key) {
                     Some(slot) if slot.loc == old => {
                         slot.loc = new;
-                        true
+                        Some(std::mem::replace(&mut slot.stored_len, stored_len))
                     }
-                    _ => false,
+                    _ => None,
                 },
                 Target::Blob(blob) => match index.blobs.get_mut(blob) {
                     Some(slot) if slot.loc == Some(old) => {
                         slot.loc = Some(new);
-                        true
+                        Some(std::mem::replace(&mut slot.stored_len, stored_len))
                     }
-                    _ => false,
+                    _ => None,
                 },
                 Target::Tombstone(key) => match index.tombstones.get_mut(key) {
                     Some((_, loc)) if *loc == old => {
                         *loc = new;
-                        true
+                        Some(0)
                     }
-                    _ => false,
+                    _ => None,
                 },
             };
-            if relocated {
+            if let Some(before) = before {
                 index.segments.entry(old.segment).or_default().live -= old.len as u64;
                 index.segments.entry(id).or_default().live += new.len as u64;
-                done.moves.push((old, new, target));
+                done.moves.push((old, new, target, before));
             }
         }
         Ok(())
@@ -237,7 +276,7 @@ impl DiskStore {
 
     /// The last step, under the writer lock: chunks used again since the snapshot are copied through the
     /// writer, what is left in the victims leaves the index, and the victims are deleted.
-    fn retire(&self, victims: &[u32], full: bool) -> Result<(), DiskError> {
+    fn retire(&self, victims: &[u32], full: bool, hook: Option<&dyn Reencode>) -> Result<(), DiskError> {
         let victims: HashSet<u32> = victims.iter().copied().collect();
         let mut w = self.writer()?;
         let in_victims = |loc: &Loc| victims.contains(&loc.segment);
@@ -253,8 +292,12 @@ impl DiskStore {
                 .collect()
         };
         for loc in revived {
-            match self.raw_record(loc) {
-                Some(bytes) if record::decode(&bytes, true).is_ok() => self.append_copy(&mut w, &bytes)?,
+            let bytes = self.raw_record(loc);
+            let checked = bytes.as_deref().and_then(|b| record::decode(b, true).ok());
+            // Offered to the hook too (the user is unknown), so it sees every record the pass keeps.
+            match checked.map(|rec| reencoded(&rec, 0, hook)) {
+                Some(Some(new)) => self.append_copy(&mut w, &new)?,
+                Some(None) => self.append_copy(&mut w, bytes.as_deref().unwrap_or_default())?,
                 _ => tracing::warn!(
                     segment = loc.segment,
                     offset = loc.offset,
@@ -335,14 +378,16 @@ impl DiskStore {
         let mut guard = self.state.write();
         let state = &mut *guard;
         let index = &mut state.index;
-        for (old, new, target) in &done.moves {
+        for (old, new, target, stored_len) in &done.moves {
             let back = match target {
-                Target::Entry(key) => {
-                    index.entries.get_mut(key).filter(|s| s.loc == *new).map(|s| s.loc = *old)
-                }
-                Target::Blob(blob) => {
-                    index.blobs.get_mut(blob).filter(|s| s.loc == Some(*new)).map(|s| s.loc = Some(*old))
-                }
+                Target::Entry(key) => index.entries.get_mut(key).filter(|s| s.loc == *new).map(|s| {
+                    s.loc = *old;
+                    s.stored_len = *stored_len;
+                }),
+                Target::Blob(blob) => index.blobs.get_mut(blob).filter(|s| s.loc == Some(*new)).map(|s| {
+                    s.loc = Some(*old);
+                    s.stored_len = *stored_len;
+                }),
                 Target::Tombstone(key) => {
                     index.tombstones.get_mut(key).filter(|(_, l)| l == new).map(|(_, l)| *l = *old)
                 }
@@ -389,8 +434,8 @@ struct NewSegment {
     buf: Vec<u8>,
     len: u64,
     hint: HintBuilder,
-    /// (from, to, what) for each record copied here.
-    moved: Vec<(Loc, Loc, Target)>,
+    /// (from, to, what, stored value length) for each record copied here.
+    moved: Vec<(Loc, Loc, Target, u32)>,
 }
 
 impl NewSegment {
@@ -414,7 +459,8 @@ impl NewSegment {
         }
         self.len += bytes.len() as u64;
         self.hint.add(offset, bytes);
-        self.moved.push((from, Loc { segment: self.id, offset, len: bytes.len() as u32 }, target));
+        let stored_len = record::decode_header(bytes).map_or(0, |h| h.value_len);
+        self.moved.push((from, Loc { segment: self.id, offset, len: bytes.len() as u32 }, target, stored_len));
         Ok(())
     }
 
@@ -427,6 +473,39 @@ impl NewSegment {
         self.hint.write(fs, &hint_path, self.id, self.len).map_err(io_err(&hint_path))?;
         SegmentReader::map(fs, &path).map_err(io_err(&path))
     }
+}
+
+/// The kind code of response entries, whose chunks [`Reencode`] is told about.
+const RESPONSE_KIND: u8 = 1;
+
+/// `rec` framed again with the value `hook` gives it (sequence number, times, key, name and references
+/// kept); `None` when the hook keeps it as it is. Tombstones are never offered.
+fn reencoded(rec: &Record<'_>, used_by: u8, hook: Option<&dyn Reencode>) -> Option<Vec<u8>> {
+    if rec.header.record_type == record::RecordType::Tombstone {
+        return None;
+    }
+    let (codec, value) = hook?.reencode(rec, used_by)?;
+    let refs: Vec<BlobRef> = rec.refs().collect();
+    let h = &rec.header;
+    let mut out = Vec::with_capacity(record::HEADER_LEN + h.body_len());
+    record::encode(
+        &RecordRef {
+            record_type: h.record_type,
+            kind: h.kind,
+            codec,
+            seq: h.seq,
+            created_ms: h.created_ms,
+            expires_ms: h.expires_ms,
+            key: rec.key,
+            name: rec.name,
+            refs: &refs,
+            value: &value,
+            raw_len: h.raw_len,
+            payload_len: h.payload_len,
+        },
+        &mut out,
+    );
+    Some(out)
 }
 
 /// Bytes of all files in `dir`.

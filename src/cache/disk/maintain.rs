@@ -96,6 +96,16 @@ impl DiskStore {
         Ok(())
     }
 
+    /// Copies the entry under `kind`/`key` aside and removes it, although its checksum holds: for entries
+    /// the layers above cannot read (their zstd dictionary is gone). Returns false when there is none.
+    pub fn quarantine(&self, kind: u8, key: &[u8]) -> Result<bool, DiskError> {
+        let loc = self.state.read().index.entries.get(&(kind, key.into())).map(|s| s.loc);
+        match loc {
+            Some(loc) => self.quarantine_entry(kind, key, loc).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Copies a damaged chunk aside and removes it from the store.
     pub(super) fn quarantine_blob(&self, blob: &BlobRef, loc: Loc) -> Result<(), DiskError> {
         self.copy_to_quarantine(loc)?;

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-pub use compact::{CompactReport, Selection};
+pub use compact::{CompactReport, Reencode, Selection};
 pub use faults::{FailureReason, WriteFault, WriteFaultSnapshot, WriteFaults};
 pub use index::{BLOB_KIND, EntrySlot, Loc, SegmentUsage};
 pub use lock::{LOCK_FILE, WriterLock, holder};

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::dictionary::{DictionaryState, Trainer};
+use super::reencode::Reencoder;
 use super::{CacheError, Cached, Manager, disk_entries, memory_key};
 use crate::cache::clock::now_ms;
 use crate::cache::disk::{CompactReport, DiskStore, Selection};
@@ -46,6 +48,10 @@ pub(super) struct Housekeeper {
     /// The last history snapshot this manager recorded (counters, entries, bytes), to skip duplicates.
     pub(super) last_history: Arc<parking_lot::Mutex<Option<(Snapshot, bool)>>>,
     pub(super) tracer: Arc<crate::cache::observe::trace::Tracer>,
+    pub(super) codec: crate::cache::codec::Codec,
+    pub(super) sealer: Option<Arc<crate::cache::seal::Sealer>>,
+    pub(super) dictionaries: Arc<DictionaryState>,
+    pub(super) rewrite_gate: Arc<parking_lot::RwLock<()>>,
 }
 
 impl Manager {
@@ -57,6 +63,10 @@ impl Manager {
             counters: self.counters.clone(),
             last_history: self.last_history.clone(),
             tracer: self.tracer.clone(),
+            codec: self.codec,
+            sealer: self.sealer.clone(),
+            dictionaries: self.dictionaries.clone(),
+            rewrite_gate: self.rewrite_gate.clone(),
         })
     }
 
@@ -185,10 +195,14 @@ impl Housekeeper {
     /// `age_threshold_days`); then size control before compaction, since eviction needs no free space and
     /// compaction needs about a segment's: when live data passes `size_threshold_percent` of
     /// `max_size_gb`, the oldest entries (by creation time) are removed down to 90% of that threshold.
-    /// Then compaction by dead bytes: segments at least half dead are rewritten, and when the files still
-    /// pass the threshold, every segment.
+    /// Then compaction by dead bytes: segments at least half dead are rewritten (response values re-encoded
+    /// under the current dictionary as they are copied), and when the files still pass the threshold, every
+    /// segment. First of all, a zstd dictionary is trained when its rule says so (`dictionary.rs`).
     pub(super) fn run(&self) -> Result<HousekeepingReport, CacheError> {
         let mut report = HousekeepingReport::default();
+        if let Some(Err(err)) = self.trainer().maybe_train() {
+            tracing::warn!("training a zstd dictionary failed: {err}");
+        }
         let cleanup = &self.config.cleanup;
         if cleanup.auto_cleanup && self.cleanup_due(cleanup.cleanup_interval_hours.duration()) {
             report.removed_old = self.remove_older_than(cleanup.age_threshold_days.duration(), None)?;
@@ -201,9 +215,12 @@ impl Housekeeper {
         let (live, total) = self.disk.usage();
         let dead = total - live.min(total);
         if dead > 0 && (total >= limit || dead * 2 >= total) {
-            let mut compacted = self.disk.compact_selected(Selection::DeadRatio(DEAD_RATIO))?;
+            let dictionaries = self.dictionaries.snapshot();
+            let writing = self.sealer.as_deref().filter(|s| s.seals());
+            let hook = Reencoder::new(&self.config, &dictionaries, self.sealer.as_deref(), writing);
+            let mut compacted = self.disk.compact_with(Selection::DeadRatio(DEAD_RATIO), Some(&hook))?;
             if self.disk.usage().1 >= limit {
-                let all = self.disk.compact_selected(Selection::All)?;
+                let all = self.disk.compact_with(Selection::All, Some(&hook))?;
                 compacted = CompactReport { bytes_after: all.bytes_after, ..compacted };
             }
             report.compacted = Some((compacted.bytes_before, compacted.bytes_after));
@@ -212,6 +229,18 @@ impl Housekeeper {
             tracing::info!(?report, "cache housekeeping");
         }
         Ok(report)
+    }
+
+    fn trainer(&self) -> Trainer<'_> {
+        Trainer {
+            config: &self.config,
+            disk: &self.disk,
+            reading: self.sealer.as_deref(),
+            writing: self.sealer.as_deref().filter(|s| s.seals()),
+            codec: self.codec,
+            state: &self.dictionaries,
+            gate: &self.rewrite_gate,
+        }
     }
 
     fn evict_oldest(&self, target: u64) -> Result<u64, CacheError> {

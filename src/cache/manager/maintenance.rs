@@ -2,10 +2,11 @@
 //! entry count per kind. Front doors call these instead of reaching into the disk tier; a cache without one
 //! (`cache.type = memory`) answers [`CacheError::NoDiskTier`].
 
+use super::reencode::Reencoder;
 use super::{CacheError, Manager};
 use crate::cache::Kind;
 use crate::cache::disk::{
-    CompactReport, DiskStats, EntrySlot, FileUsage, SegmentUsage, VerifyReport, WriteFaultSnapshot,
+    CompactReport, DamagedRecord, DiskStats, EntrySlot, FileUsage, SegmentUsage, Selection, VerifyReport, WriteFaultSnapshot,
 };
 
 impl Manager {
@@ -23,27 +24,53 @@ impl Manager {
         self.disk.is_some()
     }
 
-    /// Checks every record's checksum; with `fix`, quarantines damaged records and drops damaged ranges.
+    /// Checks every record's checksum, then that every value stored under a zstd dictionary has its
+    /// dictionary and decodes with it; with `fix`, quarantines damaged records (and those) and drops damaged
+    /// ranges.
     pub fn verify(&self, fix: bool) -> Result<VerifyReport, CacheError> {
-        Ok(self.disk_for("verify")?.verify(fix)?)
+        let disk = self.disk_for("verify")?;
+        let mut report = disk.verify(fix)?;
+        let unreadable = self.entries_without_dictionary(disk, &report);
+        for (kind, key, loc, reason) in unreadable {
+            if fix {
+                disk.quarantine(kind, &key)?;
+                report.fixed = true;
+            }
+            let key = String::from_utf8_lossy(&key).into_owned();
+            report.damaged.push(DamagedRecord { kind, key, segment: loc.segment, offset: loc.offset, reason });
+        }
+        Ok(report)
     }
 
     /// Rewrites the disk tier without dead records, on a thread of its own at low CPU priority (`nice` 10),
-    /// so that a server's request threads keep the CPU while it copies.
+    /// so that a server's request threads keep the CPU while it copies. Response values are re-encoded under
+    /// the current zstd dictionary as they are copied; then the dictionaries no copied record uses are deleted
+    /// (`dictionary.rs` says why that is safe).
     pub fn compact(&self) -> Result<CompactReport, CacheError> {
         let disk = self.disk_for("compact")?;
+        // No dictionary is trained while the pass notes which ones records use.
+        let _no_training = self.dictionaries.training.lock();
+        let dictionaries = self.dictionaries.snapshot();
+        let hook = Reencoder::new(&self.config, &dictionaries, self.sealer.as_deref(), self.writing().sealer);
         let pass = std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("inferno-compact".into())
                 .spawn_scoped(scope, || {
                     lower_priority();
-                    disk.compact()
+                    disk.compact_with(Selection::All, Some(&hook))
                 })
                 .map_err(CacheError::Thread)?
                 .join()
                 .map_err(|_| CacheError::Thread(std::io::Error::other("the compaction thread panicked")))
         })?;
-        Ok(pass?)
+        let pass = pass?;
+        let seen = hook.seen.into_inner();
+        if !seen.unknown {
+            let unused: Vec<u32> =
+                dictionaries.all().map(|d| d.id()).filter(|id| !seen.used.contains(id)).collect();
+            self.delete_dictionaries(&unused)?;
+        }
+        Ok(pass)
     }
 
     /// What the disk tier stores, counted from its index; `None` without a disk tier.

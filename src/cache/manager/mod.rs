@@ -26,15 +26,20 @@ use super::observe::trace::{Op, Tracer};
 use super::remote::RemoteTier;
 use crate::config::{CacheConfig, CacheType};
 
+mod dictionary;
+#[cfg(test)]
+mod dictionary_tests;
 mod filter;
 mod housekeeping;
 mod maintenance;
+mod reencode;
 mod rekey;
 mod remote;
 #[cfg(test)]
 mod tests;
 mod values;
 
+pub use dictionary::{DICTIONARY_KIND, DictionaryReport, MEASURED_VALUES, TrainReport};
 pub use filter::{Filter, Removal};
 pub use housekeeping::HousekeepingReport;
 pub use rekey::ResealReport;
@@ -78,6 +83,12 @@ pub enum CacheError {
     /// The configured key (or an unfinished rekey's) cannot be used.
     #[error(transparent)]
     Key(#[from] super::seal::SetupError),
+    /// A zstd dictionary could not be trained.
+    #[error("cannot train a zstd dictionary: {reason}")]
+    Dictionary {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl CacheError {
@@ -160,6 +171,8 @@ pub struct Manager {
     /// Puts and removes hold it shared; a re-seal holds it alone while it reads an entry and writes it back,
     /// so it never writes an older value over a newer put or brings back a removed entry.
     rewrite_gate: Arc<parking_lot::RwLock<()>>,
+    /// The trained zstd dictionaries (`dictionary.rs`).
+    dictionaries: Arc<dictionary::DictionaryState>,
     counters: Arc<Counters>,
     last_history: Arc<parking_lot::Mutex<Option<(super::observe::history::Snapshot, bool)>>>,
     tracer: Arc<Tracer>,
@@ -212,14 +225,20 @@ impl Manager {
             counters.restore(&saved);
         }
         let remote = remote::start(config, access, sealer.as_ref(), &counters).map_err(CacheError::Thread)?;
+        let codec = Codec::from_cache_config(config);
+        let dictionaries = Arc::new(dictionary::DictionaryState::default());
+        if let Some(disk) = &disk {
+            dictionaries.load(disk, sealer.as_deref(), codec.level());
+        }
         let mut manager = Self {
             config: config.clone(),
             memory,
             disk,
-            codec: Codec::from_cache_config(config),
+            codec,
             hasher,
             sealer,
             rewrite_gate: Arc::default(),
+            dictionaries,
             counters,
             last_history: Arc::default(),
             tracer: Arc::default(),
@@ -321,6 +340,9 @@ impl Manager {
             remote.put(key, name, value, now, expires);
         }
         self.counters.kind(kind).puts.fetch_add(1, Ordering::Relaxed);
+        if kind == Kind::Response {
+            self.dictionaries.note_response_put();
+        }
         self.tracer.record(Op::Write, kind, key, None, None, value.len() as u64);
         self.counters.bytes_put.fetch_add(value.len() as u64, Ordering::Relaxed);
         Ok(())
@@ -389,8 +411,9 @@ impl Manager {
         };
         let bytes: Arc<[u8]> = match self.decode(self.sealer.as_deref(), kind, key, &stored) {
             Ok(bytes) => bytes.into(),
-            Err(err @ CacheError::Sealed { .. }) => {
-                // Another key's value, or a forged one: never served, counted as a miss.
+            Err(err @ (CacheError::Sealed { .. } | CacheError::Decode { .. })) => {
+                // Another key's value, a forged one, or one whose dictionary is gone: never served, counted
+                // as a miss.
                 counters.misses.fetch_add(1, Ordering::Relaxed);
                 return Err(err);
             }

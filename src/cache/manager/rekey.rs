@@ -94,9 +94,10 @@ impl Manager {
             .enabled
             .then(|| ContentHasher::new(&self.config.deduplication).keyed(target.dedup_key()));
         let with = Writing { sealer: Some(target), hasher: hasher.as_ref() };
+        // Dictionaries first: the values compressed with them must stay readable once the old key goes.
+        let mut resealed = self.reseal_dictionaries(target)?;
         let entries = disk_entries(disk, None);
         let total = entries.len() as u64;
-        let mut resealed = 0;
         for (done, info) in entries.iter().enumerate() {
             // Alone between reading the entry and writing it back: a put or remove in between would be undone.
             let _alone = self.rewrite_gate.write();

@@ -53,6 +53,9 @@ impl Manager {
         // Only response entries come from Redis: keep them split as `response_store::put` would, so their
         // payloads are shared with the local ones.
         let per_key = response_store::per_key_ranges(&entry.value).unwrap_or_default();
+        // Under the rewrite gate like a put: a new dictionary never becomes current while this write holds the
+        // previous one.
+        let no_reseal = self.rewrite_gate.read();
         if let Some(disk) = &self.disk
             && let Err(err) = self.write_disk(
                 disk,
@@ -69,6 +72,7 @@ impl Manager {
         {
             tracing::warn!(key, "keeping a remote hit on disk failed: {err}");
         }
+        drop(no_reseal);
         let bytes: Arc<[u8]> = entry.value.into();
         if let Some(memory) = &self.memory {
             let cached = Cached {

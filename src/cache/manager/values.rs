@@ -6,12 +6,15 @@
 //! With a cache key (`[cache.security]`), every head and chunk is compressed, then sealed (`cache/seal`)
 //! bound to its record, and chunks are addressed by a keyed hash; reading opens what was sealed and still
 //! reads plain records written before encryption was turned on.
+//!
+//! Response heads and chunks are compressed with the current trained dictionary when there is one
+//! (`dictionary.rs`); reading takes the dictionary each part's zstd frame names, whichever is current.
 
 use std::sync::atomic::Ordering;
 
 use super::{CacheError, Manager, SplitValue};
 use crate::cache::clock::Expiry;
-use crate::cache::codec::{Codec, CodecId};
+use crate::cache::codec::{Codec, CodecError, CodecId, Dictionaries, Dictionary};
 use crate::cache::dedup::hash::ContentHasher;
 use crate::cache::dedup::{self, splice};
 use crate::cache::disk::{DiskError, DiskStore, EntryWrite, StoredEntry};
@@ -96,6 +99,13 @@ impl Manager {
         let mut refs = Vec::new();
         let mut scratch = Vec::new();
         let mut sealed = Vec::new();
+        // Taken here, under the caller's rewrite gate: a new dictionary becomes current only while no write
+        // holds an older one (`dictionary.rs`).
+        let dictionaries = self.dictionaries.snapshot();
+        let dictionary = dictionaries
+            .current()
+            .filter(|_| kind == Kind::Response && self.config.compression.uses_dictionary())
+            .map(|d| &**d);
         let (head, payload_len) = match with.hasher {
             None => (value.to_vec(), 0),
             Some(hasher) => {
@@ -113,12 +123,14 @@ impl Manager {
                     let blob = chunk.hash.to_bytes();
                     let raw = &payload[chunk.range.clone()];
                     if !disk.has_blob(&blob) {
-                        let (codec, stored) = self.codec.encode(raw, &mut scratch);
+                        let (codec, stored) = self.codec.encode_with(raw, &mut scratch, dictionary);
                         let binding = blob_binding(&blob, codec as u8, raw.len() as u32);
                         let (codec, stored) =
                             seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
                         disk.put_blob(&blob, codec, stored, raw.len() as u32)?;
-                    } else if !hasher.collision_resistant() && !dedup::same_bytes(disk, &blob, raw) {
+                    } else if !hasher.collision_resistant()
+                        && !dedup::same_bytes(disk, &blob, raw, &dictionaries)
+                    {
                         shared = false;
                         break;
                     }
@@ -135,8 +147,8 @@ impl Manager {
                 }
             }
         };
-        let (codec, stored) = self.codec.encode(&head, &mut scratch);
-        let binding = entry_binding(kind, key, name, &refs, codec as u8, head.len() as u32);
+        let (codec, stored) = self.codec.encode_with(&head, &mut scratch, dictionary);
+        let binding = entry_binding(kind.code(), key, name, &refs, codec as u8, head.len() as u32);
         let (codec, stored) = seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
         disk.put_entry(&EntryWrite {
             kind: kind.code(),
@@ -161,56 +173,108 @@ impl Manager {
         key: &str,
         stored: &StoredEntry,
     ) -> Result<Vec<u8>, CacheError> {
-        let fail = |reason: String| CacheError::Decode { kind, key: key.to_string(), reason };
-        let sealed = |why| CacheError::Sealed { kind, key: key.to_string(), why };
-        let binding = entry_binding(kind, key, &stored.name, &stored.refs, stored.codec, stored.raw_len);
-        let opened = open_value(sealer, binding, &stored.value).map_err(sealed)?;
-        let codec = CodecId::try_from(seal::inner_codec(stored.codec)).map_err(|e| fail(e.to_string()))?;
-        let mut out = Vec::new();
-        let head = Codec::decode(
-            codec,
-            opened.as_deref().unwrap_or(&stored.value),
-            stored.raw_len as usize,
-            &mut out,
-        )
-        .map_err(|e| fail(e.to_string()))?
-        .to_vec();
-        // No chunks: the head is the whole value (dedup off, or nothing to share).
-        if stored.chunks.is_empty() {
-            return Ok(head);
-        }
-        let mut payload = Vec::new();
-        for (chunk, blob) in stored.chunks.iter().zip(&stored.refs) {
-            let opened = open_value(sealer, blob_binding(blob, chunk.codec, chunk.raw_len), &chunk.bytes)
-                .map_err(sealed)?;
-            let codec = CodecId::try_from(seal::inner_codec(chunk.codec)).map_err(|e| fail(e.to_string()))?;
-            let mut buf = Vec::new();
-            let raw = Codec::decode(
-                codec,
-                opened.as_deref().unwrap_or(&chunk.bytes),
-                chunk.raw_len as usize,
-                &mut buf,
-            )
-            .map_err(|e| fail(e.to_string()))?;
-            payload.extend_from_slice(raw);
-        }
-        if head.is_empty() {
-            return Ok(payload);
-        }
-        if splice::is_spliced(&head) {
-            return splice::join(&head, &payload).map_err(|e| fail(e.to_string()));
-        }
-        if kind != Kind::Response {
-            return Err(fail("an entry with both a head and chunks that is not a response".into()));
-        }
-        // A response entry written before the byte splitter (format-1 JSON head).
-        legacy::join_record(&head, &payload).map_err(|e| fail(e.to_string()))
+        decode_value(sealer, &self.dictionaries.snapshot(), kind, key, stored)
     }
 }
 
-/// What an entry's sealed head is bound to.
-fn entry_binding<'a>(
+/// Why one stored part (a head or a chunk) could not be read.
+pub(super) enum PartError {
+    /// It is sealed and could not be opened.
+    Sealed(seal::OpenError),
+    /// It could not be decoded (a missing dictionary among others).
+    Codec(CodecError),
+}
+
+/// The raw bytes of one stored part: opened when sealed, then decoded.
+pub(super) fn read_part(
+    sealer: Option<&Sealer>,
+    dictionaries: &Dictionaries,
+    binding: Binding<'_>,
+    stored: &[u8],
+) -> Result<Vec<u8>, PartError> {
+    let opened = open_value(sealer, binding, stored).map_err(PartError::Sealed)?;
+    let codec = CodecId::try_from(seal::inner_codec(binding.codec)).map_err(PartError::Codec)?;
+    let mut out = Vec::new();
+    let raw = Codec::decode_with(
+        codec,
+        opened.as_deref().unwrap_or(stored),
+        binding.raw_len as usize,
+        &mut out,
+        dictionaries,
+    )
+    .map_err(PartError::Codec)?;
+    Ok(raw.to_vec())
+}
+
+/// A part's stored form after compressing `raw` with `codec` (and `dictionary`) and sealing it when
+/// `sealer` seals: the codec byte and the bytes. `binding.codec` is replaced.
+pub(super) fn write_part(
+    codec: &Codec,
+    dictionary: Option<&Dictionary>,
+    sealer: Option<&Sealer>,
+    binding: Binding<'_>,
+    raw: &[u8],
+) -> (u8, Vec<u8>) {
+    let mut scratch = Vec::new();
+    let mut sealed = Vec::new();
+    let (id, stored) = codec.encode_with(raw, &mut scratch, dictionary);
+    let (codec, stored) = seal_value(sealer, Binding { codec: id as u8, ..binding }, id as u8, stored, &mut sealed);
+    (codec, stored.to_vec())
+}
+
+/// The decoded parts of a stored entry: its head and its chunks, in order.
+pub(super) fn decode_parts(
+    sealer: Option<&Sealer>,
+    dictionaries: &Dictionaries,
+    kind: u8,
+    key: &str,
+    stored: &StoredEntry,
+) -> Result<(Vec<u8>, Vec<Vec<u8>>), PartError> {
+    let binding = entry_binding(kind, key, &stored.name, &stored.refs, stored.codec, stored.raw_len);
+    let head = read_part(sealer, dictionaries, binding, &stored.value)?;
+    let mut chunks = Vec::with_capacity(stored.chunks.len());
+    for (chunk, blob) in stored.chunks.iter().zip(&stored.refs) {
+        let binding = blob_binding(blob, chunk.codec, chunk.raw_len);
+        chunks.push(read_part(sealer, dictionaries, binding, &chunk.bytes)?);
+    }
+    Ok((head, chunks))
+}
+
+/// The value of a stored entry: its head opened and decoded, joined with its chunks.
+pub(super) fn decode_value(
+    sealer: Option<&Sealer>,
+    dictionaries: &Dictionaries,
     kind: Kind,
+    key: &str,
+    stored: &StoredEntry,
+) -> Result<Vec<u8>, CacheError> {
+    let fail = |reason: String| CacheError::Decode { kind, key: key.to_string(), reason };
+    let (head, chunks) =
+        decode_parts(sealer, dictionaries, kind.code(), key, stored).map_err(|error| match error {
+            PartError::Sealed(why) => CacheError::Sealed { kind, key: key.to_string(), why },
+            PartError::Codec(e) => fail(e.to_string()),
+        })?;
+    // No chunks: the head is the whole value (dedup off, or nothing to share).
+    if stored.chunks.is_empty() {
+        return Ok(head);
+    }
+    let payload = chunks.concat();
+    if head.is_empty() {
+        return Ok(payload);
+    }
+    if splice::is_spliced(&head) {
+        return splice::join(&head, &payload).map_err(|e| fail(e.to_string()));
+    }
+    if kind != Kind::Response {
+        return Err(fail("an entry with both a head and chunks that is not a response".into()));
+    }
+    // A response entry written before the byte splitter (format-1 JSON head).
+    legacy::join_record(&head, &payload).map_err(|e| fail(e.to_string()))
+}
+
+/// What an entry's sealed head is bound to.
+pub(super) fn entry_binding<'a>(
+    kind: u8,
     key: &'a str,
     name: &'a str,
     refs: &'a [BlobRef],
@@ -219,7 +283,7 @@ fn entry_binding<'a>(
 ) -> Binding<'a> {
     Binding {
         record_type: RecordType::Entry,
-        kind: kind.code(),
+        kind,
         codec,
         key: key.as_bytes(),
         name: name.as_bytes(),
@@ -229,6 +293,6 @@ fn entry_binding<'a>(
 }
 
 /// What a sealed chunk is bound to: its own reference.
-fn blob_binding(blob: &BlobRef, codec: u8, raw_len: u32) -> Binding<'_> {
+pub(super) fn blob_binding(blob: &BlobRef, codec: u8, raw_len: u32) -> Binding<'_> {
     Binding { record_type: RecordType::Blob, kind: 0, codec, key: blob, name: b"", refs: &[], raw_len }
 }

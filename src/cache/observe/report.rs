@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::disk::{KindStats, WriteFaultSnapshot};
 use crate::cache::kind::Kind;
-use crate::cache::manager::Manager;
+use crate::cache::manager::{DICTIONARY_KIND, DictionaryReport, Manager};
 use crate::cache::remote::{RemoteSnapshot, RemoteStatus};
 use crate::config::CacheType;
 
@@ -30,6 +30,9 @@ pub struct CacheReport {
     pub disk: Option<DiskReport>,
     /// Content dedup of payloads, when enabled and there is a disk tier.
     pub dedup: Option<DedupReport>,
+    /// The trained zstd dictionaries and the compression ratio with and without them, when there are any.
+    #[serde(default)]
+    pub dictionary: Option<DictionaryReport>,
     /// Mean time of a cache get (lookup, read, checksum, decompression), in microseconds; `None` before the
     /// first get.
     pub mean_lookup_us: Option<f64>,
@@ -114,7 +117,8 @@ pub struct DiskReport {
     pub usage_ratio: f64,
     /// Segment files.
     pub segments: u64,
-    /// Decoded bytes of every stored value and chunk.
+    /// Decoded bytes of every stored value and chunk (the dictionaries themselves are not values: their size
+    /// is in `dictionary.dictionary_bytes`).
     pub raw_bytes: u64,
     /// Their stored (compressed) bytes.
     pub stored_bytes: u64,
@@ -198,7 +202,8 @@ impl CacheReport {
             evictions: counters.evictions,
         };
         let disk = disk_stats.as_ref().map(|stats| {
-            let values: KindStats = stats.kinds.values().fold(KindStats::default(), |mut acc, k| {
+            let values = stats.kinds.iter().filter(|(code, _)| **code != DICTIONARY_KIND).map(|(_, k)| k);
+            let values: KindStats = values.fold(KindStats::default(), |mut acc, k| {
                 acc.value_raw_bytes += k.value_raw_bytes;
                 acc.value_stored_bytes += k.value_stored_bytes;
                 acc
@@ -244,6 +249,7 @@ impl CacheReport {
             memory,
             disk,
             dedup,
+            dictionary: manager.dictionary_report(),
             mean_lookup_us: ratio(counters.lookup_nanos, counters.lookups).map(|ns| ns / 1000.0),
             lookups: counters.lookups,
             lookup_seconds: counters.lookup_nanos as f64 / 1e9,

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::clock::now_ms;
+use crate::cache::DICTIONARY_KIND;
 use crate::cache::disk::{self, DiskError, DiskStore, StoreOptions};
 use crate::cache::observe::stats::COUNTERS_FILE;
 use crate::config::CacheConfig;
@@ -165,7 +166,8 @@ pub fn write(config: &CacheConfig, dest: &Path, compress: bool) -> Result<Manife
         files.push(stream::write_file(dest, COUNTERS_FILE, &counters, compress)?);
     }
     let entries = match DiskStore::open(StoreOptions { read_only: true, ..StoreOptions::new(base) }) {
-        Ok(store) => store.entries().len() as u64,
+        // Cache entries: the stored zstd dictionaries are copied too, but are not entries.
+        Ok(store) => store.entries().iter().filter(|(kind, _, _)| *kind != DICTIONARY_KIND).count() as u64,
         Err(_) => 0,
     };
     let manifest = Manifest {
