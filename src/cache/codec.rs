@@ -166,7 +166,8 @@ impl Codec {
             return (CodecId::None, raw);
         }
         let compressed = match self.id {
-            CodecId::None => false,
+            // The policy never names the dictionary codec: that takes a dictionary (`encode_with`).
+            CodecId::None | CodecId::ZstdDict => false,
             CodecId::Gzip => gzip::compress(raw, self.level, scratch),
             CodecId::Zstd => zstd_compress(raw, self.level, scratch),
         };

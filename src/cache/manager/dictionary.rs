@@ -8,11 +8,13 @@
 //! metadata entries only, never see it. The newest one (highest sequence number) is current.
 //!
 //! **When training runs** (housekeeping, off the request path, with `cache.compression.dictionary` on and
-//! zstd): the first dictionary once the cache holds `dictionary_samples` response entries (checked at the
-//! first pass, then after every `dictionary_samples` response puts); then, every 10 × `dictionary_samples`
-//! response puts, a candidate is trained on the most recent responses and replaces the current one only when
-//! it stores held-out recent responses in at most 95% of the bytes the current one needs (the content
-//! drifted). `train-dictionary` trains at once and replaces the current one unless the candidate is worse.
+//! zstd): the first dictionary once the cache holds `dictionary_samples` live response entries (counted when
+//! the index holds that many entries of any kind, then again after every tenth as many response puts; after a
+//! failed training, `dictionary_samples` puts later); then, every 10 × `dictionary_samples` response puts
+//! (counted by the process since it opened the cache or trained last), a candidate is trained on the most
+//! recent responses and replaces the current one only when it stores held-out recent responses in at most
+//! 95% of the bytes the current one needs (the content drifted). `train-dictionary` trains at once and
+//! replaces the current one unless the candidate is worse.
 //!
 //! **Samples** are what the dictionary will compress: the decoded heads and chunks of the most recent
 //! response entries (up to 2 × `dictionary_samples` entries); every tenth is held out to measure the result.
@@ -83,9 +85,14 @@ impl DictionaryState {
         *self.set.write() = Arc::new(set);
     }
 
-    /// Loads the dictionaries stored in `disk` ([`load`]).
-    pub(super) fn load(&self, disk: &DiskStore, sealer: Option<&Sealer>, level: u32) {
-        self.replace(load(disk, sealer, level));
+    /// Loads the dictionaries stored in `disk` ([`load`]); with one, the first retrain check comes after
+    /// 10 × `samples` response puts.
+    pub(super) fn load(&self, disk: &DiskStore, sealer: Option<&Sealer>, level: u32, samples: u32) {
+        let set = load(disk, sealer, level);
+        if set.current().is_some() {
+            self.next_check.store(10 * u64::from(samples), Ordering::Relaxed);
+        }
+        self.replace(set);
     }
 }
 
@@ -148,17 +155,24 @@ impl Trainer<'_> {
             return None;
         }
         let samples = u64::from(self.config.compression.dictionary_samples);
+        let has_current = self.state.snapshot().current().is_some();
+        if !has_current && self.disk.entry_count() < samples {
+            // Cheap: fewer entries of any kind than the samples needed.
+            return None;
+        }
         let puts = self.state.response_puts.load(Ordering::Relaxed);
         if puts < self.state.next_check.load(Ordering::Relaxed) {
             return None;
         }
-        let has_current = self.state.snapshot().current().is_some();
-        let wait = if has_current { 10 * samples } else { samples };
-        self.state.next_check.store(puts + wait, Ordering::Relaxed);
         if !has_current && self.response_entries() < samples {
+            // Counted again after a tenth as many puts.
+            self.state.next_check.store(puts + samples / 10, Ordering::Relaxed);
             return None;
         }
-        Some(self.train(Trigger::Drift))
+        let result = self.train(Trigger::Drift);
+        let adopted = result.as_ref().is_ok_and(|r| r.adopted) || has_current;
+        self.state.next_check.store(puts + if adopted { 10 * samples } else { samples }, Ordering::Relaxed);
+        Some(result)
     }
 
     fn response_entries(&self) -> u64 {

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use super::*;
-use crate::cache::codec::{CodecId, dictionary};
+use crate::cache::codec::{CodecId, Dictionaries, Dictionary, dictionary};
+use crate::cache::disk::EntryWrite;
 use crate::cache::ops::backup;
 use crate::cache::response_store;
 use crate::cache::seal;
@@ -328,6 +329,8 @@ fn housekeeping_trains_once_enough_responses_are_stored_and_leaves_dictionaries_
     cache.remove_older_than(std::time::Duration::ZERO, None).unwrap();
     assert!(cache.entries(None).is_empty());
     assert_eq!(cache.dictionary_report().unwrap().dictionaries, 1, "clear and cleanup leave it");
+    let kept = fill(&cache, &mut rng, CACHE_WORDS, "k", 3);
+    assert!(dictionaries_of(&cache, "k0").iter().all(Option::is_some), "still used after the clear");
     let mut off = config.clone();
     off.compression.dictionary = false;
     drop(cache);
@@ -336,7 +339,9 @@ fn housekeeping_trains_once_enough_responses_are_stored_and_leaves_dictionaries_
     cache.housekeeping().unwrap();
     assert!(dictionaries_of(&cache, "c0").iter().all(Option::is_none), "dictionary = false: not used");
     assert_eq!(cache.dictionary_report().unwrap().dictionaries, 1, "but kept");
-    assert!(cache.get(Kind::Response, "b0").unwrap().is_some(), "and values under it stay readable");
+    for (key, value) in &kept {
+        assert_eq!(cache.get(Kind::Response, key).unwrap().as_deref(), Some(&value[..]), "readable: {key}");
+    }
 }
 
 proptest! {

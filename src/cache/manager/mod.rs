@@ -39,7 +39,7 @@ mod remote;
 mod tests;
 mod values;
 
-pub use dictionary::{DICTIONARY_KIND, DictionaryReport, MEASURED_VALUES, TrainReport};
+pub use dictionary::{DICTIONARY_KIND, DictionaryReport, TrainReport};
 pub use filter::{Filter, Removal};
 pub use housekeeping::HousekeepingReport;
 pub use rekey::ResealReport;
@@ -228,7 +228,7 @@ impl Manager {
         let codec = Codec::from_cache_config(config);
         let dictionaries = Arc::new(dictionary::DictionaryState::default());
         if let Some(disk) = &disk {
-            dictionaries.load(disk, sealer.as_deref(), codec.level());
+            dictionaries.load(disk, sealer.as_deref(), codec.level(), config.compression.dictionary_samples);
         }
         let mut manager = Self {
             config: config.clone(),

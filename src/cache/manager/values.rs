@@ -249,7 +249,7 @@ pub(super) fn decode_value(
     stored: &StoredEntry,
 ) -> Result<Vec<u8>, CacheError> {
     let fail = |reason: String| CacheError::Decode { kind, key: key.to_string(), reason };
-    let (head, chunks) =
+    let (head, mut chunks) =
         decode_parts(sealer, dictionaries, kind.code(), key, stored).map_err(|error| match error {
             PartError::Sealed(why) => CacheError::Sealed { kind, key: key.to_string(), why },
             PartError::Codec(e) => fail(e.to_string()),
@@ -258,7 +258,8 @@ pub(super) fn decode_value(
     if stored.chunks.is_empty() {
         return Ok(head);
     }
-    let payload = chunks.concat();
+    // One chunk (a small payload) is the payload as it is; more are joined.
+    let payload = if chunks.len() == 1 { chunks.pop().unwrap_or_default() } else { chunks.concat() };
     if head.is_empty() {
         return Ok(payload);
     }
