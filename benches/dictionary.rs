@@ -184,7 +184,8 @@ fn ratio_and_costs(c: &mut Criterion) {
                 b.iter(|| {
                     i = (i + 1) % values.len();
                     let (id, bytes) = &stored[i];
-                    let decoded = Codec::decode_with(*id, black_box(bytes), values[i].len(), &mut out, &dictionaries);
+                    let decoded =
+                        Codec::decode_with(*id, black_box(bytes), values[i].len(), &mut out, &dictionaries);
                     black_box(decoded.map(<[u8]>::len))
                 })
             });

@@ -160,7 +160,10 @@ fn codecs(c: &mut Criterion) {
     for (name, algorithm, level) in
         [("zstd3", CompressionAlgorithm::Zstd, 3), ("gzip6", CompressionAlgorithm::Gzip, 6)]
     {
-        let codec = Codec::new(&CompressionConfig { enabled: true, algorithm, level, ..CompressionConfig::default() }, 0);
+        let codec = Codec::new(
+            &CompressionConfig { enabled: true, algorithm, level, ..CompressionConfig::default() },
+            0,
+        );
         let mut scratch = Vec::new();
         let encoded: Vec<_> = values
             .iter()

@@ -252,8 +252,7 @@ impl Codec {
                     codec: id,
                     reason: "the frame names no dictionary".into(),
                 })?;
-                let dictionary =
-                    dictionaries.get(wanted).ok_or(CodecError::MissingDictionary(wanted))?;
+                let dictionary = dictionaries.get(wanted).ok_or(CodecError::MissingDictionary(wanted))?;
                 zstd_decompress(stored, raw_len, out, Some(dictionary))?;
                 Ok(out.as_slice())
             }

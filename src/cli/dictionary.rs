@@ -42,10 +42,14 @@ pub fn train(options: &LoadOptions, json: bool) -> anyhow::Result<()> {
             .map_or(String::new(), |p| format!(", {} with the previous one", ratio(p)))
     )?;
     match (report.adopted, report.previous_id) {
-        (true, _) => writeln!(out, "New responses are compressed with it; `inferno cache compact` re-encodes the others.")?,
-        (false, Some(previous)) => {
-            writeln!(out, "Not adopted: it does no better than the current dictionary {previous}, which stays.")?
-        }
+        (true, _) => writeln!(
+            out,
+            "New responses are compressed with it; `inferno cache compact` re-encodes the others."
+        )?,
+        (false, Some(previous)) => writeln!(
+            out,
+            "Not adopted: it does no better than the current dictionary {previous}, which stays."
+        )?,
         (false, None) => writeln!(out, "Not adopted.")?,
     }
     Ok(output::print(&out)?)

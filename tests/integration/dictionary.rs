@@ -7,7 +7,8 @@ use serde_json::Value;
 use crate::fixture::{export, import, ok, ok_json, response_line, run, sorted};
 use crate::util::{Sandbox, stderr};
 
-const WORDS: &[&str] = &["the", "cache", "returns", "a", "response", "model", "disk", "key", "**note**", "tier"];
+const WORDS: &[&str] =
+    &["the", "cache", "returns", "a", "response", "model", "disk", "key", "**note**", "tier"];
 
 /// `n` import lines from `first`, each answer about 1 KiB of words.
 fn lines(first: usize, n: usize) -> Vec<Value> {
@@ -34,7 +35,11 @@ fn train_dictionary_then_compact_reencodes_and_stats_show_both_ratios() {
     import(&sb, "second.jsonl", &second);
     let stats = ok_json(&sb, &["cache", "stats"]);
     let dictionary = &stats["dictionary"];
-    assert_eq!((&dictionary["dictionaries"], &dictionary["current_id"]), (&1.into(), &trained["id"]), "{stats:#}");
+    assert_eq!(
+        (&dictionary["dictionaries"], &dictionary["current_id"]),
+        (&1.into(), &trained["id"]),
+        "{stats:#}"
+    );
     assert!(dictionary["measured_values"].as_u64().unwrap() >= 30, "{dictionary:#}");
     let ratio = |key: &str| dictionary[key].as_f64().unwrap();
     assert!(ratio("ratio_with_dictionary") > ratio("ratio_without_dictionary"), "{dictionary:#}");
@@ -43,7 +48,10 @@ fn train_dictionary_then_compact_reencodes_and_stats_show_both_ratios() {
     let before = stats["disk"]["compression_ratio"].as_f64().unwrap();
 
     let compact = ok_json(&sb, &["cache", "compact"]);
-    assert!(compact["reencoded"].as_u64().unwrap() >= 200, "the first answers move to the dictionary: {compact:#}");
+    assert!(
+        compact["reencoded"].as_u64().unwrap() >= 200,
+        "the first answers move to the dictionary: {compact:#}"
+    );
     let after = ok_json(&sb, &["cache", "stats"])["disk"]["compression_ratio"].as_f64().unwrap();
     assert!(after > before, "compaction re-encodes under the dictionary: {before} -> {after}");
     assert_eq!(export(&sb), sorted(first.into_iter().chain(second)), "every answer unchanged");
@@ -58,7 +66,12 @@ fn training_with_too_few_responses_or_without_zstd_fails_clearly() {
     let out = run(&sb, &["cache", "train-dictionary"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot train a zstd dictionary"), "{}", stderr(&out));
-    let gzip = sb.std_command().args(["cache", "train-dictionary"]).env("INFERNO_CACHE_COMPRESS", "gzip").output().unwrap();
+    let gzip = sb
+        .std_command()
+        .args(["cache", "train-dictionary"])
+        .env("INFERNO_CACHE_COMPRESS", "gzip")
+        .output()
+        .unwrap();
     assert_eq!(gzip.status.code(), Some(1));
     assert!(stderr(&gzip).contains("dictionaries need zstd"), "{}", stderr(&gzip));
 }
@@ -76,4 +89,18 @@ fn dictionary_samples_out_of_range_is_a_configuration_error() {
     assert!(stderr(&out).contains("cache.compression.dictionary_samples"), "{}", stderr(&out));
     let status = ok(&sb, &["cache", "status"]);
     assert!(status.contains("cache.compression.dictionary_samples") && status.contains("1000"), "{status}");
+}
+
+#[test]
+fn train_dictionary_goes_through_a_running_server() {
+    let (sb, models) = crate::server::with_tiny_model();
+    import(&sb, "first.jsonl", &lines(0, 200));
+    let server = crate::server::Server::start(&sb, &models, &[], &[]);
+    let trained = ok_json(&sb, &["cache", "train-dictionary"]);
+    assert_eq!(trained["adopted"], true, "{trained:#}");
+    let stats = ok_json(&sb, &["cache", "stats"]);
+    assert_eq!(stats["server"]["pid"], server.pid(), "the server answered: {stats:#}");
+    assert_eq!(stats["dictionary"]["current_id"], trained["id"], "{stats:#}");
+    let compact = ok_json(&sb, &["cache", "compact"]);
+    assert!(compact["reencoded"].as_u64().unwrap() >= 200, "{compact:#}");
 }

@@ -69,6 +69,8 @@ mod transfer;
 /// `cache warm`: models, directories, background jobs, responses.
 mod warm;
 
+/// `cache train-dictionary`, `stats` with and without the dictionary, compaction re-encoding, bad settings.
+mod dictionary;
 /// The remote tier on real redis-server processes: sharing between servers, failures, status and clear.
 mod distributed;
 /// Encryption at rest: nothing in the clear on disk, in backups or Redis; keys, rekey, damage.
@@ -83,8 +85,6 @@ mod guide;
 mod guide_gaps;
 /// `cache clear`, `cleanup`, `compact`, `verify`, `repair` and `disk-usage`: effects on entries and disk.
 mod manage;
-/// `cache train-dictionary`, `stats` with and without the dictionary, compaction re-encoding, bad settings.
-mod dictionary;
 /// An HTTP receiver and an SMTP server (aiosmtpd) for the alert tests.
 mod receivers;
 /// redis-server processes and a Redis Cluster formed by the tests.

@@ -12,7 +12,10 @@ const ALGORITHMS: [CompressionAlgorithm; 3] =
     [CompressionAlgorithm::None, CompressionAlgorithm::Gzip, CompressionAlgorithm::Zstd];
 
 fn codec(algorithm: CompressionAlgorithm, level: u32, threshold_bytes: u64) -> Codec {
-    Codec::new(&CompressionConfig { enabled: true, algorithm, level, ..CompressionConfig::default() }, threshold_bytes)
+    Codec::new(
+        &CompressionConfig { enabled: true, algorithm, level, ..CompressionConfig::default() },
+        threshold_bytes,
+    )
 }
 
 /// Deterministic pseudo-random bytes (splitmix64).

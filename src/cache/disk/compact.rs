@@ -460,7 +460,12 @@ impl NewSegment {
         self.len += bytes.len() as u64;
         self.hint.add(offset, bytes);
         let stored_len = record::decode_header(bytes).map_or(0, |h| h.value_len);
-        self.moved.push((from, Loc { segment: self.id, offset, len: bytes.len() as u32 }, target, stored_len));
+        self.moved.push((
+            from,
+            Loc { segment: self.id, offset, len: bytes.len() as u32 },
+            target,
+            stored_len,
+        ));
         Ok(())
     }
 

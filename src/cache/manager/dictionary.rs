@@ -178,7 +178,8 @@ impl Trainer<'_> {
     fn response_entries(&self) -> u64 {
         let now = now_ms();
         let entries = self.disk.entries();
-        entries.iter().filter(|(k, _, s)| *k == Kind::Response.code() && s.expires.is_live(now)).count() as u64
+        entries.iter().filter(|(k, _, s)| *k == Kind::Response.code() && s.expires.is_live(now)).count()
+            as u64
     }
 
     /// Trains a dictionary on the most recent responses and adopts it per `trigger` (module doc).
@@ -187,7 +188,8 @@ impl Trainer<'_> {
         let fail = |reason: String| CacheError::Dictionary { reason };
         if !self.codec.takes_dictionary() {
             return Err(fail(
-                "dictionaries need zstd: set cache.compression.enabled = true and algorithm = \"zstd\"".into(),
+                "dictionaries need zstd: set cache.compression.enabled = true and algorithm = \"zstd\""
+                    .into(),
             ));
         }
         let wanted = 2 * self.config.compression.dictionary_samples as usize;
@@ -201,11 +203,15 @@ impl Trainer<'_> {
         let bytes = dictionary::train(&train_on, max_bytes).map_err(|e| {
             fail(format!("{e} ({entries_sampled} response entries read; store more responses and try again)"))
         })?;
-        let candidate = Arc::new(Dictionary::load(&bytes, self.codec.level()).map_err(|e| fail(e.to_string()))?);
+        let candidate =
+            Arc::new(Dictionary::load(&bytes, self.codec.level()).map_err(|e| fail(e.to_string()))?);
         let previous = self.state.snapshot().current().cloned();
         let measure = |dictionary: Option<&Dictionary>| -> u64 {
             let mut scratch = Vec::new();
-            held_out.iter().map(|raw| self.codec.encode_with(raw, &mut scratch, dictionary).1.len() as u64).sum()
+            held_out
+                .iter()
+                .map(|raw| self.codec.encode_with(raw, &mut scratch, dictionary).1.len() as u64)
+                .sum()
         };
         let with_new = measure(Some(&candidate));
         let with_previous = previous.as_deref().map(|p| measure(Some(p)));
@@ -238,7 +244,8 @@ impl Trainer<'_> {
     /// Writes `dictionary` as an entry and makes it current, alone under the rewrite gate.
     fn store(&self, dictionary: &Arc<Dictionary>) -> Result<(), CacheError> {
         let key = dictionary_key(dictionary.id());
-        let binding = entry_binding(DICTIONARY_KIND, &key, DICTIONARY_NAME, &[], 0, dictionary.bytes().len() as u32);
+        let binding =
+            entry_binding(DICTIONARY_KIND, &key, DICTIONARY_NAME, &[], 0, dictionary.bytes().len() as u32);
         let (codec, value) = write_part(&self.codec, None, self.writing, binding, dictionary.bytes());
         let _alone = self.gate.write();
         self.disk.put_entry(&EntryWrite {
@@ -468,7 +475,9 @@ impl Manager {
             if !dictionary_coded {
                 continue;
             }
-            if let Err(PartError::Codec(error)) = decode_parts(self.sealer.as_deref(), &set, kind, &text, &stored) {
+            if let Err(PartError::Codec(error)) =
+                decode_parts(self.sealer.as_deref(), &set, kind, &text, &stored)
+            {
                 out.push((kind, key, slot.loc, format!("{error}; the value is never served")));
             }
         }
@@ -479,7 +488,8 @@ impl Manager {
     /// current (a rekey's first step: values compressed with them must stay readable under the new key).
     pub(super) fn reseal_dictionaries(&self, target: &Sealer) -> Result<u64, CacheError> {
         let Some(disk) = self.disk.as_deref() else { return Ok(0) };
-        let mut entries: Vec<_> = disk.entries().into_iter().filter(|(k, _, _)| *k == DICTIONARY_KIND).collect();
+        let mut entries: Vec<_> =
+            disk.entries().into_iter().filter(|(k, _, _)| *k == DICTIONARY_KIND).collect();
         entries.sort_unstable_by_key(|(_, _, slot)| slot.seq);
         let mut resealed = 0;
         for (kind, key, _) in entries {
@@ -492,9 +502,12 @@ impl Manager {
             }
             let name = String::from_utf8_lossy(&key).into_owned();
             let binding = entry_binding(kind, &name, &stored.name, &[], stored.codec, stored.raw_len);
-            let raw = read_part(Some(target), &Dictionaries::default(), binding, &stored.value).map_err(|e| {
-                CacheError::Dictionary { reason: format!("dictionary {name} cannot be read: {}", part_reason(&e)) }
-            })?;
+            let raw =
+                read_part(Some(target), &Dictionaries::default(), binding, &stored.value).map_err(|e| {
+                    CacheError::Dictionary {
+                        reason: format!("dictionary {name} cannot be read: {}", part_reason(&e)),
+                    }
+                })?;
             let (codec, value) = write_part(&self.codec, None, Some(target), binding, &raw);
             disk.put_entry(&EntryWrite {
                 kind,

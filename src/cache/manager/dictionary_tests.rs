@@ -41,10 +41,13 @@ impl Rng {
     }
 }
 
-const CACHE_WORDS: &[&str] =
-    &["the", "cache", "returns", "a", "response", "model", "disk", "key", "value", "entry", "**note**", "tier"];
-const COOKING_WORDS: &[&str] =
-    &["simmer", "garlic", "onion", "butter", "oven", "minutes", "salt", "pepper", "stir", "bake", "flour", "egg"];
+const CACHE_WORDS: &[&str] = &[
+    "the", "cache", "returns", "a", "response", "model", "disk", "key", "value", "entry", "**note**", "tier",
+];
+const COOKING_WORDS: &[&str] = &[
+    "simmer", "garlic", "onion", "butter", "oven", "minutes", "salt", "pepper", "stir", "bake", "flour",
+    "egg",
+];
 
 /// A stored response record of about 1.5 KiB in the style of `vocabulary`.
 fn response(rng: &mut Rng, vocabulary: &[&str], i: usize) -> Vec<u8> {
@@ -61,7 +64,13 @@ fn response(rng: &mut Rng, vocabulary: &[&str], i: usize) -> Vec<u8> {
 }
 
 /// Puts `n` responses under `prefix0..` and returns them.
-fn fill(cache: &Manager, rng: &mut Rng, vocabulary: &[&str], prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+fn fill(
+    cache: &Manager,
+    rng: &mut Rng,
+    vocabulary: &[&str],
+    prefix: &str,
+    n: usize,
+) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|i| {
             let key = format!("{prefix}{i}");
@@ -76,9 +85,12 @@ fn fill(cache: &Manager, rng: &mut Rng, vocabulary: &[&str], prefix: &str, n: us
 fn dictionaries_of(cache: &Manager, key: &str) -> Vec<Option<u32>> {
     let stored = cache.disk.as_ref().unwrap().get(Kind::Response.code(), key.as_bytes()).unwrap().unwrap();
     let id = |codec: u8, bytes: &[u8]| {
-        (seal::inner_codec(codec) == CodecId::ZstdDict as u8).then(|| dictionary::frame_dictionary_id(bytes).unwrap())
+        (seal::inner_codec(codec) == CodecId::ZstdDict as u8)
+            .then(|| dictionary::frame_dictionary_id(bytes).unwrap())
     };
-    std::iter::once(id(stored.codec, &stored.value)).chain(stored.chunks.iter().map(|c| id(c.codec, &c.bytes))).collect()
+    std::iter::once(id(stored.codec, &stored.value))
+        .chain(stored.chunks.iter().map(|c| id(c.codec, &c.bytes)))
+        .collect()
 }
 
 fn misses(cache: &Manager) -> u64 {
@@ -109,7 +121,11 @@ fn a_trained_dictionary_compresses_new_responses_and_survives_reopen() {
     };
     let cache = Manager::open(&config, Access::ReadOnly).unwrap();
     for (key, value) in &later {
-        assert_eq!(cache.get(Kind::Response, key).unwrap().as_deref(), Some(&value[..]), "{key} after reopen");
+        assert_eq!(
+            cache.get(Kind::Response, key).unwrap().as_deref(),
+            Some(&value[..]),
+            "{key} after reopen"
+        );
     }
     let report = cache.dictionary_report().unwrap();
     assert_eq!((report.dictionaries, report.current_id), (1, Some(id)));
@@ -132,7 +148,9 @@ fn small_values_are_compressed_with_a_dictionary_whatever_the_threshold() {
     let stored = stored.to_vec();
     let mut out = Vec::new();
     let none = Codec::decode(id, &stored, small.len(), &mut out).unwrap_err();
-    assert!(matches!(none, crate::cache::codec::CodecError::MissingDictionary(got) if got == dictionary.id()));
+    assert!(
+        matches!(none, crate::cache::codec::CodecError::MissingDictionary(got) if got == dictionary.id())
+    );
     let set = Dictionaries::new([std::sync::Arc::new(dictionary)], None);
     assert_eq!(Codec::decode_with(id, &stored, small.len(), &mut out, &set).unwrap(), small);
 }
@@ -272,10 +290,16 @@ fn a_sealed_cache_seals_its_dictionaries_and_a_rekey_keeps_them_readable() {
         let cache = Manager::open(&sealed, Access::ReadWrite).unwrap();
         fill(&cache, &mut rng, CACHE_WORDS, "a", 200);
         let id = cache.train_dictionary().unwrap().id;
-        let stored = cache.disk.as_ref().unwrap().get(DICTIONARY_KIND, format!("zstd-dictionary-{id}").as_bytes());
+        let stored =
+            cache.disk.as_ref().unwrap().get(DICTIONARY_KIND, format!("zstd-dictionary-{id}").as_bytes());
         let stored = stored.unwrap().unwrap();
         assert!(seal::is_sealed(stored.codec), "the dictionary is sealed");
-        assert!(stored.value.windows(8).all(|w| w != &cache.dictionaries.snapshot().current().unwrap().bytes()[8..16]));
+        assert!(
+            stored
+                .value
+                .windows(8)
+                .all(|w| w != &cache.dictionaries.snapshot().current().unwrap().bytes()[8..16])
+        );
         let later = fill(&cache, &mut rng, CACHE_WORDS, "b", 5);
         cache.rekey(&key_file("b", 2), &|_, _| {}).unwrap();
         later

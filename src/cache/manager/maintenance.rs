@@ -6,7 +6,8 @@ use super::reencode::Reencoder;
 use super::{CacheError, Manager};
 use crate::cache::Kind;
 use crate::cache::disk::{
-    CompactReport, DamagedRecord, DiskStats, EntrySlot, FileUsage, SegmentUsage, Selection, VerifyReport, WriteFaultSnapshot,
+    CompactReport, DamagedRecord, DiskStats, EntrySlot, FileUsage, SegmentUsage, Selection, VerifyReport,
+    WriteFaultSnapshot,
 };
 
 impl Manager {
@@ -37,7 +38,13 @@ impl Manager {
                 report.fixed = true;
             }
             let key = String::from_utf8_lossy(&key).into_owned();
-            report.damaged.push(DamagedRecord { kind, key, segment: loc.segment, offset: loc.offset, reason });
+            report.damaged.push(DamagedRecord {
+                kind,
+                key,
+                segment: loc.segment,
+                offset: loc.offset,
+                reason,
+            });
         }
         Ok(report)
     }

@@ -218,7 +218,8 @@ pub(super) fn write_part(
     let mut scratch = Vec::new();
     let mut sealed = Vec::new();
     let (id, stored) = codec.encode_with(raw, &mut scratch, dictionary);
-    let (codec, stored) = seal_value(sealer, Binding { codec: id as u8, ..binding }, id as u8, stored, &mut sealed);
+    let (codec, stored) =
+        seal_value(sealer, Binding { codec: id as u8, ..binding }, id as u8, stored, &mut sealed);
     (codec, stored.to_vec())
 }
 

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::clock::now_ms;
 use crate::cache::DICTIONARY_KIND;
+use crate::cache::clock::now_ms;
 use crate::cache::disk::{self, DiskError, DiskStore, StoreOptions};
 use crate::cache::observe::stats::COUNTERS_FILE;
 use crate::config::CacheConfig;
