@@ -493,6 +493,17 @@ impl DiskStore {
         state.index.entries.iter().map(|((kind, key), slot)| (*kind, key.to_vec(), slot.clone())).collect()
     }
 
+    /// The keys of up to `max` live entries of `kind`, spread evenly over the index (for measuring a sample
+    /// without copying the whole index).
+    pub fn sample_keys(&self, kind: u8, max: usize) -> Vec<Vec<u8>> {
+        let now = now_ms();
+        let state = self.state.read();
+        let of_kind =
+            || state.index.entries.iter().filter(|((k, _), s)| *k == kind && s.expires.is_live(now));
+        let step = of_kind().count().div_ceil(max.max(1)).max(1);
+        of_kind().step_by(step).map(|((_, key), _)| key.to_vec()).collect()
+    }
+
     /// Bytes of all segment and hint files on disk.
     pub fn file_bytes(&self) -> u64 {
         compact::dir_bytes(self.fs(), &self.data_dir)

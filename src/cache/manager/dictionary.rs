@@ -154,6 +154,11 @@ impl Trainer<'_> {
         if !self.config.compression.uses_dictionary() || self.disk.options().read_only {
             return None;
         }
+        if self.state.training.is_locked() {
+            // A training or a full compaction is running: the background thread does not wait for it (its
+            // flushes would), it checks again at its next pass.
+            return None;
+        }
         let samples = u64::from(self.config.compression.dictionary_samples);
         let has_current = self.state.snapshot().current().is_some();
         if !has_current && self.disk.entry_count() < samples {
@@ -415,15 +420,9 @@ impl Manager {
             ratio_with_dictionary: None,
             ratio_without_dictionary: None,
         };
-        let now = now_ms();
-        let entries: Vec<_> = disk
-            .entries()
-            .into_iter()
-            .filter(|(k, _, s)| *k == Kind::Response.code() && s.expires.is_live(now))
-            .collect();
-        let step = entries.len().div_ceil(MEASURED_VALUES).max(1);
+        let kind = Kind::Response.code();
         let mut scratch = Vec::new();
-        for (kind, key, _) in entries.into_iter().step_by(step) {
+        for key in disk.sample_keys(kind, MEASURED_VALUES) {
             let Ok(Some(stored)) = disk.get(kind, &key) else { continue };
             let key = String::from_utf8_lossy(&key);
             let Ok((head, chunks)) = decode_parts(self.sealer.as_deref(), &set, kind, &key, &stored) else {
