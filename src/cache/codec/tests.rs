@@ -61,11 +61,12 @@ fn round_trip(codec: &Codec, raw: &[u8]) -> CodecId {
 
 #[test]
 fn codec_ids_are_fixed() {
-    assert_eq!([CodecId::None as u8, CodecId::Gzip as u8, CodecId::Zstd as u8], [0, 1, 2]);
-    for id in [CodecId::None, CodecId::Gzip, CodecId::Zstd] {
+    let ids = [CodecId::None, CodecId::Gzip, CodecId::Zstd, CodecId::ZstdDict];
+    assert_eq!(ids.map(|id| id as u8), [0, 1, 2, 3]);
+    for id in ids {
         assert_eq!(CodecId::try_from(id as u8).unwrap(), id);
     }
-    for byte in 3..=u8::MAX {
+    for byte in 4..=u8::MAX {
         assert!(matches!(CodecId::try_from(byte), Err(CodecError::UnknownCodec(b)) if b == byte));
     }
 }
