@@ -11,8 +11,7 @@ use parking_lot::Mutex;
 
 use super::prefix_record::{self, Record, StateRecordWriter};
 use super::*;
-use crate::models::gguf::MetaValue;
-use crate::models::gguf::tiny::tiny_llama_with_context;
+use crate::models::gguf::tiny::{LlamaShape, SPACE_ID, TINY};
 use crate::models::prefix::{PrefixConfig, PrefixStore};
 
 const BLOCK: u32 = 16;
@@ -87,11 +86,34 @@ impl MemoryStore {
     }
 }
 
-/// The tiny model with a 1024-token context, named `name` (another name is another file of the same shape).
+/// A model of the tiny model's shape (1024-token context) whose greedy output depends on the whole prompt:
+/// pseudo-random weights seeded by `name`, with attention strong enough that a restore of the wrong state
+/// (or none) changes what it writes. Control and byte tokens get no output weight, so it writes letters,
+/// digits and spaces. Another name is another model of the same shape.
 fn write_model(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.gguf"));
-    let mut writer = tiny_llama_with_context(1024).unwrap();
-    writer.add_metadata("general.description", MetaValue::String(name.into())).unwrap();
+    let shape = LlamaShape { n_ctx: 1024, ..TINY };
+    let mut writer = shape.metadata(name).unwrap();
+    let mut state = name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
+    let mut noise = |amplitude: f32| {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 * amplitude - amplitude
+    };
+    for (tensor, dims) in shape.tensors() {
+        let len = dims.iter().product::<u64>() as usize;
+        let values: Vec<f32> = match tensor.rsplit('.').nth(1).unwrap_or_default() {
+            "output_norm" | "attn_norm" | "ffn_norm" => vec![1.0; len],
+            "token_embd" => (0..len).map(|_| noise(1.0)).collect(),
+            "output" => (0..len)
+                .map(|i| if (i as u64 / shape.n_embd) < u64::from(SPACE_ID) { 0.0 } else { noise(1.0) })
+                .collect(),
+            _ => (0..len).map(|_| noise(0.3)).collect(),
+        };
+        writer.add_f32_tensor(&tensor, &dims, values).unwrap();
+    }
     writer.write_path(&path).unwrap();
     path
 }
@@ -132,6 +154,7 @@ fn greedy_output_is_the_same_cold_warm_and_after_a_restart() {
     let forked = format!("{}{}", &prompt[..100], text(60, 2)); // shares 102 tokens, 6 whole blocks
     let expected: Vec<String> = [&prompt, &longer, &forked].iter().map(|p| run(&plain, p).0).collect();
     assert!(expected.iter().all(|t| t.len() == 8), "{expected:?}");
+    assert!(expected[0] != expected[1] && expected[1] != expected[2], "the output depends on the prompt");
 
     let store = Arc::new(MemoryStore::default());
     let cached = load(&path, Some(&store), 4);
