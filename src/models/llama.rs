@@ -6,11 +6,13 @@
 //! ([`crate::models::pool`]). The header is read with our own reader first, so a truncated or foreign file
 //! gets a clear error naming the file and the problem instead of llama.cpp's generic load failure.
 //! Generation goes through the model's slots (`slots.rs`: one long-lived context, continuous batching) and
-//! is blocking: callers on an async runtime run it on a blocking thread.
+//! is blocking: callers on an async runtime run it on a blocking thread. With a prompt-prefix cache
+//! ([`SlotConfig::prefix`]), the slots restore and save prompt states (`prefix_cache.rs`, docs/kv-cache.md).
 
 mod prefix_cache;
 mod prefix_chain;
 mod prefix_record;
+mod prefix_saver;
 mod slots;
 
 use std::ops::ControlFlow;
@@ -311,8 +313,8 @@ impl GgufModel {
     }
 
     /// Waits until the prompt-prefix states saved so far have been handed to the store (states are written
-    /// by a background thread after prefill; `inferno cache warm --prefixes` waits here before it exits).
-    /// Returns at once without a prefix cache. Dropping the model waits too.
+    /// by a background thread after prefill, so a warm-up that exits next must wait here). Returns at once
+    /// without a prefix cache. Dropping the model waits too.
     pub fn wait_for_prefix_saves(&self) {
         self.slots.wait_for_prefix_saves();
     }

@@ -11,23 +11,27 @@
 //! block finds the state and truncates it to what it shares. Records that do not read, do not match or that
 //! llama.cpp refuses are removed from the store; nothing is counted here (the store counts).
 
+use std::num::NonZeroU32;
 use std::ops::Range;
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Arc, mpsc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
-use super::prefix_chain::block_keys;
+use super::prefix_chain::{CacheLayout, block_keys, fingerprint};
 use super::prefix_record::{self, Record, StateRecordWriter};
+use super::prefix_saver::{SaveJob, Saver};
 use crate::models::prefix::{PrefixConfig, PrefixStore};
 
-/// States waiting for the saver; a state that finds the queue full is not saved (a later prompt saves it).
-const SAVE_QUEUE: usize = 2;
+/// Most bytes of verified records that requests may hold between their lookup and their restore (while they
+/// wait for a slot). A request that would hold more is prefilled normally, so a long queue of requests with
+/// distinct long prefixes cannot pile up their states in memory. One record is always allowed.
+const MAX_HELD_BYTES: usize = 2 << 30;
 
 /// Prompt tokens a decode step must hold to count towards the measured prefill speed.
 const MIN_MEASURED_PROMPT_TOKENS: usize = 32;
@@ -60,6 +64,8 @@ pub(super) struct PrefixCache {
     saver: Saver,
     /// Prompt tokens decoded and the seconds attributed to them, for `seconds_saved`.
     prefill: Mutex<(f64, f64)>,
+    /// Bytes of the records that planned restores hold now.
+    held: Arc<AtomicUsize>,
 }
 
 /// What the prefix cache does for one request, decided before it queues.
@@ -82,6 +88,32 @@ pub(super) struct Restore {
     keep: usize,
     /// The keys whose records led here, removed if llama.cpp refuses the state.
     keys: Vec<[u8; 32]>,
+    /// The record's share of [`MAX_HELD_BYTES`], given back when the restore is dropped.
+    _held: Held,
+}
+
+/// Bytes counted in a shared total until dropped.
+struct Held {
+    bytes: usize,
+    total: Arc<AtomicUsize>,
+}
+
+impl Held {
+    /// Counts `bytes` in `total` unless that would pass `MAX_HELD_BYTES` (and something is held already).
+    fn take(total: &Arc<AtomicUsize>, bytes: usize) -> Option<Self> {
+        let before = total.fetch_add(bytes, Ordering::Relaxed);
+        if before > 0 && before + bytes > MAX_HELD_BYTES {
+            total.fetch_sub(bytes, Ordering::Relaxed);
+            return None;
+        }
+        Some(Self { bytes, total: Arc::clone(total) })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl Restore {
@@ -92,14 +124,21 @@ impl Restore {
 }
 
 impl PrefixCache {
-    /// The prefix cache of a model's slots, or `None` for recurrent and hybrid models, whose states cannot be
-    /// truncated or checked cell by cell (they are never looked up or saved).
-    pub(super) fn start(model: &LlamaModel, config: &PrefixConfig, fingerprint: [u8; 32]) -> Option<Self> {
+    /// The prefix cache of a model's slots with context `params`, its model file fingerprinted
+    /// `file_fingerprint`; `None` for recurrent and hybrid models, whose states cannot be truncated or checked
+    /// cell by cell (they are never looked up or saved).
+    pub(super) fn start(
+        model: &LlamaModel,
+        config: &PrefixConfig,
+        file_fingerprint: &str,
+        params: &LlamaContextParams,
+    ) -> Option<Self> {
         if model.is_recurrent() || model.is_hybrid() {
             tracing::info!("the prompt-prefix cache is off for this model: its memory is recurrent");
             return None;
         }
         let architecture = model.meta_val_str("general.architecture").unwrap_or_default();
+        let fingerprint = fingerprint(file_fingerprint, &layout(params));
         let saver = Saver::start(Arc::clone(&config.store), fingerprint)?;
         Some(Self {
             store: Arc::clone(&config.store),
@@ -109,6 +148,7 @@ impl PrefixCache {
             truncatable: TRUNCATABLE_ARCHITECTURES.contains(&architecture.as_str()),
             saver,
             prefill: Mutex::new((0.0, 0.0)),
+            held: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -180,7 +220,8 @@ impl PrefixCache {
         };
         // The state holds no logits: at least the last prompt token is decoded again.
         let keep = common.min(prompt.len() - 1);
-        Some(Restore { record: bytes, state, n_tokens, keep, keys })
+        let held = Held::take(&self.held, bytes.len())?;
+        Some(Restore { record: bytes, state, n_tokens, keep, keys, _held: held })
     }
 
     /// Restores `restore` into sequence `seq` (emptied first by the caller): the tokens now in the sequence,
@@ -212,6 +253,7 @@ impl PrefixCache {
     /// with the alias keys of `plan`. Skipped when the saver is still busy with earlier states.
     pub(super) fn save(&self, ctx: &LlamaContext<'_>, seq: i32, tokens: &[LlamaToken], plan: &PrefixPlan) {
         if self.saver.full() {
+            // At most `SAVE_QUEUE` states wait; this one is dropped (a later prompt with its blocks saves it).
             tracing::debug!("prefix cache: the saver is busy; a state of {} tokens is not saved", tokens.len());
             return;
         }
@@ -257,86 +299,24 @@ impl PrefixCache {
     }
 }
 
-/// A state record and the chain keys of the prompt it holds (its own key is the last).
-struct SaveJob {
-    record: StateRecordWriter,
-    keys: Vec<[u8; 32]>,
-}
-
-/// The saver thread and its queue; dropping it writes what is queued, then stops the thread.
-struct Saver {
-    queue: Option<SyncSender<SaveJob>>,
-    pending: Arc<(Mutex<usize>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Saver {
-    fn start(store: Arc<dyn PrefixStore>, fingerprint: [u8; 32]) -> Option<Self> {
-        let (queue, jobs) = mpsc::sync_channel(SAVE_QUEUE);
-        let pending = Arc::new((Mutex::new(0), Condvar::new()));
-        let thread_pending = Arc::clone(&pending);
-        let thread = std::thread::Builder::new()
-            .name("inferno-kv-save".into())
-            .spawn(move || save_loop(&jobs, store.as_ref(), &fingerprint, &thread_pending))
-            .inspect_err(|e| tracing::warn!("the prompt-prefix cache is off: cannot start its saver ({e})"))
-            .ok()?;
-        Some(Self { queue: Some(queue), pending, thread: Some(thread) })
-    }
-
-    fn full(&self) -> bool {
-        *self.pending.0.lock() >= SAVE_QUEUE
-    }
-
-    fn send(&self, job: SaveJob) {
-        let Some(queue) = &self.queue else { return };
-        *self.pending.0.lock() += 1;
-        if queue.try_send(job).is_err() {
-            finish_one(&self.pending);
-        }
-    }
-
-    fn wait(&self) {
-        let (count, changed) = &*self.pending;
-        let mut count = count.lock();
-        while *count > 0 {
-            changed.wait(&mut count);
-        }
-    }
-}
-
-impl Drop for Saver {
-    fn drop(&mut self) {
-        drop(self.queue.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn finish_one(pending: &(Mutex<usize>, Condvar)) {
-    let mut count = pending.0.lock();
-    *count = count.saturating_sub(1);
-    pending.1.notify_all();
-}
-
-/// Writes each state record under its prompt's last block key (unless a state is already there) and an alias
-/// under each earlier block key that holds nothing yet.
-fn save_loop(
-    jobs: &Receiver<SaveJob>,
-    store: &dyn PrefixStore,
-    fingerprint: &[u8; 32],
-    pending: &(Mutex<usize>, Condvar),
-) {
-    while let Ok(SaveJob { record, keys }) = jobs.recv() {
-        if let Some((own, earlier)) = keys.split_last() {
-            if !store.contains(own) {
-                store.put(own, &record.finish());
-            }
-            let alias = prefix_record::alias(fingerprint, own);
-            for key in earlier.iter().filter(|k| !store.contains(k)) {
-                store.put(key, &alias);
-            }
-        }
-        finish_one(pending);
+/// What the saved states of a context with `params` depend on (see [`CacheLayout`]).
+fn layout(params: &LlamaContextParams) -> CacheLayout {
+    let kv_unified = params.kv_unified();
+    CacheLayout {
+        n_ctx: params.n_ctx().map_or(0, NonZeroU32::get),
+        kv_unified,
+        n_stream: if kv_unified { 1 } else { params.n_seq_max() },
+        type_k: params.type_k().into(),
+        type_v: params.type_v().into(),
+        flash_attn: params.flash_attention_policy(),
+        swa_full: params.swa_full(),
+        rope_scaling_type: params.rope_scaling_type().into(),
+        rope_freq_base: params.rope_freq_base(),
+        rope_freq_scale: params.rope_freq_scale(),
+        yarn_ext_factor: params.yarn_ext_factor(),
+        yarn_attn_factor: params.yarn_attn_factor(),
+        yarn_beta_fast: params.yarn_beta_fast(),
+        yarn_beta_slow: params.yarn_beta_slow(),
+        yarn_orig_ctx: params.yarn_orig_ctx(),
     }
 }

@@ -31,7 +31,6 @@ use llama_cpp_2::token::LlamaToken;
 use parking_lot::{Condvar, Mutex};
 
 use super::prefix_cache::{PrefixCache, PrefixPlan};
-use super::prefix_chain::{CacheLayout, fingerprint};
 use super::{FinishReason, GenerateParams, Generation, sampler};
 use crate::models::generate::{SlotConfig, SlotStats, TextStream};
 
@@ -111,8 +110,7 @@ impl Slots {
         let parallel = config.parallel.max(1);
         let prefix = match (&config.prefix, file_fingerprint) {
             (Some(prefix), Some(file)) => {
-                let fingerprint = fingerprint(file, &layout(&context_params(n_ctx, parallel)));
-                PrefixCache::start(&model, prefix, fingerprint).map(Arc::new)
+                PrefixCache::start(&model, prefix, file, &context_params(n_ctx, parallel)).map(Arc::new)
             }
             _ => None,
         };
@@ -236,28 +234,6 @@ fn context_params(n_ctx: u32, parallel: u32) -> LlamaContextParams {
         .with_kv_unified(true)
         .with_n_threads(threads)
         .with_n_threads_batch(threads)
-}
-
-/// What the saved states of a context with `params` depend on (see [`CacheLayout`]).
-fn layout(params: &LlamaContextParams) -> CacheLayout {
-    let kv_unified = params.kv_unified();
-    CacheLayout {
-        n_ctx: params.n_ctx().map_or(0, NonZeroU32::get),
-        kv_unified,
-        n_stream: if kv_unified { 1 } else { params.n_seq_max() },
-        type_k: params.type_k().into(),
-        type_v: params.type_v().into(),
-        flash_attn: params.flash_attention_policy(),
-        swa_full: params.swa_full(),
-        rope_scaling_type: params.rope_scaling_type().into(),
-        rope_freq_base: params.rope_freq_base(),
-        rope_freq_scale: params.rope_freq_scale(),
-        yarn_ext_factor: params.yarn_ext_factor(),
-        yarn_attn_factor: params.yarn_attn_factor(),
-        yarn_beta_fast: params.yarn_beta_fast(),
-        yarn_beta_slow: params.yarn_beta_slow(),
-        yarn_orig_ctx: params.yarn_orig_ctx(),
-    }
 }
 
 fn decode_thread(
