@@ -162,7 +162,8 @@ impl PrefixCache {
         let ids: Vec<i32> = tokens.iter().map(|t| t.0).collect();
         let keys = block_keys(&self.fingerprint, &ids, self.block_tokens);
         let hit = (0..keys.len()).rev().find(|&block| self.store.contains(&keys[block]));
-        let restore = hit.and_then(|block| self.verified(&keys[block], (block + 1) * self.block_tokens, &ids));
+        let restore =
+            hit.and_then(|block| self.verified(&keys[block], (block + 1) * self.block_tokens, &ids));
         let restore = restore.filter(|r| r.n_tokens <= reserve && (self.truncatable || r.keep == r.n_tokens));
         // The prompt's whole blocks are stored unless its last block key was hit (and its record kept).
         let last = keys.len() - 1;
@@ -240,7 +241,9 @@ impl PrefixCache {
             let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
             return None;
         }
-        if restore.keep < restore.n_tokens && ctx.kv_cache_seq_rm(seq, Some(restore.keep as u32), None).is_err() {
+        if restore.keep < restore.n_tokens
+            && ctx.kv_cache_seq_rm(seq, Some(restore.keep as u32), None).is_err()
+        {
             let _ = ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
             return None;
         }
@@ -254,7 +257,10 @@ impl PrefixCache {
     pub(super) fn save(&self, ctx: &LlamaContext<'_>, seq: i32, tokens: &[LlamaToken], plan: &PrefixPlan) {
         if self.saver.full() {
             // At most `SAVE_QUEUE` states wait; this one is dropped (a later prompt with its blocks saves it).
-            tracing::debug!("prefix cache: the saver is busy; a state of {} tokens is not saved", tokens.len());
+            tracing::debug!(
+                "prefix cache: the saver is busy; a state of {} tokens is not saved",
+                tokens.len()
+            );
             return;
         }
         let flags = LlamaStateSeqFlags::empty();

@@ -94,7 +94,8 @@ fn write_model(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.gguf"));
     let shape = LlamaShape { n_ctx: 1024, ..TINY };
     let mut writer = shape.metadata(name).unwrap();
-    let mut state = name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
+    let mut state =
+        name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3));
     let mut noise = |amplitude: f32| {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = state;

@@ -122,10 +122,14 @@ impl Slots {
         let loop_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("inferno-decode".into())
-            .spawn(move || decode_thread(&model, n_ctx, parallel, loop_prefix.as_deref(), &loop_shared, &ready_tx))
+            .spawn(move || {
+                decode_thread(&model, n_ctx, parallel, loop_prefix.as_deref(), &loop_shared, &ready_tx)
+            })
             .map_err(|e| format!("cannot start the decode thread: {e}"))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { shared, thread: Some(thread), n_ctx, queue_size: config.queue_size, prefix }),
+            Ok(Ok(())) => {
+                Ok(Self { shared, thread: Some(thread), n_ctx, queue_size: config.queue_size, prefix })
+            }
             Ok(Err(reason)) => {
                 let _ = thread.join();
                 Err(reason)

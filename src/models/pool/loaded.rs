@@ -116,18 +116,24 @@ fn feature_missing(file: &ModelFile) -> PoolError {
 }
 
 #[cfg(feature = "llama")]
-fn load_gguf(file: &ModelFile, fingerprint: Option<&str>, slots: &SlotConfig) -> Result<LoadedModel, PoolError> {
+fn load_gguf(
+    file: &ModelFile,
+    fingerprint: Option<&str>,
+    slots: &SlotConfig,
+) -> Result<LoadedModel, PoolError> {
     let loaded = match fingerprint {
         Some(_) => GgufModel::load_fingerprinted(&file.path, fingerprint, slots),
         None => GgufModel::load_with(&file.path, slots),
     };
-    loaded
-        .map(LoadedModel::Gguf)
-        .map_err(|e| PoolError::load(file.path.clone(), e))
+    loaded.map(LoadedModel::Gguf).map_err(|e| PoolError::load(file.path.clone(), e))
 }
 
 #[cfg(not(feature = "llama"))]
-fn load_gguf(file: &ModelFile, _fingerprint: Option<&str>, _slots: &SlotConfig) -> Result<LoadedModel, PoolError> {
+fn load_gguf(
+    file: &ModelFile,
+    _fingerprint: Option<&str>,
+    _slots: &SlotConfig,
+) -> Result<LoadedModel, PoolError> {
     Err(feature_missing(file))
 }
 
