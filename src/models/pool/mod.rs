@@ -225,7 +225,7 @@ impl ModelPool {
         let estimate = resident_estimate(file)?;
         drop(self.admit(file, estimate)?);
         let fingerprint = file.fingerprint()?;
-        let model = LoadedModel::load_with(file, &self.slots)?;
+        let model = LoadedModel::load_fingerprinted(file, Some(fingerprint.as_str()), &self.slots)?;
         let load_time = started.elapsed();
         Ok(Arc::new(CachedModel {
             file: file.clone(),
