@@ -13,6 +13,7 @@ use super::registry::Registry;
 use crate::alerts::Engine;
 use crate::audit::AuditLog;
 use crate::cache::Manager;
+use crate::cache::kv::KvStore;
 use crate::cache::observe::trace::take_last_read;
 use crate::config::{Config, ServerKeys};
 use crate::inference::{CachePlan, Prepared};
@@ -82,9 +83,11 @@ impl AppState {
     /// Shared state over an open cache.
     pub fn new(config: Config, manager: Arc<Manager>) -> Self {
         let keep_loaded = config.cache.enabled && config.cache.model.enabled;
+        // With the cache and `cache.kv` on, every model's slots restore prompt prefixes from the cache.
         let slots = SlotConfig {
             parallel: config.server.parallel,
             queue_size: config.server.queue_size,
+            prefix: KvStore::prefix_config(&manager),
             ..SlotConfig::default()
         };
         let registry = Registry::with_slots(&config.models.dir, &config.cache.model, keep_loaded, slots);
@@ -176,4 +179,36 @@ impl Cached for Prepared {
 /// Waits until the leader of a flight is done (its sender dropped).
 pub async fn wait_for(mut rx: watch::Receiver<()>) {
     while rx.changed().await.is_ok() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Access;
+
+    fn state(dir: &tempfile::TempDir, kv_enabled: bool, cache_enabled: bool) -> AppState {
+        let mut config = Config::default();
+        config.cache.base_dir = dir.path().to_path_buf();
+        config.cache.kv.enabled = kv_enabled;
+        config.cache.kv.block_tokens = 64;
+        config.cache.kv.min_prefix_tokens = 128;
+        config.cache.enabled = cache_enabled;
+        let manager = Arc::new(Manager::open(&config.cache, Access::ReadWrite).unwrap());
+        AppState::new(config, manager)
+    }
+
+    #[test]
+    fn the_slots_get_the_prefix_cache_when_cache_and_kv_are_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let on = state(&dir, true, true);
+        let prefix = on.registry.pool().slots().prefix.as_ref().expect("a prefix cache");
+        assert_eq!((prefix.block_tokens, prefix.min_prefix_tokens), (64, 128));
+        prefix.store.put(&[7; 32], b"state bytes");
+        assert!(prefix.store.contains(&[7; 32]));
+        drop(on);
+        let off = state(&dir, false, true);
+        assert!(off.registry.pool().slots().prefix.is_none(), "cache.kv.enabled = false");
+        drop(off);
+        assert!(state(&dir, true, false).registry.pool().slots().prefix.is_none(), "cache.enabled = false");
+    }
 }
