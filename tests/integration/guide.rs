@@ -180,7 +180,7 @@ fn every_guide_command_runs_in_order_with_its_effect() {
     assert_eq!(value(&sb, "cache.response.max_entries"), 10000);
     assert_eq!(value(&sb, "cache.compression.algorithm"), "zstd");
     guide(&sb, "inferno cache enable --type metadata");
-    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata"]));
+    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata", "kv"]));
 
     // ## Cache Operations: Enable/Disable Caching
     guide(&sb, "inferno cache enable --all");
