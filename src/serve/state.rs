@@ -37,6 +37,8 @@ pub struct AppState {
     pub keys: ServerKeys,
     /// The access audit.
     pub audit: AuditLog,
+    /// The store of prompt-prefix KV states the models' slots use, when `cache.kv` is on.
+    pub kv_store: Option<Arc<KvStore>>,
     /// Tokenizers of ONNX text models, loaded on first use.
     #[cfg(feature = "onnx")]
     pub tokenizers: TokenizerCache,
@@ -84,10 +86,11 @@ impl AppState {
     pub fn new(config: Config, manager: Arc<Manager>) -> Self {
         let keep_loaded = config.cache.enabled && config.cache.model.enabled;
         // With the cache and `cache.kv` on, every model's slots restore prompt prefixes from the cache.
+        let kv_store = KvStore::for_manager(&manager);
         let slots = SlotConfig {
             parallel: config.server.parallel,
             queue_size: config.server.queue_size,
-            prefix: KvStore::prefix_config(&manager),
+            prefix: kv_store.as_ref().map(KvStore::prefix_config),
             ..SlotConfig::default()
         };
         let registry = Registry::with_slots(&config.models.dir, &config.cache.model, keep_loaded, slots);
@@ -102,6 +105,7 @@ impl AppState {
             alerts,
             keys,
             audit,
+            kv_store,
             #[cfg(feature = "onnx")]
             tokenizers: TokenizerCache::default(),
             in_flight: Mutex::new(HashMap::new()),
@@ -205,6 +209,8 @@ mod tests {
         assert_eq!((prefix.block_tokens, prefix.min_prefix_tokens), (64, 128));
         prefix.store.put(&[7; 32], b"state bytes");
         assert!(prefix.store.contains(&[7; 32]));
+        on.kv_store.as_ref().expect("kept for the shutdown flush").flush();
+        assert_eq!(on.manager.entries(Some(crate::cache::Kind::Kv)).len(), 1);
         drop(on);
         let off = state(&dir, false, true);
         assert!(off.registry.pool().slots().prefix.is_none(), "cache.kv.enabled = false");

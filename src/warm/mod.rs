@@ -53,14 +53,11 @@ pub enum WarmError {
         /// The model file.
         path: PathBuf,
     },
-    /// Prefixes were asked for while `cache.kv` is off.
+    /// Prefixes were asked for while `cache.kv` is off (or has nowhere to keep states).
     #[error(
-        "the prompt-prefix KV cache is disabled (cache.enabled or cache.kv.enabled is false); enable it with `inferno cache enable --type kv`"
+        "the prompt-prefix KV cache is off (cache.enabled or cache.kv.enabled is false, or cache.type = memory with cache.kv.memory_limit_gb = 0); enable it with `inferno cache enable --type kv`"
     )]
     KvDisabled,
-    /// A thread could not be started.
-    #[error("cannot start a thread: {0}")]
-    Thread(std::io::Error),
     /// The cache could not be written.
     #[error("cannot record the warmed model in the cache: {0}")]
     Cache(#[from] crate::cache::CacheError),

@@ -128,7 +128,6 @@ mod run {
     use crate::models::file::ModelFile;
     use crate::models::generate::SlotConfig;
     use crate::models::pool::LoadedModel;
-    use crate::models::prefix::PrefixConfig;
     use crate::warm::WarmError;
 
     /// Runs every prefix through the GGUF model at `model_path` with `max_tokens: 0` and `manager`'s KV store
@@ -142,22 +141,16 @@ mod run {
         mut on_prompt: impl FnMut(usize),
     ) -> Result<PrefixWarmReport, WarmError> {
         let started = Instant::now();
-        if !manager.is_enabled(Kind::Kv) {
+        let Some(store) = KvStore::for_manager(manager) else {
             return Err(WarmError::KvDisabled);
-        }
-        let kv = &manager.config().kv;
-        let store = Arc::new(KvStore::new(Arc::clone(manager)).map_err(WarmError::Thread)?);
-        let prefix = PrefixConfig {
-            store: Arc::clone(&store) as _,
-            block_tokens: kv.block_tokens,
-            min_prefix_tokens: kv.min_prefix_tokens,
         };
+        let kv = &manager.config().kv;
         let counters = manager.counters();
         let puts = || counters.kind(Kind::Kv).puts.load(Ordering::Relaxed);
         let dropped = || counters.kv_writes_dropped.load(Ordering::Relaxed);
         let (puts_before, dropped_before) = (puts(), dropped());
         let file = ModelFile::open(model_path)?;
-        let slots = SlotConfig { parallel: 1, prefix: Some(prefix), ..SlotConfig::default() };
+        let slots = SlotConfig { parallel: 1, prefix: Some(store.prefix_config()), ..SlotConfig::default() };
         let loaded = LoadedModel::load_with(&file, &slots)?;
         let Some(model) = loaded.gguf() else {
             return Err(WarmError::NotTextModel { path: file.path.clone() });

@@ -78,23 +78,36 @@ impl KvStore {
         Ok(Self { shared, writer })
     }
 
-    /// The prefix cache a model's slots should use, when the cache and `cache.kv` are enabled (`None`
-    /// otherwise); a writer thread that cannot start is logged and leaves the slots without one.
-    pub fn prefix_config(manager: &Arc<Manager>) -> Option<PrefixConfig> {
+    /// The store for `manager`'s states, when the cache and `cache.kv` are enabled and the cache type has
+    /// somewhere to keep them (`None` otherwise). A writer thread that cannot start is logged and leaves
+    /// the slots without a store.
+    pub fn for_manager(manager: &Arc<Manager>) -> Option<Arc<Self>> {
         if !manager.is_enabled(Kind::Kv) {
             return None;
         }
-        let kv = &manager.config().kv;
+        if !manager.has_disk() && manager.kv_memory_stats().is_none() {
+            tracing::warn!(
+                "the prompt-prefix KV cache is off: cache.type = memory with cache.kv.memory_limit_gb = 0 \
+                 leaves nowhere to keep states"
+            );
+            return None;
+        }
         match Self::new(Arc::clone(manager)) {
-            Ok(store) => Some(PrefixConfig {
-                store: Arc::new(store),
-                block_tokens: kv.block_tokens,
-                min_prefix_tokens: kv.min_prefix_tokens,
-            }),
+            Ok(store) => Some(Arc::new(store)),
             Err(e) => {
                 tracing::error!("the prompt-prefix KV cache is off: cannot start its writer thread: {e}");
                 None
             }
+        }
+    }
+
+    /// What a model's slots are given to use this store (`[cache.kv]`'s block size and minimum prefix).
+    pub fn prefix_config(self: &Arc<Self>) -> PrefixConfig {
+        let kv = &self.shared.manager.config().kv;
+        PrefixConfig {
+            store: Arc::clone(self) as Arc<dyn PrefixStore>,
+            block_tokens: kv.block_tokens,
+            min_prefix_tokens: kv.min_prefix_tokens,
         }
     }
 
