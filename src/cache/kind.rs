@@ -1,4 +1,4 @@
-//! What a cache entry is: a response, a model or model metadata. The numeric codes are stored in every
+//! What a cache entry is: a response, a model, model metadata or a saved KV state. The numeric codes are stored in every
 //! disk record (docs/format.md) and must never change.
 
 use std::fmt;
@@ -14,11 +14,13 @@ pub enum Kind {
     Model,
     /// Model metadata (`[cache.metadata]`).
     Metadata,
+    /// A model's saved KV state for a prompt prefix (`[cache.kv]`, docs/kv-cache-engine.md).
+    Kv,
 }
 
 impl Kind {
     /// Every kind, in display order.
-    pub const ALL: [Kind; 3] = [Kind::Response, Kind::Model, Kind::Metadata];
+    pub const ALL: [Kind; 4] = [Kind::Response, Kind::Model, Kind::Metadata, Kind::Kv];
 
     /// The code stored on disk.
     pub const fn code(self) -> u8 {
@@ -26,6 +28,7 @@ impl Kind {
             Kind::Response => 1,
             Kind::Model => 2,
             Kind::Metadata => 3,
+            Kind::Kv => 4,
         }
     }
 
@@ -35,6 +38,7 @@ impl Kind {
             1 => Some(Kind::Response),
             2 => Some(Kind::Model),
             3 => Some(Kind::Metadata),
+            4 => Some(Kind::Kv),
             _ => None,
         }
     }
@@ -45,6 +49,7 @@ impl Kind {
             Kind::Response => "response",
             Kind::Model => "model",
             Kind::Metadata => "metadata",
+            Kind::Kv => "kv",
         }
     }
 }
@@ -62,7 +67,7 @@ impl FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("unknown cache type {s:?}; use response, model or metadata"))
+            .ok_or_else(|| format!("unknown cache type {s:?}; use response, model, metadata or kv"))
     }
 }
 
@@ -77,6 +82,7 @@ mod tests {
             assert_eq!(kind.name().parse::<Kind>(), Ok(kind));
         }
         assert_eq!(Kind::from_code(0), None);
+        assert_eq!((Kind::Kv.code(), "KV".parse::<Kind>()), (4, Ok(Kind::Kv)));
         assert!("models".parse::<Kind>().is_err());
     }
 }

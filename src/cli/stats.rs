@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::admin::{LiveStats, ServerInfo};
 use crate::cache::disk::WriteFaultSnapshot;
-use crate::cache::observe::report::RemoteReport;
+use crate::cache::observe::report::{KvReport, RemoteReport};
 use crate::cache::{Access, CacheReport};
 use crate::config::LoadOptions;
 
@@ -153,6 +153,7 @@ pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Res
         report.memory.evictions,
         report.disk.as_ref().map_or(0, |d| d.evictions)
     )?;
+    kv_section(&report.kv, &mut out)?;
     if let Some(server) = &server {
         server_section(server, &mut out)?;
     }
@@ -163,6 +164,34 @@ pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Res
         detailed(&report, if server.is_some() { "the server's" } else { "this process" }, &mut out)?;
     }
     Ok(output::print(&out)?)
+}
+
+/// The prompt-prefix KV cache: states and their budget, hits, and what restoring them spared.
+fn kv_section(kv: &KvReport, out: &mut String) -> anyhow::Result<()> {
+    let ratio = (kv.hits + kv.misses > 0).then(|| kv.hits as f64 / (kv.hits + kv.misses) as f64);
+    writeln!(
+        out,
+        "KV states: {} ({} of {}; {} in RAM of {}), {} hits, {} misses ({}), {} tokens reused, {:.1} s of prefill saved",
+        thousands(kv.states),
+        bytes(kv.bytes),
+        bytes(kv.max_bytes),
+        bytes(kv.memory_bytes),
+        bytes(kv.memory_max_bytes),
+        thousands(kv.hits),
+        thousands(kv.misses),
+        percent(ratio),
+        thousands(kv.tokens_reused),
+        kv.prefill_seconds_saved
+    )?;
+    if kv.writes_dropped + kv.evictions > 0 {
+        writeln!(
+            out,
+            "  {} states not stored (writer queue full or larger than the budget), {} evicted for the budget",
+            thousands(kv.writes_dropped),
+            thousands(kv.evictions)
+        )?;
+    }
+    Ok(())
 }
 
 /// The running server's figures: requests answered, response-cache results, loaded models.

@@ -15,7 +15,7 @@ pub struct ToggleArgs {
     /// Every kind, and the cache as a whole.
     #[arg(long, conflicts_with = "kinds")]
     all: bool,
-    /// Kinds to switch: response, model, metadata (comma-separated).
+    /// Kinds to switch: response, model, metadata, kv (comma-separated).
     #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
     kinds: Vec<Kind>,
     /// With enable: also switch content dedup on with this hash (blake3 or xxhash).

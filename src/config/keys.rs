@@ -141,6 +141,20 @@ pub const KEYS: &[Key] = &[
     )),
     on(key("cache.metadata.auto_refresh", Kind::Bool, "re-read metadata when the model file changes")),
     on(key("cache.metadata.include_performance_stats", Kind::Bool, "add measured load time and tokens/s")),
+    on(key("cache.kv.enabled", Kind::Bool, "save and restore prompt-prefix KV states of GGUF models")),
+    on(key("cache.kv.block_tokens", Kind::Integer, "prompt tokens per block of the prefix index (16-8192)")),
+    on(key(
+        "cache.kv.min_prefix_tokens",
+        Kind::Integer,
+        "prompts shorter than this are neither looked up nor saved",
+    )),
+    on(key(
+        "cache.kv.max_size_gb",
+        Kind::Size(GB),
+        "most bytes of states on disk, counted within cache.max_size_gb; least recently used go first",
+    )),
+    on(key("cache.kv.memory_limit_gb", Kind::Size(GB), "most bytes of hot states held in RAM; 0 = none")),
+    on(key("cache.kv.compression", Kind::Text, "none | zstd (byte-shuffled, level 1)")),
     on(key(
         "cache.persistence.sync_interval_seconds",
         Kind::Duration(SECOND),

@@ -120,7 +120,7 @@ impl Prepared {
         model: &crate::models::llama::GgufModel,
         sink: Option<Sink<'_>>,
     ) -> Result<Answer, InferenceError> {
-        use super::response::{Chunker, ResponseMeta, completion_body};
+        use super::response::{Chunker, ResponseMeta, Usage, completion_body};
         use super::run;
 
         let meta = ResponseMeta::new(self.endpoint, &self.model_name, &self.identity.fingerprint);
@@ -134,7 +134,7 @@ impl Prepared {
                     if open { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
                 })?;
                 open = open && sink(chunker.finish(generation.finish_reason)).is_continue();
-                if let Some(usage) = chunker.usage(generation.prompt_tokens, generation.completion_tokens) {
+                if let Some(usage) = chunker.usage(&Usage::of(&generation)) {
                     open = open && sink(usage).is_continue();
                 }
                 (generation, open)

@@ -108,6 +108,10 @@ async fn serve(config: Config, keys: ServerKeys) -> anyhow::Result<()> {
     alerts.abort();
     clears.abort();
     tracing::info!("requests drained; flushing the cache");
+    if let Some(kv_store) = &state.kv_store {
+        // The prompt-prefix states still queued for the disk tier are written first.
+        kv_store.flush();
+    }
     state.manager.flush().context("flushing the cache at shutdown")?;
     eprintln!("inferno serve: stopped; cache flushed");
     Ok(())

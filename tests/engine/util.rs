@@ -136,7 +136,7 @@ pub fn response_record(model: &str, prompt: &str, id: &str, created: u64, conten
 }
 
 /// Every kind, for strategies and sweeps.
-pub const KINDS: [Kind; 3] = Kind::ALL;
+pub const KINDS: [Kind; Kind::ALL.len()] = Kind::ALL;
 
 /// The `data/` folder of a cache directory.
 pub fn data_dir(base: &Path) -> PathBuf {

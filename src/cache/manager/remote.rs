@@ -70,7 +70,7 @@ impl Manager {
             tracing::warn!(key, "keeping a remote hit on disk failed: {err}");
         }
         let bytes: Arc<[u8]> = entry.value.into();
-        if let Some(memory) = &self.memory {
+        if let Some(memory) = self.memory_of(kind) {
             let cached = Cached {
                 bytes: bytes.clone(),
                 name: entry.name.as_str().into(),

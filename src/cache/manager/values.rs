@@ -93,10 +93,16 @@ impl Manager {
     ) -> Result<(), CacheError> {
         let &NewEntry { kind, key, name, value: SplitValue { bytes: value, per_key }, created_ms, expires } =
             entry;
+        // KV states are stored whole with their own codec: a state of hundreds of MB in 4 KiB chunks would
+        // pass the record's limit of 65,535 chunk references and cost an index entry per chunk.
+        let (hasher, codec) = match kind {
+            Kind::Kv => (None, &self.kv_codec),
+            _ => (with.hasher, &self.codec),
+        };
         let mut refs = Vec::new();
         let mut scratch = Vec::new();
         let mut sealed = Vec::new();
-        let (head, payload_len) = match with.hasher {
+        let (head, payload_len) = match hasher {
             None => (value.to_vec(), 0),
             Some(hasher) => {
                 let (head, payload) = match per_key {
@@ -113,7 +119,7 @@ impl Manager {
                     let blob = chunk.hash.to_bytes();
                     let raw = &payload[chunk.range.clone()];
                     if !disk.has_blob(&blob) {
-                        let (codec, stored) = self.codec.encode(raw, &mut scratch);
+                        let (codec, stored) = codec.encode(raw, &mut scratch);
                         let binding = blob_binding(&blob, codec as u8, raw.len() as u32);
                         let (codec, stored) =
                             seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
@@ -135,7 +141,7 @@ impl Manager {
                 }
             }
         };
-        let (codec, stored) = self.codec.encode(&head, &mut scratch);
+        let (codec, stored) = codec.encode(&head, &mut scratch);
         let binding = entry_binding(kind, key, name, &refs, codec as u8, head.len() as u32);
         let (codec, stored) = seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
         disk.put_entry(&EntryWrite {

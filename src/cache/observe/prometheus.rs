@@ -23,6 +23,14 @@
 //!   their summed time; their rates' quotient is the mean lookup time that
 //!   `cache.alerts.thresholds.response_time_max_ms` is about
 //!
+//! The prompt-prefix KV cache (kind `kv`; its hits and misses are `inferno_cache_hits_total{type="kv"}` and
+//! `inferno_cache_misses_total{type="kv"}`):
+//! - `inferno_cache_kv_tokens_reused_total` counter — prompt tokens restored instead of prefilled
+//! - `inferno_prefill_seconds_saved_total` counter — prefill time those restores spared, as the slots estimate
+//! - `inferno_cache_kv_bytes` gauge — bytes of saved states; `inferno_cache_kv_max_bytes` gauge — their budget
+//! - `inferno_cache_kv_dropped_writes_total` counter — states not stored: the background writer was full
+//! - `inferno_cache_kv_evictions_total` counter — states removed, least recently used first, for the budget
+//!
 //! With the remote tier (`[cache.distributed]`):
 //! - `inferno_cache_remote_lookups_total{result}` counter — `hit`, `miss`, `error` (failed or timed out),
 //!   `corrupt` (bad checksum or format), `skipped` (Redis unreachable); all but `hit` are misses
@@ -44,7 +52,7 @@ use prometheus::{
 
 use std::fmt::Write;
 
-use super::report::{CacheReport, RemoteReport};
+use super::report::{CacheReport, KvReport, RemoteReport};
 use crate::cache::disk::WriteFaultSnapshot;
 use crate::cache::remote::LATENCY_BOUNDS_US;
 
@@ -129,6 +137,7 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
     )?;
     lookup_seconds.inc_by(report.lookup_seconds);
     registry.register(Box::new(lookup_seconds))?;
+    register_kv(&registry, &report.kv)?;
     if let Some(remote) = &report.remote {
         register_remote(&registry, remote)?;
     }
@@ -139,6 +148,44 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
         latency_histogram(remote, &mut text);
     }
     Ok(text)
+}
+
+fn register_kv(registry: &Registry, kv: &KvReport) -> Result<(), prometheus::Error> {
+    let int_counter = |name: &str, help: &str, value: u64| -> Result<(), prometheus::Error> {
+        let c = IntCounter::new(name, help)?;
+        c.inc_by(value);
+        registry.register(Box::new(c))
+    };
+    int_counter(
+        "inferno_cache_kv_tokens_reused_total",
+        "Prompt tokens restored from saved KV states instead of being prefilled.",
+        kv.tokens_reused,
+    )?;
+    int_counter(
+        "inferno_cache_kv_dropped_writes_total",
+        "KV states not stored because the background writer's queue was full.",
+        kv.writes_dropped,
+    )?;
+    int_counter(
+        "inferno_cache_kv_evictions_total",
+        "KV states removed, least recently used first, to stay under cache.kv.max_size_gb.",
+        kv.evictions,
+    )?;
+    let saved = Counter::new(
+        "inferno_prefill_seconds_saved_total",
+        "Prefill time spared by restoring saved KV states, in seconds (estimated by the model's slots).",
+    )?;
+    saved.inc_by(kv.prefill_seconds_saved);
+    registry.register(Box::new(saved))?;
+    for (name, help, value) in [
+        ("inferno_cache_kv_bytes", "Bytes of saved KV states.", kv.bytes),
+        ("inferno_cache_kv_max_bytes", "The KV states' disk budget (cache.kv.max_size_gb).", kv.max_bytes),
+    ] {
+        let g = IntGauge::new(name, help)?;
+        g.set(value as i64);
+        registry.register(Box::new(g))?;
+    }
+    Ok(())
 }
 
 fn register_writes(registry: &Registry, writes: &WriteFaultSnapshot) -> Result<(), prometheus::Error> {

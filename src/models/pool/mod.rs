@@ -129,6 +129,11 @@ impl ModelPool {
         self
     }
 
+    /// The slots each GGUF model gets at load.
+    pub fn slots(&self) -> &SlotConfig {
+        &self.slots
+    }
+
     /// The loaded model of the file at `path`, loading it first if it is not loaded or its file changed.
     ///
     /// Unreadable, damaged and foreign files, formats this build cannot run, models larger than the memory
