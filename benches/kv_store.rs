@@ -14,8 +14,7 @@
 //!    data, since real states come from the llama.cpp side; the issue measured real f16 states at 1.16×
 //!    (zstd-3) and 1.43× (shuffled, zstd-1).
 //!
-//! Run with `cargo bench --no-default-features --bench kv_store` (under a minute). `docs/performance.md`
-//! has the last numbers.
+//! Run with `cargo bench --no-default-features --bench kv_store` (under a minute once built).
 
 use std::hint::black_box;
 use std::path::Path;
