@@ -225,7 +225,7 @@ fn damaged_foreign_and_refused_records_are_removed_and_prefill_runs() {
     let good = store.bytes(&key);
     let Ok(Record::State(state)) = prefix_record::parse(&good) else { panic!("a state record") };
     let state_at = state.state.start;
-    let damages: Vec<(&str, Vec<u8>)> = vec![
+    let damages: [(&str, Vec<u8>); 5] = [
         ("truncated", good[..good.len() - 100].to_vec()),
         ("bit-flipped", {
             let mut b = good.clone();
