@@ -43,6 +43,8 @@ mod embeddings;
 mod full_disk;
 /// `cache report`, `analyze` and `monitor`.
 mod history;
+/// The prompt-prefix KV cache through `inferno serve` and `cache warm --prefixes`.
+mod kv_prefix;
 /// `/metrics`: off until configured, the promised names, `promtool check metrics`, counters that move.
 mod metrics;
 /// `models list`, `models info` and `cache refresh` on real model files.
