@@ -202,6 +202,7 @@ fn summary(cache: &CacheConfig, remote: Option<&RemoteStatus>) -> serde_json::Va
                     Kind::Response => cache.response.enabled,
                     Kind::Model => cache.model.enabled,
                     Kind::Metadata => cache.metadata.enabled,
+                    Kind::Semantic => cache.semantic.enabled,
                 }
         })
         .map(Kind::name)

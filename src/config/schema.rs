@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::alerting::AlertsConfig;
+use super::semantic::SemanticCacheConfig;
 use super::units::{BYTE, DAY, GB, HOUR, KB, MINUTE, SECOND, Size, Span};
 
 /// The whole configuration file.
@@ -112,6 +113,8 @@ pub struct CacheConfig {
     pub model: ModelCacheConfig,
     /// `[cache.response]`.
     pub response: ResponseCacheConfig,
+    /// `[cache.semantic]`.
+    pub semantic: SemanticCacheConfig,
     /// `[cache.metadata]`.
     pub metadata: MetadataCacheConfig,
     /// `[cache.persistence]`.
@@ -142,6 +145,7 @@ impl Default for CacheConfig {
             deduplication: DeduplicationConfig::default(),
             model: ModelCacheConfig::default(),
             response: ResponseCacheConfig::default(),
+            semantic: SemanticCacheConfig::default(),
             metadata: MetadataCacheConfig::default(),
             persistence: PersistenceConfig::default(),
             cleanup: CleanupConfig::default(),
@@ -718,6 +722,7 @@ impl Config {
             check(false, key, message);
         }
         out.extend(c.alerts.validate());
+        out.extend(c.semantic.validate());
         if let Some(range) = c.compression.algorithm.level_range() {
             let level = c.compression.level;
             if !range.contains(&level) {

@@ -13,6 +13,7 @@ use super::registry::Registry;
 use crate::alerts::Engine;
 use crate::audit::AuditLog;
 use crate::cache::Manager;
+use crate::cache::semantic::SemanticCache;
 use crate::cache::observe::trace::take_last_read;
 use crate::config::{Config, ServerKeys};
 use crate::inference::{CachePlan, Prepared};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub keys: ServerKeys,
     /// The access audit.
     pub audit: AuditLog,
+    /// The semantic cache, when `cache.semantic.enabled` (its model checked at start).
+    pub semantic: Option<Arc<SemanticCache>>,
     /// Tokenizers of ONNX text models, loaded on first use.
     #[cfg(feature = "onnx")]
     pub tokenizers: TokenizerCache,
@@ -79,6 +82,12 @@ impl AppState {
         self
     }
 
+    /// The same state, answering exact misses from `semantic` too.
+    pub fn with_semantic(mut self, semantic: SemanticCache) -> Self {
+        self.semantic = Some(Arc::new(semantic));
+        self
+    }
+
     /// Shared state over an open cache.
     pub fn new(config: Config, manager: Arc<Manager>) -> Self {
         let keep_loaded = config.cache.enabled && config.cache.model.enabled;
@@ -99,6 +108,7 @@ impl AppState {
             alerts,
             keys,
             audit,
+            semantic: None,
             #[cfg(feature = "onnx")]
             tokenizers: TokenizerCache::default(),
             in_flight: Mutex::new(HashMap::new()),

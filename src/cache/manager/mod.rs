@@ -259,13 +259,21 @@ impl Manager {
                 Kind::Response => self.config.response.enabled,
                 Kind::Model => self.config.model.enabled,
                 Kind::Metadata => self.config.metadata.enabled,
+                Kind::Semantic => self.config.semantic.enabled,
             }
+    }
+
+    /// The memory tier, for entries of `kind`: semantic vectors stay out of it (the server keeps its own
+    /// index of them, and they would push responses out of the memory tier), so without a disk tier they
+    /// are not stored at all.
+    fn memory_for(&self, kind: Kind) -> Option<&Arc<MemoryTier<Arc<str>, Cached>>> {
+        self.memory.as_ref().filter(|_| kind != Kind::Semantic)
     }
 
     /// The TTL for a new entry of `kind` when the caller gives none; `None` = never expires.
     pub fn default_ttl(&self, kind: Kind) -> Option<Duration> {
         let ttl = match kind {
-            Kind::Response => self.config.response.ttl_hours.duration(),
+            Kind::Response | Kind::Semantic => self.config.response.ttl_hours.duration(),
             Kind::Metadata => self.config.metadata.ttl_hours.duration(),
             Kind::Model => self.config.default_ttl_hours.duration(),
         };
@@ -310,7 +318,7 @@ impl Manager {
             let _no_reseal = self.rewrite_gate.read();
             self.write_disk(disk, self.writing(), &entry)?;
         }
-        if let Some(memory) = &self.memory {
+        if let Some(memory) = self.memory_for(kind) {
             let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires };
             let evicted = memory.insert(memory_key(kind, key).into(), cached);
             self.note_evicted(evicted);
@@ -398,7 +406,7 @@ impl Manager {
         };
         counters.disk_hits.fetch_add(1, Ordering::Relaxed);
         self.tracer.record(Op::Read, kind, key, Some("disk"), Some(true), bytes.len() as u64);
-        if let Some(memory) = &self.memory {
+        if let Some(memory) = self.memory_for(kind) {
             let cached = Cached {
                 bytes: bytes.clone(),
                 name: stored.name.as_str().into(),

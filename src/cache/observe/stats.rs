@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::kind::Kind;
 use crate::cache::remote::{RemoteCounters, RemoteSnapshot};
+use crate::cache::semantic::counters::{SemanticCounters, SemanticSnapshot};
 
 /// Activity counters for one kind.
 #[derive(Debug, Default)]
@@ -35,7 +36,8 @@ pub struct KindCounters {
 /// All counters of a manager.
 #[derive(Debug, Default)]
 pub struct Counters {
-    kinds: [KindCounters; 3],
+    /// By code - 1 (codes 1 to 5; 4 belongs to the `kv` kind of another branch).
+    kinds: [KindCounters; 5],
     /// Memory-tier entries evicted for room.
     pub evictions: AtomicU64,
     /// Disk-tier entries removed, oldest first, to stay under `max_size_gb`.
@@ -50,6 +52,8 @@ pub struct Counters {
     pub dedup_collisions: AtomicU64,
     /// The remote tier's counters (shared with the tier itself).
     pub remote: Arc<RemoteCounters>,
+    /// The semantic cache's counters (shared with the server's semantic index).
+    pub semantic: Arc<SemanticCounters>,
 }
 
 impl Counters {
@@ -75,6 +79,7 @@ impl Counters {
         self.lookups.store(saved.lookups, Ordering::Relaxed);
         self.lookup_nanos.store(saved.lookup_nanos, Ordering::Relaxed);
         self.remote.restore(&saved.remote);
+        self.semantic.restore(&saved.semantic);
     }
 
     /// A plain copy of every counter.
@@ -102,6 +107,7 @@ impl Counters {
             lookups: load(&self.lookups),
             lookup_nanos: load(&self.lookup_nanos),
             remote: self.remote.snapshot(),
+            semantic: self.semantic.snapshot(),
         }
     }
 }
@@ -159,6 +165,9 @@ pub struct CounterSnapshot {
     /// The remote tier's counters.
     #[serde(default)]
     pub remote: RemoteSnapshot,
+    /// The semantic cache's counters.
+    #[serde(default)]
+    pub semantic: SemanticSnapshot,
 }
 
 /// File, in the cache directory, that holds the saved counters.
