@@ -37,7 +37,8 @@ use inferno::inference::{CacheControl, Prepared};
 use serde_json::json;
 
 /// 20 tokens by MiniLM's tokenizer.
-const PROMPT: &str = "How do I convert a temperature from degrees Fahrenheit to degrees Celsius in a spreadsheet formula?";
+const PROMPT: &str =
+    "How do I convert a temperature from degrees Fahrenheit to degrees Celsius in a spreadsheet formula?";
 const DIMS: usize = 384;
 const SIZES: [usize; 2] = [10_000, 100_000];
 
@@ -63,7 +64,8 @@ fn random_vectors(n: usize) -> impl Iterator<Item = Vec<f32>> {
 }
 
 fn memory_manager(dir: &std::path::Path, semantic: bool) -> Manager {
-    let mut config = CacheConfig { base_dir: dir.join("cache"), kind: CacheType::Memory, ..CacheConfig::default() };
+    let mut config =
+        CacheConfig { base_dir: dir.join("cache"), kind: CacheType::Memory, ..CacheConfig::default() };
     config.semantic.enabled = semantic;
     config.semantic.model = "all-minilm-l6-v2-int8".into();
     config.semantic.max_entries = 200_000;
@@ -132,8 +134,9 @@ fn bench(c: &mut Criterion) {
     let response = br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"tiny","choices":[{"index":0,"message":{"role":"assistant","content":"Use =(A1-32)*5/9"},"finish_reason":"stop"}],"usage":{"prompt_tokens":22,"completion_tokens":9,"total_tokens":31}}"#;
     for (name, semantic) in [("semantic_off", false), ("semantic_on", true)] {
         let manager = memory_manager(&dir.path().join(name), semantic);
-        let prepared = Prepared::new(&manager, identity.clone(), Endpoint::Chat, body.clone(), &CacheControl::default())
-            .unwrap();
+        let prepared =
+            Prepared::new(&manager, identity.clone(), Endpoint::Chat, body.clone(), &CacheControl::default())
+                .unwrap();
         let record = response_store::record_bytes("tiny", "gguf-bench", prepared.body(), response);
         response_store::put(&manager, prepared.plan().key(), "tiny", &record, None).unwrap();
         assert_eq!(prepared.plan().semantic_threshold().is_some(), semantic);
@@ -155,7 +158,11 @@ fn bench(c: &mut Criterion) {
 
     println!("\nsemantic lookup on an exact miss, one group, 300 lookups each (timed loop):");
     for (label, p50, p99) in samples {
-        println!("  {label:>5} vectors: p50 {:.2} ms, p99 {:.2} ms", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+        println!(
+            "  {label:>5} vectors: p50 {:.2} ms, p99 {:.2} ms",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        );
     }
 }
 

@@ -105,7 +105,11 @@ fn semantic_embedder(resolved: &config::Resolved) -> Result<Option<Box<dyn TextE
 }
 
 #[cfg(feature = "onnx")]
-fn load_embedder(name: &str, dir: &std::path::Path, max_tokens: usize) -> Result<Box<dyn TextEmbedder>, String> {
+fn load_embedder(
+    name: &str,
+    dir: &std::path::Path,
+    max_tokens: usize,
+) -> Result<Box<dyn TextEmbedder>, String> {
     match crate::cache::semantic::embedder::Embedder::for_lookups(name, dir, max_tokens) {
         Ok(embedder) => Ok(Box::new(embedder)),
         Err(e) => Err(format!("{e:#}")),

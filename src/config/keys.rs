@@ -143,13 +143,21 @@ pub const KEYS: &[Key] = &[
         Kind::Text,
         "ONNX text embedding model (name in models.dir or path) with its tokenizer.json",
     )),
-    on(key("cache.semantic.threshold", Kind::Float, "cosine similarity a near-duplicate must reach, in (0, 1]")),
+    on(key(
+        "cache.semantic.threshold",
+        Kind::Float,
+        "cosine similarity a near-duplicate must reach, in (0, 1]",
+    )),
     on(key(
         "cache.semantic.min_threshold",
         Kind::Float,
         "lowest threshold a request's cache.semantic_threshold may ask for",
     )),
-    on(key("cache.semantic.max_entries", Kind::Integer, "most vectors in the semantic index; oldest go first")),
+    on(key(
+        "cache.semantic.max_entries",
+        Kind::Integer,
+        "most vectors in the semantic index; oldest go first",
+    )),
     on(key(
         "cache.semantic.max_prompt_tokens",
         Kind::Integer,

@@ -45,9 +45,10 @@ impl SemanticCacheConfig {
     pub fn validate(&self) -> Vec<Violation> {
         let mut out = Vec::new();
         let in_unit = |v: f64| v.is_finite() && v > 0.0 && v <= 1.0;
-        for (key, value) in
-            [("cache.semantic.threshold", self.threshold), ("cache.semantic.min_threshold", self.min_threshold)]
-        {
+        for (key, value) in [
+            ("cache.semantic.threshold", self.threshold),
+            ("cache.semantic.min_threshold", self.min_threshold),
+        ] {
             if !in_unit(value) {
                 out.push(Violation {
                     key,

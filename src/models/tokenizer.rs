@@ -115,8 +115,10 @@ impl LoadedTokenizer {
     /// a text over a limit is told by its length.
     pub fn unpadded(mut self, max_tokens: usize) -> Result<Self, TokenizerError> {
         self.tokenizer.with_padding(None);
-        let truncation =
-            tokenizers::TruncationParams { max_length: max_tokens, ..tokenizers::TruncationParams::default() };
+        let truncation = tokenizers::TruncationParams {
+            max_length: max_tokens,
+            ..tokenizers::TruncationParams::default()
+        };
         self.tokenizer
             .with_truncation(Some(truncation))
             .map_err(|e| TokenizerError::Parse { path: self.path.clone(), reason: e.to_string() })?;

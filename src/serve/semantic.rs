@@ -23,7 +23,8 @@ pub enum Semantic {
 /// Looks `prepared` (an exact miss) up in the semantic cache, when the server has one and the request's plan
 /// asks for it.
 pub async fn lookup(state: &Arc<AppState>, prepared: &Arc<Prepared>) -> Semantic {
-    let (Some(cache), Some(threshold)) = (state.semantic.clone(), prepared.plan().semantic_threshold()) else {
+    let (Some(cache), Some(threshold)) = (state.semantic.clone(), prepared.plan().semantic_threshold())
+    else {
         return Semantic::Miss(None);
     };
     let api_key = state.keys.api.as_ref().map(|key| key.id());

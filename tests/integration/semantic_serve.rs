@@ -82,12 +82,11 @@ fn a_paraphrase_hits_and_near_misses_and_other_scopes_do_not() {
     let mut other_temperature = chat(FRANCE_AGAIN);
     other_temperature["temperature"] = json!(0.5);
     other_temperature["seed"] = json!(7);
+    // The tiny model's context (128 characters) holds one earlier message; scope.rs's unit tests change
+    // every turn of a longer conversation.
     let mut earlier_turn = chat(FRANCE_AGAIN);
-    earlier_turn["messages"] = json!([
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello"},
-        {"role": "user", "content": FRANCE_AGAIN}
-    ]);
+    earlier_turn["messages"] =
+        json!([{"role": "system", "content": "Hi"}, {"role": "user", "content": FRANCE_AGAIN}]);
     for (what, body) in [
         ("namespace", with_cache(chat(FRANCE_AGAIN), json!({"namespace": "team-b"}))),
         ("model", other_model),
@@ -134,16 +133,24 @@ fn the_index_survives_a_restart_and_clear_type_semantic_empties_it() {
     let metrics = sb.cmd().args(["cache", "export", "--format", "prometheus"]).output().unwrap();
     let text = String::from_utf8_lossy(&metrics.stdout).into_owned();
     assert!(text.contains("inferno_cache_semantic_hits_total 1"), "{text}");
-    assert!(text.contains("inferno_cache_entries{type=\"semantic\"} 1"), "the MISS above stored a vector: {text}");
+    assert!(
+        text.contains("inferno_cache_entries{type=\"semantic\"} 1"),
+        "the MISS above stored a vector: {text}"
+    );
     if let Some(promtool) = tools::promtool("semantic metrics") {
         let file = sb.write(sb.work().join("metrics.txt"), &text);
-        let check = std::process::Command::new(promtool).args(["check", "metrics"]).stdin(std::fs::File::open(file).unwrap()).output().unwrap();
+        let check = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::fs::File::open(file).unwrap())
+            .output()
+            .unwrap();
         assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     }
 }
 
 fn serve_fails(sb: &Sandbox, dir: &Path) -> String {
-    let out = sb.cmd().args(["serve", "--port", "0", "--models-dir", dir.to_str().unwrap()]).output().unwrap();
+    let out =
+        sb.cmd().args(["serve", "--port", "0", "--models-dir", dir.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     stderr(&out)
 }
@@ -158,7 +165,10 @@ fn bad_semantic_settings_stop_serve_with_exit_2_naming_the_key() {
         ("enabled = true\n".into(), "key `cache.semantic.enabled`", "set cache.semantic.model"),
         ("enabled = true\nmodel = \"no-such-model\"\n".into(), "key `cache.semantic.model`", "no-such-model"),
         (
-            format!("enabled = true\nmodel = {:?}\n", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/tiny-mlp.onnx")),
+            format!(
+                "enabled = true\nmodel = {:?}\n",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/models/tiny-mlp.onnx")
+            ),
             "key `cache.semantic.model`",
             "embeds vectors",
         ),
@@ -178,8 +188,14 @@ fn bad_semantic_settings_stop_serve_with_exit_2_naming_the_key() {
     let lonely = sb.path("lonely");
     std::fs::create_dir_all(&lonely).unwrap();
     std::fs::copy(&minilm, lonely.join("minilm.onnx")).unwrap();
-    sb.write_project(&format!("[cache.semantic]\nenabled = true\nmodel = {:?}\n", lonely.join("minilm.onnx").to_str().unwrap()));
+    sb.write_project(&format!(
+        "[cache.semantic]\nenabled = true\nmodel = {:?}\n",
+        lonely.join("minilm.onnx").to_str().unwrap()
+    ));
     let message = serve_fails(&sb, &dir);
-    assert!(message.contains("key `cache.semantic.model`") && message.contains("tokenizer.json"), "{message}");
+    assert!(
+        message.contains("key `cache.semantic.model`") && message.contains("tokenizer.json"),
+        "{message}"
+    );
     assert!(message.contains(&format!("{shown}:3")), "{message}");
 }

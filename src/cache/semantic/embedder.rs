@@ -55,7 +55,8 @@ impl Embedder {
             .embed_one(PROBE_TEXT)
             .map_err(|e| anyhow::anyhow!("model '{name}' failed to embed a probe text: {e:#}"))?
             .ok_or_else(|| anyhow::anyhow!("the probe text is over the token limit ({max_tokens})"))?;
-        let usable = !probe.is_empty() && probe.iter().all(|x| x.is_finite()) && probe.iter().any(|x| *x != 0.0);
+        let usable =
+            !probe.is_empty() && probe.iter().all(|x| x.is_finite()) && probe.iter().any(|x| *x != 0.0);
         if !usable {
             anyhow::bail!(
                 "model '{name}' gives no embedding: the probe text came out as {} numbers that are not a \

@@ -172,7 +172,9 @@ impl SemanticCache {
                     return Some(SemanticHit { key: candidate.key, similarity: candidate.similarity, body });
                 }
                 Ok(None) => self.drop_stale(manager, &candidate.key),
-                Err(e) => tracing::warn!(key = %candidate.key, "semantic cache: reading the answer failed: {e}"),
+                Err(e) => {
+                    tracing::warn!(key = %candidate.key, "semantic cache: reading the answer failed: {e}")
+                }
             }
         }
         None
@@ -241,8 +243,9 @@ pub fn mark_semantic(mut body: Vec<u8>, key: &str, similarity: f32) -> Vec<u8> {
         "key": key,
         "similarity": (f64::from(similarity) * 10_000.0).round() / 10_000.0,
     });
-    let insert = format!(",\"cache\":{member}");
-    body.splice(end..end, insert.into_bytes());
+    let tail = body.split_off(end);
+    body.extend_from_slice(format!(",\"cache\":{member}").as_bytes());
+    body.extend_from_slice(&tail);
     body
 }
 

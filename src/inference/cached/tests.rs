@@ -20,10 +20,12 @@ fn litellm_cache_fields_are_read() {
         semantic_threshold: None,
     };
     assert_eq!(control, expected);
-    let semantic = CacheControl::from_body(&json!({"cache": {"semantic": false, "semantic_threshold": 0.97}}));
+    let semantic =
+        CacheControl::from_body(&json!({"cache": {"semantic": false, "semantic_threshold": 0.97}}));
     let semantic = semantic.unwrap();
     assert_eq!((semantic.no_semantic, semantic.semantic_threshold), (true, Some(0.97)));
-    let on = CacheControl::from_body(&json!({"cache": {"semantic": true, "semantic_threshold": null}})).unwrap();
+    let on =
+        CacheControl::from_body(&json!({"cache": {"semantic": true, "semantic_threshold": null}})).unwrap();
     assert_eq!(on, CacheControl::default());
     let text_ttl = CacheControl::from_body(&json!({"cache": {"ttl": "10m", "no-store": true}})).unwrap();
     assert_eq!((text_ttl.ttl, text_ttl.no_store), (Some(Duration::from_secs(600)), true));
@@ -105,7 +107,8 @@ fn the_semantic_lookup_is_planned_only_when_on_and_not_opted_out() {
         let mut body = body;
         CachePlan::new(manager, &model, Endpoint::Chat, &mut body, control)
     };
-    let chat = |cache: Value| json!({"messages": [{"role": "user", "content": "hi"}], "seed": 1, "cache": cache});
+    let chat =
+        |cache: Value| json!({"messages": [{"role": "user", "content": "hi"}], "seed": 1, "cache": cache});
     let on = open(true);
     let none = CacheControl::default();
     assert_eq!(plan(&on, chat(json!({})), &none).unwrap().semantic_threshold(), Some(0.95));
@@ -122,7 +125,10 @@ fn the_semantic_lookup_is_planned_only_when_on_and_not_opted_out() {
     assert_eq!(plan(&on, chat(json!({})), &no_cache).unwrap().semantic_threshold(), None);
     drop(on);
     let off = open(false);
-    assert_eq!(plan(&off, chat(json!({"semantic_threshold": 0.5})), &none).unwrap().semantic_threshold(), None);
+    assert_eq!(
+        plan(&off, chat(json!({"semantic_threshold": 0.5})), &none).unwrap().semantic_threshold(),
+        None
+    );
 }
 
 #[cfg(feature = "llama")]

@@ -155,7 +155,7 @@ fn embedding_failures_and_long_texts_are_counted_not_fatal() {
 
 #[test]
 fn marking_adds_a_cache_member_to_objects_only() {
-    let marked = mark_semantic(br#"{"a":1}  "#.to_vec(), "k", 0.987_65);
+    let marked = mark_semantic(br#"{"a":1}  "#.to_vec(), "k", 0.987_71);
     let value: serde_json::Value = serde_json::from_slice(&marked).unwrap();
     assert_eq!(value, json!({"a": 1, "cache": {"status": "HIT-SEMANTIC", "key": "k", "similarity": 0.9877}}));
     assert_eq!(mark_semantic(b"[1]".to_vec(), "k", 1.0), b"[1]");
