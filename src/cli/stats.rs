@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::admin::{LiveStats, ServerInfo};
 use crate::cache::disk::WriteFaultSnapshot;
-use crate::cache::observe::report::{KvReport, RemoteReport};
+use crate::cache::observe::report::{KvReport, RemoteReport, SemanticReport};
 use crate::cache::{Access, CacheReport};
 use crate::config::LoadOptions;
 
@@ -160,6 +160,9 @@ pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Res
     if let Some(remote) = &report.remote {
         remote_section(remote, &mut out)?;
     }
+    if let Some(semantic) = &report.semantic {
+        semantic_section(semantic, &mut out)?;
+    }
     if args.detailed {
         detailed(&report, if server.is_some() { "the server's" } else { "this process" }, &mut out)?;
     }
@@ -191,6 +194,32 @@ fn kv_section(kv: &KvReport, out: &mut String) -> anyhow::Result<()> {
             thousands(kv.evictions)
         )?;
     }
+    Ok(())
+}
+
+/// The semantic cache's lines (all processes since the cache was created).
+fn semantic_section(semantic: &SemanticReport, out: &mut String) -> anyhow::Result<()> {
+    let c = &semantic.counters;
+    let state = if semantic.enabled { format!("on, threshold {}", semantic.threshold) } else { "off".into() };
+    writeln!(
+        out,
+        "Semantic: {state}; {} lookups, {} hits ({}), {} guard refusals, {} false-hit reports",
+        thousands(c.lookups),
+        thousands(c.hits),
+        percent(semantic.hit_ratio),
+        thousands(c.guard_refusals),
+        thousands(c.false_hit_reports)
+    )?;
+    let mean = semantic.mean_embedding_ms.map_or("n/a".to_string(), |ms| format!("{ms:.1} ms"));
+    writeln!(
+        out,
+        "  embeddings {} (mean {mean}), failed {}, too long {}; vectors stored {}, dropped as stale {}",
+        thousands(c.embeddings),
+        thousands(c.embedding_failures),
+        thousands(c.too_long),
+        thousands(c.stored),
+        thousands(c.stale_dropped)
+    )?;
     Ok(())
 }
 

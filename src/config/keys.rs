@@ -133,6 +133,36 @@ pub const KEYS: &[Key] = &[
         Kind::Bool,
         "cache only requests with temperature 0 or a seed; false caches every request",
     )),
+    on(key(
+        "cache.semantic.enabled",
+        Kind::Bool,
+        "answer an exact miss from a near-duplicate request of the same scope (docs/semantic-cache.md)",
+    )),
+    on(key(
+        "cache.semantic.model",
+        Kind::Text,
+        "ONNX text embedding model (name in models.dir or path) with its tokenizer.json",
+    )),
+    on(key(
+        "cache.semantic.threshold",
+        Kind::Float,
+        "cosine similarity a near-duplicate must reach, in (0, 1]",
+    )),
+    on(key(
+        "cache.semantic.min_threshold",
+        Kind::Float,
+        "lowest threshold a request's cache.semantic_threshold may ask for",
+    )),
+    on(key(
+        "cache.semantic.max_entries",
+        Kind::Integer,
+        "most vectors in the semantic index; oldest go first",
+    )),
+    on(key(
+        "cache.semantic.max_prompt_tokens",
+        Kind::Integer,
+        "longer last user messages are matched exactly only (1-512)",
+    )),
     on(key("cache.metadata.enabled", Kind::Bool, "cache model metadata")),
     on(key(
         "cache.metadata.ttl_hours",

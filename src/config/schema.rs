@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::alerting::AlertsConfig;
+use super::semantic::SemanticCacheConfig;
 use super::units::{BYTE, DAY, GB, HOUR, KB, MINUTE, SECOND, Size, Span};
 
 /// The whole configuration file.
@@ -112,6 +113,8 @@ pub struct CacheConfig {
     pub model: ModelCacheConfig,
     /// `[cache.response]`.
     pub response: ResponseCacheConfig,
+    /// `[cache.semantic]`.
+    pub semantic: SemanticCacheConfig,
     /// `[cache.metadata]`.
     pub metadata: MetadataCacheConfig,
     /// `[cache.kv]`.
@@ -144,6 +147,7 @@ impl Default for CacheConfig {
             deduplication: DeduplicationConfig::default(),
             model: ModelCacheConfig::default(),
             response: ResponseCacheConfig::default(),
+            semantic: SemanticCacheConfig::default(),
             metadata: MetadataCacheConfig::default(),
             kv: KvCacheConfig::default(),
             persistence: PersistenceConfig::default(),
@@ -167,6 +171,7 @@ impl CacheConfig {
                 Kind::Model => self.model.enabled,
                 Kind::Metadata => self.metadata.enabled,
                 Kind::Kv => self.kv.enabled,
+                Kind::Semantic => self.semantic.enabled,
             }
     }
 }
@@ -399,7 +404,7 @@ impl Default for MetadataCacheConfig {
     }
 }
 
-/// `[cache.kv]`: the prompt-prefix KV cache, saved sequence states of GGUF models (docs/kv-cache-engine.md).
+/// `[cache.kv]`: the prompt-prefix KV cache, saved sequence states of GGUF models (docs/kv-cache.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KvCacheConfig {
@@ -797,6 +802,7 @@ impl Config {
             check(false, key, message);
         }
         out.extend(c.alerts.validate());
+        out.extend(c.semantic.validate());
         if let Some(range) = c.compression.algorithm.level_range() {
             let level = c.compression.level;
             if !range.contains(&level) {

@@ -15,6 +15,7 @@ use crate::audit::AuditLog;
 use crate::cache::Manager;
 use crate::cache::kv::KvStore;
 use crate::cache::observe::trace::take_last_read;
+use crate::cache::semantic::SemanticCache;
 use crate::config::{Config, ServerKeys};
 use crate::inference::{CachePlan, Prepared};
 use crate::models::generate::SlotConfig;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The store of prompt-prefix KV states the models' slots use, when `cache.kv` is on.
     pub kv_store: Option<Arc<KvStore>>,
+    /// The semantic cache, when `cache.semantic.enabled` (its model checked at start).
+    pub semantic: Option<Arc<SemanticCache>>,
     /// Tokenizers of ONNX text models, loaded on first use.
     #[cfg(feature = "onnx")]
     pub tokenizers: TokenizerCache,
@@ -82,6 +85,12 @@ impl AppState {
         self
     }
 
+    /// The same state, answering exact misses from `semantic` too.
+    pub fn with_semantic(mut self, semantic: SemanticCache) -> Self {
+        self.semantic = Some(Arc::new(semantic));
+        self
+    }
+
     /// Shared state over an open cache.
     pub fn new(config: Config, manager: Arc<Manager>) -> Self {
         let keep_loaded = config.cache.enabled && config.cache.model.enabled;
@@ -106,6 +115,7 @@ impl AppState {
             keys,
             audit,
             kv_store,
+            semantic: None,
             #[cfg(feature = "onnx")]
             tokenizers: TokenizerCache::default(),
             in_flight: Mutex::new(HashMap::new()),

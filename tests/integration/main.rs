@@ -95,5 +95,7 @@ mod redis_tls;
 mod remote_http;
 /// `cache semantic calibrate` with the real MiniLM embedding model.
 mod semantic;
+/// The semantic cache through `inferno serve` with MiniLM: hits, misses, scopes, restarts, bad settings.
+mod semantic_serve;
 /// `cache enable`, `disable` and `persist`: the config file, `cache status`, and disabled kinds.
 mod toggle;

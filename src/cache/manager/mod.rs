@@ -279,9 +279,15 @@ impl Manager {
         self.kv_memory.as_ref().map(|m| m.stats())
     }
 
-    /// The memory tier entries of `kind` live in.
+    /// The memory tier entries of `kind` live in: KV states have their own; semantic vectors stay out of
+    /// memory (the server keeps its own index of them, and they would push responses out of the memory
+    /// tier), so without a disk tier they are not stored at all.
     fn memory_of(&self, kind: Kind) -> Option<&Arc<MemoryTier<Arc<str>, Cached>>> {
-        if kind == Kind::Kv { self.kv_memory.as_ref() } else { self.memory.as_ref() }
+        match kind {
+            Kind::Kv => self.kv_memory.as_ref(),
+            Kind::Semantic => None,
+            Kind::Response | Kind::Model | Kind::Metadata => self.memory.as_ref(),
+        }
     }
 
     /// Whether entries of `kind` are cached: `cache.enabled` and the kind's own `enabled` key.
@@ -292,7 +298,7 @@ impl Manager {
     /// The TTL for a new entry of `kind` when the caller gives none; `None` = never expires.
     pub fn default_ttl(&self, kind: Kind) -> Option<Duration> {
         let ttl = match kind {
-            Kind::Response => self.config.response.ttl_hours.duration(),
+            Kind::Response | Kind::Semantic => self.config.response.ttl_hours.duration(),
             Kind::Metadata => self.config.metadata.ttl_hours.duration(),
             Kind::Model => self.config.default_ttl_hours.duration(),
             // A state stays valid as long as its model and llama.cpp build do (the key says which).

@@ -43,6 +43,18 @@
 //! - `inferno_cache_remote_replicas` gauge — the fewest healthy replicas any primary has
 //! - `inferno_cache_remote_queued_writes` gauge — writes waiting for the background writer
 //!
+//! With the semantic cache (`[cache.semantic]`, docs/semantic-cache.md), counters:
+//! - `inferno_cache_semantic_lookups_total`, `inferno_cache_semantic_hits_total` — exact misses searched,
+//!   and answered by a near-duplicate
+//! - `inferno_cache_semantic_embeddings_total`, `inferno_cache_semantic_embedding_seconds_total` — texts
+//!   embedded and their summed time
+//! - `inferno_cache_semantic_embedding_failures_total` — embeddings that failed (exact cache only)
+//! - `inferno_cache_semantic_too_long_total` — last user messages over `max_prompt_tokens`
+//! - `inferno_cache_semantic_guard_refusals_total` — candidates over the threshold refused by a guard
+//! - `inferno_cache_semantic_stale_dropped_total` — vectors dropped because their answer was gone
+//! - `inferno_cache_semantic_vectors_stored_total` — vectors added
+//! - `inferno_cache_semantic_false_hit_reports_total` — false hits reported (`cache semantic forget`)
+//!
 //! Counters are totals since the cache directory was created (see `stats.rs`). The compression and dedup
 //! ratios are absent while there is nothing to measure them on (no disk tier, or nothing stored yet).
 
@@ -55,6 +67,7 @@ use std::fmt::Write;
 use super::report::{CacheReport, KvReport, RemoteReport};
 use crate::cache::disk::WriteFaultSnapshot;
 use crate::cache::remote::LATENCY_BOUNDS_US;
+use crate::cache::semantic::counters::SemanticSnapshot;
 
 /// The report in Prometheus text format.
 pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
@@ -141,6 +154,9 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
     if let Some(remote) = &report.remote {
         register_remote(&registry, remote)?;
     }
+    if let Some(semantic) = &report.semantic {
+        register_semantic(&registry, &semantic.counters)?;
+    }
     let mut out = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut out)?;
     let mut text = String::from_utf8_lossy(&out).into_owned();
@@ -185,6 +201,52 @@ fn register_kv(registry: &Registry, kv: &KvReport) -> Result<(), prometheus::Err
         g.set(value as i64);
         registry.register(Box::new(g))?;
     }
+    Ok(())
+}
+
+fn register_semantic(registry: &Registry, c: &SemanticSnapshot) -> Result<(), prometheus::Error> {
+    let counters = [
+        ("inferno_cache_semantic_lookups_total", "Exact misses searched in the semantic index.", c.lookups),
+        ("inferno_cache_semantic_hits_total", "Semantic lookups answered by a near-duplicate.", c.hits),
+        ("inferno_cache_semantic_embeddings_total", "Texts embedded by the semantic cache.", c.embeddings),
+        (
+            "inferno_cache_semantic_embedding_failures_total",
+            "Embeddings that failed; those requests used the exact cache only.",
+            c.embedding_failures,
+        ),
+        (
+            "inferno_cache_semantic_too_long_total",
+            "Last user messages over cache.semantic.max_prompt_tokens, matched exactly only.",
+            c.too_long,
+        ),
+        (
+            "inferno_cache_semantic_guard_refusals_total",
+            "Candidates over the similarity threshold refused by a guard.",
+            c.guard_refusals,
+        ),
+        (
+            "inferno_cache_semantic_stale_dropped_total",
+            "Semantic vectors dropped because their answer or entry was gone.",
+            c.stale_dropped,
+        ),
+        ("inferno_cache_semantic_vectors_stored_total", "Vectors added to the semantic index.", c.stored),
+        (
+            "inferno_cache_semantic_false_hit_reports_total",
+            "False semantic hits reported.",
+            c.false_hit_reports,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let counter = IntCounter::new(name, help)?;
+        counter.inc_by(value);
+        registry.register(Box::new(counter))?;
+    }
+    let seconds = Counter::new(
+        "inferno_cache_semantic_embedding_seconds_total",
+        "Summed time of the semantic cache's embeddings, in seconds.",
+    )?;
+    seconds.inc_by(c.embedding_nanos as f64 / 1e9);
+    registry.register(Box::new(seconds))?;
     Ok(())
 }
 

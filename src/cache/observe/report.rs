@@ -11,6 +11,7 @@ use crate::cache::disk::{KindStats, WriteFaultSnapshot};
 use crate::cache::kind::Kind;
 use crate::cache::manager::Manager;
 use crate::cache::remote::{RemoteSnapshot, RemoteStatus};
+use crate::cache::semantic::counters::SemanticSnapshot;
 use crate::config::CacheType;
 
 /// The whole picture.
@@ -44,6 +45,9 @@ pub struct CacheReport {
     /// The prompt-prefix KV cache (kind `kv`).
     #[serde(default)]
     pub kv: KvReport,
+    /// The semantic cache, when `cache.semantic.enabled` or it has ever been used.
+    #[serde(default)]
+    pub semantic: Option<SemanticReport>,
 }
 
 /// The prompt-prefix KV cache: saved states, their budgets, and what restoring them spared.
@@ -73,6 +77,22 @@ pub struct KvReport {
     pub writes_dropped: u64,
     /// States removed, least recently used first, to stay under `max_bytes`.
     pub evictions: u64,
+}
+
+/// The semantic cache: its counters (all processes, since the cache was created) and settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SemanticReport {
+    /// `cache.semantic.enabled`.
+    pub enabled: bool,
+    /// `cache.semantic.threshold`.
+    pub threshold: f64,
+    /// Lookups, hits, embeddings and their time, failures, guard refusals, ...
+    #[serde(flatten)]
+    pub counters: SemanticSnapshot,
+    /// Hits over lookups.
+    pub hit_ratio: Option<f64>,
+    /// Mean time of an embedding, in milliseconds.
+    pub mean_embedding_ms: Option<f64>,
 }
 
 /// The remote tier: its counters (all processes, since the cache was created) and its status.
@@ -311,6 +331,13 @@ impl CacheReport {
                     counters: r.clone(),
                     status: manager.remote_status(false),
                 }
+            }),
+            semantic: (config.semantic.enabled || !counters.semantic.is_empty()).then(|| SemanticReport {
+                enabled: config.semantic.enabled,
+                threshold: config.semantic.threshold,
+                hit_ratio: counters.semantic.hit_ratio(),
+                mean_embedding_ms: counters.semantic.mean_embedding_ms(),
+                counters: counters.semantic.clone(),
             }),
         }
     }

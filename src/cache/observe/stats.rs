@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::kind::Kind;
 use crate::cache::remote::{RemoteCounters, RemoteSnapshot};
+use crate::cache::semantic::counters::{SemanticCounters, SemanticSnapshot};
 
 /// Activity counters for one kind.
 #[derive(Debug, Default)]
@@ -58,6 +59,8 @@ pub struct Counters {
     pub kv_writes_dropped: AtomicU64,
     /// KV states removed, least recently used first, to stay under `cache.kv.max_size_gb`.
     pub kv_evictions: AtomicU64,
+    /// The semantic cache's counters (shared with the server's semantic index).
+    pub semantic: Arc<SemanticCounters>,
 }
 
 impl Counters {
@@ -87,6 +90,7 @@ impl Counters {
         self.kv_prefill_micros_saved.store(saved.kv.prefill_micros_saved, Ordering::Relaxed);
         self.kv_writes_dropped.store(saved.kv.writes_dropped, Ordering::Relaxed);
         self.kv_evictions.store(saved.kv.evictions, Ordering::Relaxed);
+        self.semantic.restore(&saved.semantic);
     }
 
     /// A plain copy of every counter.
@@ -120,6 +124,7 @@ impl Counters {
                 writes_dropped: load(&self.kv_writes_dropped),
                 evictions: load(&self.kv_evictions),
             },
+            semantic: self.semantic.snapshot(),
         }
     }
 }
@@ -201,6 +206,9 @@ pub struct CounterSnapshot {
     /// The prompt-prefix KV cache's counters.
     #[serde(default)]
     pub kv: KvSnapshot,
+    /// The semantic cache's counters.
+    #[serde(default)]
+    pub semantic: SemanticSnapshot,
 }
 
 /// File, in the cache directory, that holds the saved counters.
