@@ -28,10 +28,6 @@
 //! a load generator. `docs/performance.md` has the last numbers and the machine.
 
 use std::hint::black_box;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -42,153 +38,18 @@ use inferno::inference::{CacheControl, Prepared, Request};
 use inferno::serve::registry::Registry;
 use serde_json::Value;
 
+mod common;
+
+use common::selected;
+use common::server::{Connection, Server, percentile, post};
+
 const CHAT_BODY: &str =
     r#"{"model":"tiny","messages":[{"role":"user","content":"abc"}],"temperature":0,"max_tokens":8}"#;
 const LATENCY_ROUNDS: usize = 5;
 const LATENCY_PER_ROUND: usize = 4_000;
 
-/// Whether the bench named `name` was selected by the filter arguments (criterion's filters are regexes;
-/// a substring match is close enough to decide whether to run the timed loop at all).
-fn selected(name: &str) -> bool {
-    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()) || f.contains(name))
-}
-
-/// A running `inferno serve` in a temporary directory (killed when dropped before [`Server::stop`]).
-struct Server {
-    child: Option<Child>,
-    addr: String,
-    cache_dir: PathBuf,
-    models_dir: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let models_dir = dir.path().join("models");
-        std::fs::create_dir_all(&models_dir).expect("models dir");
-        inferno::models::gguf::tiny::write_tiny_llama(&models_dir.join("tiny.gguf")).expect("tiny model");
-        let bin =
-            std::env::var_os("INFERNO_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_inferno").into());
-        let mut child = Command::new(bin)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", dir.path().join("home"))
-            .env("XDG_CONFIG_HOME", dir.path().join("xdg-config"))
-            .env("XDG_CACHE_HOME", dir.path().join("xdg-cache"))
-            .env("INFERNO_SYSTEM_CONFIG", dir.path().join("no-system-config.toml"))
-            .args(["serve", "--port", "0", "--models-dir"])
-            .arg(&models_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start inferno serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("address line");
-        // inferno serve: listening on http://ADDR (cache: KIND in DIR; models from DIR)
-        let addr =
-            between(&line, "listening on http://", " ").unwrap_or_else(|| panic!("no address: {line:?}"));
-        let cache_dir =
-            between(&line, " in ", "; models from").unwrap_or_else(|| panic!("no cache: {line:?}"));
-        Self { child: Some(child), addr: addr.into(), cache_dir: cache_dir.into(), models_dir, _dir: dir }
-    }
-
-    /// SIGTERM, then waits: the server drains and flushes the cache before it exits.
-    fn stop(&mut self) {
-        let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().expect("wait for the server");
-        assert!(status.success(), "inferno serve exited with {status}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let rest = &text[text.find(start)? + start.len()..];
-    Some(&rest[..rest.find(end)?])
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Connection {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-/// The parts of a response the bench checks.
-struct Reply {
-    status: u16,
-    cache: Option<String>,
-    key: Option<String>,
-    body_len: usize,
-}
-
-impl Connection {
-    fn open(addr: &str) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).expect("TCP_NODELAY");
-        Self { stream, buf: Vec::with_capacity(8192) }
-    }
-
-    /// Sends `request` (whole, as bytes) and reads the response: headers, then `Content-Length` bytes.
-    fn send(&mut self, request: &[u8]) -> Reply {
-        self.stream.write_all(request).expect("write request");
-        self.buf.clear();
-        let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = self.stream.read(&mut chunk).expect("read response");
-            assert!(n > 0, "the server closed the connection");
-            self.buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = std::str::from_utf8(&self.buf[..head_end]).expect("ASCII headers");
-        let mut lines = head.split("\r\n");
-        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let (mut body_len, mut cache, mut key) = (0, None, None);
-        for line in lines {
-            let Some((name, value)) = line.split_once(':') else { continue };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                body_len = value.parse().expect("Content-Length");
-            } else if name.eq_ignore_ascii_case("x-inferno-cache") {
-                cache = Some(value.to_string());
-            } else if name.eq_ignore_ascii_case("x-inferno-cache-key") {
-                key = Some(value.to_string());
-            }
-        }
-        while self.buf.len() < head_end + body_len {
-            let n = self.stream.read(&mut chunk).expect("read body");
-            assert!(n > 0, "the server closed the connection");
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-        assert_eq!(self.buf.len(), head_end + body_len, "no pipelining: nothing after the body");
-        Reply { status, cache, key, body_len }
-    }
-
-    /// The body of the last reply.
-    fn body(&self, reply: &Reply) -> &[u8] {
-        &self.buf[self.buf.len() - reply.body_len..]
-    }
-}
-
 fn chat_request() -> Vec<u8> {
-    format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{CHAT_BODY}",
-        CHAT_BODY.len()
-    )
-    .into_bytes()
+    post("/v1/chat/completions", CHAT_BODY)
 }
 
 fn health_request() -> Vec<u8> {
@@ -203,10 +64,6 @@ fn checked(conn: &mut Connection, request: &[u8], hit: bool) -> usize {
         assert_eq!(reply.cache.as_deref(), Some("HIT"));
     }
     reply.body_len
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn print_latencies(name: &str, samples: &mut [u64]) {

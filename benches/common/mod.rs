@@ -1,7 +1,10 @@
 //! Data shared by the benches: realistic chat-completion JSON of a given size, generated deterministically.
 //!
-//! Each bench includes this file with `mod common;` and uses part of it.
+//! Each bench includes this file with `mod common;` and uses part of it; [`server`] runs the real `inferno serve`
+//! binary for the HTTP benches.
 #![allow(dead_code)]
+
+pub mod server;
 
 /// Size of the values the benches store.
 pub const VALUE_LEN: usize = 2048;

@@ -1,4 +1,5 @@
-//! Value codecs: how a value's bytes are stored (raw, gzip, zstd, or zstd with a trained dictionary) and
+//! Value codecs: how a value's bytes are stored (raw, gzip, zstd, zstd with a trained dictionary, or
+//! byte-shuffled zstd for KV states) and
 //! read back.
 //!
 //! [`Codec`] turns `[cache.compression]` and `persistence.compression_threshold_kb` into one encode policy:
@@ -17,7 +18,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::config::{CacheConfig, CompressionAlgorithm, CompressionConfig};
+use crate::config::{CacheConfig, CompressionAlgorithm, CompressionConfig, KvCompression};
 
 pub mod dictionary;
 mod gzip;
@@ -38,9 +39,13 @@ pub enum CodecId {
     Gzip = 1,
     /// `2`: one Zstandard frame (RFC 8878).
     Zstd = 2,
-    /// `3`: one Zstandard frame compressed with a dictionary the cache trained; the frame header names the
+    /// `3`: the bytes shuffled by 2 (every even-offset byte, then every odd-offset byte), then one Zstandard
+    /// frame. For KV states (`cache.kv.compression = "zstd"`): the high bytes of f16 values (sign, exponent)
+    /// repeat far more than the low ones, and apart they compress better.
+    ZstdShuffle2 = 3,
+    /// `4`: one Zstandard frame compressed with a dictionary the cache trained; the frame header names the
     /// dictionary's id.
-    ZstdDict = 3,
+    ZstdDict = 4,
 }
 
 impl CodecId {
@@ -50,6 +55,7 @@ impl CodecId {
             CodecId::None => "none",
             CodecId::Gzip => "gzip",
             CodecId::Zstd => "zstd",
+            CodecId::ZstdShuffle2 => "zstd-shuffle2",
             CodecId::ZstdDict => "zstd-dict",
         }
     }
@@ -69,7 +75,8 @@ impl TryFrom<u8> for CodecId {
             0 => Ok(CodecId::None),
             1 => Ok(CodecId::Gzip),
             2 => Ok(CodecId::Zstd),
-            3 => Ok(CodecId::ZstdDict),
+            3 => Ok(CodecId::ZstdShuffle2),
+            4 => Ok(CodecId::ZstdDict),
             other => Err(CodecError::UnknownCodec(other)),
         }
     }
@@ -146,6 +153,15 @@ impl Codec {
         Codec { id, level, threshold_bytes }
     }
 
+    /// The policy for KV states (`cache.kv.compression`): raw, or byte-shuffled zstd at level 1 (the fastest
+    /// level; KV data gains little from higher ones). No size threshold: states are large.
+    pub fn for_kv_states(compression: KvCompression) -> Codec {
+        match compression {
+            KvCompression::None => Codec { id: CodecId::None, level: 0, threshold_bytes: 0 },
+            KvCompression::Zstd => Codec { id: CodecId::ZstdShuffle2, level: 1, threshold_bytes: 0 },
+        }
+    }
+
     /// The policy `[cache]` asks for: `compression` with `persistence.compression_threshold_kb`.
     pub fn from_cache_config(config: &CacheConfig) -> Codec {
         Codec::new(&config.compression, config.persistence.compression_threshold_kb.bytes())
@@ -170,6 +186,7 @@ impl Codec {
             CodecId::None | CodecId::ZstdDict => false,
             CodecId::Gzip => gzip::compress(raw, self.level, scratch),
             CodecId::Zstd => zstd_compress(raw, self.level, scratch),
+            CodecId::ZstdShuffle2 => zstd_compress(&shuffle2(raw), self.level, scratch),
         };
         if compressed && scratch.len() < raw.len() {
             (self.id, scratch.as_slice())
@@ -256,6 +273,12 @@ impl Codec {
                 zstd_decompress(stored, raw_len, out, Some(dictionary))?;
                 Ok(out.as_slice())
             }
+            CodecId::ZstdShuffle2 => {
+                let mut shuffled = Vec::new();
+                zstd_decompress(stored, raw_len, &mut shuffled, None)?;
+                *out = unshuffle2(&shuffled);
+                Ok(out.as_slice())
+            }
         }
     }
 }
@@ -306,6 +329,28 @@ fn zstd_compress(raw: &[u8], level: u32, out: &mut Vec<u8>) -> bool {
         out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
         compressor.compress_to_buffer(raw, out).is_ok()
     })
+}
+
+/// `bytes` with every even-offset byte first, then every odd-offset byte (for an odd length, the even half
+/// is one longer).
+pub fn shuffle2(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend(bytes.iter().step_by(2));
+    out.extend(bytes.iter().skip(1).step_by(2));
+    out
+}
+
+/// The inverse of [`shuffle2`].
+pub fn unshuffle2(shuffled: &[u8]) -> Vec<u8> {
+    let (even, odd) = shuffled.split_at(shuffled.len().div_ceil(2));
+    let mut out = Vec::with_capacity(shuffled.len());
+    for (i, e) in even.iter().enumerate() {
+        out.push(*e);
+        if let Some(o) = odd.get(i) {
+            out.push(*o);
+        }
+    }
+    out
 }
 
 /// Decompresses one zstd frame (with `dictionary` when given) into exactly `raw_len` bytes of `out`.

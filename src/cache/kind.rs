@@ -1,5 +1,6 @@
-//! What a cache entry is: a response, a model or model metadata. The numeric codes are stored in every
-//! disk record (docs/format.md) and must never change.
+//! What a cache entry is: a response, a model, model metadata, a saved KV state or a semantic-cache vector.
+//! The numeric codes are stored in every disk record (docs/format.md) and must never change (6 is taken by
+//! the cache's internal zstd dictionaries).
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,11 +15,16 @@ pub enum Kind {
     Model,
     /// Model metadata (`[cache.metadata]`).
     Metadata,
+    /// A model's saved KV state for a prompt prefix (`[cache.kv]`, docs/kv-cache.md).
+    Kv,
+    /// The embedding of a cached request's last user message, under the request's response key
+    /// (`[cache.semantic]`, docs/semantic-cache.md).
+    Semantic,
 }
 
 impl Kind {
     /// Every kind, in display order.
-    pub const ALL: [Kind; 3] = [Kind::Response, Kind::Model, Kind::Metadata];
+    pub const ALL: [Kind; 5] = [Kind::Response, Kind::Model, Kind::Metadata, Kind::Kv, Kind::Semantic];
 
     /// The code stored on disk.
     pub const fn code(self) -> u8 {
@@ -26,6 +32,8 @@ impl Kind {
             Kind::Response => 1,
             Kind::Model => 2,
             Kind::Metadata => 3,
+            Kind::Kv => 4,
+            Kind::Semantic => 5,
         }
     }
 
@@ -35,6 +43,8 @@ impl Kind {
             1 => Some(Kind::Response),
             2 => Some(Kind::Model),
             3 => Some(Kind::Metadata),
+            4 => Some(Kind::Kv),
+            5 => Some(Kind::Semantic),
             _ => None,
         }
     }
@@ -45,6 +55,8 @@ impl Kind {
             Kind::Response => "response",
             Kind::Model => "model",
             Kind::Metadata => "metadata",
+            Kind::Kv => "kv",
+            Kind::Semantic => "semantic",
         }
     }
 }
@@ -62,7 +74,7 @@ impl FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("unknown cache type {s:?}; use response, model or metadata"))
+            .ok_or_else(|| format!("unknown cache type {s:?}; use response, model, metadata, kv or semantic"))
     }
 }
 
@@ -77,6 +89,8 @@ mod tests {
             assert_eq!(kind.name().parse::<Kind>(), Ok(kind));
         }
         assert_eq!(Kind::from_code(0), None);
+        assert_eq!((Kind::Kv.code(), "KV".parse::<Kind>()), (4, Ok(Kind::Kv)));
+        assert_eq!((Kind::Semantic.code(), Kind::from_code(6)), (5, None));
         assert!("models".parse::<Kind>().is_err());
     }
 }

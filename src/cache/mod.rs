@@ -18,12 +18,14 @@
 //! - [`ops`]: operations on a whole cache: backups and restore, JSONL import and export.
 //! - [`private`]: files and folders created owner-only (0600/0700) whatever the umask, and the check of them.
 //! - [`seal`]: encryption at rest: values sealed with an AEAD under the cache key (`[cache.security]`).
+//! - [`kv`]: saved prompt-prefix KV states (kind `kv`): their budget, background writer and counters.
 
 pub mod clock;
 pub mod codec;
 pub mod dedup;
 pub mod disk;
 mod kind;
+pub mod kv;
 mod manager;
 pub mod memory;
 pub mod observe;
@@ -41,4 +43,4 @@ pub use manager::{
     Removal, ResealReport, TrainReport,
 };
 pub use observe::report::CacheReport;
-pub use observe::stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot};
+pub use observe::stats::{CounterSnapshot, Counters, KindCounters, KindSnapshot, KvSnapshot};

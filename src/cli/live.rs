@@ -23,7 +23,7 @@ use crate::config::{self, LoadOptions};
 
 /// Commands that go through a running server, for messages.
 const FORWARDED: &str = "cache stats, metrics, clear, cleanup, compact, train-dictionary, verify, repair, \
-                         warm --model/--directory, backup and export --format json|prometheus";
+                         warm --model/--directory, backup, export --format json|prometheus and semantic forget";
 
 /// A server answering on the admin socket of a cache directory.
 #[derive(Debug)]

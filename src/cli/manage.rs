@@ -34,7 +34,7 @@ pub struct ClearArgs {
     /// Only the entry stored under exactly this key (as `X-Inferno-Cache-Key` shows it).
     #[arg(long, value_name = "KEY")]
     key: Option<String>,
-    /// Only these kinds: response, model, metadata (comma-separated).
+    /// Only these kinds: response, model, metadata, kv, semantic (comma-separated).
     #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
     kinds: Vec<Kind>,
     /// Only entries created longer ago than this, e.g. 24h or 7d.

@@ -1,6 +1,6 @@
 //! `inferno cache semantic calibrate --pairs FILE --model NAME`: how a cosine-similarity threshold would
-//! have done on labelled question pairs, with and without the semantic cache's guards
-//! (`crate::cache::semantic`; docs/semantic-cache.md).
+//! have done on labelled question pairs, with and without the semantic cache's guards; and `inferno cache
+//! semantic forget KEY`, the report of a false hit (`crate::cache::semantic`; docs/semantic-cache.md).
 
 use std::path::PathBuf;
 
@@ -14,6 +14,16 @@ pub enum SemanticCommand {
     /// Precision, recall and false-hit rate per similarity threshold on labelled pairs, with and without the
     /// guards, and the lowest threshold meeting --target-precision.
     Calibrate(CalibrateArgs),
+    /// Report a false semantic hit: the vector and the answer stored under KEY (the key a HIT-SEMANTIC
+    /// answer named in X-Inferno-Cache-Key) are removed, so it answers nobody again; counted in stats.
+    Forget(ForgetArgs),
+}
+
+/// Flags of `cache semantic forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The key of the stored request that answered wrongly.
+    key: String,
 }
 
 /// Flags of `cache semantic calibrate`.
@@ -34,7 +44,35 @@ pub struct CalibrateArgs {
 pub fn run(options: &LoadOptions, command: &SemanticCommand, json: bool) -> anyhow::Result<()> {
     match command {
         SemanticCommand::Calibrate(args) => with_onnx::calibrate(options, args, json),
+        SemanticCommand::Forget(args) => forget(options, &args.key, json),
     }
+}
+
+/// `cache semantic forget KEY`: through the running server when there is one (its index drops the vector
+/// too), else on the cache directly.
+fn forget(options: &LoadOptions, key: &str, json: bool) -> anyhow::Result<()> {
+    let forgotten = match super::live::LiveServer::for_options(options)? {
+        Some(server) => {
+            let answer: serde_json::Value =
+                server.post("/v1/cache/semantic/forget", &serde_json::json!({"key": key}))?;
+            answer["forgotten"].as_bool().unwrap_or(false)
+        }
+        None => {
+            let cache = super::transfer::open_cache(options, crate::cache::Access::ReadWrite)?;
+            let forgotten = crate::cache::semantic::forget_stored(&cache, key)?;
+            cache.flush()?;
+            forgotten
+        }
+    };
+    if json {
+        return super::output::print_json(&serde_json::json!({"key": key, "forgotten": forgotten}));
+    }
+    let text = if forgotten {
+        format!("Forgot {key}: its semantic vector and answer are removed; the false hit is counted\n")
+    } else {
+        format!("Nothing stored under {key}: no semantic vector or answer to remove (check the key)\n")
+    };
+    Ok(super::output::print(&text)?)
 }
 
 #[cfg(not(feature = "onnx"))]

@@ -1,11 +1,13 @@
 //! `inferno serve`: flags become config settings (so `cache status` and the server agree on every value),
 //! the keys are read (`server.*_key_file`), a non-loopback bind without an API key is refused unless
-//! `--allow-unauthenticated`, then the library's server runs until SIGTERM/SIGINT.
+//! `--allow-unauthenticated`, the semantic cache's model is loaded and checked when it is on, then the
+//! library's server runs until SIGTERM/SIGINT.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::cache::semantic::TextEmbedder;
 use crate::config::{self, ConfigError, FlagSetting, LoadOptions, Problem, ServerKeys};
 
 /// Flags of `serve`.
@@ -72,7 +74,53 @@ pub fn run(mut options: LoadOptions, args: &ServeArgs) -> anyhow::Result<()> {
     let resolved = config::load(&options)?;
     let keys = ServerKeys::load(&resolved)?;
     refuse_open_bind(&resolved, &keys, args.allow_unauthenticated)?;
-    start(resolved.config, keys)
+    let embedder = semantic_embedder(&resolved)?;
+    start(resolved.config, keys, embedder)
+}
+
+/// The semantic cache's embedding model, loaded and checked by embedding a probe text, when
+/// `cache.semantic.enabled`: a missing model, one without a tokenizer or one whose output is not an
+/// embedding is a configuration error naming `cache.semantic.model` and where it was set.
+fn semantic_embedder(resolved: &config::Resolved) -> Result<Option<Box<dyn TextEmbedder>>, ConfigError> {
+    let config = &resolved.config;
+    if !(config.cache.enabled && config.cache.semantic.enabled) {
+        return Ok(None);
+    }
+    let semantic = &config.cache.semantic;
+    let max_tokens = usize::try_from(semantic.max_prompt_tokens).unwrap_or(usize::MAX);
+    load_embedder(&semantic.model, &config.models.dir, max_tokens).map(Some).map_err(|message| {
+        let origin =
+            resolved.settings.get("cache.semantic.model").map_or(config::Origin::Default, |s| s.origin.clone());
+        ConfigError::one(Problem {
+            origin,
+            key: Some("cache.semantic.model".into()),
+            message,
+            hint: Some(format!(
+                "name an ONNX text embedding model in models.dir ({}) or give its path, with its tokenizer.json \
+                 beside it (`inferno models list` shows the models), or set cache.semantic.enabled = false",
+                config.models.dir.display()
+            )),
+        })
+    })
+}
+
+#[cfg(feature = "onnx")]
+fn load_embedder(
+    name: &str,
+    dir: &std::path::Path,
+    max_tokens: usize,
+) -> Result<Box<dyn TextEmbedder>, String> {
+    match crate::cache::semantic::embedder::Embedder::for_lookups(name, dir, max_tokens) {
+        Ok(embedder) => Ok(Box::new(embedder)),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
+
+#[cfg(not(feature = "onnx"))]
+fn load_embedder(_: &str, _: &std::path::Path, _: usize) -> Result<Box<dyn TextEmbedder>, String> {
+    Err("this build of inferno has no ONNX support, which the semantic cache's embedding model needs; \
+         rebuild it with the `onnx` cargo feature"
+        .into())
 }
 
 /// Closed by default: a bind address other than loopback needs an API key, or `--allow-unauthenticated`.
@@ -102,12 +150,16 @@ fn refuse_open_bind(
 }
 
 #[cfg(feature = "llama")]
-fn start(config: config::Config, keys: ServerKeys) -> anyhow::Result<()> {
-    crate::serve::run(config, keys)
+fn start(
+    config: config::Config,
+    keys: ServerKeys,
+    embedder: Option<Box<dyn TextEmbedder>>,
+) -> anyhow::Result<()> {
+    crate::serve::run(config, keys, embedder)
 }
 
 #[cfg(not(feature = "llama"))]
-fn start(_: config::Config, _: ServerKeys) -> anyhow::Result<()> {
+fn start(_: config::Config, _: ServerKeys, _: Option<Box<dyn TextEmbedder>>) -> anyhow::Result<()> {
     anyhow::bail!(
         "inferno was built without the `llama` feature, so it cannot serve text models; rebuild with `cargo build --features llama`"
     )

@@ -9,7 +9,7 @@ use clap::Args;
 
 use crate::admin::{LiveStats, ServerInfo};
 use crate::cache::disk::WriteFaultSnapshot;
-use crate::cache::observe::report::RemoteReport;
+use crate::cache::observe::report::{KvReport, RemoteReport, SemanticReport};
 use crate::cache::{Access, CacheReport, DictionaryReport};
 use crate::config::LoadOptions;
 
@@ -172,16 +172,74 @@ pub fn stats(options: &LoadOptions, args: &StatsArgs, json: bool) -> anyhow::Res
         report.memory.evictions,
         report.disk.as_ref().map_or(0, |d| d.evictions)
     )?;
+    kv_section(&report.kv, &mut out)?;
     if let Some(server) = &server {
         server_section(server, &mut out)?;
     }
     if let Some(remote) = &report.remote {
         remote_section(remote, &mut out)?;
     }
+    if let Some(semantic) = &report.semantic {
+        semantic_section(semantic, &mut out)?;
+    }
     if args.detailed {
         detailed(&report, if server.is_some() { "the server's" } else { "this process" }, &mut out)?;
     }
     Ok(output::print(&out)?)
+}
+
+/// The prompt-prefix KV cache: states and their budget, hits, and what restoring them spared.
+fn kv_section(kv: &KvReport, out: &mut String) -> anyhow::Result<()> {
+    let ratio = (kv.hits + kv.misses > 0).then(|| kv.hits as f64 / (kv.hits + kv.misses) as f64);
+    writeln!(
+        out,
+        "KV states: {} ({} of {}; {} in RAM of {}), {} hits, {} misses ({}), {} tokens reused, {:.1} s of prefill saved",
+        thousands(kv.states),
+        bytes(kv.bytes),
+        bytes(kv.max_bytes),
+        bytes(kv.memory_bytes),
+        bytes(kv.memory_max_bytes),
+        thousands(kv.hits),
+        thousands(kv.misses),
+        percent(ratio),
+        thousands(kv.tokens_reused),
+        kv.prefill_seconds_saved
+    )?;
+    if kv.writes_dropped + kv.evictions > 0 {
+        writeln!(
+            out,
+            "  {} states not stored (writer queue full or larger than the budget), {} evicted for the budget",
+            thousands(kv.writes_dropped),
+            thousands(kv.evictions)
+        )?;
+    }
+    Ok(())
+}
+
+/// The semantic cache's lines (all processes since the cache was created).
+fn semantic_section(semantic: &SemanticReport, out: &mut String) -> anyhow::Result<()> {
+    let c = &semantic.counters;
+    let state = if semantic.enabled { format!("on, threshold {}", semantic.threshold) } else { "off".into() };
+    writeln!(
+        out,
+        "Semantic: {state}; {} lookups, {} hits ({}), {} guard refusals, {} false-hit reports",
+        thousands(c.lookups),
+        thousands(c.hits),
+        percent(semantic.hit_ratio),
+        thousands(c.guard_refusals),
+        thousands(c.false_hit_reports)
+    )?;
+    let mean = semantic.mean_embedding_ms.map_or("n/a".to_string(), |ms| format!("{ms:.1} ms"));
+    writeln!(
+        out,
+        "  embeddings {} (mean {mean}), failed {}, too long {}; vectors stored {}, dropped as stale {}",
+        thousands(c.embeddings),
+        thousands(c.embedding_failures),
+        thousands(c.too_long),
+        thousands(c.stored),
+        thousands(c.stale_dropped)
+    )?;
+    Ok(())
 }
 
 /// The running server's figures: requests answered, response-cache results, loaded models.

@@ -194,18 +194,7 @@ fn redacted(key: &keys::Key, value: &toml::Value) -> toml::Value {
 /// What is cached and where, measured now (the entry counts come from a read-only open of the cache).
 fn summary(cache: &CacheConfig, remote: Option<&RemoteStatus>) -> serde_json::Value {
     let live = live_stats(&cache.base_dir);
-    let types: Vec<&str> = Kind::ALL
-        .into_iter()
-        .filter(|k| {
-            cache.enabled
-                && match k {
-                    Kind::Response => cache.response.enabled,
-                    Kind::Model => cache.model.enabled,
-                    Kind::Metadata => cache.metadata.enabled,
-                }
-        })
-        .map(Kind::name)
-        .collect();
+    let types: Vec<&str> = Kind::ALL.into_iter().filter(|k| cache.kind_enabled(*k)).map(Kind::name).collect();
     let c = &cache.compression;
     let compression = if c.enabled && c.algorithm != config::CompressionAlgorithm::None {
         format!("{:?} level {}", c.algorithm, c.level).to_lowercase()

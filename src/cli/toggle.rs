@@ -15,7 +15,7 @@ pub struct ToggleArgs {
     /// Every kind, and the cache as a whole.
     #[arg(long, conflicts_with = "kinds")]
     all: bool,
-    /// Kinds to switch: response, model, metadata (comma-separated).
+    /// Kinds to switch: response, model, metadata, kv, semantic (comma-separated; `--all` leaves semantic alone).
     #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
     kinds: Vec<Kind>,
     /// With enable: also switch content dedup on with this hash (blake3 or xxhash).
@@ -73,7 +73,12 @@ fn cache_enabled(options: &LoadOptions) -> anyhow::Result<bool> {
 
 /// Runs `cache enable`.
 pub fn enable(options: &LoadOptions, args: &ToggleArgs, json: bool) -> anyhow::Result<()> {
-    let kinds: Vec<Kind> = if args.all { Kind::ALL.to_vec() } else { args.kinds.clone() };
+    // The semantic cache is opt-in and needs a model: `--all` leaves it as it is.
+    let kinds: Vec<Kind> = if args.all {
+        Kind::ALL.into_iter().filter(|k| *k != Kind::Semantic).collect()
+    } else {
+        args.kinds.clone()
+    };
     if kinds.is_empty() && args.deduplication.is_none() {
         return Err(
             UsageError("say what to enable: --all, --type TYPE or --deduplication ALGORITHM".into()).into()

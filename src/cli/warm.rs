@@ -1,5 +1,6 @@
-//! `inferno cache warm`: warm models (`--model`, `--directory`) and responses (`--responses`), in the
-//! foreground with a progress bar, or detached with `--background` (progress in `inferno cache status`).
+//! `inferno cache warm`: warm models (`--model`, `--directory`), responses (`--responses`) and prompt-prefix
+//! KV states (`--prefixes`), in the foreground with a progress bar, or detached with `--background`
+//! (progress in `inferno cache status`).
 //!
 //! While `inferno serve` holds the cache, each model is warmed by the server (`POST /v1/cache/warm` on its
 //! admin socket): it reads the file, records metadata and the model entry in its cache, and loads the model
@@ -9,6 +10,7 @@
 use std::fmt::Write;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
@@ -19,11 +21,14 @@ use crate::admin::WarmRequest;
 use crate::cache::{Access, CacheError, Manager, disk::DiskError};
 use crate::config::{self, Config, LoadOptions};
 use crate::models::catalog;
+use crate::warm::prefixes::{PrefixLine, read_prefixes};
 use crate::warm::progress::{self, JobState, Progress};
 use crate::warm::{self as warming, LoadInto, ModelWarmReport};
 
 use super::live::LiveServer;
 use super::{UsageError, output};
+
+mod prefixes;
 
 /// Flags of `cache warm`.
 #[derive(Debug, Args)]
@@ -38,6 +43,11 @@ pub struct WarmArgs {
     /// --model models (or models.default) and the response stored, so the same request later is a hit.
     #[arg(long, value_name = "FILE")]
     responses: Option<PathBuf>,
+    /// A file of prompt prefixes, one JSON value per line: a prompt string or a chat messages array. Each is
+    /// prefilled by the --model models (or models.default) and its KV state saved, so requests that start
+    /// with it skip that prefill.
+    #[arg(long, value_name = "FILE")]
+    prefixes: Option<PathBuf>,
     /// Detach and warm in the background; `inferno cache status` shows the progress.
     #[arg(long)]
     background: bool,
@@ -48,9 +58,13 @@ const BACKGROUND_CHILD: &str = "INFERNO_WARM_BACKGROUND_CHILD";
 
 /// Runs `cache warm`.
 pub fn run(options: &LoadOptions, args: &WarmArgs, json: bool) -> anyhow::Result<()> {
-    if args.models.is_empty() && args.directories.is_empty() && args.responses.is_none() {
+    if args.models.is_empty()
+        && args.directories.is_empty()
+        && args.responses.is_none()
+        && args.prefixes.is_none()
+    {
         return Err(UsageError(
-            "say what to warm: --model MODEL, --directory DIR or --responses FILE".into(),
+            "say what to warm: --model MODEL, --directory DIR, --responses FILE or --prefixes FILE".into(),
         )
         .into());
     }
@@ -64,7 +78,7 @@ pub fn run(options: &LoadOptions, args: &WarmArgs, json: bool) -> anyhow::Result
     let log = background.then(|| config.cache.base_dir.join(progress::LOG_FILE));
     let target = match server {
         Some(server) => Target::Server(server),
-        None => open_cache(&config)?.map_or(Target::Unrecorded, |m| Target::Local(Box::new(m))),
+        None => open_cache(&config)?.map_or(Target::Unrecorded, |m| Target::Local(Arc::new(m))),
     };
     let mut job = Job::new(&config, &plan, background, log, json);
     job.run(&target)?;
@@ -77,7 +91,7 @@ pub fn run(options: &LoadOptions, args: &WarmArgs, json: bool) -> anyhow::Result
 /// Where a job's work happens and is recorded.
 enum Target {
     /// This process holds the cache.
-    Local(Box<Manager>),
+    Local(Arc<Manager>),
     /// A running server holds it: models are warmed by the server.
     Server(LiveServer),
     /// Another process holds it: models are read and checked here, nothing is recorded.
@@ -85,7 +99,7 @@ enum Target {
 }
 
 impl Target {
-    fn manager(&self) -> Option<&Manager> {
+    fn manager(&self) -> Option<&Arc<Manager>> {
         match self {
             Target::Local(manager) => Some(manager),
             _ => None,
@@ -97,6 +111,8 @@ impl Target {
 struct Plan {
     models: Vec<PathBuf>,
     responses: Option<(PathBuf, Vec<PathBuf>)>,
+    /// The prefixes file, its checked lines, and the models to run them through.
+    prefixes: Option<(PathBuf, Vec<PrefixLine>, Vec<PathBuf>)>,
 }
 
 impl Plan {
@@ -118,26 +134,34 @@ impl Plan {
                 *path = std::path::absolute(&*path)?;
             }
         }
+        let through = |flag: &str| -> anyhow::Result<Vec<PathBuf>> {
+            if !named.is_empty() {
+                Ok(named.clone())
+            } else if !config.models.default.is_empty() {
+                Ok(vec![catalog::resolve(&config.models.default, dir)?])
+            } else {
+                Err(UsageError(format!("{flag} needs a model: give --model MODEL or set models.default"))
+                    .into())
+            }
+        };
         let responses = match &args.responses {
             None => None,
             Some(prompts) => {
                 if !prompts.is_file() {
                     anyhow::bail!("{}: no such prompts file", prompts.display());
                 }
-                let through = if !named.is_empty() {
-                    named.clone()
-                } else if !config.models.default.is_empty() {
-                    vec![catalog::resolve(&config.models.default, dir)?]
-                } else {
-                    return Err(UsageError(
-                        "--responses needs a model: give --model MODEL or set models.default".into(),
-                    )
-                    .into());
-                };
-                Some((prompts.clone(), through))
+                Some((prompts.clone(), through("--responses")?))
             }
         };
-        Ok(Self { models, responses })
+        let prefixes = match &args.prefixes {
+            None => None,
+            Some(file) => {
+                // Every line is checked before any work starts.
+                let lines = read_prefixes(file).map_err(|e| UsageError(e.to_string()))?;
+                Some((file.clone(), lines, through("--prefixes")?))
+            }
+        };
+        Ok(Self { models, responses, prefixes })
     }
 }
 
@@ -208,6 +232,7 @@ struct Job<'a> {
     json: bool,
     models: Vec<ModelWarmReport>,
     responses: Vec<serde_json::Value>,
+    prefixes: Vec<serde_json::Value>,
     text: String,
 }
 
@@ -215,7 +240,9 @@ impl<'a> Job<'a> {
     fn new(config: &Config, plan: &'a Plan, background: bool, log: Option<PathBuf>, json: bool) -> Self {
         let prompts =
             plan.responses.as_ref().map_or(0, |(file, through)| warm_steps(file) * through.len() as u64);
-        let progress = Progress::start(plan.models.len() as u64 + prompts, background, log);
+        let prefixes =
+            plan.prefixes.as_ref().map_or(0, |(_, lines, through)| (lines.len() * through.len()) as u64);
+        let progress = Progress::start(plan.models.len() as u64 + prompts + prefixes, background, log);
         let bar = if json || background || !std::io::stderr().is_terminal() {
             ProgressBar::hidden()
         } else {
@@ -233,6 +260,7 @@ impl<'a> Job<'a> {
             json,
             models: Vec::new(),
             responses: Vec::new(),
+            prefixes: Vec::new(),
             text: String::new(),
         }
     }
@@ -251,6 +279,11 @@ impl<'a> Job<'a> {
         if let Some((prompts, through)) = &self.plan.responses {
             for model in through {
                 self.step_responses(target, prompts, model);
+            }
+        }
+        if let Some((file, lines, through)) = &self.plan.prefixes {
+            for model in through {
+                self.step_prefixes(target, file, lines, model);
             }
         }
         Ok(())
@@ -272,7 +305,7 @@ impl<'a> Job<'a> {
                 let request = WarmRequest { model: path.to_string_lossy().into_owned() };
                 server.post::<ModelWarmReport>("/v1/cache/warm", &request)
             }
-            _ => warming::warm_model(target.manager(), path, LoadInto::Check, on_progress)
+            _ => warming::warm_model(target.manager().map(|m| &**m), path, LoadInto::Check, on_progress)
                 .map_err(anyhow::Error::from),
         };
         self.bar.finish_and_clear();
@@ -406,6 +439,7 @@ impl<'a> Job<'a> {
             output::print_json(&json!({
                 "models": self.models,
                 "responses": self.responses,
+                "prefixes": self.prefixes,
                 "errors": self.progress.errors,
             }))?;
         } else {

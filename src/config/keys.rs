@@ -143,6 +143,36 @@ pub const KEYS: &[Key] = &[
         Kind::Bool,
         "cache only requests with temperature 0 or a seed; false caches every request",
     )),
+    on(key(
+        "cache.semantic.enabled",
+        Kind::Bool,
+        "answer an exact miss from a near-duplicate request of the same scope (docs/semantic-cache.md)",
+    )),
+    on(key(
+        "cache.semantic.model",
+        Kind::Text,
+        "ONNX text embedding model (name in models.dir or path) with its tokenizer.json",
+    )),
+    on(key(
+        "cache.semantic.threshold",
+        Kind::Float,
+        "cosine similarity a near-duplicate must reach, in (0, 1]",
+    )),
+    on(key(
+        "cache.semantic.min_threshold",
+        Kind::Float,
+        "lowest threshold a request's cache.semantic_threshold may ask for",
+    )),
+    on(key(
+        "cache.semantic.max_entries",
+        Kind::Integer,
+        "most vectors in the semantic index; oldest go first",
+    )),
+    on(key(
+        "cache.semantic.max_prompt_tokens",
+        Kind::Integer,
+        "longer last user messages are matched exactly only (1-512)",
+    )),
     on(key("cache.metadata.enabled", Kind::Bool, "cache model metadata")),
     on(key(
         "cache.metadata.ttl_hours",
@@ -151,6 +181,20 @@ pub const KEYS: &[Key] = &[
     )),
     on(key("cache.metadata.auto_refresh", Kind::Bool, "re-read metadata when the model file changes")),
     on(key("cache.metadata.include_performance_stats", Kind::Bool, "add measured load time and tokens/s")),
+    on(key("cache.kv.enabled", Kind::Bool, "save and restore prompt-prefix KV states of GGUF models")),
+    on(key("cache.kv.block_tokens", Kind::Integer, "prompt tokens per block of the prefix index (16-8192)")),
+    on(key(
+        "cache.kv.min_prefix_tokens",
+        Kind::Integer,
+        "prompts shorter than this are neither looked up nor saved",
+    )),
+    on(key(
+        "cache.kv.max_size_gb",
+        Kind::Size(GB),
+        "most bytes of states on disk, counted within cache.max_size_gb; least recently used go first",
+    )),
+    on(key("cache.kv.memory_limit_gb", Kind::Size(GB), "most bytes of hot states held in RAM; 0 = none")),
+    on(key("cache.kv.compression", Kind::Text, "none | zstd (byte-shuffled, level 1)")),
     on(key(
         "cache.persistence.sync_interval_seconds",
         Kind::Duration(SECOND),

@@ -13,6 +13,7 @@ pub mod keys;
 mod layers;
 mod schema;
 pub mod secrets;
+mod semantic;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,7 @@ pub use error::{ConfigError, Origin, Problem};
 pub use layers::{Setting, setting_from_text};
 pub use schema::*;
 pub use secrets::{Secret, ServerKeys, redact_node};
+pub use semantic::{MAX_PROMPT_TOKENS_LIMIT, SemanticCacheConfig};
 
 /// The file name looked for in the working directory.
 pub const PROJECT_FILE: &str = ".inferno.toml";

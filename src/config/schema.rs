@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::alerting::AlertsConfig;
+use super::semantic::SemanticCacheConfig;
 use super::units::{BYTE, DAY, GB, HOUR, KB, MINUTE, SECOND, Size, Span};
 
 /// The whole configuration file.
@@ -112,8 +113,12 @@ pub struct CacheConfig {
     pub model: ModelCacheConfig,
     /// `[cache.response]`.
     pub response: ResponseCacheConfig,
+    /// `[cache.semantic]`.
+    pub semantic: SemanticCacheConfig,
     /// `[cache.metadata]`.
     pub metadata: MetadataCacheConfig,
+    /// `[cache.kv]`.
+    pub kv: KvCacheConfig,
     /// `[cache.persistence]`.
     pub persistence: PersistenceConfig,
     /// `[cache.cleanup]`.
@@ -142,7 +147,9 @@ impl Default for CacheConfig {
             deduplication: DeduplicationConfig::default(),
             model: ModelCacheConfig::default(),
             response: ResponseCacheConfig::default(),
+            semantic: SemanticCacheConfig::default(),
             metadata: MetadataCacheConfig::default(),
+            kv: KvCacheConfig::default(),
             persistence: PersistenceConfig::default(),
             cleanup: CleanupConfig::default(),
             alerts: AlertsConfig::default(),
@@ -151,6 +158,21 @@ impl Default for CacheConfig {
             audit: AuditConfig::default(),
             security: SecurityConfig::default(),
         }
+    }
+}
+
+impl CacheConfig {
+    /// Whether entries of `kind` are cached: `cache.enabled` and the kind's own `enabled` key.
+    pub fn kind_enabled(&self, kind: crate::cache::Kind) -> bool {
+        use crate::cache::Kind;
+        self.enabled
+            && match kind {
+                Kind::Response => self.response.enabled,
+                Kind::Model => self.model.enabled,
+                Kind::Metadata => self.metadata.enabled,
+                Kind::Kv => self.kv.enabled,
+                Kind::Semantic => self.semantic.enabled,
+            }
     }
 }
 
@@ -402,6 +424,56 @@ impl Default for MetadataCacheConfig {
             include_performance_stats: true,
         }
     }
+}
+
+/// `[cache.kv]`: the prompt-prefix KV cache, saved sequence states of GGUF models (docs/kv-cache.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KvCacheConfig {
+    /// Save and restore prompt-prefix states (`inferno cache enable|disable --type kv`).
+    pub enabled: bool,
+    /// Prompt tokens per block of the prefix index; states are saved at block boundaries.
+    pub block_tokens: u32,
+    /// Prompts shorter than this are neither looked up nor saved.
+    pub min_prefix_tokens: u32,
+    /// Most bytes of states on disk; the states never get more than `cache.max_size_gb` either.
+    pub max_size_gb: Size<GB>,
+    /// Most bytes of hot states held in RAM; 0 keeps none there.
+    pub memory_limit_gb: Size<GB>,
+    /// How states are compressed on disk.
+    pub compression: KvCompression,
+}
+
+impl KvCacheConfig {
+    /// The states' disk budget in bytes: `max_size_gb`, at most `cache_max_bytes` (`cache.max_size_gb`,
+    /// which the states are counted within).
+    pub fn budget_bytes(&self, cache_max_bytes: u64) -> u64 {
+        self.max_size_gb.bytes().min(cache_max_bytes)
+    }
+}
+
+impl Default for KvCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            block_tokens: 256,
+            min_prefix_tokens: 256,
+            max_size_gb: Size::units(5),
+            memory_limit_gb: Size::units(2),
+            compression: KvCompression::None,
+        }
+    }
+}
+
+/// `cache.kv.compression`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvCompression {
+    /// States are stored as they are (KV data barely compresses).
+    #[default]
+    None,
+    /// Byte-shuffled (f16 halves apart), then zstd level 1.
+    Zstd,
 }
 
 /// `[cache.persistence]`: how the disk tier writes.
@@ -691,6 +763,18 @@ impl Config {
             "cache.model.memory_limit_gb",
             "must be more than 0".into(),
         );
+        let kv = &c.kv;
+        check(
+            (16..=8192).contains(&kv.block_tokens),
+            "cache.kv.block_tokens",
+            format!("{} is out of range (16 to 8192 tokens)", kv.block_tokens),
+        );
+        check(
+            (1..=1_048_576).contains(&kv.min_prefix_tokens),
+            "cache.kv.min_prefix_tokens",
+            format!("{} is out of range (1 to 1048576 tokens)", kv.min_prefix_tokens),
+        );
+        check(kv.max_size_gb.bytes() > 0, "cache.kv.max_size_gb", "must be more than 0".into());
         check(c.response.max_entries >= 1, "cache.response.max_entries", "must be at least 1".into());
         check(c.response.max_size_gb.bytes() > 0, "cache.response.max_size_gb", "must be more than 0".into());
         let sync = c.persistence.sync_interval_seconds.duration().as_secs();
@@ -746,6 +830,7 @@ impl Config {
             check(false, key, message);
         }
         out.extend(c.alerts.validate());
+        out.extend(c.semantic.validate());
         if let Some(range) = c.compression.algorithm.level_range() {
             let level = c.compression.level;
             if !range.contains(&level) {
@@ -800,6 +885,23 @@ mod tests {
         assert_eq!(config.validate()[0].key, "cache.compression.level");
         config.cache.compression.algorithm = CompressionAlgorithm::None;
         assert!(config.validate().is_empty());
+    }
+
+    #[test]
+    fn kv_ranges_are_checked() {
+        let mut config = Config::default();
+        config.cache.kv.block_tokens = 8;
+        config.cache.kv.min_prefix_tokens = 0;
+        let keys: Vec<&str> = config.validate().iter().map(|v| v.key).collect();
+        assert_eq!(keys, ["cache.kv.block_tokens", "cache.kv.min_prefix_tokens"]);
+        let mut config = Config::default();
+        config.cache.kv.max_size_gb = Size::units(11);
+        assert!(config.validate().is_empty(), "more than cache.max_size_gb: the states get that at most");
+        config.cache.kv.max_size_gb = Size(0);
+        assert_eq!(config.validate()[0].message, "must be more than 0");
+        config.cache.kv.max_size_gb = Size::units(1);
+        config.cache.kv.memory_limit_gb = Size(0);
+        assert!(config.validate().is_empty(), "no RAM tier for states is allowed");
     }
 
     #[test]

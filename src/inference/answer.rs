@@ -14,6 +14,7 @@ use super::cached::{CacheControl, CachePlan, CacheStatus};
 use super::{InferenceError, Request};
 use crate::cache::Manager;
 use crate::cache::response_store::{Endpoint, ModelIdentity};
+use crate::cache::semantic::{Query, query_of};
 
 /// Where a streamed answer's chunks go as they are made (`chat.completion.chunk` / `text_completion`
 /// objects); `Break` stops the generation (the client went away) and the answer is then not stored.
@@ -104,6 +105,19 @@ impl Prepared {
         self.endpoint
     }
 
+    /// The model name answers carry: the one the client asked for, else the model's own.
+    pub fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
+    /// What a semantic lookup of this request searches with (its scope group, for a caller using the API key
+    /// whose identity is `api_key_id`, and its last user message), when the plan looks it up semantically
+    /// and it has a semantic scope (`cache::semantic::scope`).
+    pub fn semantic_query(&self, api_key_id: Option<&str>) -> Option<Query> {
+        self.plan.semantic_threshold()?;
+        query_of(self.endpoint, &self.body, &self.identity, api_key_id)
+    }
+
     /// The cached answer, when the plan looks up and one is stored: its bytes as stored, with a fresh `id`
     /// and `created` and `model` set to the name the client asked for.
     pub fn lookup(&self, manager: &Manager) -> Option<Answer> {
@@ -120,7 +134,7 @@ impl Prepared {
         model: &crate::models::llama::GgufModel,
         sink: Option<Sink<'_>>,
     ) -> Result<Answer, InferenceError> {
-        use super::response::{Chunker, ResponseMeta, completion_body};
+        use super::response::{Chunker, ResponseMeta, Usage, completion_body};
         use super::run;
 
         let meta = ResponseMeta::new(self.endpoint, &self.model_name, &self.identity.fingerprint);
@@ -134,7 +148,7 @@ impl Prepared {
                     if open { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
                 })?;
                 open = open && sink(chunker.finish(generation.finish_reason)).is_continue();
-                if let Some(usage) = chunker.usage(generation.prompt_tokens, generation.completion_tokens) {
+                if let Some(usage) = chunker.usage(&Usage::of(&generation)) {
                     open = open && sink(usage).is_continue();
                 }
                 (generation, open)

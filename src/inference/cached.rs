@@ -19,7 +19,7 @@ use crate::config::units::{SECOND, parse_duration};
 
 /// How one request uses the cache. The body's `cache` field (LiteLLM's) is read by
 /// [`CacheControl::from_body`]; the caller's settings (config, headers) come in as a `CacheControl` too.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CacheControl {
     /// Do not look the request up (the answer may still be stored).
     pub no_cache: bool,
@@ -31,11 +31,18 @@ pub struct CacheControl {
     pub ttl: Option<Duration>,
     /// Cache namespace: requests in different namespaces never share entries.
     pub namespace: Option<String>,
+    /// Skip the semantic lookup (`cache: {"semantic": false}`); the exact cache works as before.
+    pub no_semantic: bool,
+    /// The semantic cache's similarity threshold for this request (`cache.semantic_threshold`), at least the
+    /// server's `cache.semantic.min_threshold`.
+    pub semantic_threshold: Option<f64>,
 }
 
 impl CacheControl {
     /// Reads the body's `cache` object: `ttl` (seconds, or a duration such as `"10m"`), `no-cache` and
-    /// `no-store` (also spelled `no_cache`, `no_store`), `namespace`. Other fields (`s-maxage`) are ignored.
+    /// `no-store` (also spelled `no_cache`, `no_store`), `namespace`, `semantic` (false opts out of the
+    /// semantic lookup) and `semantic_threshold` (a cosine similarity in (0, 1]). Other fields (`s-maxage`)
+    /// are ignored.
     pub fn from_body(body: &Value) -> Result<Self, InferenceError> {
         let cache = match body.get("cache") {
             None | Some(Value::Null) => return Ok(Self::default()),
@@ -54,6 +61,8 @@ impl CacheControl {
                 "no-cache" | "no_cache" => control.no_cache |= flag()?,
                 "no-store" | "no_store" => control.no_store |= flag()?,
                 "ttl" => control.ttl = ttl(value, &param)?,
+                "semantic" => control.no_semantic |= !(value.is_null() || flag()?),
+                "semantic_threshold" => control.semantic_threshold = similarity(value, &param)?,
                 "namespace" => match value {
                     Value::Null => {}
                     Value::String(ns) => control.namespace = Some(ns.clone()).filter(|ns| !ns.is_empty()),
@@ -79,7 +88,20 @@ impl CacheControl {
             cache_all: self.cache_all || body.cache_all,
             ttl: self.ttl.or(body.ttl),
             namespace: self.namespace.clone().or_else(|| body.namespace.clone()),
+            no_semantic: self.no_semantic || body.no_semantic,
+            semantic_threshold: self.semantic_threshold.or(body.semantic_threshold),
         }
+    }
+}
+
+fn similarity(value: &Value, param: &str) -> Result<Option<f64>, InferenceError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) if n.as_f64().is_some_and(|x| x > 0.0 && x <= 1.0) => Ok(n.as_f64()),
+        _ => Err(InferenceError::invalid(
+            format!("'{param}' must be a cosine similarity in (0, 1], e.g. 0.97"),
+            Some(param),
+        )),
     }
 }
 
@@ -102,6 +124,8 @@ fn ttl(value: &Value, param: &str) -> Result<Option<Duration>, InferenceError> {
 pub enum CacheStatus {
     /// Served from the cache.
     Hit,
+    /// Served from the cache by a near-duplicate request of the same scope (the semantic cache).
+    SemanticHit,
     /// Looked up, not found, generated.
     Miss,
     /// Not looked up: the request is not cacheable, `no-cache` was asked, or response caching is off.
@@ -109,10 +133,11 @@ pub enum CacheStatus {
 }
 
 impl CacheStatus {
-    /// `HIT`, `MISS` or `BYPASS`.
+    /// `HIT`, `HIT-SEMANTIC`, `MISS` or `BYPASS`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "HIT",
+            Self::SemanticHit => "HIT-SEMANTIC",
             Self::Miss => "MISS",
             Self::Bypass => "BYPASS",
         }
@@ -126,6 +151,7 @@ pub struct CachePlan {
     lookup: bool,
     store: bool,
     ttl: Option<Duration>,
+    semantic: Option<f64>,
 }
 
 impl CachePlan {
@@ -147,12 +173,22 @@ impl CachePlan {
             .map_err(|e| InferenceError::invalid(e.to_string(), None))?;
         let key = response_key(&canonical, manager.config().response.hash_algorithm);
         let cacheable = manager.is_enabled(Kind::Response) && (control.cache_all || is_deterministic(body));
-        Ok(Self {
-            key,
-            lookup: cacheable && !control.no_cache,
-            store: cacheable && !control.no_store,
-            ttl: control.ttl,
-        })
+        let lookup = cacheable && !control.no_cache;
+        let semantic = (lookup && !control.no_semantic && manager.is_enabled(Kind::Semantic))
+            .then(|| semantic_threshold(manager, &control))
+            .transpose()?;
+        Ok(Self { key, lookup, store: cacheable && !control.no_store, ttl: control.ttl, semantic })
+    }
+
+    /// The similarity threshold of the semantic lookup, when an exact miss is looked up semantically: the
+    /// semantic cache is on, the plan looks up and the request did not opt out.
+    pub fn semantic_threshold(&self) -> Option<f64> {
+        self.semantic
+    }
+
+    /// The TTL of a stored answer (`None`: the cache's default).
+    pub fn ttl(&self) -> Option<Duration> {
+        self.ttl
     }
 
     /// The cache key.
@@ -199,6 +235,23 @@ impl CachePlan {
             Err(e) if e.is_write_failure() => tracing::debug!("response {} not stored: {e}", self.key),
             Err(e) => tracing::warn!("storing response {} in the cache failed: {e}", self.key),
         }
+    }
+}
+
+/// The request's semantic threshold, else the server's; one below `cache.semantic.min_threshold` is a 400.
+fn semantic_threshold(manager: &Manager, control: &CacheControl) -> Result<f64, InferenceError> {
+    let config = &manager.config().semantic;
+    match control.semantic_threshold {
+        None => Ok(config.threshold),
+        Some(asked) if asked >= config.min_threshold => Ok(asked),
+        Some(asked) => Err(InferenceError::invalid(
+            format!(
+                "'cache.semantic_threshold' {asked} is below this server's floor (cache.semantic.min_threshold = \
+                 {}): send a value from {} to 1, or leave it out to use {}",
+                config.min_threshold, config.min_threshold, config.threshold
+            ),
+            Some("cache.semantic_threshold"),
+        )),
     }
 }
 

@@ -65,13 +65,52 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// `usage` for a generation: prompt, completion and total tokens.
+/// `usage` for a generation: prompt, completion and total tokens, and as OpenAI reports prompt caching,
+/// `prompt_tokens_details.cached_tokens`: the prompt tokens restored from the prompt-prefix KV cache.
 pub fn usage(generation: &Generation) -> Value {
-    usage_of(generation.prompt_tokens, generation.completion_tokens)
+    usage_of(&Usage::of(generation))
 }
 
-fn usage_of(prompt: usize, completion: usize) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+/// The token counts of one answer's `usage`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt: usize,
+    /// Generated tokens.
+    pub completion: usize,
+    /// Prompt tokens restored from the prompt-prefix KV cache; `None` leaves `prompt_tokens_details` out
+    /// (a stored answer from before it was reported, replayed as it was stored).
+    pub cached: Option<usize>,
+}
+
+impl Usage {
+    /// The counts of `generation`.
+    pub fn of(generation: &Generation) -> Self {
+        Self {
+            prompt: generation.prompt_tokens,
+            completion: generation.completion_tokens,
+            cached: Some(generation.cached_tokens),
+        }
+    }
+
+    /// The counts a body's `usage` holds (missing counts are 0).
+    fn from_body(usage: &Value) -> Self {
+        let count = |v: &Value| v.as_u64().unwrap_or(0) as usize;
+        Self {
+            prompt: count(&usage["prompt_tokens"]),
+            completion: count(&usage["completion_tokens"]),
+            cached: usage["prompt_tokens_details"]["cached_tokens"].as_u64().map(|n| n as usize),
+        }
+    }
+}
+
+fn usage_of(usage: &Usage) -> Value {
+    let (prompt, completion) = (usage.prompt, usage.completion);
+    let mut value = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+    if let Some(cached) = usage.cached {
+        value["prompt_tokens_details"] = json!({"cached_tokens": cached});
+    }
+    value
 }
 
 /// The whole answer: a `chat.completion` (choice with `message`) or a `text_completion` (choice with `text`).
@@ -147,10 +186,10 @@ impl Chunker {
     }
 
     /// The usage chunk (`choices: []`), when `include_usage` was asked for.
-    pub fn usage(&self, prompt_tokens: usize, completion_tokens: usize) -> Option<Value> {
+    pub fn usage(&self, usage: &Usage) -> Option<Value> {
         self.include_usage.then(|| {
             let mut chunk = self.envelope(json!([]));
-            chunk["usage"] = usage_of(prompt_tokens, completion_tokens);
+            chunk["usage"] = usage_of(usage);
             chunk
         })
     }
@@ -209,8 +248,7 @@ pub fn chunks_from_body(body: &Value, include_usage: bool) -> Vec<Value> {
         chunks.push(chunker.text(text));
     }
     chunks.push(chunker.finish(finish));
-    let count = |field: &str| body["usage"][field].as_u64().unwrap_or(0) as usize;
-    chunks.extend(chunker.usage(count("prompt_tokens"), count("completion_tokens")));
+    chunks.extend(chunker.usage(&Usage::from_body(&body["usage"])));
     chunks
 }
 

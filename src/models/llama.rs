@@ -6,8 +6,13 @@
 //! ([`crate::models::pool`]). The header is read with our own reader first, so a truncated or foreign file
 //! gets a clear error naming the file and the problem instead of llama.cpp's generic load failure.
 //! Generation goes through the model's slots (`slots.rs`: one long-lived context, continuous batching) and
-//! is blocking: callers on an async runtime run it on a blocking thread.
+//! is blocking: callers on an async runtime run it on a blocking thread. With a prompt-prefix cache
+//! ([`SlotConfig::prefix`]), the slots restore and save prompt states (`prefix_cache.rs`, docs/kv-cache.md).
 
+mod prefix_cache;
+mod prefix_chain;
+mod prefix_record;
+mod prefix_saver;
 mod slots;
 
 use std::ops::ControlFlow;
@@ -119,13 +124,35 @@ impl GgufModel {
         Self::load_with(path, &SlotConfig::default())
     }
 
+    /// [`load_fingerprinted`](Self::load_fingerprinted), hashing the file first when `slots` use a
+    /// prompt-prefix cache (its states are fingerprinted with the file's content).
+    pub fn load_with(path: &Path, slots: &SlotConfig) -> Result<Self, LlamaError> {
+        let file_fingerprint = match slots.prefix {
+            Some(_) => Some(crate::models::file::fingerprint(path).map_err(|e| LlamaError::Load {
+                path: path.to_path_buf(),
+                reason: format!("cannot read the file to fingerprint it: {e}"),
+            })?),
+            None => None,
+        };
+        Self::load_fingerprinted(path, file_fingerprint.as_deref(), slots)
+    }
+
     /// Reads the header, loads the model in llama.cpp, and starts its slots: the decode thread with its
     /// long-lived context of `slots.parallel` sequences over the training context (at most
     /// `slots.max_context` tokens).
     ///
     /// A chat template in the file that llama.cpp's template engine cannot apply is logged as a warning and
     /// replaced by ChatML, as llama.cpp's own server does.
-    pub fn load_with(path: &Path, slots: &SlotConfig) -> Result<Self, LlamaError> {
+    ///
+    /// `file_fingerprint` is the file's `blake3:` content fingerprint
+    /// ([`fingerprint`](crate::models::file::fingerprint)), which the caller (the model pool) has already
+    /// computed; the prompt-prefix cache of `slots.prefix` needs it and is off without it. Recurrent and
+    /// hybrid models never use the prefix cache.
+    pub fn load_fingerprinted(
+        path: &Path,
+        file_fingerprint: Option<&str>,
+        slots: &SlotConfig,
+    ) -> Result<Self, LlamaError> {
         let header = GgufHeader::read_path(path)?;
         let backend = backend()?;
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
@@ -136,7 +163,7 @@ impl GgufModel {
             0 => slots.max_context,
             n => n.min(slots.max_context),
         };
-        let slots = Slots::start(Arc::clone(&model), n_ctx, slots)
+        let slots = Slots::start(Arc::clone(&model), n_ctx, slots, file_fingerprint)
             .map_err(|reason| LlamaError::Inference { path: path.to_path_buf(), reason })?;
         Ok(Self { path: path.to_path_buf(), header, model, chat_template, slots })
     }
@@ -217,13 +244,15 @@ impl GgufModel {
         let prompt_tokens = tokens.len();
         let (events, rx) = std::sync::mpsc::channel();
         let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)), &self.slots);
-        let job = Job {
+        let mut job = Job {
             tokens,
             params: params.clone(),
             events,
             cancel: Arc::clone(&cancel.0),
             queued_at: Instant::now(),
+            prefix: None,
         };
+        job.prefix = self.slots.prefix_plan(&job.tokens, job.reserve());
         self.slots.submit(job).map_err(|refused| match refused {
             Refused::Busy { queue_size } => LlamaError::Busy { queue_size },
             Refused::Stopped => LlamaError::Inference {
@@ -232,8 +261,10 @@ impl GgufModel {
             },
         })?;
         let mut text = String::new();
+        let mut cached_tokens = 0;
         loop {
             match rx.recv() {
+                Ok(Event::Cached(tokens)) => cached_tokens = tokens,
                 Ok(Event::Piece(piece, completion_tokens)) => {
                     text.push_str(&piece);
                     if on_piece(&piece).is_break() {
@@ -246,7 +277,7 @@ impl GgufModel {
                             text,
                             prompt_tokens,
                             completion_tokens,
-                            cached_tokens: 0,
+                            cached_tokens,
                             finish_reason,
                         });
                     }
@@ -270,6 +301,22 @@ impl GgufModel {
     /// What the model's slots are doing and have done.
     pub fn slot_stats(&self) -> SlotStats {
         self.slots.stats()
+    }
+
+    /// How many leading tokens of `prompt` a request would restore from the prompt-prefix cache now: the
+    /// lookup a request makes before it queues (the block keys walked in the store, the record read and its
+    /// fingerprint and token ids checked), without restoring anything. 0 without a prefix cache, for a prompt
+    /// too short for it, and on a miss. A damaged or foreign record it meets is removed, as a request would.
+    pub fn cached_prefix_tokens(&self, prompt: &str, parse_special: bool) -> usize {
+        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, parse_special);
+        self.slots.prefix_plan(&tokens, usize::MAX).and_then(|plan| plan.restore).map_or(0, |r| r.tokens())
+    }
+
+    /// Waits until the prompt-prefix states saved so far have been handed to the store (states are written
+    /// by a background thread after prefill, so a warm-up that exits next must wait here). Returns at once
+    /// without a prefix cache. Dropping the model waits too.
+    pub fn wait_for_prefix_saves(&self) {
+        self.slots.wait_for_prefix_saves();
     }
 }
 
@@ -316,6 +363,8 @@ fn sampler(params: &GenerateParams) -> LlamaSampler {
     LlamaSampler::chain_simple(chain)
 }
 
+#[cfg(test)]
+mod prefix_tests;
 #[cfg(test)]
 mod slot_tests;
 #[cfg(test)]

@@ -110,6 +110,21 @@ impl LoadedTokenizer {
         Ok(Self { path: path.to_path_buf(), stamp, fingerprint, pad_id, tokenizer })
     }
 
+    /// The same tokenizer with no padding and truncating at `max_tokens` (special tokens included): for one
+    /// text at a time, where padding is only cost (the file may pad every text to a fixed length), and where
+    /// a text over a limit is told by its length.
+    pub fn unpadded(mut self, max_tokens: usize) -> Result<Self, TokenizerError> {
+        self.tokenizer.with_padding(None);
+        let truncation = tokenizers::TruncationParams {
+            max_length: max_tokens,
+            ..tokenizers::TruncationParams::default()
+        };
+        self.tokenizer
+            .with_truncation(Some(truncation))
+            .map_err(|e| TokenizerError::Parse { path: self.path.clone(), reason: e.to_string() })?;
+        Ok(self)
+    }
+
     /// The tokenizer file.
     pub fn path(&self) -> &Path {
         &self.path

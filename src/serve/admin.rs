@@ -47,6 +47,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/cache/train-dictionary", post(train_dictionary))
         .route("/v1/cache/flush", post(flush))
         .route("/v1/cache/backup", post(backup_cache))
+        .route("/v1/cache/semantic/forget", post(forget_semantic))
 }
 
 /// Runs `work` on a blocking thread (cache and model work blocks) and answers with its value as JSON.
@@ -174,6 +175,30 @@ async fn flush(State(state): State<Arc<AppState>>, _body: Bytes) -> Response {
         Ok(json!({"flushed": true, "base_dir": state.config.cache.base_dir}))
     })
     .await
+}
+
+/// `POST /v1/cache/semantic/forget {"key": K}`: a false semantic hit reported: the vector and the answer
+/// stored under K are removed (from the index too) and the report counted.
+async fn forget_semantic(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let request: ForgetRequest = match parse(&body, None) {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    blocking(state, move |state| {
+        let forgotten = match &state.semantic {
+            Some(semantic) => semantic.forget(&state.manager, &request.key)?,
+            None => crate::cache::semantic::forget_stored(&state.manager, &request.key)?,
+        };
+        Ok(json!({"key": request.key, "forgotten": forgotten}))
+    })
+    .await
+}
+
+/// The body of `POST /v1/cache/semantic/forget`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForgetRequest {
+    key: String,
 }
 
 /// `POST /v1/cache/backup {"destination", "compress"?, "verify"?}` (admin socket only): flushes, then backs

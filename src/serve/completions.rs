@@ -4,11 +4,13 @@
 //! (404; a loaded model is found on the request's task, a model to load is loaded on a blocking thread), plan the cache use (`inference::CachePlan`: deterministic requests only unless
 //! `cache.response.deterministic_only = false`; `Cache-Control: no-cache` / `no-store`; the body's `cache`
 //! field), answer a hit from the cache (its stored bytes, a fresh `id`/`created`/`model` spliced in), else
+//! on an exact miss look for a near-duplicate in the semantic cache when it is on (`semantic.rs`), else
 //! generate on a blocking thread and store. Planning, lookup, generation and storing are
 //! `inference::Prepared`'s (the path `inference::respond` takes); this file adds HTTP and single-flight. Identical concurrent
 //! requests for an uncached key generate once: the first leads, the others wait and then read the cache.
 //! Streams (`"stream": true`) are generated as SSE and stored whole at the end; a cached answer is replayed
-//! as a stream. Every answer carries `X-Inferno-Cache: HIT|MISS|BYPASS` and `X-Inferno-Cache-Key`.
+//! as a stream. Every answer carries `X-Inferno-Cache: HIT|HIT-SEMANTIC|MISS|BYPASS` and `X-Inferno-Cache-Key` (a
+//! semantic hit's is the matched request's key, with `X-Inferno-Cache-Similarity`).
 
 use std::convert::Infallible;
 use std::ops::ControlFlow;
@@ -23,8 +25,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::error::error_response;
+use super::semantic::{self, Semantic};
 use super::state::{AppState, FlightGuard, Lookup};
 use crate::cache::response_store::{Endpoint, ModelIdentity};
+use crate::cache::semantic::Embedded;
 use crate::inference::{
     Answer, CacheControl, CacheStatus, InferenceError, Prepared, Request, chunks_from_body,
 };
@@ -83,6 +87,17 @@ async fn answer(
         }
         Lookup::Generate(guard) => guard,
     };
+    let embedded = match semantic::lookup(&state, &prepared).await {
+        Semantic::Hit(hit) => {
+            drop(guard);
+            let similarity = hit.similarity;
+            let answer = Answer { body: hit.body, status: CacheStatus::SemanticHit, key: hit.key };
+            let mut response = reply(answer, request.stream, request.include_usage)?;
+            semantic::similarity_header(response.headers_mut(), similarity);
+            return Ok(response);
+        }
+        Semantic::Miss(embedded) => embedded,
+    };
     if request.stream {
         // A stream's status is sent before generation starts: refuse what generation would refuse first
         // (a prompt that does not fit, a full queue) so those are a 400 and a 503, not an error chunk.
@@ -93,14 +108,16 @@ async fn answer(
             let busy = crate::models::llama::LlamaError::Busy { queue_size };
             return Err(InferenceError::Unavailable { message: busy.to_string() });
         }
-        return Ok(Stream { state, model, prepared, guard }.start());
+        return Ok(Stream { state, model, prepared, guard, embedded }.start());
     }
     let started = Instant::now();
     let answer = {
         let (state, model, prepared) = (Arc::clone(&state), Arc::clone(&model), Arc::clone(&prepared));
         tokio::task::spawn_blocking(move || {
             let gguf = model.model().gguf().expect("checked above");
-            prepared.generate(&state.manager, gguf, None)
+            let answer = prepared.generate(&state.manager, gguf, None)?;
+            semantic::remember(&state, &prepared, embedded.as_ref());
+            Ok::<_, InferenceError>(answer)
         })
         .await
         .map_err(join_error)??
@@ -171,6 +188,7 @@ struct Stream {
     model: Arc<CachedModel>,
     prepared: Arc<Prepared>,
     guard: Option<FlightGuard>,
+    embedded: Option<Embedded>,
 }
 
 impl Stream {
@@ -187,7 +205,7 @@ impl Stream {
     }
 
     fn generate(self, tx: &mpsc::Sender<Result<Event, Infallible>>) {
-        let Stream { state, model, prepared, guard } = self;
+        let Stream { state, model, prepared, guard, embedded } = self;
         let _guard = guard;
         let send = |value: Value| tx.blocking_send(Ok(Event::default().data(value.to_string()))).is_ok();
         let mut sink =
@@ -196,6 +214,7 @@ impl Stream {
         let gguf = model.model().gguf().expect("checked by the caller");
         match prepared.generate(&state.manager, gguf, Some(&mut sink)) {
             Ok(_) => {
+                semantic::remember(&state, &prepared, embedded.as_ref());
                 let name = &prepared.identity().name;
                 state.metrics.inference.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
                 let _ = tx.blocking_send(Ok(Event::default().data("[DONE]")));

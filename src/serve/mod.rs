@@ -1,7 +1,8 @@
 //! `inferno serve`: an OpenAI-compatible HTTP server (axum on tokio) with the response cache in front of
 //! inference.
 //!
-//! Start-up: open the cache for writing (this process owns it until it exits), give the remote tier (when
+//! Start-up: open the cache for writing (this process owns it until it exits), load the semantic cache's
+//! index when it is on (`semantic.rs`), give the remote tier (when
 //! `cache.distributed.enabled`) up to 2 s to connect — without Redis it serves from the local tiers and
 //! keeps trying in the background —, preload the `server.preload` models, bind `server.bind:server.port`
 //! (loopback by default) and the admin socket in the cache directory, and print the address on stdout.
@@ -22,6 +23,7 @@ mod names;
 mod reads;
 pub mod registry;
 mod routes;
+mod semantic;
 mod socket;
 pub mod state;
 mod timing;
@@ -34,19 +36,25 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::cache::semantic::{SemanticCache, TextEmbedder};
 use crate::cache::{Access, Manager};
 use crate::config::{Config, ServerKeys, UnloadPolicy};
 use socket::AdminSocket;
 use state::AppState;
 
-/// Runs the server until SIGTERM or SIGINT, answering to `keys`; returns after the cache is flushed.
-pub fn run(config: Config, keys: ServerKeys) -> anyhow::Result<()> {
+/// Runs the server until SIGTERM or SIGINT, answering to `keys`, with the semantic cache when given its
+/// `embedder` (loaded and checked by the caller); returns after the cache is flushed.
+pub fn run(config: Config, keys: ServerKeys, embedder: Option<Box<dyn TextEmbedder>>) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
-    runtime.block_on(serve(config, keys))
+    runtime.block_on(serve(config, keys, embedder))
 }
 
-async fn serve(config: Config, keys: ServerKeys) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    keys: ServerKeys,
+    embedder: Option<Box<dyn TextEmbedder>>,
+) -> anyhow::Result<()> {
     if !config.cache.enabled {
         tracing::warn!("the cache is disabled (cache.enabled = false): every request runs inference");
     }
@@ -58,7 +66,12 @@ async fn serve(config: Config, keys: ServerKeys) -> anyhow::Result<()> {
              `inferno cache status` shows why"
         );
     }
-    let state = Arc::new(AppState::new(config, Arc::new(manager)).with_keys(keys));
+    let semantic = embedder.map(|embedder| SemanticCache::open(&manager, embedder));
+    let mut state = AppState::new(config, Arc::new(manager)).with_keys(keys);
+    if let Some(semantic) = semantic {
+        state = state.with_semantic(semantic);
+    }
+    let state = Arc::new(state);
     for model in state.config.server.preload.clone() {
         let loader = Arc::clone(&state);
         let name = tokio::task::spawn_blocking(move || loader.registry.preload(&model)).await??;
@@ -108,6 +121,10 @@ async fn serve(config: Config, keys: ServerKeys) -> anyhow::Result<()> {
     alerts.abort();
     clears.abort();
     tracing::info!("requests drained; flushing the cache");
+    if let Some(kv_store) = &state.kv_store {
+        // The prompt-prefix states still queued for the disk tier are written first.
+        kv_store.flush();
+    }
     state.manager.flush().context("flushing the cache at shutdown")?;
     eprintln!("inferno serve: stopped; cache flushed");
     Ok(())

@@ -13,7 +13,9 @@ use super::registry::Registry;
 use crate::alerts::Engine;
 use crate::audit::AuditLog;
 use crate::cache::Manager;
+use crate::cache::kv::KvStore;
 use crate::cache::observe::trace::take_last_read;
+use crate::cache::semantic::SemanticCache;
 use crate::config::{Config, ServerKeys};
 use crate::inference::{CachePlan, Prepared};
 use crate::models::generate::SlotConfig;
@@ -36,6 +38,10 @@ pub struct AppState {
     pub keys: ServerKeys,
     /// The access audit.
     pub audit: AuditLog,
+    /// The store of prompt-prefix KV states the models' slots use, when `cache.kv` is on.
+    pub kv_store: Option<Arc<KvStore>>,
+    /// The semantic cache, when `cache.semantic.enabled` (its model checked at start).
+    pub semantic: Option<Arc<SemanticCache>>,
     /// Tokenizers of ONNX text models, loaded on first use.
     #[cfg(feature = "onnx")]
     pub tokenizers: TokenizerCache,
@@ -79,12 +85,21 @@ impl AppState {
         self
     }
 
+    /// The same state, answering exact misses from `semantic` too.
+    pub fn with_semantic(mut self, semantic: SemanticCache) -> Self {
+        self.semantic = Some(Arc::new(semantic));
+        self
+    }
+
     /// Shared state over an open cache.
     pub fn new(config: Config, manager: Arc<Manager>) -> Self {
         let keep_loaded = config.cache.enabled && config.cache.model.enabled;
+        // With the cache and `cache.kv` on, every model's slots restore prompt prefixes from the cache.
+        let kv_store = KvStore::for_manager(&manager);
         let slots = SlotConfig {
             parallel: config.server.parallel,
             queue_size: config.server.queue_size,
+            prefix: kv_store.as_ref().map(KvStore::prefix_config),
             ..SlotConfig::default()
         };
         let registry = Registry::with_slots(&config.models.dir, &config.cache.model, keep_loaded, slots);
@@ -99,6 +114,8 @@ impl AppState {
             alerts,
             keys,
             audit,
+            kv_store,
+            semantic: None,
             #[cfg(feature = "onnx")]
             tokenizers: TokenizerCache::default(),
             in_flight: Mutex::new(HashMap::new()),
@@ -176,4 +193,38 @@ impl Cached for Prepared {
 /// Waits until the leader of a flight is done (its sender dropped).
 pub async fn wait_for(mut rx: watch::Receiver<()>) {
     while rx.changed().await.is_ok() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Access;
+
+    fn state(dir: &tempfile::TempDir, kv_enabled: bool, cache_enabled: bool) -> AppState {
+        let mut config = Config::default();
+        config.cache.base_dir = dir.path().to_path_buf();
+        config.cache.kv.enabled = kv_enabled;
+        config.cache.kv.block_tokens = 64;
+        config.cache.kv.min_prefix_tokens = 128;
+        config.cache.enabled = cache_enabled;
+        let manager = Arc::new(Manager::open(&config.cache, Access::ReadWrite).unwrap());
+        AppState::new(config, manager)
+    }
+
+    #[test]
+    fn the_slots_get_the_prefix_cache_when_cache_and_kv_are_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let on = state(&dir, true, true);
+        let prefix = on.registry.pool().slots().prefix.as_ref().expect("a prefix cache");
+        assert_eq!((prefix.block_tokens, prefix.min_prefix_tokens), (64, 128));
+        prefix.store.put(&[7; 32], b"state bytes");
+        assert!(prefix.store.contains(&[7; 32]));
+        on.kv_store.as_ref().expect("kept for the shutdown flush").flush();
+        assert_eq!(on.manager.entries(Some(crate::cache::Kind::Kv)).len(), 1);
+        drop(on);
+        let off = state(&dir, false, true);
+        assert!(off.registry.pool().slots().prefix.is_none(), "cache.kv.enabled = false");
+        drop(off);
+        assert!(state(&dir, true, false).registry.pool().slots().prefix.is_none(), "cache.enabled = false");
+    }
 }

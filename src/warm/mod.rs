@@ -6,7 +6,10 @@
 //! `cache.metadata.include_performance_stats`, also time a short generation; and record a `model` entry
 //! (what was warmed, when, which content) in the cache. Warming responses runs prompts through a model and
 //! stores the answers under the keys the server computes for the same requests (see [`responses`]).
+//! Warming prefixes runs prompts through a model's slots with the KV store attached, so their states are
+//! saved for requests that start with them (see [`prefixes`]).
 
+pub mod prefixes;
 pub mod progress;
 #[cfg(feature = "llama")]
 pub mod responses;
@@ -45,11 +48,16 @@ pub enum WarmError {
     #[error(transparent)]
     Load(#[from] PoolError),
     /// Responses were asked of a model that does not generate text.
-    #[error("{path}: only GGUF models generate text; --responses needs a GGUF model")]
+    #[error("{path}: only GGUF models generate text; --responses and --prefixes need a GGUF model")]
     NotTextModel {
         /// The model file.
         path: PathBuf,
     },
+    /// Prefixes were asked for while `cache.kv` is off (or has nowhere to keep states).
+    #[error(
+        "the prompt-prefix KV cache is off (cache.enabled or cache.kv.enabled is false, or cache.type = memory with cache.kv.memory_limit_gb = 0); enable it with `inferno cache enable --type kv`"
+    )]
+    KvDisabled,
     /// The cache could not be written.
     #[error("cannot record the warmed model in the cache: {0}")]
     Cache(#[from] crate::cache::CacheError),

@@ -83,3 +83,45 @@ fn a_full_disk_drops_writes_loudly_and_writes_resume_when_space_returns() {
     }
     assert!(reopened.verify(false).unwrap().is_clean());
 }
+
+/// KV states take the same path: a state the full disk refuses is counted by reason and not served, the ones
+/// written read back whole, and states are stored again once space returns.
+#[test]
+fn kv_states_on_a_full_disk_are_dropped_loudly_and_never_served() {
+    use std::sync::Arc;
+
+    use inferno::cache::kv::KvStore;
+    use inferno::cache::{Access, Manager};
+    use inferno::config::units::Size;
+    use inferno::config::{CacheType, Config};
+    use inferno::models::prefix::PrefixStore;
+
+    let Some(fs) = Tmpfs::mount(8 << 20) else { return };
+    let mut config = Config::default().cache;
+    config.base_dir = fs.path().join("cache");
+    config.kind = CacheType::Disk;
+    config.persistence.write_buffer_size = Size(16 * 1024);
+    let manager = Arc::new(Manager::open(&config, Access::ReadWrite).unwrap());
+    let store = KvStore::new(Arc::clone(&manager)).unwrap();
+    let filler = fill(fs.path(), "filler", 1 << 20);
+    let state = |seed: u8| vec![seed; 300_000];
+    for seed in 1..=8 {
+        store.put(&[seed; 32], &state(seed));
+        store.flush();
+    }
+    let faults = manager.write_faults().unwrap();
+    assert!(faults.errors.get("no_space").is_some_and(|n| *n > 0), "{faults:?}");
+    assert!(faults.current.is_some(), "degraded while writes fail");
+    let kept: Vec<u8> = (1..=8).filter(|s| store.get(&[*s; 32]).is_some()).collect();
+    assert!(!kept.is_empty() && kept.len() < 8, "kept {kept:?}");
+    for seed in &kept {
+        assert_eq!(store.get(&[*seed; 32]).as_deref(), Some(&state(*seed)[..]), "state {seed} whole");
+    }
+
+    std::fs::remove_file(filler).unwrap();
+    store.put(&[9; 32], &state(9));
+    store.flush();
+    manager.flush().unwrap();
+    assert!(manager.write_faults().unwrap().current.is_none(), "writes resumed");
+    assert_eq!(store.get(&[9; 32]).as_deref(), Some(&state(9)[..]));
+}

@@ -135,8 +135,9 @@ pub fn response_record(model: &str, prompt: &str, id: &str, created: u64, conten
     })
 }
 
-/// Every kind, for strategies and sweeps.
-pub const KINDS: [Kind; 3] = Kind::ALL;
+/// The kinds for strategies and sweeps. The `semantic` kind is left out: its entries are stored only when
+/// `cache.semantic.enabled`, and never in the memory tier (docs/semantic-cache.md).
+pub const KINDS: [Kind; 4] = [Kind::Response, Kind::Model, Kind::Metadata, Kind::Kv];
 
 /// The `data/` folder of a cache directory.
 pub fn data_dir(base: &Path) -> PathBuf {

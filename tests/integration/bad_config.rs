@@ -19,6 +19,27 @@ struct Case {
 
 const CASES: &[Case] = &[
     Case {
+        name: "kv block size out of range",
+        text: "[cache.kv]\nenabled = true\nblock_tokens = 8\n",
+        at: "block_tokens",
+        key: Some("cache.kv.block_tokens"),
+        says: &["8 is out of range (16 to 8192 tokens)"],
+    },
+    Case {
+        name: "kv compression that does not exist",
+        text: "[cache.kv]\ncompression = \"gzip\"\n",
+        at: "compression",
+        key: Some("cache.kv.compression"),
+        says: &["unknown variant `gzip`"],
+    },
+    Case {
+        name: "kv budget of zero",
+        text: "[cache]\nkv = { max_size_gb = 0 }\n",
+        at: "max_size_gb",
+        key: Some("cache.kv.max_size_gb"),
+        says: &["must be more than 0"],
+    },
+    Case {
         name: "unknown key with a did-you-mean",
         text: "[cache]\nenabled = true\ncompresion = { level = 3 }\n",
         at: "compresion",

@@ -180,17 +180,20 @@ fn every_guide_command_runs_in_order_with_its_effect() {
     assert_eq!(value(&sb, "cache.response.max_entries"), 10000);
     assert_eq!(value(&sb, "cache.compression.algorithm"), "zstd");
     guide(&sb, "inferno cache enable --type metadata");
-    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata"]));
+    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata", "kv"]));
 
     // ## Cache Operations: Enable/Disable Caching
     guide(&sb, "inferno cache enable --all");
-    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata"]));
+    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata", "kv"]));
     guide(&sb, "inferno cache enable --type model,response");
-    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata"]), "enabling is additive");
+    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata", "kv"]), "enabling is additive");
     guide(&sb, "inferno cache disable --type response");
-    assert_eq!(enabled_types(&sb), json!(["model", "metadata"]));
+    assert_eq!(enabled_types(&sb), json!(["model", "metadata", "kv"]));
     let text = guide(&sb, "inferno cache status");
-    assert!(text.starts_with("Cache: enabled for model, metadata (persistent, compression zstd"), "{text}");
+    assert!(
+        text.starts_with("Cache: enabled for model, metadata, kv (persistent, compression zstd"),
+        "{text}"
+    );
     assert!(text.contains("\nEntries: ") && text.contains(&format!("{SEED_COUNT} response")), "{text}");
     // Not a guide line: the management commands below work on responses, so switch them back on.
     ok(&sb, &["cache", "enable", "--type", "response"]);

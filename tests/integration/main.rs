@@ -43,6 +43,8 @@ mod embeddings;
 mod full_disk;
 /// `cache report`, `analyze` and `monitor`.
 mod history;
+/// The prompt-prefix KV cache through `inferno serve` and `cache warm --prefixes`.
+mod kv_prefix;
 /// `/metrics`: off until configured, the promised names, `promtool check metrics`, counters that move.
 mod metrics;
 /// `models list`, `models info` and `cache refresh` on real model files.
@@ -95,5 +97,7 @@ mod redis_tls;
 mod remote_http;
 /// `cache semantic calibrate` with the real MiniLM embedding model.
 mod semantic;
+/// The semantic cache through `inferno serve` with MiniLM: hits, misses, scopes, restarts, bad settings.
+mod semantic_serve;
 /// `cache enable`, `disable` and `persist`: the config file, `cache status`, and disabled kinds.
 mod toggle;

@@ -295,7 +295,15 @@ fn disk_usage_adds_up_to_the_files_in_the_cache_dir() {
             .iter()
             .map(|k| (k["type"].as_str().unwrap().to_string(), k["entries"].as_u64().unwrap()))
             .collect();
-        assert_eq!(kinds, [("response".to_string(), entries), ("model".into(), 0), ("metadata".into(), 0)]);
+        assert_eq!(
+            kinds,
+            [
+                ("response".to_string(), entries),
+                ("model".into(), 0),
+                ("metadata".into(), 0),
+                ("kv".into(), 0)
+            ]
+        );
 
         let text = ok(&sb, &["cache", "disk-usage"]);
         assert!(text.starts_with(&format!("{}: {} of 10.0 GB", dir.display(), si(total))), "{text}");

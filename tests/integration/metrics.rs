@@ -34,6 +34,11 @@ pub const PROMISED: &[(&str, &str)] = &[
     ("inferno_models_resident_bytes", "gauge"),
     ("inferno_models_memory_limit_bytes", "gauge"),
     ("inferno_model_cache_events_total", "counter"),
+    ("inferno_cache_kv_tokens_reused_total", "counter"),
+    ("inferno_prefill_seconds_saved_total", "counter"),
+    ("inferno_cache_kv_bytes", "gauge"),
+    ("inferno_cache_kv_dropped_writes_total", "counter"),
+    ("inferno_cache_kv_evictions_total", "counter"),
 ];
 
 fn completion(prompt: &str) -> serde_json::Value {
@@ -144,6 +149,13 @@ fn a_scrape_has_every_promised_metric_and_passes_promtool() {
     assert!(sample(&m, "inferno_cache_compression_ratio", &[]) > 0.0);
     assert!((0.0..=1.0).contains(&sample(&m, "inferno_cache_deduplication_ratio", &[])), "a share of values");
     assert_eq!(sample(&m, "inferno_models_loaded", &[]), 1.0);
+    // The KV states' hits and misses are those of kind kv, like every kind's (none here: every prompt is
+    // shorter than cache.kv.min_prefix_tokens).
+    for tier in ["memory", "disk"] {
+        assert_eq!(sample(&m, "inferno_cache_hits_total", &[("type", "kv"), ("tier", tier)]), 0.0);
+    }
+    assert_eq!(sample(&m, "inferno_cache_entries", &[("type", "kv")]), 0.0);
+    assert_eq!(sample(&m, "inferno_cache_kv_max_bytes", &[]), 5e9);
     assert_eq!(
         sample(&m, "inferno_http_requests_total", &[("route", "/v1/completions"), ("status", "404")]),
         1.0

@@ -21,7 +21,11 @@ fn a_repeated_request_is_a_hit_with_the_same_answer() {
     let body = first.json();
     assert_eq!(body["object"], "text_completion");
     assert_eq!(body["choices"][0]["text"], "defghijk", "real generated text");
-    assert_eq!(body["usage"], json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}));
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13,
+                                      "prompt_tokens_details": {"cached_tokens": 0}})
+    );
     let second = server.post("/v1/completions", &completion("abc"), &[]);
     assert_eq!(second.cache.as_deref(), Some("HIT"));
     assert_eq!(second.key, first.key);

@@ -150,6 +150,8 @@ pub struct Reply {
     pub cache: Option<String>,
     /// `X-Inferno-Cache-Key`.
     pub key: Option<String>,
+    /// `X-Inferno-Cache-Similarity` (semantic hits).
+    pub similarity: Option<String>,
     /// `Content-Type`.
     pub content_type: Option<String>,
     /// The body.
@@ -162,10 +164,12 @@ impl From<ureq::http::Response<ureq::Body>> for Reply {
             |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (cache, key, content_type) =
             (header("x-inferno-cache"), header("x-inferno-cache-key"), header("content-type"));
+        let similarity = header("x-inferno-cache-similarity");
         Self {
             status: response.status().as_u16(),
             cache,
             key,
+            similarity,
             content_type,
             text: response.body_mut().read_to_string().expect("body"),
         }

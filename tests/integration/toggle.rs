@@ -43,12 +43,12 @@ fn enable_and_disable_switch_kinds_and_status_follows() {
     assert_eq!(
         text,
         format!(
-            "response caching enabled, model caching enabled, metadata caching enabled (written to {})\n",
+            "response caching enabled, model caching enabled, metadata caching enabled, kv caching enabled (written to {})\n",
             file.display()
         )
     );
-    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata"]));
-    assert!(status_line(&sb).starts_with("Cache: enabled for response, model, metadata (persistent, "));
+    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata", "kv"]));
+    assert!(status_line(&sb).starts_with("Cache: enabled for response, model, metadata, kv (persistent, "));
 
     let text = ok(&sb, &["cache", "disable", "--all"]);
     assert!(text.starts_with("all caching disabled"), "{text}");
@@ -59,7 +59,7 @@ fn enable_and_disable_switch_kinds_and_status_follows() {
     let text = ok(&sb, &["cache", "enable", "--type", "model,response"]);
     assert!(
         text.starts_with(
-            "model caching enabled, response caching enabled, metadata caching stays off (written to "
+            "model caching enabled, response caching enabled, metadata caching stays off, kv caching stays off (written to "
         ),
         "{text}"
     );
@@ -67,13 +67,13 @@ fn enable_and_disable_switch_kinds_and_status_follows() {
     assert!(status_line(&sb).starts_with("Cache: enabled for response, model ("), "{}", status_line(&sb));
 
     // With the cache on, enabling is additive.
-    ok(&sb, &["cache", "enable", "--type", "metadata"]);
-    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata"]));
+    ok(&sb, &["cache", "enable", "--type", "metadata,kv"]);
+    assert_eq!(enabled_types(&sb), json!(["response", "model", "metadata", "kv"]));
 
     let text = ok(&sb, &["cache", "disable", "--type", "response"]);
     assert!(text.starts_with("response caching disabled (written to "), "{text}");
-    assert_eq!(enabled_types(&sb), json!(["model", "metadata"]));
-    assert!(status_line(&sb).starts_with("Cache: enabled for model, metadata ("), "{}", status_line(&sb));
+    assert_eq!(enabled_types(&sb), json!(["model", "metadata", "kv"]));
+    assert!(status_line(&sb).starts_with("Cache: enabled for model, metadata, kv ("), "{}", status_line(&sb));
     let status = sb.status(&[], &[]);
     assert_eq!(status.value("cache.response.enabled"), &json!(false));
     assert_eq!(status.value("cache.enabled"), &json!(true));
@@ -81,7 +81,7 @@ fn enable_and_disable_switch_kinds_and_status_follows() {
     let text = ok(&sb, &["cache", "enable", "--type", "response", "--deduplication", "blake3"]);
     assert!(text.starts_with("response caching enabled, deduplication with blake3 (written to "), "{text}");
     let status = sb.status(&[], &[]);
-    assert_eq!(status.0["cache"]["enabled_types"], json!(["response", "model", "metadata"]));
+    assert_eq!(status.0["cache"]["enabled_types"], json!(["response", "model", "metadata", "kv"]));
     assert_eq!(status.0["cache"]["deduplication"], "blake3");
     assert_eq!(status.value("cache.deduplication.enabled"), &json!(true));
     assert_eq!(status.value("cache.deduplication.algorithm"), &json!("blake3"));

@@ -176,3 +176,36 @@ fn a_missing_onnx_runtime_is_a_clear_error_not_a_crash() {
     assert!(text.contains("ORT_DYLIB_PATH") && text.contains("scripts/setup.sh"), "says what to do: {text}");
     assert!(text.contains("Warmed tiny (gguf"), "the GGUF model is still warmed: {text}");
 }
+
+#[test]
+fn a_bad_prefixes_line_is_an_error_naming_file_and_line_before_any_work() {
+    let (sb, dir) = with_models();
+    let file = sb.write("work/prefixes.jsonl", "\"You are terse.\"\n\n{\"prompt\": \"x\"}\n");
+    let out = inferno(&sb, &dir, &["cache", "warm", "--model", "tiny", "--prefixes", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let expected = format!("{}:3: a line is a JSON string (a prompt) or a JSON array", file.display());
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    let status = stdout(&inferno(&sb, &dir, &["cache", "status"]));
+    assert!(!status.contains("Last warm job"), "nothing ran, not even the model step: {status}");
+
+    let bad_role = sb.write("work/roles.jsonl", "[{\"role\": \"wizard\", \"content\": \"x\"}]\n");
+    let out =
+        inferno(&sb, &dir, &["cache", "warm", "--model", "tiny", "--prefixes", bad_role.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("roles.jsonl:1: ") && stderr(&out).contains("messages[0].role"));
+
+    let good = sb.write("work/ok.jsonl", "\"hi\"\n");
+    let out = inferno(&sb, &dir, &["cache", "warm", "--prefixes", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "no model and no models.default: {}", stderr(&out));
+    assert!(stderr(&out).contains("--prefixes needs a model"), "{}", stderr(&out));
+
+    let out = sb
+        .std_command()
+        .env("INFERNO_MODELS_DIR", &dir)
+        .env("INFERNO_CACHE__KV__ENABLED", "false")
+        .args(["cache", "warm", "--model", "tiny", "--prefixes", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("inferno cache enable --type kv"), "{}", stdout(&out));
+}

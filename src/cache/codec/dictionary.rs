@@ -2,7 +2,7 @@
 //! preparing it for compression and decompression, and the set of dictionaries a cache holds.
 //!
 //! A dictionary's id is written in its header (bytes 4..8 after the magic) and zstd copies it into every
-//! frame compressed with it, so a stored value names the dictionary it needs (codec 3, `zstd-dict`,
+//! frame compressed with it, so a stored value names the dictionary it needs (codec 4, `zstd-dict`,
 //! docs/format.md). The id is derived from the dictionary's content (BLAKE3 of everything after the id
 //! field), so two different dictionaries get the same id only by a 2^-31 chance, and a dictionary whose
 //! bytes do not match its id is refused when it is loaded. Where dictionaries are stored and when they are

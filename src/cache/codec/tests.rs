@@ -5,8 +5,8 @@ use std::io::{Read, Write};
 
 use proptest::prelude::*;
 
-use super::{Codec, CodecError, CodecId};
-use crate::config::{CompressionAlgorithm, CompressionConfig};
+use super::{Codec, CodecError, CodecId, shuffle2, unshuffle2};
+use crate::config::{CompressionAlgorithm, CompressionConfig, KvCompression};
 
 const ALGORITHMS: [CompressionAlgorithm; 3] =
     [CompressionAlgorithm::None, CompressionAlgorithm::Gzip, CompressionAlgorithm::Zstd];
@@ -61,12 +61,12 @@ fn round_trip(codec: &Codec, raw: &[u8]) -> CodecId {
 
 #[test]
 fn codec_ids_are_fixed() {
-    let ids = [CodecId::None, CodecId::Gzip, CodecId::Zstd, CodecId::ZstdDict];
-    assert_eq!(ids.map(|id| id as u8), [0, 1, 2, 3]);
+    let ids = [CodecId::None, CodecId::Gzip, CodecId::Zstd, CodecId::ZstdShuffle2, CodecId::ZstdDict];
+    assert_eq!(ids.map(|id| id as u8), [0, 1, 2, 3, 4]);
     for id in ids {
         assert_eq!(CodecId::try_from(id as u8).unwrap(), id);
     }
-    for byte in 4..=u8::MAX {
+    for byte in 5..=u8::MAX {
         assert!(matches!(CodecId::try_from(byte), Err(CodecError::UnknownCodec(b)) if b == byte));
     }
 }
@@ -261,4 +261,28 @@ proptest! {
             prop_assert_eq!(id, CodecId::None);
         }
     }
+}
+
+#[test]
+fn shuffle_splits_even_and_odd_bytes_and_inverts() {
+    assert_eq!(shuffle2(b"aAbBc"), b"abcAB");
+    assert_eq!(unshuffle2(b"abcAB"), b"aAbBc");
+    for len in [0, 1, 2, 3, 4095, 4096] {
+        let raw = random_bytes(len, len as u64);
+        assert_eq!(unshuffle2(&shuffle2(&raw)), raw, "length {len}");
+    }
+}
+
+#[test]
+fn kv_state_codecs_round_trip_and_refuse_damage() {
+    let raw: Vec<u8> = (0..50_000u32).flat_map(|i| ((i % 97) as u16 * 3).to_le_bytes()).collect();
+    assert_eq!(round_trip(&Codec::for_kv_states(KvCompression::None), &raw), CodecId::None);
+    let zstd = Codec::for_kv_states(KvCompression::Zstd);
+    assert_eq!(round_trip(&zstd, &raw), CodecId::ZstdShuffle2);
+    assert_eq!(round_trip(&zstd, b"x"), CodecId::None, "a value compression cannot shrink stays raw");
+    let mut scratch = Vec::new();
+    let (_, stored) = zstd.encode(&raw, &mut scratch);
+    let mut out = Vec::new();
+    assert!(Codec::decode(CodecId::ZstdShuffle2, &stored[..stored.len() / 2], raw.len(), &mut out).is_err());
+    assert!(Codec::decode(CodecId::ZstdShuffle2, stored, raw.len() + 1, &mut out).is_err());
 }

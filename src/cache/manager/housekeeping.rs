@@ -44,6 +44,7 @@ pub(super) struct Housekeeper {
     pub(super) config: CacheConfig,
     pub(super) disk: Arc<DiskStore>,
     pub(super) memory: Option<Arc<MemoryTier<Arc<str>, Cached>>>,
+    pub(super) kv_memory: Option<Arc<MemoryTier<Arc<str>, Cached>>>,
     pub(super) counters: Arc<Counters>,
     /// The last history snapshot this manager recorded (counters, entries, bytes), to skip duplicates.
     pub(super) last_history: Arc<parking_lot::Mutex<Option<(Snapshot, bool)>>>,
@@ -60,6 +61,7 @@ impl Manager {
             config: self.config.clone(),
             disk: self.disk.clone()?,
             memory: self.memory.clone(),
+            kv_memory: self.kv_memory.clone(),
             counters: self.counters.clone(),
             last_history: self.last_history.clone(),
             tracer: self.tracer.clone(),
@@ -170,7 +172,8 @@ impl Housekeeper {
     }
 
     fn remove(&self, kind: Kind, key: &str) -> Result<bool, CacheError> {
-        if let Some(memory) = &self.memory {
+        let memory = if kind == Kind::Kv { &self.kv_memory } else { &self.memory };
+        if let Some(memory) = memory {
             memory.remove(memory_key(kind, key).as_str());
         }
         let removed = self.disk.remove(kind.code(), key.as_bytes())?;

@@ -8,7 +8,12 @@
 //!
 //! With `cache.distributed.enabled`, a writable manager also runs the remote tier (Redis) for response
 //! entries only: asked after a local miss (a hit fills the local tiers), written behind every response put.
-//! Models and metadata stay local. See `remote.rs` here and `cache/remote`.
+//! Models and metadata stay local.
+//!
+//! Saved KV states (kind `kv`, `[cache.kv]`) have a memory tier of their own, bounded by
+//! `cache.kv.memory_limit_gb`, so that states of hundreds of MB never crowd responses out of theirs; they are
+//! stored whole (no dedup chunks) with the codec `cache.kv.compression` picks. `cache/kv_store.rs` adds
+//! their disk budget and the background writer. See `remote.rs` here and `cache/remote`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,6 +122,10 @@ struct Cached {
     expires: Expiry,
 }
 
+/// Most states the KV memory tier holds: below 2048 the tier keeps one shard, so one state may use the whole
+/// byte budget (a sharded tier gives each shard a share and refuses heavier values).
+const KV_MEMORY_MAX_ENTRIES: u64 = 2047;
+
 fn weigh(key: &Arc<str>, value: &Cached) -> u64 {
     (key.len() + value.name.len() + value.bytes.len() + 64) as u64
 }
@@ -164,8 +173,12 @@ struct SplitValue<'a> {
 pub struct Manager {
     config: CacheConfig,
     memory: Option<Arc<MemoryTier<Arc<str>, Cached>>>,
+    /// The memory tier of KV states (`cache.kv.memory_limit_gb`); `None` when that is 0 or without RAM tier.
+    kv_memory: Option<Arc<MemoryTier<Arc<str>, Cached>>>,
     disk: Option<Arc<DiskStore>>,
     codec: Codec,
+    /// How KV states are stored (`cache.kv.compression`).
+    kv_codec: Codec,
     hasher: Option<ContentHasher>,
     sealer: Option<Arc<super::seal::Sealer>>,
     /// Puts and removes hold it shared; a re-seal holds it alone while it reads an entry and writes it back,
@@ -200,6 +213,13 @@ impl Manager {
                 Some(Arc::new(MemoryTier::new(config.response.max_entries, bytes, weigh)))
             }
         };
+        let kv_memory = match config.kind {
+            CacheType::Memory | CacheType::Persistent if config.kv.memory_limit_gb.bytes() > 0 => {
+                let bytes = config.kv.memory_limit_gb.bytes();
+                Some(Arc::new(MemoryTier::new(KV_MEMORY_MAX_ENTRIES, bytes, weigh)))
+            }
+            _ => None,
+        };
         let disk = match config.kind {
             CacheType::Memory => None,
             CacheType::Disk | CacheType::Persistent => {
@@ -233,8 +253,10 @@ impl Manager {
         let mut manager = Self {
             config: config.clone(),
             memory,
+            kv_memory,
             disk,
             codec,
+            kv_codec: Codec::for_kv_states(config.kv.compression),
             hasher,
             sealer,
             rewrite_gate: Arc::default(),
@@ -271,22 +293,35 @@ impl Manager {
         self.memory.as_ref().map(|m| m.stats())
     }
 
+    /// The figures of the KV states' own memory tier, when there is one.
+    pub fn kv_memory_stats(&self) -> Option<super::memory::MemoryStats> {
+        self.kv_memory.as_ref().map(|m| m.stats())
+    }
+
+    /// The memory tier entries of `kind` live in: KV states have their own; semantic vectors stay out of
+    /// memory (the server keeps its own index of them, and they would push responses out of the memory
+    /// tier), so without a disk tier they are not stored at all.
+    fn memory_of(&self, kind: Kind) -> Option<&Arc<MemoryTier<Arc<str>, Cached>>> {
+        match kind {
+            Kind::Kv => self.kv_memory.as_ref(),
+            Kind::Semantic => None,
+            Kind::Response | Kind::Model | Kind::Metadata => self.memory.as_ref(),
+        }
+    }
+
     /// Whether entries of `kind` are cached: `cache.enabled` and the kind's own `enabled` key.
     pub fn is_enabled(&self, kind: Kind) -> bool {
-        self.config.enabled
-            && match kind {
-                Kind::Response => self.config.response.enabled,
-                Kind::Model => self.config.model.enabled,
-                Kind::Metadata => self.config.metadata.enabled,
-            }
+        self.config.kind_enabled(kind)
     }
 
     /// The TTL for a new entry of `kind` when the caller gives none; `None` = never expires.
     pub fn default_ttl(&self, kind: Kind) -> Option<Duration> {
         let ttl = match kind {
-            Kind::Response => self.config.response.ttl_hours.duration(),
+            Kind::Response | Kind::Semantic => self.config.response.ttl_hours.duration(),
             Kind::Metadata => self.config.metadata.ttl_hours.duration(),
             Kind::Model => self.config.default_ttl_hours.duration(),
+            // A state stays valid as long as its model and llama.cpp build do (the key says which).
+            Kind::Kv => Duration::ZERO,
         };
         (!ttl.is_zero()).then_some(ttl)
     }
@@ -329,7 +364,7 @@ impl Manager {
             let _no_reseal = self.rewrite_gate.read();
             self.write_disk(disk, self.writing(), &entry)?;
         }
-        if let Some(memory) = &self.memory {
+        if let Some(memory) = self.memory_of(kind) {
             let cached = Cached { bytes: value.into(), name: name.into(), created_ms: now, expires };
             let evicted = memory.insert(memory_key(kind, key).into(), cached);
             self.note_evicted(evicted);
@@ -384,7 +419,7 @@ impl Manager {
             counters.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         }
-        if let Some(memory) = &self.memory {
+        if let Some(memory) = self.memory_of(kind) {
             let mkey = memory_key(kind, key);
             if let Some(cached) = memory.get(mkey.as_str()) {
                 if cached.expires.is_live(now_ms()) {
@@ -421,7 +456,7 @@ impl Manager {
         };
         counters.disk_hits.fetch_add(1, Ordering::Relaxed);
         self.tracer.record(Op::Read, kind, key, Some("disk"), Some(true), bytes.len() as u64);
-        if let Some(memory) = &self.memory {
+        if let Some(memory) = self.memory_of(kind) {
             let cached = Cached {
                 bytes: bytes.clone(),
                 name: stored.name.as_str().into(),
@@ -438,7 +473,7 @@ impl Manager {
     /// not read, so a damaged entry still counts as present until a get finds the damage.
     pub fn contains(&self, kind: Kind, key: &str) -> bool {
         let now = now_ms();
-        if let Some(memory) = &self.memory
+        if let Some(memory) = self.memory_of(kind)
             && memory.peek(memory_key(kind, key).as_str()).is_some_and(|c| c.expires.is_live(now))
         {
             return true;
@@ -452,7 +487,7 @@ impl Manager {
     pub fn remove(&self, kind: Kind, key: &str) -> Result<bool, CacheError> {
         let _no_reseal = self.rewrite_gate.read();
         let in_memory =
-            self.memory.as_ref().is_some_and(|m| m.remove(memory_key(kind, key).as_str()).is_some());
+            self.memory_of(kind).is_some_and(|m| m.remove(memory_key(kind, key).as_str()).is_some());
         let on_disk = match &self.disk {
             Some(disk) => disk.remove(kind.code(), key.as_bytes())?,
             None => false,
@@ -470,7 +505,8 @@ impl Manager {
         let mut out = Vec::new();
         if let Some(disk) = &self.disk {
             return disk_entries(disk, kind);
-        } else if let Some(memory) = &self.memory {
+        }
+        for memory in self.memory.iter().chain(&self.kv_memory) {
             memory.retain(|mkey, cached| {
                 let (code, key) = mkey.split_at(1);
                 let k = Kind::from_code(code.as_bytes()[0] - b'0');

@@ -107,7 +107,7 @@ impl Manager {
                 let value = self.decode(Some(target), info.kind, &info.key, &stored)?;
                 let per_key = match info.kind {
                     Kind::Response => response_store::per_key_ranges(&value).unwrap_or_default(),
-                    Kind::Model | Kind::Metadata => Vec::new(),
+                    Kind::Model | Kind::Metadata | Kind::Kv | Kind::Semantic => Vec::new(),
                 };
                 let entry = NewEntry {
                     kind: info.kind,

@@ -74,7 +74,7 @@ impl Manager {
         }
         drop(no_reseal);
         let bytes: Arc<[u8]> = entry.value.into();
-        if let Some(memory) = &self.memory {
+        if let Some(memory) = self.memory_of(kind) {
             let cached = Cached {
                 bytes: bytes.clone(),
                 name: entry.name.as_str().into(),

@@ -96,6 +96,12 @@ impl Manager {
     ) -> Result<(), CacheError> {
         let &NewEntry { kind, key, name, value: SplitValue { bytes: value, per_key }, created_ms, expires } =
             entry;
+        // KV states are stored whole with their own codec: a state of hundreds of MB in 4 KiB chunks would
+        // pass the record's limit of 65,535 chunk references and cost an index entry per chunk.
+        let (hasher, codec) = match kind {
+            Kind::Kv => (None, &self.kv_codec),
+            _ => (with.hasher, &self.codec),
+        };
         let mut refs = Vec::new();
         let mut scratch = Vec::new();
         let mut sealed = Vec::new();
@@ -106,7 +112,7 @@ impl Manager {
             .current()
             .filter(|_| kind == Kind::Response && self.config.compression.uses_dictionary())
             .map(|d| &**d);
-        let (head, payload_len) = match with.hasher {
+        let (head, payload_len) = match hasher {
             None => (value.to_vec(), 0),
             Some(hasher) => {
                 let (head, payload) = match per_key {
@@ -123,7 +129,7 @@ impl Manager {
                     let blob = chunk.hash.to_bytes();
                     let raw = &payload[chunk.range.clone()];
                     if !disk.has_blob(&blob) {
-                        let (codec, stored) = self.codec.encode_with(raw, &mut scratch, dictionary);
+                        let (codec, stored) = codec.encode_with(raw, &mut scratch, dictionary);
                         let binding = blob_binding(&blob, codec as u8, raw.len() as u32);
                         let (codec, stored) =
                             seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
@@ -147,7 +153,7 @@ impl Manager {
                 }
             }
         };
-        let (codec, stored) = self.codec.encode_with(&head, &mut scratch, dictionary);
+        let (codec, stored) = codec.encode_with(&head, &mut scratch, dictionary);
         let binding = entry_binding(kind.code(), key, name, &refs, codec as u8, head.len() as u32);
         let (codec, stored) = seal_value(with.sealer, binding, codec as u8, stored, &mut sealed);
         disk.put_entry(&EntryWrite {

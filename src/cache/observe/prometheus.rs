@@ -23,6 +23,14 @@
 //!   their summed time; their rates' quotient is the mean lookup time that
 //!   `cache.alerts.thresholds.response_time_max_ms` is about
 //!
+//! The prompt-prefix KV cache (kind `kv`; its hits and misses are `inferno_cache_hits_total{type="kv"}` and
+//! `inferno_cache_misses_total{type="kv"}`):
+//! - `inferno_cache_kv_tokens_reused_total` counter — prompt tokens restored instead of prefilled
+//! - `inferno_prefill_seconds_saved_total` counter — prefill time those restores spared, as the slots estimate
+//! - `inferno_cache_kv_bytes` gauge — bytes of saved states; `inferno_cache_kv_max_bytes` gauge — their budget
+//! - `inferno_cache_kv_dropped_writes_total` counter — states not stored: the background writer was full
+//! - `inferno_cache_kv_evictions_total` counter — states removed, least recently used first, for the budget
+//!
 //! With the remote tier (`[cache.distributed]`):
 //! - `inferno_cache_remote_lookups_total{result}` counter — `hit`, `miss`, `error` (failed or timed out),
 //!   `corrupt` (bad checksum or format), `skipped` (Redis unreachable); all but `hit` are misses
@@ -35,6 +43,18 @@
 //! - `inferno_cache_remote_replicas` gauge — the fewest healthy replicas any primary has
 //! - `inferno_cache_remote_queued_writes` gauge — writes waiting for the background writer
 //!
+//! With the semantic cache (`[cache.semantic]`, docs/semantic-cache.md), counters:
+//! - `inferno_cache_semantic_lookups_total`, `inferno_cache_semantic_hits_total` — exact misses searched,
+//!   and answered by a near-duplicate
+//! - `inferno_cache_semantic_embeddings_total`, `inferno_cache_semantic_embedding_seconds_total` — texts
+//!   embedded and their summed time
+//! - `inferno_cache_semantic_embedding_failures_total` — embeddings that failed (exact cache only)
+//! - `inferno_cache_semantic_too_long_total` — last user messages over `max_prompt_tokens`
+//! - `inferno_cache_semantic_guard_refusals_total` — candidates over the threshold refused by a guard
+//! - `inferno_cache_semantic_stale_dropped_total` — vectors dropped because their answer was gone
+//! - `inferno_cache_semantic_vectors_stored_total` — vectors added
+//! - `inferno_cache_semantic_false_hit_reports_total` — false hits reported (`cache semantic forget`)
+//!
 //! Counters are totals since the cache directory was created (see `stats.rs`). The compression and dedup
 //! ratios are absent while there is nothing to measure them on (no disk tier, or nothing stored yet).
 
@@ -44,9 +64,10 @@ use prometheus::{
 
 use std::fmt::Write;
 
-use super::report::{CacheReport, RemoteReport};
+use super::report::{CacheReport, KvReport, RemoteReport};
 use crate::cache::disk::WriteFaultSnapshot;
 use crate::cache::remote::LATENCY_BOUNDS_US;
+use crate::cache::semantic::counters::SemanticSnapshot;
 
 /// The report in Prometheus text format.
 pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
@@ -129,8 +150,12 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
     )?;
     lookup_seconds.inc_by(report.lookup_seconds);
     registry.register(Box::new(lookup_seconds))?;
+    register_kv(&registry, &report.kv)?;
     if let Some(remote) = &report.remote {
         register_remote(&registry, remote)?;
+    }
+    if let Some(semantic) = &report.semantic {
+        register_semantic(&registry, &semantic.counters)?;
     }
     let mut out = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut out)?;
@@ -139,6 +164,90 @@ pub fn encode(report: &CacheReport) -> Result<String, prometheus::Error> {
         latency_histogram(remote, &mut text);
     }
     Ok(text)
+}
+
+fn register_kv(registry: &Registry, kv: &KvReport) -> Result<(), prometheus::Error> {
+    let int_counter = |name: &str, help: &str, value: u64| -> Result<(), prometheus::Error> {
+        let c = IntCounter::new(name, help)?;
+        c.inc_by(value);
+        registry.register(Box::new(c))
+    };
+    int_counter(
+        "inferno_cache_kv_tokens_reused_total",
+        "Prompt tokens restored from saved KV states instead of being prefilled.",
+        kv.tokens_reused,
+    )?;
+    int_counter(
+        "inferno_cache_kv_dropped_writes_total",
+        "KV states not stored because the background writer's queue was full.",
+        kv.writes_dropped,
+    )?;
+    int_counter(
+        "inferno_cache_kv_evictions_total",
+        "KV states removed, least recently used first, to stay under cache.kv.max_size_gb.",
+        kv.evictions,
+    )?;
+    let saved = Counter::new(
+        "inferno_prefill_seconds_saved_total",
+        "Prefill time spared by restoring saved KV states, in seconds (estimated by the model's slots).",
+    )?;
+    saved.inc_by(kv.prefill_seconds_saved);
+    registry.register(Box::new(saved))?;
+    for (name, help, value) in [
+        ("inferno_cache_kv_bytes", "Bytes of saved KV states.", kv.bytes),
+        ("inferno_cache_kv_max_bytes", "The KV states' disk budget (cache.kv.max_size_gb).", kv.max_bytes),
+    ] {
+        let g = IntGauge::new(name, help)?;
+        g.set(value as i64);
+        registry.register(Box::new(g))?;
+    }
+    Ok(())
+}
+
+fn register_semantic(registry: &Registry, c: &SemanticSnapshot) -> Result<(), prometheus::Error> {
+    let counters = [
+        ("inferno_cache_semantic_lookups_total", "Exact misses searched in the semantic index.", c.lookups),
+        ("inferno_cache_semantic_hits_total", "Semantic lookups answered by a near-duplicate.", c.hits),
+        ("inferno_cache_semantic_embeddings_total", "Texts embedded by the semantic cache.", c.embeddings),
+        (
+            "inferno_cache_semantic_embedding_failures_total",
+            "Embeddings that failed; those requests used the exact cache only.",
+            c.embedding_failures,
+        ),
+        (
+            "inferno_cache_semantic_too_long_total",
+            "Last user messages over cache.semantic.max_prompt_tokens, matched exactly only.",
+            c.too_long,
+        ),
+        (
+            "inferno_cache_semantic_guard_refusals_total",
+            "Candidates over the similarity threshold refused by a guard.",
+            c.guard_refusals,
+        ),
+        (
+            "inferno_cache_semantic_stale_dropped_total",
+            "Semantic vectors dropped because their answer or entry was gone.",
+            c.stale_dropped,
+        ),
+        ("inferno_cache_semantic_vectors_stored_total", "Vectors added to the semantic index.", c.stored),
+        (
+            "inferno_cache_semantic_false_hit_reports_total",
+            "False semantic hits reported.",
+            c.false_hit_reports,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let counter = IntCounter::new(name, help)?;
+        counter.inc_by(value);
+        registry.register(Box::new(counter))?;
+    }
+    let seconds = Counter::new(
+        "inferno_cache_semantic_embedding_seconds_total",
+        "Summed time of the semantic cache's embeddings, in seconds.",
+    )?;
+    seconds.inc_by(c.embedding_nanos as f64 / 1e9);
+    registry.register(Box::new(seconds))?;
+    Ok(())
 }
 
 fn register_writes(registry: &Registry, writes: &WriteFaultSnapshot) -> Result<(), prometheus::Error> {

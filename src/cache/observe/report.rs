@@ -11,6 +11,7 @@ use crate::cache::disk::{KindStats, WriteFaultSnapshot};
 use crate::cache::kind::Kind;
 use crate::cache::manager::{DICTIONARY_KIND, DictionaryReport, Manager};
 use crate::cache::remote::{RemoteSnapshot, RemoteStatus};
+use crate::cache::semantic::counters::SemanticSnapshot;
 use crate::config::CacheType;
 
 /// The whole picture.
@@ -44,6 +45,57 @@ pub struct CacheReport {
     pub lookup_seconds: f64,
     /// The remote tier (Redis), when `cache.distributed.enabled` or it has ever been used.
     pub remote: Option<RemoteReport>,
+    /// The prompt-prefix KV cache (kind `kv`).
+    #[serde(default)]
+    pub kv: KvReport,
+    /// The semantic cache, when `cache.semantic.enabled` or it has ever been used.
+    #[serde(default)]
+    pub semantic: Option<SemanticReport>,
+}
+
+/// The prompt-prefix KV cache: saved states, their budgets, and what restoring them spared.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct KvReport {
+    /// Saved states (live entries of kind `kv`).
+    pub states: u64,
+    /// Their bytes, before compression.
+    pub bytes: u64,
+    /// The states' disk budget: `cache.kv.max_size_gb` (at most `cache.max_size_gb`) in bytes.
+    pub max_bytes: u64,
+    /// States held now in this process's KV memory tier.
+    pub memory_states: u64,
+    /// Their bytes (as the tier weighs them).
+    pub memory_bytes: u64,
+    /// `cache.kv.memory_limit_gb` in bytes.
+    pub memory_max_bytes: u64,
+    /// Gets that found a state (any tier; all processes, since the cache was created).
+    pub hits: u64,
+    /// Gets that found none usable.
+    pub misses: u64,
+    /// Prompt tokens restored instead of prefilled.
+    pub tokens_reused: u64,
+    /// Prefill time spared, in seconds (as the model's slots estimate it).
+    pub prefill_seconds_saved: f64,
+    /// States not stored because the background writer's queue was full.
+    pub writes_dropped: u64,
+    /// States removed, least recently used first, to stay under `max_bytes`.
+    pub evictions: u64,
+}
+
+/// The semantic cache: its counters (all processes, since the cache was created) and settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SemanticReport {
+    /// `cache.semantic.enabled`.
+    pub enabled: bool,
+    /// `cache.semantic.threshold`.
+    pub threshold: f64,
+    /// Lookups, hits, embeddings and their time, failures, guard refusals, ...
+    #[serde(flatten)]
+    pub counters: SemanticSnapshot,
+    /// Hits over lookups.
+    pub hit_ratio: Option<f64>,
+    /// Mean time of an embedding, in milliseconds.
+    pub mean_embedding_ms: Option<f64>,
 }
 
 /// The remote tier: its counters (all processes, since the cache was created) and its status.
@@ -154,6 +206,10 @@ pub struct DedupReport {
     pub collisions: u64,
 }
 
+fn kinds_of(kinds: &[KindReport], kind: Kind) -> Option<&KindReport> {
+    kinds.iter().find(|k| k.kind == kind)
+}
+
 fn ratio(num: u64, den: u64) -> Option<f64> {
     (den > 0).then(|| num as f64 / den as f64)
 }
@@ -165,7 +221,7 @@ impl CacheReport {
         let counters = manager.counters().snapshot();
         let disk_stats = manager.disk_stats();
         let memory_entries = if !manager.has_disk() { manager.entries(None) } else { Vec::new() };
-        let kinds = counters
+        let kinds: Vec<KindReport> = counters
             .kinds
             .iter()
             .map(|c| {
@@ -241,7 +297,26 @@ impl CacheReport {
                 collisions: manager.counters().dedup_collisions.load(std::sync::atomic::Ordering::Relaxed),
             }
         });
+        let kv = {
+            let of_kv = kinds_of(&kinds, Kind::Kv);
+            let memory = manager.kv_memory_stats().unwrap_or_default();
+            KvReport {
+                states: of_kv.map_or(0, |k| k.entries),
+                bytes: of_kv.map_or(0, |k| k.bytes),
+                max_bytes: config.kv.budget_bytes(config.max_size_gb.bytes()),
+                memory_states: memory.entries,
+                memory_bytes: memory.bytes,
+                memory_max_bytes: config.kv.memory_limit_gb.bytes(),
+                hits: of_kv.map_or(0, |k| k.memory_hits + k.disk_hits + k.remote_hits),
+                misses: of_kv.map_or(0, |k| k.misses),
+                tokens_reused: counters.kv.tokens_reused,
+                prefill_seconds_saved: counters.kv.prefill_seconds_saved(),
+                writes_dropped: counters.kv.writes_dropped,
+                evictions: counters.kv.evictions,
+            }
+        };
         Self {
+            kv,
             cache_type: config.kind,
             enabled: config.enabled,
             base_dir: config.base_dir.clone(),
@@ -262,6 +337,13 @@ impl CacheReport {
                     counters: r.clone(),
                     status: manager.remote_status(false),
                 }
+            }),
+            semantic: (config.semantic.enabled || !counters.semantic.is_empty()).then(|| SemanticReport {
+                enabled: config.semantic.enabled,
+                threshold: config.semantic.threshold,
+                hit_ratio: counters.semantic.hit_ratio(),
+                mean_embedding_ms: counters.semantic.mean_embedding_ms(),
+                counters: counters.semantic.clone(),
             }),
         }
     }

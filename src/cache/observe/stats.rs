@@ -1,5 +1,5 @@
-//! Counters the manager keeps: hits per tier, misses, puts, expirations and evictions per kind, and the remote
-//! tier's own (`remote/stats.rs`). Every figure a command prints about cache activity comes from here or from
+//! Counters the manager keeps: hits per tier, misses, puts, expirations and evictions per kind, the remote
+//! tier's own (`remote/stats.rs`), and what the prompt-prefix KV cache reused (`cache/kv_store.rs`). Every figure a command prints about cache activity comes from here or from
 //! the disk tier's index.
 //!
 //! The counters are totals since the cache directory was created: the writer saves them to
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::kind::Kind;
 use crate::cache::remote::{RemoteCounters, RemoteSnapshot};
+use crate::cache::semantic::counters::{SemanticCounters, SemanticSnapshot};
 
 /// Activity counters for one kind.
 #[derive(Debug, Default)]
@@ -35,7 +36,7 @@ pub struct KindCounters {
 /// All counters of a manager.
 #[derive(Debug, Default)]
 pub struct Counters {
-    kinds: [KindCounters; 3],
+    kinds: [KindCounters; Kind::ALL.len()],
     /// Memory-tier entries evicted for room.
     pub evictions: AtomicU64,
     /// Disk-tier entries removed, oldest first, to stay under `max_size_gb`.
@@ -50,6 +51,16 @@ pub struct Counters {
     pub dedup_collisions: AtomicU64,
     /// The remote tier's counters (shared with the tier itself).
     pub remote: Arc<RemoteCounters>,
+    /// Prompt tokens restored from saved KV states instead of being prefilled.
+    pub kv_tokens_reused: AtomicU64,
+    /// Prefill time those restores spared, in microseconds (as the model's slots estimate it).
+    pub kv_prefill_micros_saved: AtomicU64,
+    /// KV states not stored because the background writer's queue was full.
+    pub kv_writes_dropped: AtomicU64,
+    /// KV states removed, least recently used first, to stay under `cache.kv.max_size_gb`.
+    pub kv_evictions: AtomicU64,
+    /// The semantic cache's counters (shared with the server's semantic index).
+    pub semantic: Arc<SemanticCounters>,
 }
 
 impl Counters {
@@ -75,6 +86,11 @@ impl Counters {
         self.lookups.store(saved.lookups, Ordering::Relaxed);
         self.lookup_nanos.store(saved.lookup_nanos, Ordering::Relaxed);
         self.remote.restore(&saved.remote);
+        self.kv_tokens_reused.store(saved.kv.tokens_reused, Ordering::Relaxed);
+        self.kv_prefill_micros_saved.store(saved.kv.prefill_micros_saved, Ordering::Relaxed);
+        self.kv_writes_dropped.store(saved.kv.writes_dropped, Ordering::Relaxed);
+        self.kv_evictions.store(saved.kv.evictions, Ordering::Relaxed);
+        self.semantic.restore(&saved.semantic);
     }
 
     /// A plain copy of every counter.
@@ -102,7 +118,35 @@ impl Counters {
             lookups: load(&self.lookups),
             lookup_nanos: load(&self.lookup_nanos),
             remote: self.remote.snapshot(),
+            kv: KvSnapshot {
+                tokens_reused: load(&self.kv_tokens_reused),
+                prefill_micros_saved: load(&self.kv_prefill_micros_saved),
+                writes_dropped: load(&self.kv_writes_dropped),
+                evictions: load(&self.kv_evictions),
+            },
+            semantic: self.semantic.snapshot(),
         }
+    }
+}
+
+/// The prompt-prefix KV cache's own counters at one moment (its hits and misses are those of kind `kv`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KvSnapshot {
+    /// Prompt tokens restored instead of prefilled.
+    pub tokens_reused: u64,
+    /// Prefill time spared, in microseconds.
+    pub prefill_micros_saved: u64,
+    /// States not stored: the background writer's queue was full.
+    pub writes_dropped: u64,
+    /// States removed to stay under `cache.kv.max_size_gb`.
+    pub evictions: u64,
+}
+
+impl KvSnapshot {
+    /// Prefill time spared, in seconds.
+    pub fn prefill_seconds_saved(&self) -> f64 {
+        self.prefill_micros_saved as f64 / 1e6
     }
 }
 
@@ -159,6 +203,12 @@ pub struct CounterSnapshot {
     /// The remote tier's counters.
     #[serde(default)]
     pub remote: RemoteSnapshot,
+    /// The prompt-prefix KV cache's counters.
+    #[serde(default)]
+    pub kv: KvSnapshot,
+    /// The semantic cache's counters.
+    #[serde(default)]
+    pub semantic: SemanticSnapshot,
 }
 
 /// File, in the cache directory, that holds the saved counters.

@@ -1,12 +1,24 @@
-//! The semantic response cache's building blocks (issue 17): the guards that refuse a match between texts
-//! that differ in ways embeddings miss ([`guards`]), and the calibration of a similarity threshold on
-//! labelled pairs ([`calibrate`]), which `inferno cache semantic calibrate` runs with an ONNX text embedding
-//! model (`embedder`, cargo feature `onnx`).
+//! The semantic response cache (issue 17, docs/semantic-cache.md): an exact miss answered by a
+//! near-duplicate request of the same scope.
 //!
-//! The lookup itself (an exact miss answered by a near-duplicate within its scope) is not built yet, so no
-//! configuration key turns it on.
+//! - [`guards`]: textual differences that make two similar-looking questions different questions;
+//! - [`calibrate`]: a similarity threshold measured on labelled pairs (`inferno cache semantic calibrate`);
+//! - [`scope`]: which stored requests a request may be answered from, and the text compared;
+//! - [`index`]: the vectors in memory, searched by brute force within one scope group;
+//! - [`record`]: a vector as stored in the cache (kind `semantic`);
+//! - [`lookup`]: a server's semantic cache: load, lookup, store, forget;
+//! - [`counters`]: what it counts;
+//! - `embedder` (cargo feature `onnx`): the ONNX text embedding model that turns texts into vectors.
 
 pub mod calibrate;
+pub mod counters;
 #[cfg(feature = "onnx")]
 pub mod embedder;
 pub mod guards;
+pub mod index;
+pub mod lookup;
+pub mod record;
+pub mod scope;
+
+pub use lookup::{Embedded, SemanticCache, SemanticHit, TextEmbedder, forget_stored};
+pub use scope::{Query, query_of};

@@ -18,7 +18,7 @@ fn generation() -> Generation {
         text: "defghijk".into(),
         prompt_tokens: 5,
         completion_tokens: 8,
-        cached_tokens: 0,
+        cached_tokens: 4,
         finish_reason: FinishReason::Length,
     }
 }
@@ -32,7 +32,8 @@ fn whole_answers_follow_the_openai_schema() {
             "system_fingerprint": "fp_0123456789",
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "defghijk"},
                          "logprobs": null, "finish_reason": "length"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}
+            "usage": {"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13,
+                      "prompt_tokens_details": {"cached_tokens": 4}}
         })
     );
     let stopped = Generation { finish_reason: FinishReason::Stop, ..generation() };
@@ -77,13 +78,18 @@ fn chat_chunks_follow_the_openai_stream() {
         chunker.finish(FinishReason::Stop),
         envelope(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]))
     );
-    assert_eq!(chunker.usage(5, 8), None);
+    let usage = Usage { prompt: 5, completion: 8, cached: Some(4) };
+    assert_eq!(chunker.usage(&usage), None);
 
     let with_usage = Chunker::new(Endpoint::Chat, meta(), true);
     assert_eq!(with_usage.text("x")["usage"], Value::Null);
-    let last = with_usage.usage(5, 8).unwrap();
+    let last = with_usage.usage(&usage).unwrap();
     assert_eq!(last["choices"], json!([]));
-    assert_eq!(last["usage"], json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}));
+    assert_eq!(
+        last["usage"],
+        json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13,
+               "prompt_tokens_details": {"cached_tokens": 4}})
+    );
 }
 
 #[test]
@@ -113,9 +119,14 @@ fn a_whole_answer_replays_as_chunks() {
         chunker.start().unwrap(),
         chunker.text("defghijk"),
         chunker.finish(FinishReason::Length),
-        chunker.usage(5, 8).unwrap(),
+        chunker.usage(&Usage { prompt: 5, completion: 8, cached: Some(4) }).unwrap(),
     ];
     assert_eq!(chunks, expected);
+    // An answer stored before cached tokens were reported replays without them, as it was stored.
+    let mut old = body.clone();
+    old["usage"] = json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13});
+    let replayed = chunks_from_body(&old, true);
+    assert_eq!(replayed.last().unwrap()["usage"], old["usage"]);
 
     let meta = ResponseMeta { id: "cmpl-1".into(), ..meta() };
     let empty = Generation { text: String::new(), finish_reason: FinishReason::Stop, ..generation() };

@@ -10,8 +10,10 @@
 //! a channel. A request whose receiver is gone, or that set its cancel flag, is dropped at the next step and
 //! its sequence cleared. Dropping [`Slots`] (the model is unloaded) stops the loop and frees the context.
 //!
-//! A later change (the prompt-prefix KV cache) restores a sequence's saved state before its prefill and saves
-//! it after: [`Seq::fed`] is where prefill resumes, so a restore of the first `n` tokens sets it to `n`.
+//! With a prompt-prefix cache (`prefix_cache.rs`), a request arrives with its plan: a newly admitted sequence
+//! first restores the verified state it found ([`Seq::fed`], where prefill resumes, is then the restored
+//! length), and a sequence whose prompt was just read copies its state for the saver after its first token
+//! went out.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -28,6 +30,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use parking_lot::{Condvar, Mutex};
 
+use super::prefix_cache::{PrefixCache, PrefixPlan};
 use super::{FinishReason, GenerateParams, Generation, sampler};
 use crate::models::generate::{SlotConfig, SlotStats, TextStream};
 
@@ -39,6 +42,8 @@ const MAX_BATCH: u32 = 512;
 pub(super) enum Event {
     /// Text safe to show, and the tokens generated so far.
     Piece(String, usize),
+    /// The first `n` prompt tokens were restored from the prompt-prefix cache.
+    Cached(usize),
     /// The end: the whole generation, or why it failed.
     Done(Result<Generation, String>),
 }
@@ -50,11 +55,13 @@ pub(super) struct Job {
     pub(super) events: mpsc::Sender<Event>,
     pub(super) cancel: Arc<AtomicBool>,
     pub(super) queued_at: Instant,
+    /// What the prompt-prefix cache does for this request (`None`: nothing).
+    pub(super) prefix: Option<PrefixPlan>,
 }
 
 impl Job {
     /// Tokens of the context this request may occupy at most.
-    fn reserve(&self) -> usize {
+    pub(super) fn reserve(&self) -> usize {
         self.tokens.len() + self.params.max_tokens as usize
     }
 }
@@ -86,13 +93,28 @@ pub(super) struct Slots {
     thread: Option<JoinHandle<()>>,
     n_ctx: u32,
     queue_size: u32,
+    prefix: Option<Arc<PrefixCache>>,
 }
 
 impl Slots {
     /// Starts the decode thread, which creates the context of `n_ctx` tokens and `config.parallel` sequences;
-    /// returns once the context exists (or with llama.cpp's reason why it could not be created).
-    pub(super) fn start(model: Arc<LlamaModel>, n_ctx: u32, config: &SlotConfig) -> Result<Self, String> {
+    /// returns once the context exists (or with llama.cpp's reason why it could not be created). With
+    /// `config.prefix`, the slots use the prompt-prefix cache, fingerprinted with `file_fingerprint` (the
+    /// model file's `blake3:` fingerprint) and the context's layout.
+    pub(super) fn start(
+        model: Arc<LlamaModel>,
+        n_ctx: u32,
+        config: &SlotConfig,
+        file_fingerprint: Option<&str>,
+    ) -> Result<Self, String> {
         let parallel = config.parallel.max(1);
+        let prefix = match (&config.prefix, file_fingerprint) {
+            (Some(prefix), Some(file)) => {
+                PrefixCache::start(&model, prefix, file, &context_params(n_ctx, parallel)).map(Arc::new)
+            }
+            _ => None,
+        };
+        let loop_prefix = prefix.clone();
         let stats = SlotStats { parallel, n_ctx, queue_size: config.queue_size, ..SlotStats::default() };
         let shared =
             Arc::new(Shared { queue: Mutex::new(Queue { stats, ..Queue::default() }), wake: Condvar::new() });
@@ -100,10 +122,14 @@ impl Slots {
         let loop_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("inferno-decode".into())
-            .spawn(move || decode_thread(&model, n_ctx, parallel, &loop_shared, &ready_tx))
+            .spawn(move || {
+                decode_thread(&model, n_ctx, parallel, loop_prefix.as_deref(), &loop_shared, &ready_tx)
+            })
             .map_err(|e| format!("cannot start the decode thread: {e}"))?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { shared, thread: Some(thread), n_ctx, queue_size: config.queue_size }),
+            Ok(Ok(())) => {
+                Ok(Self { shared, thread: Some(thread), n_ctx, queue_size: config.queue_size, prefix })
+            }
             Ok(Err(reason)) => {
                 let _ = thread.join();
                 Err(reason)
@@ -118,6 +144,19 @@ impl Slots {
     /// Tokens of the shared context.
     pub(super) fn n_ctx(&self) -> u32 {
         self.n_ctx
+    }
+
+    /// The prompt-prefix cache's plan for a prompt of `tokens` that may occupy `reserve` cells (looked up and
+    /// verified on the caller's thread); `None` without a prefix cache or for a prompt too short for it.
+    pub(super) fn prefix_plan(&self, tokens: &[LlamaToken], reserve: usize) -> Option<PrefixPlan> {
+        self.prefix.as_ref()?.plan(tokens, reserve)
+    }
+
+    /// Waits until the states saved so far are in the prefix cache's store.
+    pub(super) fn wait_for_prefix_saves(&self) {
+        if let Some(prefix) = &self.prefix {
+            prefix.wait_for_saves();
+        }
     }
 
     /// Queues `job`, or refuses it when `queue_size` requests already wait.
@@ -175,6 +214,8 @@ struct Seq {
     completion_tokens: usize,
     /// Where this sequence's logits are in the batch just decoded.
     logits_at: Option<i32>,
+    /// Prompt tokens restored from the prompt-prefix cache.
+    cached: usize,
 }
 
 /// How a sequence ended.
@@ -185,23 +226,30 @@ enum End {
     Failed(String),
 }
 
-fn decode_thread(
-    model: &LlamaModel,
-    n_ctx: u32,
-    parallel: u32,
-    shared: &Shared,
-    ready: &mpsc::Sender<Result<(), String>>,
-) {
+/// The parameters of the slots' context: `parallel` sequences sharing one unified KV cache of `n_ctx` cells.
+fn context_params(n_ctx: u32, parallel: u32) -> LlamaContextParams {
     let n_batch = n_ctx.min(MAX_BATCH);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
-    let params = LlamaContextParams::default()
+    LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
         .with_n_batch(n_batch)
         .with_n_ubatch(n_batch)
         .with_n_seq_max(parallel)
         .with_kv_unified(true)
         .with_n_threads(threads)
-        .with_n_threads_batch(threads);
+        .with_n_threads_batch(threads)
+}
+
+fn decode_thread(
+    model: &LlamaModel,
+    n_ctx: u32,
+    parallel: u32,
+    prefix: Option<&PrefixCache>,
+    shared: &Shared,
+    ready: &mpsc::Sender<Result<(), String>>,
+) {
+    let params = context_params(n_ctx, parallel);
+    let n_batch = params.n_batch();
     let backend = match super::backend() {
         Ok(backend) => backend,
         Err(e) => {
@@ -229,8 +277,10 @@ fn decode_thread(
         seqs: (0..parallel).map(|_| None).collect(),
         bytes: Vec::new(),
         counts: Counts::default(),
+        prefix,
     };
     while lp.admit(&mut ctx) {
+        lp.restore_admitted(&mut ctx);
         let started = Instant::now();
         lp.step(&mut ctx);
         let mut queue = shared.queue.lock();
@@ -259,6 +309,7 @@ struct Loop<'m> {
     seqs: Vec<Option<Seq>>,
     bytes: Vec<u8>,
     counts: Counts,
+    prefix: Option<&'m PrefixCache>,
 }
 
 /// Tokens decoded since the figures were last updated; they are added before a request is told it ended,
@@ -316,6 +367,7 @@ impl Loop<'_> {
                     next: None,
                     completion_tokens: 0,
                     logits_at: None,
+                    cached: 0,
                 });
             }
             queue.stats.queued = queue.waiting.len() as u32;
@@ -323,6 +375,23 @@ impl Loop<'_> {
                 return true;
             }
             shared.wake.wait(&mut queue);
+        }
+    }
+
+    /// Restores the verified states that newly admitted sequences found in the prompt-prefix cache; a
+    /// sequence whose state llama.cpp refuses reads its whole prompt and saves its state after.
+    fn restore_admitted(&mut self, ctx: &mut LlamaContext<'_>) {
+        let Some(prefix) = self.prefix else { return };
+        for seq in self.seqs.iter_mut().flatten() {
+            let Some(plan) = seq.job.prefix.as_mut() else { continue };
+            let Some(restore) = plan.restore.take() else { continue };
+            match prefix.restore(ctx, seq.id, &restore) {
+                Some(kept) => {
+                    (seq.fed, seq.pos, seq.cached) = (kept, kept as i32, kept);
+                    let _ = seq.job.events.send(Event::Cached(kept));
+                }
+                None => plan.save = true,
+            }
         }
     }
 
@@ -337,6 +406,7 @@ impl Loop<'_> {
                 seq.pos += 1;
             }
         }
+        let generating = self.batch.n_tokens() as usize;
         for seq in self.seqs.iter_mut().flatten() {
             let room = self.n_batch - self.batch.n_tokens() as usize;
             if seq.next.is_some() || room == 0 {
@@ -354,7 +424,15 @@ impl Loop<'_> {
             self.counts.prompt += (end - seq.fed) as u64;
             seq.fed = end;
         }
-        if let Err(e) = ctx.decode(&mut self.batch) {
+        let batch_tokens = self.batch.n_tokens() as usize;
+        let prompt_tokens = batch_tokens - generating;
+        let decoding = Instant::now();
+        let decoded = ctx.decode(&mut self.batch);
+        if let Some(prefix) = self.prefix {
+            let share = prompt_tokens as f64 / batch_tokens.max(1) as f64;
+            prefix.count_prefill(prompt_tokens, decoding.elapsed().as_secs_f64() * share);
+        }
+        if let Err(e) = decoded {
             let reason = format!("llama.cpp could not decode the batch: {e}");
             for slot in &mut self.seqs {
                 if slot.is_some() {
@@ -366,15 +444,23 @@ impl Loop<'_> {
         for slot in &mut self.seqs {
             let Some(seq) = slot.as_mut() else { continue };
             let Some(at) = seq.logits_at else { continue };
-            if seq.job.params.max_tokens == 0 {
-                finish(ctx, self.shared, slot, End::Finished(FinishReason::Length), &mut self.counts);
-                continue;
+            let prompt_read = seq.next.is_none();
+            let end = if seq.job.params.max_tokens == 0 {
+                Some(End::Finished(FinishReason::Length))
+            } else {
+                let token = seq.sampler.sample(ctx, at);
+                seq.sampler.accept(token);
+                let before = seq.completion_tokens;
+                let end = take(self.model, &mut self.bytes, seq, token);
+                self.counts.generated += (seq.completion_tokens - before) as u64;
+                end
+            };
+            // The sequence holds exactly the prompt until its first token is decoded in the next step.
+            if let (true, Some(prefix), Some(plan)) = (prompt_read, self.prefix, &seq.job.prefix)
+                && plan.save
+            {
+                prefix.save(ctx, seq.id, &seq.job.tokens, plan);
             }
-            let token = seq.sampler.sample(ctx, at);
-            seq.sampler.accept(token);
-            let before = seq.completion_tokens;
-            let end = take(self.model, &mut self.bytes, seq, token);
-            self.counts.generated += (seq.completion_tokens - before) as u64;
             if let Some(end) = end {
                 finish(ctx, self.shared, slot, end, &mut self.counts);
             }
@@ -445,7 +531,7 @@ fn finish(
                 text: seq.stream.into_text(),
                 prompt_tokens: seq.job.tokens.len(),
                 completion_tokens: seq.completion_tokens,
-                cached_tokens: 0,
+                cached_tokens: seq.cached,
                 finish_reason,
             })
         }

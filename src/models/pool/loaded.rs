@@ -33,11 +33,22 @@ impl LoadedModel {
         Self::load_with(file, &SlotConfig::default())
     }
 
-    /// [`load`](Self::load), a GGUF model with `slots`.
+    /// [`load`](Self::load), a GGUF model with `slots` (whose prompt-prefix cache, if any, hashes the file
+    /// for its fingerprint).
     pub fn load_with(file: &ModelFile, slots: &SlotConfig) -> Result<Self, PoolError> {
+        Self::load_fingerprinted(file, None, slots)
+    }
+
+    /// [`load_with`](Self::load_with) when the caller already has the file's `blake3:` fingerprint
+    /// ([`ModelFile::fingerprint`]), which a GGUF model's prompt-prefix cache needs.
+    pub fn load_fingerprinted(
+        file: &ModelFile,
+        fingerprint: Option<&str>,
+        slots: &SlotConfig,
+    ) -> Result<Self, PoolError> {
         check_supported(file)?;
         let loaded = catch_unwind(AssertUnwindSafe(|| match file.format {
-            ModelFormat::Gguf => load_gguf(file, slots),
+            ModelFormat::Gguf => load_gguf(file, fingerprint, slots),
             ModelFormat::Onnx => load_onnx(file),
         }));
         loaded.unwrap_or_else(|_| {
@@ -105,14 +116,24 @@ fn feature_missing(file: &ModelFile) -> PoolError {
 }
 
 #[cfg(feature = "llama")]
-fn load_gguf(file: &ModelFile, slots: &SlotConfig) -> Result<LoadedModel, PoolError> {
-    GgufModel::load_with(&file.path, slots)
-        .map(LoadedModel::Gguf)
-        .map_err(|e| PoolError::load(file.path.clone(), e))
+fn load_gguf(
+    file: &ModelFile,
+    fingerprint: Option<&str>,
+    slots: &SlotConfig,
+) -> Result<LoadedModel, PoolError> {
+    let loaded = match fingerprint {
+        Some(_) => GgufModel::load_fingerprinted(&file.path, fingerprint, slots),
+        None => GgufModel::load_with(&file.path, slots),
+    };
+    loaded.map(LoadedModel::Gguf).map_err(|e| PoolError::load(file.path.clone(), e))
 }
 
 #[cfg(not(feature = "llama"))]
-fn load_gguf(file: &ModelFile, _slots: &SlotConfig) -> Result<LoadedModel, PoolError> {
+fn load_gguf(
+    file: &ModelFile,
+    _fingerprint: Option<&str>,
+    _slots: &SlotConfig,
+) -> Result<LoadedModel, PoolError> {
     Err(feature_missing(file))
 }
 

@@ -129,6 +129,11 @@ impl ModelPool {
         self
     }
 
+    /// The slots each GGUF model gets at load.
+    pub fn slots(&self) -> &SlotConfig {
+        &self.slots
+    }
+
     /// The loaded model of the file at `path`, loading it first if it is not loaded or its file changed.
     ///
     /// Unreadable, damaged and foreign files, formats this build cannot run, models larger than the memory
@@ -225,7 +230,7 @@ impl ModelPool {
         let estimate = resident_estimate(file)?;
         drop(self.admit(file, estimate)?);
         let fingerprint = file.fingerprint()?;
-        let model = LoadedModel::load_with(file, &self.slots)?;
+        let model = LoadedModel::load_fingerprinted(file, Some(fingerprint.as_str()), &self.slots)?;
         let load_time = started.elapsed();
         Ok(Arc::new(CachedModel {
             file: file.clone(),

@@ -109,7 +109,11 @@ fn chat_answers_follow_the_openai_schema() {
     );
     // BOS, the space prefix and the 52 characters of
     // `<|start|>user<|message|>abc<|end|><|start|>assistant`, one token each.
-    assert_eq!(body["usage"], json!({"prompt_tokens": 54, "completion_tokens": 8, "total_tokens": 62}));
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 54, "completion_tokens": 8, "total_tokens": 62,
+                                      "prompt_tokens_details": {"cached_tokens": 0}})
+    );
     let canonical = CanonicalRequest::new(Endpoint::Chat, &chat_body(), &f.identity).unwrap();
     assert_eq!(answer.key, response_key(&canonical, f.manager.config().response.hash_algorithm));
 }
@@ -125,7 +129,11 @@ fn completion_answers_follow_the_openai_schema() {
         body["choices"],
         json!([{"index": 0, "text": "defghijk", "logprobs": null, "finish_reason": "length"}])
     );
-    assert_eq!(body["usage"], json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13}));
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13,
+                                      "prompt_tokens_details": {"cached_tokens": 0}})
+    );
     let mut stopped = completion_body();
     stopped["stop"] = json!("gh");
     let body = f.complete(&stopped, &no_control()).json().unwrap();

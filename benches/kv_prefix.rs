@@ -1,0 +1,214 @@
+//! The prompt-prefix KV cache (issue 16): time to first token for a long shared prefix, cold against restored
+//! in-process and restored after a restart; the lookup a request without a reusable prefix pays; and the
+//! state copy a save costs the decode thread.
+//!
+//! The model is issue 16's synthetic llama, written by the bench into a temp dir: n_embd 512, 8 blocks, 8
+//! heads, n_ff 2048, context 4096, F32 weights (all zero: llama.cpp computes the same matmuls whatever the
+//! values), about 34M parameters. States go to a file-per-key store in a temp dir ([`bench_store`]).
+//!
+//! Benchmarks (criterion, flat sampling, 10 samples):
+//!
+//! 1. `ttft/cold`: [`GgufModel::generate`] of one token after a 2,000-token shared prefix and a 20-token
+//!    suffix (2,022 tokens with BOS and `▁`), without a prefix cache: the full prefill.
+//!    `ttft/restored_in_process`: the same request on a model whose prefix cache holds the prefix (saved by
+//!    one earlier request with another suffix): a restore of the 2,002 shared tokens (BOS, `▁`, 2,000 letters),
+//!    then the 20-token suffix decoded.
+//!    `ttft/restored_after_restart`: the same on a fresh model instance over a fresh store handle on the same
+//!    directory, loaded outside the timing (the state file is read from the OS page cache).
+//! 2. `lookup/miss_2022_tokens`: [`GgufModel::cached_prefix_tokens`] for a 2,022-token prompt that shares no
+//!    block with anything stored (tokenizing, hashing its 7 blocks of 256, 7 index lookups); compare with
+//!    `ttft/cold`, the prefill it would precede. `lookup/hit_2022_tokens`: the same for the warm prompt (the
+//!    record read and checked too; the restore itself is not run).
+//! 3. `save/state_copy_2000_tokens`: what a save costs the decode thread: llama.cpp's size query and copy of
+//!    a 2,000-token sequence state into a zeroed buffer of that size (llama-cpp-2 directly, on a context
+//!    with the slots' parameters); the record's checksum and the write run on the saver thread.
+//!
+//! Run with `cargo bench --bench kv_prefix`. `docs/performance.md` has the numbers.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use inferno::models::gguf::tiny::LlamaShape;
+use inferno::models::llama::{GenerateParams, GgufModel, SlotConfig, backend};
+use inferno::models::prefix::{PrefixConfig, PrefixStore};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::LlamaStateSeqFlags;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::params::LlamaModelParams;
+
+const SHAPE: LlamaShape =
+    LlamaShape { n_ctx: 4096, n_embd: 512, n_ff: 2048, n_head: 8, n_head_kv: 8, n_layer: 8 };
+const PREFIX_CHARS: usize = 2000;
+const SUFFIX_CHARS: usize = 20;
+
+/// A file per key under `dir`: what the bench restores from. Swap in the cache engine's `kv` store here.
+fn bench_store(dir: &Path) -> Arc<dyn PrefixStore> {
+    Arc::new(FileStore(dir.to_path_buf()))
+}
+
+#[derive(Debug)]
+struct FileStore(PathBuf);
+
+impl FileStore {
+    fn path(&self, key: &[u8; 32]) -> PathBuf {
+        self.0.join(key.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+}
+
+impl PrefixStore for FileStore {
+    fn contains(&self, key: &[u8; 32]) -> bool {
+        self.path(key).exists()
+    }
+    fn get(&self, key: &[u8; 32]) -> Option<Arc<[u8]>> {
+        std::fs::read(self.path(key)).ok().map(Arc::from)
+    }
+    fn put(&self, key: &[u8; 32], bytes: &[u8]) {
+        let tmp = self.0.join(".tmp");
+        if std::fs::write(&tmp, bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, self.path(key));
+        }
+    }
+    fn remove(&self, key: &[u8; 32]) {
+        let _ = std::fs::remove_file(self.path(key));
+    }
+    fn reused(&self, _tokens: u64, _seconds_saved: f64) {}
+}
+
+/// Writes the bench model into `dir`.
+fn write_model(dir: &Path) -> PathBuf {
+    let path = dir.join("kv-prefix-34m.gguf");
+    let mut writer = SHAPE.metadata("inferno-kv-prefix-bench").expect("metadata");
+    for (name, dims) in SHAPE.tensors() {
+        writer.add_zero_f32_tensor(&name, &dims).expect("tensor");
+    }
+    writer.write_path(&path).expect("write the bench model");
+    path
+}
+
+/// `len` letters and digits (one token each), varied by `seed`.
+fn text(len: usize, seed: usize) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len).map(|i| CHARS[(i * 7 + seed * 13 + i / 5) % CHARS.len()] as char).collect()
+}
+
+fn load(path: &Path, store: Option<Arc<dyn PrefixStore>>) -> GgufModel {
+    let prefix = store.map(|store| PrefixConfig { store, block_tokens: 256, min_prefix_tokens: 256 });
+    GgufModel::load_with(path, &SlotConfig { prefix, ..SlotConfig::default() }).expect("load the bench model")
+}
+
+fn one_token() -> GenerateParams {
+    GenerateParams { max_tokens: 1, ..GenerateParams::default() }
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model_path = write_model(dir.path());
+    let store_dir = dir.path().join("states");
+    std::fs::create_dir(&store_dir).expect("store dir");
+    let prefix = text(PREFIX_CHARS, 0);
+    let prompt = |i: usize| format!("{prefix}{}", text(SUFFIX_CHARS, i + 1));
+    let params = one_token();
+
+    let mut group = c.benchmark_group("ttft");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10).warm_up_time(Duration::from_secs(1));
+    let plain = load(&model_path, None);
+    let mut i = 0;
+    group.bench_function("cold", |b| {
+        b.iter(|| {
+            i += 1;
+            plain.generate(&prompt(i), &params).expect("generate")
+        })
+    });
+    drop(plain);
+
+    let cached = load(&model_path, Some(bench_store(&store_dir)));
+    cached.generate(&prompt(0), &params).expect("warm the prefix");
+    cached.wait_for_prefix_saves();
+    let restored = cached.generate(&prompt(1), &params).expect("generate");
+    assert!(
+        restored.cached_tokens >= PREFIX_CHARS + 2,
+        "the shared prefix (BOS, `▁`, 2,000 letters) is restored"
+    );
+    group.bench_function("restored_in_process", |b| {
+        b.iter(|| {
+            i += 1;
+            cached.generate(&prompt(i), &params).expect("generate")
+        })
+    });
+    drop(cached);
+
+    group.bench_function("restored_after_restart", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                i += 1;
+                let fresh = load(&model_path, Some(bench_store(&store_dir)));
+                let started = Instant::now();
+                let out = fresh.generate(&prompt(i), &params).expect("generate");
+                total += started.elapsed();
+                assert!(out.cached_tokens >= PREFIX_CHARS + 2);
+            }
+            total
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("lookup");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    let model = load(&model_path, Some(bench_store(&store_dir)));
+    let unrelated = text(PREFIX_CHARS + SUFFIX_CHARS, 99);
+    assert_eq!(model.cached_prefix_tokens(&unrelated, false), 0);
+    group.bench_function("miss_2022_tokens", |b| b.iter(|| model.cached_prefix_tokens(&unrelated, false)));
+    assert!(model.cached_prefix_tokens(&prompt(5), false) >= PREFIX_CHARS + 2);
+    group.bench_function("hit_2022_tokens", |b| b.iter(|| model.cached_prefix_tokens(&prompt(5), false)));
+    group.finish();
+    drop(model);
+
+    bench_state_copy(c, &model_path, &prefix);
+}
+
+/// The state copy of a save, on a llama-cpp-2 context with the slots' parameters holding 2,000 tokens.
+fn bench_state_copy(c: &mut Criterion, model_path: &Path, prefix: &str) {
+    let backend = backend().expect("llama.cpp backend");
+    let model = LlamaModel::load_from_file(backend, model_path, &LlamaModelParams::default()).expect("load");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(SHAPE.n_ctx))
+        .with_n_batch(512)
+        .with_n_ubatch(512)
+        .with_n_seq_max(16)
+        .with_kv_unified(true)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend, params).expect("context");
+    let tokens = model.vocab().tokenize(prefix.as_bytes(), true, false);
+    let tokens = &tokens[..2000];
+    for (n, chunk) in tokens.chunks(512).enumerate() {
+        let mut batch = LlamaBatch::new(512, 1);
+        for (i, token) in chunk.iter().enumerate() {
+            batch.add(*token, (n * 512 + i) as i32, &[0], false).expect("batch");
+        }
+        ctx.decode(&mut batch).expect("prefill");
+    }
+    let flags = LlamaStateSeqFlags::empty();
+    let mut group = c.benchmark_group("save");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    group.bench_function("state_copy_2000_tokens", |b| {
+        b.iter(|| {
+            let size = ctx.state_seq_get_size_ext(0, flags);
+            let mut bytes = vec![0u8; size];
+            // SAFETY: `bytes` holds exactly the size llama.cpp just reported for sequence 0.
+            let written = unsafe { ctx.state_seq_get_data_ext(bytes.as_mut_ptr(), 0, flags) };
+            assert_eq!(written, size);
+            bytes
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

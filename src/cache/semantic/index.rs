@@ -1,0 +1,198 @@
+//! The semantic index in memory: unit-length vectors grouped by scope, searched by brute force within one
+//! group, bounded by a most-entries limit that drops the oldest first.
+//!
+//! A vector is stored under its request's response key, with the text it embeds (the guards compare
+//! texts). A group's vectors lie in one contiguous `f32` array, so a search is one pass of dot products
+//! (cosine similarity, the vectors being unit length) over that group alone: other groups are never read.
+//! docs/semantic-cache.md says why brute force rather than an approximate index.
+
+use std::collections::{HashMap, VecDeque};
+
+/// A scope group's identity: a hash of the request's canonical form without its last user message.
+pub type GroupId = [u8; 32];
+
+/// A stored vector found by a search.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// The response key it was stored under.
+    pub key: String,
+    /// The text it embeds.
+    pub text: String,
+    /// Cosine similarity to the query.
+    pub similarity: f32,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    keys: Vec<String>,
+    texts: Vec<String>,
+    vectors: Vec<f32>,
+}
+
+/// The index.
+#[derive(Debug)]
+pub struct Index {
+    dims: usize,
+    max_entries: usize,
+    groups: HashMap<GroupId, Group>,
+    /// Key → its group and insertion number.
+    slots: HashMap<String, (GroupId, u64)>,
+    /// Insertion numbers and keys, oldest first; an entry whose number no longer matches `slots` is stale.
+    order: VecDeque<(u64, String)>,
+    next: u64,
+}
+
+/// Makes `vector` unit length in place; false when it has no length (all zeros) or is not finite.
+pub fn normalize(vector: &mut [f32]) -> bool {
+    let norm = vector.iter().map(|x| f64::from(*x) * f64::from(*x)).sum::<f64>().sqrt();
+    if !norm.is_finite() || norm == 0.0 {
+        return false;
+    }
+    vector.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+    true
+}
+
+/// The dot product, eight lanes at a time (so the compiler vectorises it).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a8.zip(b8) {
+        for ((lane, x), y) in lanes.iter_mut().zip(x).zip(y) {
+            *lane += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+impl Index {
+    /// An empty index of `dims`-wide vectors holding at most `max_entries` (at least 1).
+    pub fn new(dims: usize, max_entries: usize) -> Self {
+        Self {
+            dims,
+            max_entries: max_entries.max(1),
+            groups: HashMap::new(),
+            slots: HashMap::new(),
+            order: VecDeque::new(),
+            next: 0,
+        }
+    }
+
+    /// The vectors' width.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// Vectors held.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Vectors in `group`.
+    pub fn group_len(&self, group: &GroupId) -> usize {
+        self.groups.get(group).map_or(0, |g| g.keys.len())
+    }
+
+    /// True when `key` has a vector.
+    pub fn contains(&self, key: &str) -> bool {
+        self.slots.contains_key(key)
+    }
+
+    /// Adds (or replaces) `key`'s unit-length `vector` and `text` in `group`; returns the keys dropped, oldest
+    /// first, to stay within `max_entries`. A vector of another width is refused (`None`).
+    pub fn insert(&mut self, group: GroupId, key: &str, text: &str, vector: &[f32]) -> Option<Vec<String>> {
+        if vector.len() != self.dims {
+            return None;
+        }
+        self.remove(key);
+        let g = self.groups.entry(group).or_default();
+        g.keys.push(key.to_string());
+        g.texts.push(text.to_string());
+        g.vectors.extend_from_slice(vector);
+        self.slots.insert(key.to_string(), (group, self.next));
+        self.order.push_back((self.next, key.to_string()));
+        self.next += 1;
+        let mut dropped = Vec::new();
+        while self.slots.len() > self.max_entries {
+            let Some((number, oldest)) = self.order.pop_front() else { break };
+            if self.slots.get(&oldest).is_some_and(|(_, n)| *n == number) {
+                self.remove(&oldest);
+                dropped.push(oldest);
+            }
+        }
+        self.compact_order();
+        Some(dropped)
+    }
+
+    /// Removes `key`'s vector; true when it had one.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let Some((group, _)) = self.slots.remove(key) else { return false };
+        if let Some(g) = self.groups.get_mut(&group)
+            && let Some(at) = g.keys.iter().position(|k| k == key)
+        {
+            g.keys.swap_remove(at);
+            g.texts.swap_remove(at);
+            let last = g.keys.len();
+            if at != last {
+                let (head, tail) = g.vectors.split_at_mut(last * self.dims);
+                head[at * self.dims..(at + 1) * self.dims].copy_from_slice(&tail[..self.dims]);
+            }
+            g.vectors.truncate(last * self.dims);
+            if g.keys.is_empty() {
+                self.groups.remove(&group);
+            }
+        }
+        true
+    }
+
+    /// Drops every vector.
+    pub fn clear(&mut self) {
+        self.groups.clear();
+        self.slots.clear();
+        self.order.clear();
+    }
+
+    /// The vectors of `group` whose cosine similarity to the unit-length `query` is at least `threshold`,
+    /// most similar first.
+    pub fn search(&self, group: &GroupId, query: &[f32], threshold: f32) -> Vec<Candidate> {
+        let Some(g) = self.groups.get(group).filter(|_| query.len() == self.dims) else { return Vec::new() };
+        let mut found: Vec<(usize, f32)> = g
+            .vectors
+            .chunks_exact(self.dims)
+            .map(|stored| dot(stored, query))
+            .enumerate()
+            .filter(|(_, similarity)| *similarity >= threshold)
+            .collect();
+        found.sort_by(|a, b| b.1.total_cmp(&a.1));
+        found
+            .into_iter()
+            .map(|(at, similarity)| Candidate {
+                key: g.keys[at].clone(),
+                text: g.texts[at].clone(),
+                similarity,
+            })
+            .collect()
+    }
+
+    /// Drops stale entries from the front of the insertion order, and rebuilds it when mostly stale.
+    fn compact_order(&mut self) {
+        while let Some((number, key)) = self.order.front() {
+            if self.slots.get(key).is_some_and(|(_, n)| n == number) {
+                break;
+            }
+            self.order.pop_front();
+        }
+        if self.order.len() > 2 * self.slots.len() + 64 {
+            let slots = &self.slots;
+            self.order.retain(|(number, key)| slots.get(key).is_some_and(|(_, n)| n == number));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

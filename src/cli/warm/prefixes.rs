@@ -1,0 +1,117 @@
+//! `inferno cache warm --prefixes FILE`: the job step that runs a prefixes file through one model with the
+//! KV store attached (`warm/prefixes.rs`), with its progress bar and its lines of output.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use super::{Job, Target};
+use crate::warm::prefixes::PrefixLine;
+
+impl Job<'_> {
+    /// Runs the prefixes through one model; each prefix is one step. Only a process that holds the cache can
+    /// store states.
+    pub(super) fn step_prefixes(&mut self, target: &Target, file: &Path, lines: &[PrefixLine], model: &Path) {
+        let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let steps = lines.len() as u64;
+        let Some(manager) = target.manager() else {
+            let error = match target {
+                Target::Server(server) => format!(
+                    "prefix states through {name} not stored: {} holds the cache; its own slots save the \
+                     states of the requests it serves, or stop it and warm again",
+                    server.describe()
+                ),
+                _ => format!("prefix states through {name} not stored: another process holds the cache"),
+            };
+            let _ = writeln!(self.text, "{error}");
+            self.progress.errors.push(error);
+            self.progress.done_steps += steps;
+            return self.save();
+        };
+        self.progress.current = Some(format!("{} through {name}", file.display()));
+        self.save();
+        self.run_prefixes(manager, file, lines, model, &name);
+    }
+
+    #[cfg(feature = "llama")]
+    fn run_prefixes(
+        &mut self,
+        manager: &std::sync::Arc<crate::cache::Manager>,
+        file: &Path,
+        lines: &[PrefixLine],
+        model: &Path,
+        name: &str,
+    ) {
+        use indicatif::{ProgressBar, ProgressStyle};
+
+        use crate::warm::prefixes::warm_prefixes;
+        use crate::warm::progress;
+
+        let steps = lines.len() as u64;
+        let bar = if self.bar.is_hidden() {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(steps).with_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} prefixes ({eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            )
+        };
+        bar.set_message(name.to_string());
+        let dir = self.dir.clone();
+        let progress = &mut self.progress;
+        let outcome = warm_prefixes(manager, model, file, lines, |_| {
+            progress.done_steps += 1;
+            bar.inc(1);
+            if let Err(e) = progress::write(&dir, progress) {
+                tracing::warn!("cannot write the warm progress file: {e}");
+            }
+        });
+        bar.finish_and_clear();
+        match outcome {
+            Ok(report) => {
+                let _ = writeln!(
+                    self.text,
+                    "Prefixes through {}: {} prefixes ({} tokens), {} KV states stored, {} not stored, {} too \
+                     short to save (cache.kv.min_prefix_tokens), {} failed ({:.1} s)",
+                    report.model,
+                    report.prompts,
+                    report.prompt_tokens,
+                    report.states_stored,
+                    report.states_dropped,
+                    report.too_short,
+                    report.failed.len(),
+                    report.elapsed_s,
+                );
+                for (line, error) in &report.failed {
+                    let _ = writeln!(self.text, "  line {line}: {error}");
+                    self.progress.errors.push(format!("{}:{line}: {error}", file.display()));
+                }
+                self.prefixes.push(serde_json::to_value(&report).unwrap_or_default());
+            }
+            Err(e) => {
+                let _ = writeln!(self.text, "failed prefixes through {name}: {e}");
+                self.progress.errors.push(e.to_string());
+                self.progress.done_steps += steps;
+            }
+        }
+        self.save();
+    }
+
+    #[cfg(not(feature = "llama"))]
+    fn run_prefixes(
+        &mut self,
+        _: &std::sync::Arc<crate::cache::Manager>,
+        _: &Path,
+        lines: &[PrefixLine],
+        _: &Path,
+        name: &str,
+    ) {
+        let error = format!(
+            "prefixes through {name}: inferno was built without the `llama` feature, so no model can prefill them"
+        );
+        let _ = writeln!(self.text, "{error}");
+        self.progress.errors.push(error);
+        self.progress.done_steps += lines.len() as u64;
+        self.save();
+    }
+}
