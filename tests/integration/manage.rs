@@ -301,7 +301,8 @@ fn disk_usage_adds_up_to_the_files_in_the_cache_dir() {
                 ("response".to_string(), entries),
                 ("model".into(), 0),
                 ("metadata".into(), 0),
-                ("kv".into(), 0)
+                ("kv".into(), 0),
+                ("semantic".into(), 0)
             ]
         );
 

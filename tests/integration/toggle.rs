@@ -59,7 +59,7 @@ fn enable_and_disable_switch_kinds_and_status_follows() {
     let text = ok(&sb, &["cache", "enable", "--type", "model,response"]);
     assert!(
         text.starts_with(
-            "model caching enabled, response caching enabled, metadata caching stays off, kv caching stays off (written to "
+            "model caching enabled, response caching enabled, metadata caching stays off, kv caching stays off, semantic caching stays off (written to "
         ),
         "{text}"
     );
