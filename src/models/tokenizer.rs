@@ -80,6 +80,8 @@ pub struct LoadedTokenizer {
     stamp: FileStamp,
     fingerprint: String,
     pad_id: u32,
+    /// Token ids with added tokens, counted once: the tokenizer counts them by copying its whole vocabulary.
+    vocab_size: usize,
     tokenizer: Tokenizer,
 }
 
@@ -107,7 +109,8 @@ impl LoadedTokenizer {
             .or_else(|| ["[PAD]", "<pad>", "<|padding|>"].iter().find_map(|t| tokenizer.token_to_id(t)))
             .unwrap_or(0);
         let fingerprint = format!("blake3:{}", blake3::hash(&bytes).to_hex());
-        Ok(Self { path: path.to_path_buf(), stamp, fingerprint, pad_id, tokenizer })
+        let vocab_size = tokenizer.get_vocab_size(true);
+        Ok(Self { path: path.to_path_buf(), stamp, fingerprint, pad_id, vocab_size, tokenizer })
     }
 
     /// The same tokenizer with no padding and truncating at `max_tokens` (special tokens included): for one
@@ -143,7 +146,7 @@ impl LoadedTokenizer {
 
     /// How many token ids there are (added tokens included): valid ids are below it.
     pub fn vocab_size(&self) -> usize {
-        self.tokenizer.get_vocab_size(true)
+        self.vocab_size
     }
 
     /// Tokenizes `texts` with special tokens, one row per text. Rows may differ in length unless the
