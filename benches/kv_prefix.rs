@@ -4,7 +4,8 @@
 //!
 //! The model is issue 16's synthetic llama, written by the bench into a temp dir: n_embd 512, 8 blocks, 8
 //! heads, n_ff 2048, context 4096, F32 weights (all zero: llama.cpp computes the same matmuls whatever the
-//! values), about 34M parameters. States go to a file-per-key store in a temp dir ([`bench_store`]).
+//! values), about 34M parameters. States go to the cache engine's KV store over a `persistent` cache in a temp
+//! dir ([`bench_store`]): in process a restore reads the KV memory tier, after a restart the disk tier.
 //!
 //! Benchmarks (criterion, flat sampling, 10 samples):
 //!
@@ -13,8 +14,8 @@
 //!    `ttft/restored_in_process`: the same request on a model whose prefix cache holds the prefix (saved by
 //!    one earlier request with another suffix): a restore of the 2,002 shared tokens (BOS, `▁`, 2,000 letters),
 //!    then the 20-token suffix decoded.
-//!    `ttft/restored_after_restart`: the same on a fresh model instance over a fresh store handle on the same
-//!    directory, loaded outside the timing (the state file is read from the OS page cache).
+//!    `ttft/restored_after_restart`: the same on a fresh model instance over a freshly opened cache on the
+//!    same directory, both opened outside the timing (the state's record is read from the OS page cache).
 //! 2. `lookup/miss_2022_tokens`: [`GgufModel::cached_prefix_tokens`] for a 2,022-token prompt that shares no
 //!    block with anything stored (tokenizing, hashing its 7 blocks of 256, 7 index lookups); compare with
 //!    `ttft/cold`, the prefill it would precede. `lookup/hit_2022_tokens`: the same for the warm prompt (the
@@ -31,6 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use inferno::cache::kv::KvStore;
+use inferno::cache::{Access, Manager};
+use inferno::config::CacheConfig;
 use inferno::models::gguf::tiny::LlamaShape;
 use inferno::models::llama::{GenerateParams, GgufModel, SlotConfig, backend};
 use inferno::models::prefix::{PrefixConfig, PrefixStore};
@@ -45,37 +49,12 @@ const SHAPE: LlamaShape =
 const PREFIX_CHARS: usize = 2000;
 const SUFFIX_CHARS: usize = 20;
 
-/// A file per key under `dir`: what the bench restores from. Swap in the cache engine's `kv` store here.
+/// The cache engine's store of KV states (`KvStore`, what `inferno serve` gives the slots) over a
+/// `persistent` cache in `dir` with the default `[cache.kv]`: states in its own memory tier and on disk.
 fn bench_store(dir: &Path) -> Arc<dyn PrefixStore> {
-    Arc::new(FileStore(dir.to_path_buf()))
-}
-
-#[derive(Debug)]
-struct FileStore(PathBuf);
-
-impl FileStore {
-    fn path(&self, key: &[u8; 32]) -> PathBuf {
-        self.0.join(key.iter().map(|b| format!("{b:02x}")).collect::<String>())
-    }
-}
-
-impl PrefixStore for FileStore {
-    fn contains(&self, key: &[u8; 32]) -> bool {
-        self.path(key).exists()
-    }
-    fn get(&self, key: &[u8; 32]) -> Option<Arc<[u8]>> {
-        std::fs::read(self.path(key)).ok().map(Arc::from)
-    }
-    fn put(&self, key: &[u8; 32], bytes: &[u8]) {
-        let tmp = self.0.join(".tmp");
-        if std::fs::write(&tmp, bytes).is_ok() {
-            let _ = std::fs::rename(&tmp, self.path(key));
-        }
-    }
-    fn remove(&self, key: &[u8; 32]) {
-        let _ = std::fs::remove_file(self.path(key));
-    }
-    fn reused(&self, _tokens: u64, _seconds_saved: f64) {}
+    let config = CacheConfig { base_dir: dir.to_path_buf(), ..CacheConfig::default() };
+    let manager = Arc::new(Manager::open(&config, Access::ReadWrite).expect("open the cache"));
+    Arc::new(KvStore::new(manager).expect("start the KV store's writer"))
 }
 
 /// Writes the bench model into `dir`.
