@@ -52,8 +52,32 @@ pub fn normalize(vector: &mut [f32]) -> bool {
     true
 }
 
-/// The dot product, eight lanes at a time (so the compiler vectorises it).
+/// The dot product of `a` and `b` (over the shorter), in 8 lanes summed at the end. On x86-64 CPUs with
+/// AVX2 the same operations run in one 256-bit register (same order, so the same result to the bit).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_fn()(a, b)
+}
+
+/// [`dot`] for this CPU, chosen once per call site (a search picks it once for the whole scan).
+fn dot_fn() -> fn(&[f32], &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        return |a, b| {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { dot_avx2(a, b) }
+        };
+    }
+    dot_lanes
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
+}
+
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
@@ -161,6 +185,7 @@ impl Index {
     /// most similar first.
     pub fn search(&self, group: &GroupId, query: &[f32], threshold: f32) -> Vec<Candidate> {
         let Some(g) = self.groups.get(group).filter(|_| query.len() == self.dims) else { return Vec::new() };
+        let dot = dot_fn();
         let mut found: Vec<(usize, f32)> = g
             .vectors
             .chunks_exact(self.dims)

@@ -134,3 +134,14 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The dot product this CPU gets (AVX2 where it has it) is the portable one to the bit, at every length.
+    #[test]
+    fn the_dispatched_dot_product_is_the_portable_one(
+        pairs in proptest::collection::vec((-1.0f32..1.0, -1.0f32..1.0), 0..400)
+    ) {
+        let (a, b): (Vec<f32>, Vec<f32>) = pairs.into_iter().unzip();
+        prop_assert_eq!(dot(&a, &b).to_bits(), dot_lanes(&a, &b).to_bits());
+    }
+}
