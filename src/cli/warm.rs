@@ -347,19 +347,28 @@ impl<'a> Job<'a> {
         self.run_prompts(manager, prompts, model, &name, steps);
     }
 
+    /// A bar counting `steps` of `unit` (prompts, prefixes) for model `name`; hidden when this job's is.
     #[cfg(feature = "llama")]
-    fn run_prompts(&mut self, manager: &Manager, prompts: &Path, model: &Path, name: &str, steps: u64) {
-        use crate::warm::responses::{PromptOutcome, warm_responses};
+    fn step_bar(&self, steps: u64, unit: &str, name: &str) -> ProgressBar {
         let bar = if self.bar.is_hidden() {
             ProgressBar::hidden()
         } else {
             ProgressBar::new(steps).with_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} prompts ({eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(&format!(
+                    "{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{eta}})"
+                ))
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             )
         };
         bar.set_message(name.to_string());
+        bar
+    }
+
+    #[cfg(feature = "llama")]
+    fn run_prompts(&mut self, manager: &Manager, prompts: &Path, model: &Path, name: &str, steps: u64) {
+        use crate::warm::responses::{PromptOutcome, warm_responses};
+        let bar = self.step_bar(steps, "prompts", name);
         let dir = self.dir.clone();
         let progress = &mut self.progress;
         let outcome = warm_responses(manager, model, prompts, |line, outcome| {

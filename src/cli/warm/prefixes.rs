@@ -41,22 +41,11 @@ impl Job<'_> {
         model: &Path,
         name: &str,
     ) {
-        use indicatif::{ProgressBar, ProgressStyle};
-
         use crate::warm::prefixes::warm_prefixes;
         use crate::warm::progress;
 
         let steps = lines.len() as u64;
-        let bar = if self.bar.is_hidden() {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(steps).with_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} prefixes ({eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            )
-        };
-        bar.set_message(name.to_string());
+        let bar = self.step_bar(steps, "prefixes", name);
         let dir = self.dir.clone();
         let progress = &mut self.progress;
         let outcome = warm_prefixes(manager, model, file, lines, |_| {
