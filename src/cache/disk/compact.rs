@@ -180,6 +180,8 @@ impl DiskStore {
                 }
             }
         }
+        // Sorted after the read lock is let go: a put waiting for the index must not wait for the sort too.
+        drop(state);
         items.sort_unstable_by_key(|(seq, _, _, _)| *seq);
         items
     }
