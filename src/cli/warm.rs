@@ -328,23 +328,46 @@ impl<'a> Job<'a> {
     fn step_responses(&mut self, target: &Target, prompts: &Path, model: &Path) {
         let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let steps = warm_steps(prompts);
-        let Some(manager) = target.manager() else {
-            let error = match target {
-                Target::Server(server) => format!(
-                    "responses through {name} not stored: {} holds the cache; send the prompts to its \
-                     /v1/chat/completions (deterministic requests are stored), or stop it and warm again",
-                    server.describe()
-                ),
-                _ => format!("responses through {name} not stored: another process holds the cache"),
-            };
-            let _ = writeln!(self.text, "{error}");
-            self.progress.errors.push(error);
-            self.progress.done_steps += steps;
-            return self.save();
+        let instead = "send the prompts to its /v1/chat/completions (deterministic requests are stored)";
+        let Some(manager) = self.holder_of(target, &format!("responses through {name}"), instead, steps)
+        else {
+            return;
         };
         self.progress.current = Some(format!("{} through {name}", prompts.display()));
         self.save();
         self.run_prompts(manager, prompts, model, &name, steps);
+    }
+
+    /// The cache's manager when this process holds the cache; otherwise `what` (a step's stores) failed as a
+    /// whole, saying who holds the cache and, for a running server, what to do `instead`.
+    fn holder_of<'t>(
+        &mut self,
+        target: &'t Target,
+        what: &str,
+        instead: &str,
+        steps: u64,
+    ) -> Option<&'t Arc<Manager>> {
+        if let Some(manager) = target.manager() {
+            return Some(manager);
+        }
+        let error = match target {
+            Target::Server(server) => format!(
+                "{what} not stored: {} holds the cache; {instead}, or stop it and warm again",
+                server.describe()
+            ),
+            _ => format!("{what} not stored: another process holds the cache"),
+        };
+        self.steps_failed(error.clone(), error, steps);
+        self.save();
+        None
+    }
+
+    /// A warming step that failed as a whole: `shown` in the report, `recorded` among the progress file's
+    /// errors, and its `steps` counted as done.
+    fn steps_failed(&mut self, shown: String, recorded: String, steps: u64) {
+        let _ = writeln!(self.text, "{shown}");
+        self.progress.errors.push(recorded);
+        self.progress.done_steps += steps;
     }
 
     /// A bar counting `steps` of `unit` (prompts, prefixes) for model `name`; hidden when this job's is.
@@ -383,11 +406,7 @@ impl<'a> Job<'a> {
                     progress.errors.push(format!("{}:{line}: {error}", prompts.display()))
                 }
             }
-            progress.done_steps += 1;
-            bar.inc(1);
-            if let Err(e) = progress::write(&dir, progress) {
-                tracing::warn!("cannot write the warm progress file: {e}");
-            }
+            step_done(progress, &dir, &bar);
         });
         bar.finish_and_clear();
         match outcome {
@@ -421,9 +440,7 @@ impl<'a> Job<'a> {
                 self.responses.push(serde_json::to_value(&report).unwrap_or_default());
             }
             Err(e) => {
-                let _ = writeln!(self.text, "failed responses through {name}: {e}");
-                self.progress.errors.push(e.to_string());
-                self.progress.done_steps += steps;
+                self.steps_failed(format!("failed responses through {name}: {e}"), e.to_string(), steps);
             }
         }
         self.save();
@@ -434,9 +451,7 @@ impl<'a> Job<'a> {
         let error = format!(
             "responses through {name}: inferno was built without the `llama` feature, so no model can answer prompts"
         );
-        let _ = writeln!(self.text, "{error}");
-        self.progress.errors.push(error);
-        self.progress.done_steps += steps;
+        self.steps_failed(error.clone(), error, steps);
         self.save();
     }
 
@@ -486,4 +501,14 @@ fn describe(r: &ModelWarmReport) -> String {
         r.read_mb_per_s,
         r.load_ms,
     )
+}
+
+/// One step of a model's prompts or prefixes done: counted, shown on the bar, written to the progress file.
+#[cfg(feature = "llama")]
+fn step_done(progress: &mut Progress, dir: &Path, bar: &ProgressBar) {
+    progress.done_steps += 1;
+    bar.inc(1);
+    if let Err(e) = progress::write(dir, progress) {
+        tracing::warn!("cannot write the warm progress file: {e}");
+    }
 }

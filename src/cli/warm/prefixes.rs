@@ -1,6 +1,7 @@
 //! `inferno cache warm --prefixes FILE`: the job step that runs a prefixes file through one model with the
 //! KV store attached (`warm/prefixes.rs`), with its progress bar and its lines of output.
 
+#[cfg(feature = "llama")]
 use std::fmt::Write;
 use std::path::Path;
 
@@ -13,19 +14,10 @@ impl Job<'_> {
     pub(super) fn step_prefixes(&mut self, target: &Target, file: &Path, lines: &[PrefixLine], model: &Path) {
         let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let steps = lines.len() as u64;
-        let Some(manager) = target.manager() else {
-            let error = match target {
-                Target::Server(server) => format!(
-                    "prefix states through {name} not stored: {} holds the cache; its own slots save the \
-                     states of the requests it serves, or stop it and warm again",
-                    server.describe()
-                ),
-                _ => format!("prefix states through {name} not stored: another process holds the cache"),
-            };
-            let _ = writeln!(self.text, "{error}");
-            self.progress.errors.push(error);
-            self.progress.done_steps += steps;
-            return self.save();
+        let instead = "its own slots save the states of the requests it serves";
+        let Some(manager) = self.holder_of(target, &format!("prefix states through {name}"), instead, steps)
+        else {
+            return;
         };
         self.progress.current = Some(format!("{} through {name}", file.display()));
         self.save();
@@ -42,18 +34,13 @@ impl Job<'_> {
         name: &str,
     ) {
         use crate::warm::prefixes::warm_prefixes;
-        use crate::warm::progress;
 
         let steps = lines.len() as u64;
         let bar = self.step_bar(steps, "prefixes", name);
         let dir = self.dir.clone();
         let progress = &mut self.progress;
         let outcome = warm_prefixes(manager, model, file, lines, |_| {
-            progress.done_steps += 1;
-            bar.inc(1);
-            if let Err(e) = progress::write(&dir, progress) {
-                tracing::warn!("cannot write the warm progress file: {e}");
-            }
+            super::step_done(progress, &dir, &bar);
         });
         bar.finish_and_clear();
         match outcome {
@@ -78,9 +65,7 @@ impl Job<'_> {
                 self.prefixes.push(serde_json::to_value(&report).unwrap_or_default());
             }
             Err(e) => {
-                let _ = writeln!(self.text, "failed prefixes through {name}: {e}");
-                self.progress.errors.push(e.to_string());
-                self.progress.done_steps += steps;
+                self.steps_failed(format!("failed prefixes through {name}: {e}"), e.to_string(), steps);
             }
         }
         self.save();
@@ -98,9 +83,7 @@ impl Job<'_> {
         let error = format!(
             "prefixes through {name}: inferno was built without the `llama` feature, so no model can prefill them"
         );
-        let _ = writeln!(self.text, "{error}");
-        self.progress.errors.push(error);
-        self.progress.done_steps += lines.len() as u64;
+        self.steps_failed(error.clone(), error, lines.len() as u64);
         self.save();
     }
 }
