@@ -19,7 +19,8 @@
 //! 2. `lookup/miss_2022_tokens`: [`GgufModel::cached_prefix_tokens`] for a 2,022-token prompt that shares no
 //!    block with anything stored (tokenizing, hashing its 7 blocks of 256, 7 index lookups); compare with
 //!    `ttft/cold`, the prefill it would precede. `lookup/hit_2022_tokens`: the same for the warm prompt (the
-//!    record read and checked too; the restore itself is not run).
+//!    record read and checked too; the restore itself is not run); `lookup/hit_2022_tokens_after_restart`:
+//!    the same on a fresh model and cache (the record read from the disk tier, the OS page cache warm).
 //! 3. `save/state_copy_2000_tokens`: what a save costs the decode thread: llama.cpp's size query and copy of
 //!    a 2,000-token sequence state into a zeroed buffer of that size (llama-cpp-2 directly, on a context
 //!    with the slots' parameters); the record's checksum and the write run on the saver thread.
@@ -144,8 +145,21 @@ fn bench(c: &mut Criterion) {
     group.bench_function("miss_2022_tokens", |b| b.iter(|| model.cached_prefix_tokens(&unrelated, false)));
     assert!(model.cached_prefix_tokens(&prompt(5), false) >= PREFIX_CHARS + 2);
     group.bench_function("hit_2022_tokens", |b| b.iter(|| model.cached_prefix_tokens(&prompt(5), false)));
-    group.finish();
     drop(model);
+    group.bench_function("hit_2022_tokens_after_restart", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let fresh = load(&model_path, Some(bench_store(&store_dir)));
+                let started = Instant::now();
+                let found = fresh.cached_prefix_tokens(&prompt(5), false);
+                total += started.elapsed();
+                assert!(found >= PREFIX_CHARS + 2);
+            }
+            total
+        })
+    });
+    group.finish();
 
     bench_state_copy(c, &model_path, &prefix);
 }

@@ -269,6 +269,32 @@ pub fn decode(bytes: &[u8], verify: bool) -> Result<Record<'_>, FrameError> {
     Ok(Record { header, key, name, refs, value })
 }
 
+/// Checks a record read in two parts, `head` (header, key, name and refs) and its `value`, as [`decode`]
+/// does for one slice (the checksum only with `verify`); returns the header. Lets a large value be read
+/// straight into its own buffer.
+pub fn check_split(head: &[u8], value: &[u8], verify: bool) -> Result<Header, FrameError> {
+    let header = decode_header(head)?;
+    if header.value_len as usize != value.len() || header.record_len() != head.len() + value.len() {
+        return Err(FrameError::Truncated);
+    }
+    if verify {
+        let mut hasher = Xxh3::new();
+        hasher.update(&head[..CHECKSUM_OFFSET]);
+        hasher.update(&head[HEADER_LEN..]);
+        hasher.update(value);
+        let computed = hasher.digest();
+        if computed != header.checksum {
+            return Err(FrameError::Checksum { stored: header.checksum, computed });
+        }
+    }
+    Ok(header)
+}
+
+/// Length of the part of a record before its value: header, key, name and refs.
+pub fn head_len(header: &Header) -> usize {
+    header.record_len() - header.value_len as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +371,26 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut], true).is_err());
         }
+    }
+
+    #[test]
+    fn a_record_checked_in_two_parts_reads_as_in_one_and_every_flipped_bit_is_caught() {
+        let bytes = sample();
+        let head = head_len(&decode_header(&bytes).unwrap());
+        assert_eq!(head, bytes.len() - 2, "the value is the record's last bytes");
+        let header = check_split(&bytes[..head], &bytes[head..], true).unwrap();
+        assert_eq!(header, decode(&bytes, true).unwrap().header);
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut damaged = bytes.clone();
+                damaged[i] ^= 1 << bit;
+                assert!(
+                    check_split(&damaged[..head], &damaged[head..], true).is_err(),
+                    "flip of bit {bit} in byte {i} went unnoticed"
+                );
+            }
+        }
+        assert!(check_split(&bytes[..head], &bytes[head..head + 1], true).is_err(), "a short value");
+        assert!(check_split(&bytes[..head - 1], &bytes[head..], true).is_err(), "a short head");
     }
 }

@@ -63,7 +63,7 @@ fn a_full_disk_drops_writes_loudly_and_writes_resume_when_space_returns() {
     assert!(!indexed.is_empty() && indexed.len() < 2000, "{} entries kept", indexed.len());
     for (_, key, _) in &indexed {
         let key = String::from_utf8(key.clone()).unwrap();
-        let got = store.get(1, key.as_bytes()).unwrap().map(|e| e.value);
+        let got = store.get(1, key.as_bytes()).unwrap().map(|e| e.value.to_vec());
         assert_eq!(got, Some(value(&key)), "{key}");
     }
     assert_eq!(store.counters().checksum_failures.load(std::sync::atomic::Ordering::Relaxed), 0);
@@ -76,10 +76,10 @@ fn a_full_disk_drops_writes_loudly_and_writes_resume_when_space_returns() {
     let kept: Vec<Vec<u8>> = store.entries().into_iter().map(|(_, k, _)| k).collect();
     drop(store);
     let reopened = DiskStore::open(options()).unwrap();
-    assert_eq!(reopened.get(1, b"after").unwrap().map(|e| e.value), Some(value("after")));
+    assert_eq!(reopened.get(1, b"after").unwrap().map(|e| e.value.to_vec()), Some(value("after")));
     for key in kept {
         let text = String::from_utf8(key.clone()).unwrap();
-        assert_eq!(reopened.get(1, &key).unwrap().map(|e| e.value), Some(value(&text)), "{text}");
+        assert_eq!(reopened.get(1, &key).unwrap().map(|e| e.value.to_vec()), Some(value(&text)), "{text}");
     }
     assert!(reopened.verify(false).unwrap().is_clean());
 }

@@ -79,7 +79,8 @@ impl Oracle {
         for (key, allowed) in &self.allowed {
             let got =
                 store.get(1, key_of(*key).as_bytes()).unwrap_or_else(|e| panic!("{what}: read failed: {e}"));
-            let got = got.map(|e| Seen { value: e.value, chunk: e.chunks.first().map(|c| c.bytes.clone()) });
+            let got = got
+                .map(|e| Seen { value: e.value.to_vec(), chunk: e.chunks.first().map(|c| c.bytes.to_vec()) });
             assert!(
                 allowed.contains(&got),
                 "{what}: key {key} reads {got:?}; the workload allows only {allowed:?}"
@@ -272,7 +273,7 @@ fn open_and_check(dir: &Path, image: &MemFs, oracle: &Oracle, what: &str, strict
     drop(store);
     let reopened = DiskStore::open(options(dir, &image.crash_now(CrashMode::Strict))).unwrap();
     assert_eq!(
-        reopened.get(1, key_of(KEYS + 1).as_bytes()).unwrap().map(|e| e.value),
+        reopened.get(1, key_of(KEYS + 1).as_bytes()).unwrap().map(|e| e.value.to_vec()),
         Some(b"after".to_vec()),
         "{what}"
     );
@@ -384,7 +385,7 @@ fn a_failed_write_is_counted_and_clears() {
     assert_eq!(store.write_faults().current, None);
     drop(store);
     let store = DiskStore::open(options(&dir, &fs.crash_now(CrashMode::Strict))).unwrap();
-    let get = |k: usize| store.get(1, key_of(k).as_bytes()).unwrap().map(|e| e.value);
+    let get = |k: usize| store.get(1, key_of(k).as_bytes()).unwrap().map(|e| e.value.to_vec());
     assert_eq!((get(1), get(2), get(3)), (Some(b"kept".to_vec()), None, Some(b"resumed".to_vec())));
 }
 

@@ -143,7 +143,7 @@ pub struct StoredEntry {
     /// Codec id of `value`.
     pub codec: u8,
     /// Stored value bytes (the envelope when deduplicated, else the whole value).
-    pub value: Vec<u8>,
+    pub value: Arc<[u8]>,
     /// Decoded length of `value`.
     pub raw_len: u32,
     /// The payload's chunks, in order.
@@ -164,7 +164,7 @@ pub struct StoredChunk {
     /// Codec id of `bytes`.
     pub codec: u8,
     /// Stored bytes.
-    pub bytes: Vec<u8>,
+    pub bytes: Arc<[u8]>,
     /// Decoded length.
     pub raw_len: u32,
 }

@@ -2,11 +2,13 @@
 //! from the segment files (or from the writer's buffer for records not yet written out). A read that loses a
 //! race with compaction looks again; only a record that fails where the index still places it is damage.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 
 use super::index::{EntrySlot, Loc};
+use super::segment::SegmentReader;
 use super::{DiskError, DiskStore, StoredChunk, StoredEntry};
 use crate::cache::clock::now_ms;
 use crate::cache::record::{self, BlobRef};
@@ -99,22 +101,12 @@ impl DiskStore {
 
     /// Reads and checks the record at `loc`; `None` when it cannot be read there or fails its check (the
     /// caller decides whether that is damage or a lost race).
-    fn read_value(&self, loc: Loc) -> Result<Option<(u8, Vec<u8>, u32)>, DiskError> {
+    fn read_value(&self, loc: Loc) -> Result<Option<(u8, Arc<[u8]>, u32)>, DiskError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         let verify = self.options.verify_checksums;
-        let decode = |bytes: &[u8]| match record::decode(bytes, verify) {
-            Ok(r) => Some((r.header.codec, r.value.to_vec(), r.header.raw_len)),
-            Err(_) => None,
-        };
         let found = {
             let state = self.state.read();
-            match state.readers.get(&loc.segment) {
-                Some(reader) => {
-                    let mut buf = Vec::new();
-                    Some(reader.read(loc.offset, loc.len as usize, &mut buf).ok().and_then(decode))
-                }
-                None => None,
-            }
+            state.readers.get(&loc.segment).map(|reader| read_checked(reader, loc, verify))
         };
         let found = match found {
             Some(Some(found)) => Some(found),
@@ -124,16 +116,13 @@ impl DiskStore {
                 match w {
                     Some(w) if w.id == loc.segment && loc.offset >= w.flushed => {
                         let start = (loc.offset - w.flushed) as usize;
-                        w.buf.get(start..start + loc.len as usize).and_then(decode)
+                        w.buf.get(start..start + loc.len as usize).and_then(|b| value_of(b, verify))
                     }
                     // Written out by the writer since the first attempt: read the file again.
                     Some(w) if w.id == loc.segment => {
                         let state = self.state.read();
-                        let mut buf = Vec::new();
-                        let reader = state.readers.get(&loc.segment);
-                        let found = reader
-                            .and_then(|r| r.read(loc.offset, loc.len as usize, &mut buf).ok())
-                            .and_then(decode);
+                        let found =
+                            state.readers.get(&loc.segment).and_then(|r| read_checked(r, loc, verify));
                         drop(w);
                         found
                     }
@@ -143,4 +132,40 @@ impl DiskStore {
         };
         Ok(found)
     }
+}
+
+/// Records at least this long are read in two parts from a segment file, the value straight into the buffer
+/// that is returned (a KV state of tens of megabytes is then copied once, by the kernel); shorter ones in one
+/// read, the value copied out.
+const SPLIT_READ_BYTES: usize = 256 * 1024;
+
+/// The codec, value and decoded length of the record at `loc` in `reader`, when it reads and decodes (and,
+/// with `verify`, its checksum matches).
+fn read_checked(reader: &SegmentReader, loc: Loc, verify: bool) -> Option<(u8, Arc<[u8]>, u32)> {
+    let len = loc.len as usize;
+    if reader.is_mapped() || len < SPLIT_READ_BYTES {
+        let mut buf = Vec::new();
+        return value_of(reader.read(loc.offset, len, &mut buf).ok()?, verify);
+    }
+    let mut head = Vec::new();
+    let header = record::decode_header(reader.read(loc.offset, record::HEADER_LEN, &mut head).ok()?).ok()?;
+    let head_len = record::head_len(&header);
+    if header.record_len() != len {
+        return None;
+    }
+    reader.read(loc.offset, head_len, &mut head).ok()?;
+    // Zeroed by the allocator: fresh pages for a large value, not written twice.
+    // SAFETY: zeroed bytes are valid `u8`s.
+    let mut value = unsafe { Arc::<[u8]>::new_zeroed_slice(header.value_len as usize).assume_init() };
+    let buf = Arc::get_mut(&mut value).expect("just allocated, not shared");
+    reader.read_into(loc.offset + head_len as u64, buf).ok()?;
+    let header = record::check_split(&head, &value, verify).ok()?;
+    Some((header.codec, value, header.raw_len))
+}
+
+/// The codec, value (copied out) and decoded length of the record that starts `bytes`, when it decodes (and,
+/// with `verify`, its checksum matches).
+fn value_of(bytes: &[u8], verify: bool) -> Option<(u8, Arc<[u8]>, u32)> {
+    let r = record::decode(bytes, verify).ok()?;
+    Some((r.header.codec, r.value.into(), r.header.raw_len))
 }

@@ -107,11 +107,34 @@ impl SegmentReader {
                 (**map).as_ref().get(start..start.saturating_add(len)).ok_or(FrameError::Truncated)
             }
             Self::File(file) => {
-                buf.resize(len, 0);
+                if buf.capacity() == 0 {
+                    // Zeroed by the allocator (fresh pages for a large value) rather than written twice.
+                    *buf = vec![0; len];
+                } else {
+                    buf.resize(len, 0);
+                }
                 file.read_at(buf, offset).map_err(|_| FrameError::Truncated)?;
                 Ok(buf)
             }
         }
+    }
+
+    /// Fills `buf` with the bytes at `offset`.
+    pub fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<(), FrameError> {
+        match self {
+            Self::Mapped(map) => {
+                let start = usize::try_from(offset).map_err(|_| FrameError::Truncated)?;
+                let end = start.checked_add(buf.len()).ok_or(FrameError::Truncated)?;
+                buf.copy_from_slice((**map).as_ref().get(start..end).ok_or(FrameError::Truncated)?);
+                Ok(())
+            }
+            Self::File(file) => file.read_at(buf, offset).map_err(|_| FrameError::Truncated),
+        }
+    }
+
+    /// True when reads borrow from a memory map rather than copying into the caller's buffer.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, Self::Mapped(_))
     }
 }
 

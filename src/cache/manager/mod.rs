@@ -441,11 +441,15 @@ impl Manager {
         let Some(disk) = &self.disk else {
             return Ok(self.read_through(kind, key));
         };
-        let Some(stored) = disk.get(kind.code(), key.as_bytes())? else {
+        let Some(mut stored) = disk.get(kind.code(), key.as_bytes())? else {
             return Ok(self.read_through(kind, key));
         };
-        let bytes: Arc<[u8]> = match self.decode(self.sealer.as_deref(), kind, key, &stored) {
-            Ok(bytes) => bytes.into(),
+        let decoded = match values::take_plain(&mut stored) {
+            Some(value) => Ok(value),
+            None => self.decode(self.sealer.as_deref(), kind, key, &stored).map(Arc::from),
+        };
+        let bytes = match decoded {
+            Ok(bytes) => bytes,
             Err(err @ (CacheError::Sealed { .. } | CacheError::Decode { .. })) => {
                 // Another key's value, a forged one, or one whose dictionary is gone: never served, counted
                 // as a miss.

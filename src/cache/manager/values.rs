@@ -10,6 +10,7 @@
 //! Response heads and chunks are compressed with the current trained dictionary when there is one
 //! (`dictionary.rs`); reading takes the dictionary each part's zstd frame names, whichever is current.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{CacheError, Manager, SplitValue};
@@ -181,6 +182,15 @@ impl Manager {
     ) -> Result<Vec<u8>, CacheError> {
         decode_value(sealer, &self.dictionaries.snapshot(), kind, key, stored)
     }
+}
+
+/// The value of `stored` moved out of it when it is stored as it is (not sealed, not compressed, no chunks):
+/// no copy, which matters for KV states of tens of megabytes. `None` (and `stored` untouched) otherwise.
+pub(super) fn take_plain(stored: &mut StoredEntry) -> Option<Arc<[u8]>> {
+    let plain = stored.chunks.is_empty()
+        && stored.codec == CodecId::None as u8
+        && stored.value.len() == stored.raw_len as usize;
+    plain.then(|| std::mem::take(&mut stored.value))
 }
 
 /// Why one stored part (a head or a chunk) could not be read.

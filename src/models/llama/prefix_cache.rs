@@ -24,7 +24,7 @@ use llama_cpp_2::token::LlamaToken;
 use parking_lot::Mutex;
 
 use super::prefix_chain::{CacheLayout, block_keys, fingerprint};
-use super::prefix_record::{self, Record, StateRecordWriter};
+use super::prefix_record::{self, Record, StateRecord, StateRecordWriter};
 use super::prefix_saver::{SaveJob, Saver};
 use crate::models::prefix::{PrefixConfig, PrefixStore};
 
@@ -90,6 +90,14 @@ pub(super) struct Restore {
     keys: Vec<[u8; 32]>,
     /// The record's share of [`MAX_HELD_BYTES`], given back when the restore is dropped.
     _held: Held,
+}
+
+/// What a state record offers a prompt: where its state is, how many tokens it holds and how many of them
+/// the prompt shares.
+struct Usable {
+    state: Range<usize>,
+    n_tokens: usize,
+    common: usize,
 }
 
 /// Bytes counted in a shared total until dropped.
@@ -172,12 +180,16 @@ impl PrefixCache {
     }
 
     /// The record under `key` (following an alias), when it reads, has this fingerprint and holds at least
-    /// the `shared` tokens the key names; records that fail are removed.
+    /// the `shared` tokens the key names; records that fail are removed. Each record is parsed, and its
+    /// checksum computed, once.
     fn verified(&self, key: &[u8; 32], shared: usize, prompt: &[i32]) -> Option<Restore> {
         let bytes = self.store.get(key)?;
         let target = match prefix_record::parse(&bytes) {
-            Ok(Record::State(_)) => None,
-            Ok(Record::Alias { fingerprint, target }) if fingerprint == self.fingerprint => Some(target),
+            Ok(Record::State(state)) => {
+                let found = self.matching(&state, shared, prompt);
+                return self.restore_of(bytes, found, vec![*key], prompt);
+            }
+            Ok(Record::Alias { fingerprint, target }) if fingerprint == self.fingerprint => target,
             other => {
                 if let Err(e) = other {
                     tracing::debug!("prefix cache: a stored record is unusable ({e}); removed");
@@ -186,36 +198,42 @@ impl PrefixCache {
                 return None;
             }
         };
-        let Some(target) = target else { return self.matching_state(bytes, vec![*key], shared, prompt) };
         let Some(target_bytes) = self.store.get(&target) else {
             // The state it points at is gone (evicted, or damaged and dropped by the store).
             self.store.remove(key);
             return None;
         };
-        self.matching_state(target_bytes, vec![*key, target], shared, prompt)
-    }
-
-    /// The restore of the state record `bytes` when it reads, has this fingerprint and shares at least
-    /// `shared` tokens with `prompt`; otherwise removes `keys` (the record and the alias that led to it).
-    fn matching_state(
-        &self,
-        bytes: Arc<[u8]>,
-        keys: Vec<[u8; 32]>,
-        shared: usize,
-        prompt: &[i32],
-    ) -> Option<Restore> {
-        let found = match prefix_record::parse(&bytes) {
-            Ok(Record::State(state)) if state.fingerprint == self.fingerprint => {
-                let common = state.common_prefix(prompt);
-                (common >= shared).then(|| (state.state.clone(), state.n_tokens(), common))
-            }
-            Ok(_) => None,
+        let found = match prefix_record::parse(&target_bytes) {
+            Ok(Record::State(state)) => self.matching(&state, shared, prompt),
+            Ok(Record::Alias { .. }) => None,
             Err(e) => {
                 tracing::debug!("prefix cache: a stored state is unusable ({e}); removed");
                 None
             }
         };
-        let Some((state, n_tokens, common)) = found else {
+        self.restore_of(target_bytes, found, vec![*key, target], prompt)
+    }
+
+    /// The state's range, token count and tokens shared with `prompt`, when it has this fingerprint and
+    /// shares at least `shared` tokens.
+    fn matching(&self, state: &StateRecord<'_>, shared: usize, prompt: &[i32]) -> Option<Usable> {
+        if state.fingerprint != self.fingerprint {
+            return None;
+        }
+        let common = state.common_prefix(prompt);
+        (common >= shared).then(|| Usable { state: state.state.clone(), n_tokens: state.n_tokens(), common })
+    }
+
+    /// The restore of the state record `bytes` that [`matching`](Self::matching) found usable; when it was
+    /// not, removes `keys` (the record and the alias that led to it).
+    fn restore_of(
+        &self,
+        bytes: Arc<[u8]>,
+        found: Option<Usable>,
+        keys: Vec<[u8; 32]>,
+        prompt: &[i32],
+    ) -> Option<Restore> {
+        let Some(Usable { state, n_tokens, common }) = found else {
             keys.iter().for_each(|k| self.store.remove(k));
             return None;
         };
