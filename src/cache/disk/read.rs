@@ -26,7 +26,7 @@ impl DiskStore {
     /// The chunk stored under `blob`, checked; `None` when absent or unreadable.
     pub fn get_blob(&self, blob: &BlobRef) -> Result<Option<StoredChunk>, DiskError> {
         let Some(loc) = self.state.read().index.blobs.get(blob).and_then(|b| b.loc) else { return Ok(None) };
-        Ok(self.read_value(loc)?.map(|(codec, bytes, raw_len)| StoredChunk { codec, bytes, raw_len }))
+        self.read_value(loc)
     }
 
     /// Reads an entry and its chunks, verifying checksums. Expired, missing and damaged entries are `None`;
@@ -72,7 +72,7 @@ impl DiskStore {
 
     /// Reads the entry `slot` describes and its chunks.
     fn read_entry(&self, slot: &EntrySlot) -> Result<Read, DiskError> {
-        let Some((codec, value, raw_len)) = self.read_value(slot.loc)? else {
+        let Some(StoredChunk { codec, bytes: value, raw_len }) = self.read_value(slot.loc)? else {
             return Ok(Read::Damaged { blob: None });
         };
         let mut chunks = Vec::with_capacity(slot.refs.len());
@@ -83,7 +83,7 @@ impl DiskStore {
                 None => None,
             };
             match chunk {
-                Some((codec, bytes, raw_len)) => chunks.push(StoredChunk { codec, bytes, raw_len }),
+                Some(chunk) => chunks.push(chunk),
                 None => return Ok(Read::Damaged { blob: loc.map(|l| (*blob, l)) }),
             }
         }
@@ -99,9 +99,9 @@ impl DiskStore {
         }))
     }
 
-    /// Reads and checks the record at `loc`; `None` when it cannot be read there or fails its check (the
+    /// Reads and checks the record at `loc` (its codec, stored bytes and decoded length); `None` when it cannot be read there or fails its check (the
     /// caller decides whether that is damage or a lost race).
-    fn read_value(&self, loc: Loc) -> Result<Option<(u8, Arc<[u8]>, u32)>, DiskError> {
+    fn read_value(&self, loc: Loc) -> Result<Option<StoredChunk>, DiskError> {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         let verify = self.options.verify_checksums;
         let found = {
@@ -141,7 +141,7 @@ const SPLIT_READ_BYTES: usize = 256 * 1024;
 
 /// The codec, value and decoded length of the record at `loc` in `reader`, when it reads and decodes (and,
 /// with `verify`, its checksum matches).
-fn read_checked(reader: &SegmentReader, loc: Loc, verify: bool) -> Option<(u8, Arc<[u8]>, u32)> {
+fn read_checked(reader: &SegmentReader, loc: Loc, verify: bool) -> Option<StoredChunk> {
     let len = loc.len as usize;
     if reader.is_mapped() || len < SPLIT_READ_BYTES {
         let mut buf = Vec::new();
@@ -160,12 +160,12 @@ fn read_checked(reader: &SegmentReader, loc: Loc, verify: bool) -> Option<(u8, A
     let buf = Arc::get_mut(&mut value).expect("just allocated, not shared");
     reader.read_into(loc.offset + head_len as u64, buf).ok()?;
     let header = record::check_split(&head, &value, verify).ok()?;
-    Some((header.codec, value, header.raw_len))
+    Some(StoredChunk { codec: header.codec, bytes: value, raw_len: header.raw_len })
 }
 
 /// The codec, value (copied out) and decoded length of the record that starts `bytes`, when it decodes (and,
 /// with `verify`, its checksum matches).
-fn value_of(bytes: &[u8], verify: bool) -> Option<(u8, Arc<[u8]>, u32)> {
+fn value_of(bytes: &[u8], verify: bool) -> Option<StoredChunk> {
     let r = record::decode(bytes, verify).ok()?;
-    Some((r.header.codec, r.value.into(), r.header.raw_len))
+    Some(StoredChunk { codec: r.header.codec, bytes: r.value.into(), raw_len: r.header.raw_len })
 }
