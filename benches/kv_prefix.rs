@@ -16,6 +16,8 @@
 //!    then the 20-token suffix decoded.
 //!    `ttft/restored_after_restart`: the same on a fresh model instance over a freshly opened cache on the
 //!    same directory, both opened outside the timing (the state's record is read from the OS page cache).
+//!    `ttft/prefix_resident`: llama.cpp's floor for these two, the suffix decoded on a sequence that already
+//!    holds the shared tokens (llama-cpp-2 directly, nothing looked up or restored).
 //! 2. `lookup/miss_2022_tokens`: [`GgufModel::cached_prefix_tokens`] for a 2,022-token prompt that shares no
 //!    block with anything stored (tokenizing, hashing its 7 blocks of 256, 7 index lookups); compare with
 //!    `ttft/cold`, the prefill it would precede. `lookup/hit_2022_tokens`: the same for the warm prompt (the
@@ -39,11 +41,13 @@ use inferno::config::CacheConfig;
 use inferno::models::gguf::tiny::LlamaShape;
 use inferno::models::llama::{GenerateParams, GgufModel, SlotConfig, backend};
 use inferno::models::prefix::{PrefixConfig, PrefixStore};
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::session::LlamaStateSeqFlags;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::token::LlamaToken;
 
 const SHAPE: LlamaShape =
     LlamaShape { n_ctx: 4096, n_embd: 512, n_ff: 2048, n_head: 8, n_head_kv: 8, n_layer: 8 };
@@ -161,13 +165,11 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    bench_state_copy(c, &model_path, &prefix);
+    bench_direct(c, &model_path, &prefix, &prompt(7));
 }
 
-/// The state copy of a save, on a llama-cpp-2 context with the slots' parameters holding 2,000 tokens.
-fn bench_state_copy(c: &mut Criterion, model_path: &Path, prefix: &str) {
-    let backend = backend().expect("llama.cpp backend");
-    let model = LlamaModel::load_from_file(backend, model_path, &LlamaModelParams::default()).expect("load");
+/// A llama-cpp-2 context with the slots' parameters (16 sequences, one unified KV cache, batches of 512).
+fn direct_context<'m>(model: &'m LlamaModel) -> LlamaContext<'m> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(SHAPE.n_ctx))
@@ -177,16 +179,51 @@ fn bench_state_copy(c: &mut Criterion, model_path: &Path, prefix: &str) {
         .with_kv_unified(true)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
-    let mut ctx = model.new_context(backend, params).expect("context");
-    let tokens = model.vocab().tokenize(prefix.as_bytes(), true, false);
-    let tokens = &tokens[..2000];
+    model.new_context(backend().expect("llama.cpp backend"), params).expect("context")
+}
+
+/// Decodes `tokens` into sequence 0 from position `from`, in batches of 512; logits for the last one.
+fn decode(ctx: &mut LlamaContext<'_>, tokens: &[LlamaToken], from: usize) {
     for (n, chunk) in tokens.chunks(512).enumerate() {
         let mut batch = LlamaBatch::new(512, 1);
         for (i, token) in chunk.iter().enumerate() {
-            batch.add(*token, (n * 512 + i) as i32, &[0], false).expect("batch");
+            let at = n * 512 + i;
+            batch.add(*token, (from + at) as i32, &[0], at + 1 == tokens.len()).expect("batch");
         }
-        ctx.decode(&mut batch).expect("prefill");
+        ctx.decode(&mut batch).expect("decode");
     }
+}
+
+/// llama.cpp's floor for any prefix cache, and the state copy of a save, on llama-cpp-2 contexts with the
+/// slots' parameters.
+///
+/// `ttft/prefix_resident`: the request of `ttft/restored_*` on a sequence that already holds the shared
+/// 2,002 tokens in llama.cpp's KV cache (what a prefix kept in RAM in the same slot gives, with nothing to
+/// look up, read or restore): the 20-token suffix decoded and the first token picked. No prefix cache can
+/// answer faster with this build of llama.cpp.
+fn bench_direct(c: &mut Criterion, model_path: &Path, prefix: &str, prompt: &str) {
+    let backend = backend().expect("llama.cpp backend");
+    let model = LlamaModel::load_from_file(backend, model_path, &LlamaModelParams::default()).expect("load");
+    let mut ctx = direct_context(&model);
+    let tokens = model.vocab().tokenize(prompt.as_bytes(), true, false);
+    let shared_tokens = model.vocab().tokenize(prefix.as_bytes(), true, false);
+    let shared = shared_tokens.len();
+    assert_eq!(tokens[..shared], shared_tokens[..], "the prompt starts with the shared prefix's tokens");
+    assert_eq!(tokens.len(), shared + SUFFIX_CHARS, "the suffix is one token a letter");
+    decode(&mut ctx, &tokens[..shared], 0);
+    let mut group = c.benchmark_group("ttft");
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    group.bench_function("prefix_resident", |b| {
+        b.iter(|| {
+            ctx.clear_kv_cache_seq(Some(0), Some(shared as u32), None).expect("drop the last suffix");
+            decode(&mut ctx, &tokens[shared..], shared);
+            ctx.candidates_ith(SUFFIX_CHARS as i32 - 1).max_by(|a, b| a.logit().total_cmp(&b.logit()))
+        })
+    });
+    group.finish();
+
+    let mut ctx = direct_context(&model);
+    decode(&mut ctx, &tokens[..2000], 0);
     let flags = LlamaStateSeqFlags::empty();
     let mut group = c.benchmark_group("save");
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
