@@ -2,11 +2,15 @@
 //! group, bounded by a most-entries limit that drops the oldest first.
 //!
 //! A vector is stored under its request's response key, with the text it embeds (the guards compare
-//! texts). A group's vectors lie in one contiguous `f32` array, so a search is one pass of dot products
-//! (cosine similarity, the vectors being unit length) over that group alone: other groups are never read.
-//! docs/semantic-cache.md says why brute force rather than an approximate index.
+//! texts). A group's vectors lie in one contiguous `f32` array, beside 8-bit codes of the same vectors
+//! ([`quantized`]): a search is one pass over the codes of that group alone (other groups are never read),
+//! which skips the rows that provably cannot reach the threshold, and the exact `f32` dot product (cosine
+//! similarity, the vectors being unit length) of the others. docs/semantic-cache.md says why brute force
+//! rather than an approximate index.
 
 use std::collections::{HashMap, VecDeque};
+
+use super::quantized::{self, QueryCodes};
 
 /// A scope group's identity: a hash of the request's canonical form without its last user message.
 pub type GroupId = [u8; 32];
@@ -27,6 +31,17 @@ struct Group {
     keys: Vec<String>,
     texts: Vec<String>,
     vectors: Vec<f32>,
+    codes: quantized::Rows,
+}
+
+/// Where a key's vector is.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    group: GroupId,
+    /// Its insertion number.
+    number: u64,
+    /// Its row in the group.
+    at: usize,
 }
 
 /// The index.
@@ -35,8 +50,8 @@ pub struct Index {
     dims: usize,
     max_entries: usize,
     groups: HashMap<GroupId, Group>,
-    /// Key → its group and insertion number.
-    slots: HashMap<String, (GroupId, u64)>,
+    /// Key → its group, insertion number and row.
+    slots: HashMap<String, Slot>,
     /// Insertion numbers and keys, oldest first; an entry whose number no longer matches `slots` is stale.
     order: VecDeque<(u64, String)>,
     next: u64,
@@ -135,16 +150,18 @@ impl Index {
         }
         self.remove(key);
         let g = self.groups.entry(group).or_default();
+        let at = g.keys.len();
         g.keys.push(key.to_string());
         g.texts.push(text.to_string());
         g.vectors.extend_from_slice(vector);
-        self.slots.insert(key.to_string(), (group, self.next));
+        g.codes.push(vector);
+        self.slots.insert(key.to_string(), Slot { group, number: self.next, at });
         self.order.push_back((self.next, key.to_string()));
         self.next += 1;
         let mut dropped = Vec::new();
         while self.slots.len() > self.max_entries {
             let Some((number, oldest)) = self.order.pop_front() else { break };
-            if self.slots.get(&oldest).is_some_and(|(_, n)| *n == number) {
+            if self.slots.get(&oldest).is_some_and(|slot| slot.number == number) {
                 self.remove(&oldest);
                 dropped.push(oldest);
             }
@@ -155,21 +172,23 @@ impl Index {
 
     /// Removes `key`'s vector; true when it had one.
     pub fn remove(&mut self, key: &str) -> bool {
-        let Some((group, _)) = self.slots.remove(key) else { return false };
-        if let Some(g) = self.groups.get_mut(&group)
-            && let Some(at) = g.keys.iter().position(|k| k == key)
-        {
-            g.keys.swap_remove(at);
-            g.texts.swap_remove(at);
-            let last = g.keys.len();
-            if at != last {
-                let (head, tail) = g.vectors.split_at_mut(last * self.dims);
-                head[at * self.dims..(at + 1) * self.dims].copy_from_slice(&tail[..self.dims]);
+        let Some(Slot { group, at, .. }) = self.slots.remove(key) else { return false };
+        let Some(g) = self.groups.get_mut(&group) else { return true };
+        g.keys.swap_remove(at);
+        g.texts.swap_remove(at);
+        let last = g.keys.len();
+        if at != last {
+            let (head, tail) = g.vectors.split_at_mut(last * self.dims);
+            head[at * self.dims..(at + 1) * self.dims].copy_from_slice(&tail[..self.dims]);
+            // The group's last row moved into the gap.
+            if let Some(moved) = self.slots.get_mut(&g.keys[at]) {
+                moved.at = at;
             }
-            g.vectors.truncate(last * self.dims);
-            if g.keys.is_empty() {
-                self.groups.remove(&group);
-            }
+        }
+        g.vectors.truncate(last * self.dims);
+        g.codes.swap_remove(at, self.dims);
+        if g.keys.is_empty() {
+            self.groups.remove(&group);
         }
         true
     }
@@ -186,13 +205,13 @@ impl Index {
     pub fn search(&self, group: &GroupId, query: &[f32], threshold: f32) -> Vec<Candidate> {
         let Some(g) = self.groups.get(group).filter(|_| query.len() == self.dims) else { return Vec::new() };
         let dot = dot_fn();
-        let mut found: Vec<(usize, f32)> = g
-            .vectors
-            .chunks_exact(self.dims)
-            .map(|stored| dot(stored, query))
-            .enumerate()
-            .filter(|(_, similarity)| *similarity >= threshold)
-            .collect();
+        let mut found: Vec<(usize, f32)> = Vec::new();
+        g.codes.may_reach(&QueryCodes::new(query), threshold, |at| {
+            let similarity = dot(&g.vectors[at * self.dims..(at + 1) * self.dims], query);
+            if similarity >= threshold {
+                found.push((at, similarity));
+            }
+        });
         found.sort_by(|a, b| b.1.total_cmp(&a.1));
         found
             .into_iter()
@@ -207,14 +226,14 @@ impl Index {
     /// Drops stale entries from the front of the insertion order, and rebuilds it when mostly stale.
     fn compact_order(&mut self) {
         while let Some((number, key)) = self.order.front() {
-            if self.slots.get(key).is_some_and(|(_, n)| n == number) {
+            if self.slots.get(key).is_some_and(|slot| slot.number == *number) {
                 break;
             }
             self.order.pop_front();
         }
         if self.order.len() > 2 * self.slots.len() + 64 {
             let slots = &self.slots;
-            self.order.retain(|(number, key)| slots.get(key).is_some_and(|(_, n)| n == number));
+            self.order.retain(|(number, key)| slots.get(key).is_some_and(|slot| slot.number == *number));
         }
     }
 }
