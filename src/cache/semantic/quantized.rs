@@ -84,8 +84,8 @@ impl Rows {
         for (row, (codes, ((scale, error), reach))) in self.codes.chunks_exact(dims).zip(terms).enumerate() {
             let estimate = dot(codes, &query.codes) as f32 * scale * query.scale;
             let bound = query.norm * error + query.error * reach + SLACK;
-            // Written so that a NaN rescores the row rather than skipping it.
-            if !(estimate + bound < threshold) {
+            // A NaN (which no finite row gives) rescores the row rather than skipping it.
+            if (estimate + bound).partial_cmp(&threshold) != Some(std::cmp::Ordering::Less) {
                 rescore(row);
             }
         }
