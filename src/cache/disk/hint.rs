@@ -113,12 +113,15 @@ pub fn load(
     }
     // Check every line before applying any (a hint is applied whole or not at all), counting entry and blob
     // lines to size the index.
-    let (mut entry_lines, mut blob_lines) = (0usize, 0usize);
+    let (mut entry_lines, mut key_bytes, mut blob_lines) = (0usize, 0usize, 0usize);
     let mut pos = HINT_HEADER_LEN;
     for _ in 0..count {
         let (line, next) = parse_line(body, pos)?;
         match line.header.record_type {
-            RecordType::Entry => entry_lines += 1,
+            RecordType::Entry => {
+                entry_lines += 1;
+                key_bytes += Index::stored_key_len(line.key);
+            }
             RecordType::Blob => blob_lines += 1,
             RecordType::Tombstone => {}
         }
@@ -127,7 +130,7 @@ pub fn load(
     if pos != body.len() {
         return None;
     }
-    index.entries.reserve(entry_lines.saturating_mul(segments_left));
+    index.reserve_entries(entry_lines.saturating_mul(segments_left), key_bytes.saturating_mul(segments_left));
     index.blobs.reserve(blob_lines.saturating_mul(segments_left));
     let mut pos = HINT_HEADER_LEN;
     for _ in 0..count {
@@ -186,7 +189,7 @@ mod tests {
             let mut index = Index::default();
             let loaded = load(&super::super::RealFs, &path, 1, u64::MAX, false, 1, &mut index);
             prop_assert!(loaded.is_none());
-            prop_assert!(index.entries.is_empty() && index.blobs.is_empty());
+            prop_assert!(index.entry_count() == 0 && index.blobs.is_empty());
         }
     }
 }
