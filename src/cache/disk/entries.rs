@@ -98,18 +98,7 @@ struct Packed<'a> {
 impl<'a> Packed<'a> {
     fn new(kind: u8, key: &'a [u8]) -> Self {
         let mut buf = [0u8; PACK_MAX];
-        let hex = !key.is_empty()
-            && key.len() % 2 == 0
-            && key.len() <= 2 * PACK_MAX
-            && key.chunks_exact(2).zip(buf.iter_mut()).all(|(pair, out)| {
-                match (nibble(pair[0]), nibble(pair[1])) {
-                    (Some(hi), Some(lo)) => {
-                        *out = hi << 4 | lo;
-                        true
-                    }
-                    _ => false,
-                }
-            });
+        let hex = pack_hex(key, &mut buf);
         Self { kind, hex, buf, raw: key }
     }
 
@@ -118,12 +107,30 @@ impl<'a> Packed<'a> {
     }
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// The value of each lowercase hex digit; 16 for every other byte.
+const NIBBLE: [u8; 256] = {
+    let mut table = [16u8; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
     }
+    table
+};
+
+/// Packs `key` into `buf` when it is lowercase hex of even length up to `2 * PACK_MAX`; false (and `buf`
+/// meaningless) otherwise. Branch-free over the digits: it runs once per record at open.
+fn pack_hex(key: &[u8], buf: &mut [u8; PACK_MAX]) -> bool {
+    if key.is_empty() || key.len() % 2 != 0 || key.len() > 2 * PACK_MAX {
+        return false;
+    }
+    let mut bad = 0u8;
+    for (pair, out) in key.chunks_exact(2).zip(buf.iter_mut()) {
+        let (hi, lo) = (NIBBLE[pair[0] as usize], NIBBLE[pair[1] as usize]);
+        bad |= hi | lo;
+        *out = hi << 4 | lo;
+    }
+    bad & 16 == 0
 }
 
 /// The arena bytes a key takes.
@@ -175,11 +182,14 @@ impl Entries {
         self.table.len()
     }
 
-    /// Makes room for `entries` more entries whose keys take `key_bytes` arena bytes ([`stored_key_len`]).
-    pub fn reserve(&mut self, entries: usize, key_bytes: usize) {
+    /// Makes room for `entries` more entries whose keys take `key_bytes` arena bytes ([`stored_key_len`]),
+    /// and in the table for `expected` more in all. Only the table is sized ahead: growing it rehashes every
+    /// key (random reads of the arena), while the vectors grow by one copy (on Linux a remap for these sizes),
+    /// and sizing them on a guess would leave the guess's error in memory for good.
+    pub fn reserve(&mut self, entries: usize, key_bytes: usize, expected: usize) {
         let Self { slots, table, hasher, keys, .. } = self;
         slots.reserve_exact(entries.saturating_sub(self.free.len()));
-        table.reserve(entries, |&id| slot_hash(hasher, slots, keys, id));
+        table.reserve(expected.max(entries), |&id| slot_hash(hasher, slots, keys, id));
         keys.reserve_exact(key_bytes);
     }
 

@@ -339,9 +339,9 @@ impl Index {
     }
 
     /// Makes room for `entries` more entries with `key_bytes` bytes of keys in all, as
-    /// [`Index::stored_key_len`] counts them.
-    pub fn reserve_entries(&mut self, entries: usize, key_bytes: usize) {
-        self.entries.reserve(entries, key_bytes);
+    /// [`Index::stored_key_len`] counts them, and sizes the hash table for `expected` more.
+    pub fn reserve_entries(&mut self, entries: usize, key_bytes: usize, expected: usize) {
+        self.entries.reserve(entries, key_bytes, expected);
     }
 
     /// The bytes a key takes in the index's key arena (a lowercase hex key is stored packed, in half).

@@ -87,7 +87,8 @@ pub fn bench_index(entries: usize, segments: usize) -> (Index, usize) {
     for (i, key) in keys.chunks_exact(64).enumerate() {
         if i % per_segment == 0 {
             let left = segments - i / per_segment;
-            index.reserve_entries(per_segment.min(entries - i).saturating_mul(left), 64 + NAME.len());
+            let lines = per_segment.min(entries - i);
+            index.reserve_entries(lines, Index::stored_key_len(key) * lines, lines * left);
             offset = 0;
         }
         let value_len = 64 + (i as u32 * 7919) % 137;
