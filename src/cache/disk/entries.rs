@@ -121,7 +121,7 @@ const NIBBLE: [u8; 256] = {
 /// Packs `key` into `buf` when it is lowercase hex of even length up to `2 * PACK_MAX`; false (and `buf`
 /// meaningless) otherwise. Branch-free over the digits: it runs once per record at open.
 fn pack_hex(key: &[u8], buf: &mut [u8; PACK_MAX]) -> bool {
-    if key.is_empty() || key.len() % 2 != 0 || key.len() > 2 * PACK_MAX {
+    if key.is_empty() || !key.len().is_multiple_of(2) || key.len() > 2 * PACK_MAX {
         return false;
     }
     let mut bad = 0u8;
@@ -413,7 +413,7 @@ impl<'a> EntryRef<'a> {
     }
 
     /// An owned copy of what the index keeps about it.
-    pub fn to_slot(&self) -> EntrySlot {
+    pub fn to_slot(self) -> EntrySlot {
         EntrySlot {
             loc: self.loc(),
             seq: self.seq(),
