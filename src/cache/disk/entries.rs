@@ -3,7 +3,7 @@
 //!
 //! - Each entry is one 64-byte [`Slot`] in a vector (full-width fields: nothing the format allows overflows),
 //!   found through a `hashbrown::HashTable` of `u32` slot ids (5 bytes a bucket). Removed slots go on a free
-//!   list and are reused.
+//!   list and are reused; the vector and the table keep their size after removals (as the hash map did).
 //! - Keys live in one byte arena; a key of lowercase hex digits (even length, up to 128) is stored packed to
 //!   binary, half the bytes, with a flag, and compared packed (a key is packed exactly when it is such hex,
 //!   so two keys are equal exactly when their packed forms and flags are).
