@@ -380,10 +380,11 @@ fn open(c: &mut Criterion) {
         let stats = store.stats();
         assert_eq!(stats.kinds.values().map(|k| k.entries).sum::<u64>(), entries as u64);
         println!(
-            "open: built {entries} entries in {:.2?}: {} segments, {:.1} MB on disk",
+            "open: built {entries} entries in {:.2?}: {} segments, {:.1} MB on disk; index {:.1} bytes/entry",
             start.elapsed(),
             stats.segments,
-            mb(disk_usage(&dir))
+            mb(disk_usage(&dir)),
+            store.index_bytes() as f64 / entries as f64
         );
         drop(store);
         group.throughput(Throughput::Elements(entries as u64));

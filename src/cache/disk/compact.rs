@@ -153,16 +153,17 @@ impl DiskStore {
         let state = self.state.read();
         let mut items = Vec::new();
         let mut used: HashMap<BlobRef, u8> = HashMap::new();
-        for (key, slot) in &state.index.entries {
-            if slot.expires.is_live(now) {
-                for blob in slot.refs.iter() {
-                    let by = used.entry(*blob).or_insert(key.0);
-                    if key.0 == RESPONSE_KIND {
+        for slot in state.index.entries() {
+            let kind = slot.kind();
+            if slot.expires().is_live(now) {
+                for blob in slot.refs() {
+                    let by = used.entry(*blob).or_insert(kind);
+                    if kind == RESPONSE_KIND {
                         *by = RESPONSE_KIND;
                     }
                 }
-                if victims.contains(&slot.loc.segment) {
-                    items.push((slot.seq, slot.loc, Target::Entry(key.clone()), key.0));
+                if victims.contains(&slot.loc().segment) {
+                    items.push((slot.seq(), slot.loc(), Target::Entry((kind, slot.key().into())), kind));
                 }
             }
         }
@@ -174,9 +175,9 @@ impl DiskStore {
             }
         }
         if !full {
-            for (key, (seq, loc)) in &state.index.tombstones {
+            for (kind, key, seq, loc) in state.index.tombstones() {
                 if victims.contains(&loc.segment) {
-                    items.push((*seq, *loc, Target::Tombstone(key.clone()), key.0));
+                    items.push((seq, loc, Target::Tombstone((kind, key.into())), kind));
                 }
             }
         }
@@ -245,13 +246,7 @@ impl DiskStore {
         index.segments.entry(id).or_default().total += len - SEGMENT_HEADER_LEN;
         for (old, new, target, stored_len) in moved {
             let before = match &target {
-                Target::Entry(key) => match index.entries.get_mut(key) {
-                    Some(slot) if slot.loc == old => {
-                        slot.loc = new;
-                        Some(std::mem::replace(&mut slot.stored_len, stored_len))
-                    }
-                    _ => None,
-                },
+                Target::Entry((kind, key)) => index.relocate_entry(*kind, key, old, new, stored_len),
                 Target::Blob(blob) => match index.blobs.get_mut(blob) {
                     Some(slot) if slot.loc == Some(old) => {
                         slot.loc = Some(new);
@@ -259,13 +254,7 @@ impl DiskStore {
                     }
                     _ => None,
                 },
-                Target::Tombstone(key) => match index.tombstones.get_mut(key) {
-                    Some((_, loc)) if *loc == old => {
-                        *loc = new;
-                        Some(0)
-                    }
-                    _ => None,
-                },
+                Target::Tombstone((kind, key)) => index.relocate_tombstone(*kind, key, old, new).then_some(0),
             };
             if let Some(before) = before {
                 index.segments.entry(old.segment).or_default().live -= old.len as u64;
@@ -332,11 +321,7 @@ impl DiskStore {
             let mut guard = self.state.write();
             let state = &mut *guard;
             let index = &mut state.index;
-            let entries: Vec<EntryKey> =
-                index.entries.iter().filter(|(_, s)| in_victims(&s.loc)).map(|(k, _)| k.clone()).collect();
-            for key in &entries {
-                index.forget_entry(key);
-            }
+            index.forget_entries_where(in_victims);
             let blobs: Vec<BlobRef> = index
                 .blobs
                 .iter()
@@ -347,7 +332,7 @@ impl DiskStore {
                 index.blobs.remove(blob);
             }
             if full {
-                index.tombstones.retain(|_, (_, loc)| !in_victims(loc));
+                index.forget_tombstones_where(in_victims);
             }
             for id in &victims {
                 index.segments.remove(id);
@@ -382,16 +367,15 @@ impl DiskStore {
         let index = &mut state.index;
         for (old, new, target, stored_len) in &done.moves {
             let back = match target {
-                Target::Entry(key) => index.entries.get_mut(key).filter(|s| s.loc == *new).map(|s| {
-                    s.loc = *old;
-                    s.stored_len = *stored_len;
-                }),
+                Target::Entry((kind, key)) => {
+                    index.relocate_entry(*kind, key, *new, *old, *stored_len).map(|_| ())
+                }
                 Target::Blob(blob) => index.blobs.get_mut(blob).filter(|s| s.loc == Some(*new)).map(|s| {
                     s.loc = Some(*old);
                     s.stored_len = *stored_len;
                 }),
-                Target::Tombstone(key) => {
-                    index.tombstones.get_mut(key).filter(|(_, l)| l == new).map(|(_, l)| *l = *old)
+                Target::Tombstone((kind, key)) => {
+                    index.relocate_tombstone(*kind, key, *new, *old).then_some(())
                 }
             };
             if back.is_some() {

@@ -83,7 +83,8 @@ impl HintBuilder {
 /// lock cannot tell that from a writer that grew the segment after it was mapped, and scans instead.
 ///
 /// `segments_left` counts the segments still to load, this one included; the index is sized up front as if
-/// each held as many entries and chunks as this one, so that it is not rehashed segment after segment.
+/// each held as many entries and chunks as this one, so that it is not rehashed segment after segment (the
+/// entries' vectors only for this one: see `Entries::reserve`).
 pub fn load(
     fs: &dyn Storage,
     path: &Path,
@@ -113,12 +114,15 @@ pub fn load(
     }
     // Check every line before applying any (a hint is applied whole or not at all), counting entry and blob
     // lines to size the index.
-    let (mut entry_lines, mut blob_lines) = (0usize, 0usize);
+    let (mut entry_lines, mut key_bytes, mut blob_lines) = (0usize, 0usize, 0usize);
     let mut pos = HINT_HEADER_LEN;
     for _ in 0..count {
         let (line, next) = parse_line(body, pos)?;
         match line.header.record_type {
-            RecordType::Entry => entry_lines += 1,
+            RecordType::Entry => {
+                entry_lines += 1;
+                key_bytes += Index::stored_key_len(line.key);
+            }
             RecordType::Blob => blob_lines += 1,
             RecordType::Tombstone => {}
         }
@@ -127,13 +131,16 @@ pub fn load(
     if pos != body.len() {
         return None;
     }
-    index.entries.reserve(entry_lines.saturating_mul(segments_left));
+    index.reserve_entries(entry_lines, key_bytes, entry_lines.saturating_mul(segments_left));
     index.blobs.reserve(blob_lines.saturating_mul(segments_left));
     let mut pos = HINT_HEADER_LEN;
     for _ in 0..count {
         let (line, next) = parse_line(body, pos)?;
         pos = next;
-        let refs = line.refs.chunks_exact(REF_LEN).map(|r| r.try_into().expect("REF_LEN bytes")).collect();
+        let refs = match line.refs {
+            [] => Vec::new(),
+            refs => refs.chunks_exact(REF_LEN).map(|r| r.try_into().expect("REF_LEN bytes")).collect(),
+        };
         let loc = Loc { segment, offset: line.offset, len: line.header.record_len() as u32 };
         index.apply_parts(&line.header, line.key, line.name, refs, loc);
     }
@@ -186,7 +193,7 @@ mod tests {
             let mut index = Index::default();
             let loaded = load(&super::super::RealFs, &path, 1, u64::MAX, false, 1, &mut index);
             prop_assert!(loaded.is_none());
-            prop_assert!(index.entries.is_empty() && index.blobs.is_empty());
+            prop_assert!(index.entry_count() == 0 && index.blobs.is_empty());
         }
     }
 }

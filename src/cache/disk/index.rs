@@ -4,15 +4,18 @@
 //! Records may be applied in any order: the highest sequence number wins, and tombstones are remembered so
 //! an older entry seen later (e.g. after a compaction moved it) does not come back.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 
+use hashbrown::Equivalent;
+
+use super::entries::{self, Entries, EntryRef, Meta, Upsert};
 use crate::cache::clock::Expiry;
 use crate::cache::record::{BlobRef, Header, Record, RecordType};
 
 /// The index's hash maps. Keys are content hashes and cache keys (themselves digests), so a fast seeded hasher
 /// is enough; with std's SipHash, hashing was a quarter of the time spent opening a store.
-pub type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The kind code of blob records (and of tombstones that remove a quarantined blob).
 pub const BLOB_KIND: u8 = 0;
@@ -31,7 +34,24 @@ pub struct Loc {
 /// An entry's key: kind code and key bytes.
 pub type EntryKey = (u8, Box<[u8]>);
 
-/// What the index keeps about a live entry.
+/// An [`EntryKey`] borrowed: looks up the tombstones without allocating (hashes as the tuple does).
+struct KeyRef<'a>(u8, &'a [u8]);
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl Equivalent<EntryKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &EntryKey) -> bool {
+        self.0 == key.0 && self.1 == &*key.1
+    }
+}
+
+/// What the index keeps about a live entry, as an owned copy (the index itself holds it more compactly, see
+/// [`super::entries`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct EntrySlot {
     /// Where its record is.
@@ -89,11 +109,11 @@ pub struct SegmentUsage {
 #[derive(Debug, Default)]
 pub struct Index {
     /// Live entries.
-    pub entries: Map<EntryKey, EntrySlot>,
+    entries: Entries,
     /// Chunks, referenced or not.
     pub blobs: Map<BlobRef, BlobSlot>,
     /// Newest tombstone seq per key, for keys with no newer entry.
-    pub tombstones: Map<EntryKey, (u64, Loc)>,
+    tombstones: Map<EntryKey, (u64, Loc)>,
     /// Usage per segment.
     pub segments: BTreeMap<u32, SegmentUsage>,
     /// Highest sequence number seen.
@@ -129,13 +149,15 @@ impl Index {
             RecordType::Entry => {
                 // Same effect as `newer_than`, `drop_key` and an insert, with one hash lookup of the entries
                 // (opening a store applies every record once) and none of the tombstones while there are none.
-                let entry_key: EntryKey = (h.kind, key.into());
-                let tombstone =
-                    if self.tombstones.is_empty() { None } else { self.tombstones.get(&entry_key).copied() };
+                let tombstone = if self.tombstones.is_empty() {
+                    None
+                } else {
+                    self.tombstones.get(&KeyRef(h.kind, key)).copied()
+                };
                 if tombstone.is_some_and(|(seq, _)| seq > h.seq) {
                     return;
                 }
-                let slot = EntrySlot {
+                let meta = Meta {
                     loc,
                     seq: h.seq,
                     created_ms: h.created_ms,
@@ -143,31 +165,20 @@ impl Index {
                     raw_len: h.raw_len,
                     stored_len: h.value_len,
                     payload_len: h.payload_len,
-                    name: String::from_utf8_lossy(name).into(),
-                    refs: refs.into(),
                 };
-                let (slot, old) = match self.entries.entry(entry_key) {
-                    Entry::Occupied(o) if o.get().seq > h.seq => return,
-                    Entry::Occupied(o) => {
-                        let current = o.into_mut();
-                        let old = std::mem::replace(current, slot);
-                        (&*current, Some(old))
+                let id = match self.entries.upsert(h.kind, key, meta, name, refs) {
+                    Upsert::Older => return,
+                    Upsert::Inserted(id) => id,
+                    Upsert::Replaced(id, old, old_refs) => {
+                        self.release(old, &old_refs);
+                        id
                     }
-                    Entry::Vacant(v) => (&*v.insert(slot), None),
                 };
-                if let Some(old) = old {
-                    self.segments.entry(old.loc.segment).or_default().live -= old.loc.len as u64;
-                    for r in old.refs.iter() {
-                        if let Some(blob) = self.blobs.get_mut(r) {
-                            blob.refcount = blob.refcount.saturating_sub(1);
-                        }
-                    }
-                }
                 if let Some((_, old)) = tombstone {
-                    self.tombstones.remove(&(h.kind, key.into()));
+                    self.tombstones.remove(&KeyRef(h.kind, key));
                     self.segments.entry(old.segment).or_default().live -= old.len as u64;
                 }
-                for r in slot.refs.iter() {
+                for r in self.entries.get(id).refs() {
                     self.blobs.entry(*r).or_default().refcount += 1;
                 }
                 self.segments.entry(loc.segment).or_default().live += loc.len as u64;
@@ -181,40 +192,69 @@ impl Index {
                 self.segments.entry(loc.segment).or_default().live += loc.len as u64;
             }
             RecordType::Tombstone => {
-                let entry_key: EntryKey = (h.kind, key.into());
-                if self.newer_than(&entry_key, h.seq) {
+                if self.newer_than(h.kind, key, h.seq) {
                     return;
                 }
-                self.drop_key(&entry_key);
+                self.drop_key(h.kind, key);
                 self.segments.entry(loc.segment).or_default().live += loc.len as u64;
-                self.tombstones.insert(entry_key, (h.seq, loc));
+                self.tombstones.insert((h.kind, key.into()), (h.seq, loc));
             }
         }
     }
 
-    fn newer_than(&self, key: &EntryKey, seq: u64) -> bool {
-        self.entries.get(key).is_some_and(|e| e.seq > seq)
-            || self.tombstones.get(key).is_some_and(|t| t.0 > seq)
+    fn newer_than(&self, kind: u8, key: &[u8], seq: u64) -> bool {
+        self.entries.find(kind, key).is_some_and(|id| self.entries.get(id).seq() > seq)
+            || self.tombstones.get(&KeyRef(kind, key)).is_some_and(|t| t.0 > seq)
     }
 
-    /// Forgets the entry or tombstone at `key`, releasing its chunk references and live bytes.
-    fn drop_key(&mut self, key: &EntryKey) {
-        if let Some(old) = self.entries.remove(key) {
-            self.segments.entry(old.loc.segment).or_default().live -= old.loc.len as u64;
-            for r in old.refs.iter() {
-                if let Some(blob) = self.blobs.get_mut(r) {
-                    blob.refcount = blob.refcount.saturating_sub(1);
-                }
+    /// Takes a removed or replaced entry's record out of the live bytes and its chunks' reference counts.
+    fn release(&mut self, loc: Loc, refs: &[BlobRef]) {
+        self.segments.entry(loc.segment).or_default().live -= loc.len as u64;
+        for r in refs {
+            if let Some(blob) = self.blobs.get_mut(r) {
+                blob.refcount = blob.refcount.saturating_sub(1);
             }
         }
-        if let Some((_, loc)) = self.tombstones.remove(key) {
+    }
+
+    /// Forgets the entry or tombstone at `kind`/`key`, releasing its chunk references and live bytes.
+    fn drop_key(&mut self, kind: u8, key: &[u8]) {
+        if let Some(id) = self.entries.find(kind, key) {
+            let (loc, refs) = self.entries.remove(id);
+            self.release(loc, &refs);
+        }
+        if let Some((_, loc)) = self.tombstones.remove(&KeyRef(kind, key)) {
             self.segments.entry(loc.segment).or_default().live -= loc.len as u64;
         }
     }
 
     /// Removes an entry from the index without a tombstone (used for quarantined records).
-    pub fn forget_entry(&mut self, key: &EntryKey) {
-        self.drop_key(key);
+    pub fn forget_entry(&mut self, kind: u8, key: &[u8]) {
+        self.drop_key(kind, key);
+    }
+
+    /// Removes the entries whose record is at a location `pred` picks (no tombstones); returns how many.
+    pub fn forget_entries_where(&mut self, pred: impl Fn(&Loc) -> bool) -> usize {
+        let ids: Vec<u32> = self.entries.ids().filter(|&id| pred(&self.entries.get(id).loc())).collect();
+        for &id in &ids {
+            let (loc, refs) = self.entries.remove(id);
+            self.release(loc, &refs);
+        }
+        ids.len()
+    }
+
+    /// Removes the tombstones whose record is at a location `pred` picks; returns how many.
+    pub fn forget_tombstones_where(&mut self, pred: impl Fn(&Loc) -> bool) -> usize {
+        let before = self.tombstones.len();
+        let segments = &mut self.segments;
+        self.tombstones.retain(|_, (_, loc)| {
+            let keep = !pred(loc);
+            if !keep {
+                segments.entry(loc.segment).or_default().live -= loc.len as u64;
+            }
+            keep
+        });
+        before - self.tombstones.len()
     }
 
     /// Removes a chunk from the index (used for quarantined records).
@@ -231,23 +271,94 @@ impl Index {
     /// index as if never written. Returns how many records went.
     pub fn forget_from(&mut self, segment: u32, offset: u64, end: u64) -> u64 {
         let beyond = |loc: &Loc| loc.segment == segment && loc.offset >= offset;
-        let mut keys: Vec<EntryKey> =
-            self.entries.iter().filter(|(_, s)| beyond(&s.loc)).map(|(k, _)| k.clone()).collect();
-        keys.extend(self.tombstones.iter().filter(|(_, (_, l))| beyond(l)).map(|(k, _)| k.clone()));
+        // A key never has both an entry and a tombstone, so the two passes forget what one pass over the
+        // keys of both did.
+        let mut gone = self.forget_entries_where(beyond) + self.forget_tombstones_where(beyond);
         let blobs: Vec<BlobRef> =
             self.blobs.iter().filter(|(_, b)| b.loc.as_ref().is_some_and(beyond)).map(|(r, _)| *r).collect();
-        for key in &keys {
-            self.drop_key(key);
-        }
         for blob in &blobs {
             self.forget_blob(blob);
             if self.blobs.get(blob).is_some_and(|b| b.refcount == 0) {
                 self.blobs.remove(blob);
             }
         }
+        gone += blobs.len();
         let usage = self.segments.entry(segment).or_default();
         usage.total = usage.total.saturating_sub(end.saturating_sub(offset));
-        (keys.len() + blobs.len()) as u64
+        gone as u64
+    }
+
+    /// The live entry under `kind`/`key`.
+    pub fn entry(&self, kind: u8, key: &[u8]) -> Option<EntryRef<'_>> {
+        self.entries.find(kind, key).map(|id| self.entries.get(id))
+    }
+
+    /// Every live entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = EntryRef<'_>> + '_ {
+        self.entries.ids().map(|id| self.entries.get(id))
+    }
+
+    /// How many live entries there are.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Points the entry under `kind`/`key` at `to` (its value now `stored_len` bytes) if it is at `from`;
+    /// returns its previous stored length when it was. Live bytes are the caller's to move.
+    pub fn relocate_entry(
+        &mut self,
+        kind: u8,
+        key: &[u8],
+        from: Loc,
+        to: Loc,
+        stored_len: u32,
+    ) -> Option<u32> {
+        let id = self.entries.find(kind, key).filter(|&id| self.entries.get(id).loc() == from)?;
+        Some(self.entries.relocate(id, to, stored_len))
+    }
+
+    /// The tombstone under `kind`/`key`: its sequence number and location.
+    pub fn tombstone(&self, kind: u8, key: &[u8]) -> Option<(u64, Loc)> {
+        self.tombstones.get(&KeyRef(kind, key)).copied()
+    }
+
+    /// Every tombstone: kind, key, sequence number and location.
+    pub fn tombstones(&self) -> impl Iterator<Item = (u8, &[u8], u64, Loc)> + '_ {
+        self.tombstones.iter().map(|((kind, key), (seq, loc))| (*kind, &**key, *seq, *loc))
+    }
+
+    /// Points the tombstone under `kind`/`key` at `to` if it is at `from`; true when it was.
+    pub fn relocate_tombstone(&mut self, kind: u8, key: &[u8], from: Loc, to: Loc) -> bool {
+        match self.tombstones.get_mut(&KeyRef(kind, key)) {
+            Some((_, loc)) if *loc == from => {
+                *loc = to;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Makes room for `entries` more entries with `key_bytes` bytes of keys in all, as
+    /// [`Index::stored_key_len`] counts them, and sizes the hash table for `expected` more.
+    pub fn reserve_entries(&mut self, entries: usize, key_bytes: usize, expected: usize) {
+        self.entries.reserve(entries, key_bytes, expected);
+    }
+
+    /// The bytes a key takes in the index's key arena (a lowercase hex key is stored packed, in half).
+    pub fn stored_key_len(key: &[u8]) -> usize {
+        entries::stored_key_len(key)
+    }
+
+    /// Bytes of memory the index holds (capacities: entries, chunks, tombstones and their keys, segments);
+    /// within a percent of what the allocator counts (see `index_memory.rs`), malloc's per-block overhead
+    /// aside.
+    pub fn heap_bytes(&self) -> usize {
+        const BTREE_NODE: usize = 11 * (size_of::<u32>() + size_of::<SegmentUsage>()) + 16;
+        self.entries.heap_bytes()
+            + self.blobs.allocation_size()
+            + self.tombstones.allocation_size()
+            + self.tombstones.keys().map(|(_, key)| key.len()).sum::<usize>()
+            + self.segments.len().div_ceil(5) * BTREE_NODE
     }
 
     /// Bytes of live records in the whole store.
@@ -260,7 +371,6 @@ impl Index {
         self.segments.values().map(|s| s.total).sum()
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +418,7 @@ mod tests {
             apply(&mut reversed, bytes, seg);
         }
         for index in [&in_order, &reversed] {
-            assert!(index.entries.is_empty());
+            assert_eq!(index.entry_count(), 0);
             assert_eq!(index.blobs[&blob].refcount, 0);
             assert_eq!(index.live_bytes(), (b.len() + tomb.len()) as u64);
             assert_eq!(index.total_bytes(), (b.len() + old.len() + tomb.len()) as u64);
@@ -325,8 +435,8 @@ mod tests {
         for bytes in [&tomb, &old, &new, &old] {
             apply(&mut index, bytes, 1);
         }
-        assert!(index.tombstones.is_empty());
-        assert_eq!(index.entries[&(1, b"k"[..].into())].seq, 3);
+        assert!(index.tombstones().next().is_none());
+        assert_eq!(index.entry(1, b"k").unwrap().seq(), 3);
         assert_eq!(index.blobs[&a].refcount, 0);
         assert_eq!(index.blobs[&b].refcount, 1);
         assert_eq!(index.live_bytes(), new.len() as u64);

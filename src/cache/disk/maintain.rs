@@ -82,16 +82,15 @@ impl DiskStore {
     /// Copies a damaged entry aside and removes it from the store (a tombstone when writable).
     pub(super) fn quarantine_entry(&self, kind: u8, key: &[u8], loc: Loc) -> Result<(), DiskError> {
         self.copy_to_quarantine(loc)?;
-        let key_box: (u8, Box<[u8]>) = (kind, key.into());
         match &self.writer {
             Some(writer) => {
                 let mut w = writer.lock();
-                let still_there = self.state.read().index.entries.get(&key_box).is_some_and(|s| s.loc == loc);
+                let still_there = self.state.read().index.entry(kind, key).is_some_and(|e| e.loc() == loc);
                 if still_there {
                     self.write_tombstone(&mut w, kind, key)?;
                 }
             }
-            None => self.state.write().index.forget_entry(&key_box),
+            None => self.state.write().index.forget_entry(kind, key),
         }
         Ok(())
     }
@@ -99,7 +98,7 @@ impl DiskStore {
     /// Copies the entry under `kind`/`key` aside and removes it, although its checksum holds: for entries
     /// the layers above cannot read (their zstd dictionary is gone). Returns false when there is none.
     pub fn quarantine(&self, kind: u8, key: &[u8]) -> Result<bool, DiskError> {
-        let loc = self.state.read().index.entries.get(&(kind, key.into())).map(|s| s.loc);
+        let loc = self.state.read().index.entry(kind, key).map(|e| e.loc());
         match loc {
             Some(loc) => self.quarantine_entry(kind, key, loc).map(|()| true),
             None => Ok(false),
@@ -139,9 +138,8 @@ impl DiskStore {
             let state = self.state.read();
             let entries: Vec<_> = state
                 .index
-                .entries
-                .iter()
-                .map(|((k, key), s)| (*k, key.clone(), s.loc, s.refs.clone()))
+                .entries()
+                .map(|e| (e.kind(), e.key().into_owned(), e.loc(), e.refs().to_vec()))
                 .collect();
             let blobs: Vec<_> = state.index.blobs.iter().map(|(r, s)| (*r, s.loc)).collect();
             let ranges = state.damage.iter().map(|(seg, d)| (*seg, d.offset, d.len)).collect();

@@ -11,13 +11,19 @@ mod compact;
 mod compact_tests;
 #[cfg(test)]
 mod crash_tests;
+mod entries;
 mod faults;
 #[cfg(test)]
 mod golden;
 mod hint;
 mod index;
+#[cfg(test)]
+mod index_memory;
+#[cfg(test)]
+mod index_tests;
 mod lock;
 mod maintain;
+mod names;
 mod open;
 mod read;
 mod segment;
@@ -324,11 +330,11 @@ impl DiskStore {
         {
             let mut state = self.state.write();
             if decoded.header.record_type != RecordType::Blob {
-                let key: index::EntryKey = (decoded.header.kind, decoded.key.into());
-                let entry = state.index.entries.get(&key).map(|s| s.loc);
-                let tombstone = state.index.tombstones.get(&key).map(|(_, l)| *l);
+                let (kind, key) = (decoded.header.kind, decoded.key);
+                let entry = state.index.entry(kind, key).map(|e| e.loc());
+                let tombstone = state.index.tombstone(kind, key).map(|(_, l)| l);
                 if entry.is_some() || tombstone.is_some() {
-                    w.undo.push((offset, key, entry, tombstone));
+                    w.undo.push((offset, (kind, key.into()), entry, tombstone));
                 }
             }
             state.index.apply(&decoded, loc);
@@ -457,7 +463,7 @@ impl DiskStore {
     /// Removes an entry; returns true when it existed.
     pub fn remove(&self, kind: u8, key: &[u8]) -> Result<bool, DiskError> {
         let mut w = self.writer()?;
-        if !self.state.read().index.entries.contains_key(&(kind, key.into())) {
+        if self.state.read().index.entry(kind, key).is_none() {
             return Ok(false);
         }
         self.write_tombstone(&mut w, kind, key)?;
@@ -484,13 +490,13 @@ impl DiskStore {
 
     /// The expiry of the entry under `kind`/`key`, if the index has one.
     pub fn expiry(&self, kind: u8, key: &[u8]) -> Option<Expiry> {
-        self.state.read().index.entries.get(&(kind, key.into())).map(|slot| slot.expires)
+        self.state.read().index.entry(kind, key).map(|e| e.expires())
     }
 
     /// Live entries' index slots, for listing and filtering.
     pub fn entries(&self) -> Vec<(u8, Vec<u8>, EntrySlot)> {
         let state = self.state.read();
-        state.index.entries.iter().map(|((kind, key), slot)| (*kind, key.to_vec(), slot.clone())).collect()
+        state.index.entries().map(|e| (e.kind(), e.key().into_owned(), e.to_slot())).collect()
     }
 
     /// The keys of up to `max` live entries of `kind`, spread evenly over the index (for measuring a sample
@@ -498,10 +504,9 @@ impl DiskStore {
     pub fn sample_keys(&self, kind: u8, max: usize) -> Vec<Vec<u8>> {
         let now = now_ms();
         let state = self.state.read();
-        let of_kind =
-            || state.index.entries.iter().filter(|((k, _), s)| *k == kind && s.expires.is_live(now));
+        let of_kind = || state.index.entries().filter(|e| e.kind() == kind && e.expires().is_live(now));
         let step = of_kind().count().div_ceil(max.max(1)).max(1);
-        of_kind().step_by(step).map(|((_, key), _)| key.to_vec()).collect()
+        of_kind().step_by(step).map(|e| e.key().into_owned()).collect()
     }
 
     /// Bytes of all segment and hint files on disk.
@@ -511,7 +516,12 @@ impl DiskStore {
 
     /// Live entries in the index (expired ones included until they are cleaned up).
     pub fn entry_count(&self) -> u64 {
-        self.state.read().index.entries.len() as u64
+        self.state.read().index.entry_count() as u64
+    }
+
+    /// Bytes of memory the in-memory index holds (see `Index::heap_bytes`).
+    pub fn index_bytes(&self) -> u64 {
+        self.state.read().index.heap_bytes() as u64
     }
 
     /// Record bytes per segment id.

@@ -38,7 +38,7 @@ impl DiskStore {
     pub fn get(&self, kind: u8, key: &[u8]) -> Result<Option<StoredEntry>, DiskError> {
         const ATTEMPTS: usize = 4;
         for attempt in 1..=ATTEMPTS {
-            let Some(slot) = self.state.read().index.entries.get(&(kind, key.into())).cloned() else {
+            let Some(slot) = self.state.read().index.entry(kind, key).map(|e| e.to_slot()) else {
                 return Ok(None);
             };
             if !slot.expires.is_live(now_ms()) {
@@ -47,7 +47,7 @@ impl DiskStore {
             match self.read_entry(&slot)? {
                 Read::Found(entry) => return Ok(Some(entry)),
                 Read::Damaged { blob } => {
-                    let moved = self.state.read().index.entries.get(&(kind, key.into())).map(|s| s.loc);
+                    let moved = self.state.read().index.entry(kind, key).map(|e| e.loc());
                     let blob_moved = blob.is_some_and(|(r, loc)| {
                         self.state.read().index.blobs.get(&r).and_then(|b| b.loc) != Some(loc)
                     });

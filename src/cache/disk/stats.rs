@@ -14,19 +14,20 @@ impl DiskStore {
         let index = &state.index;
         let mut stats = DiskStats::default();
         let mut payloads: BTreeMap<u8, std::collections::HashSet<&[BlobRef]>> = BTreeMap::new();
-        for ((kind, _), slot) in &index.entries {
-            let k = stats.kinds.entry(*kind).or_default();
+        for slot in index.entries() {
+            let kind = slot.kind();
+            let k = stats.kinds.entry(kind).or_default();
             k.entries += 1;
             k.logical_bytes += slot.logical_len();
-            k.stored_bytes += slot.loc.len as u64;
-            k.value_raw_bytes += slot.raw_len as u64;
-            k.value_stored_bytes += slot.stored_len as u64;
-            if !slot.refs.is_empty() {
+            k.stored_bytes += slot.loc().len as u64;
+            k.value_raw_bytes += slot.raw_len() as u64;
+            k.value_stored_bytes += slot.stored_len() as u64;
+            if !slot.refs().is_empty() {
                 k.payload_entries += 1;
-                k.payload_bytes += slot.payload_len;
-                payloads.entry(*kind).or_default().insert(&slot.refs);
+                k.payload_bytes += slot.payload_len();
+                payloads.entry(kind).or_default().insert(slot.refs());
             }
-            stats.referenced_payload_bytes += slot.payload_len;
+            stats.referenced_payload_bytes += slot.payload_len();
         }
         for (kind, distinct) in payloads {
             stats.kinds.entry(kind).or_default().distinct_payloads = distinct.len() as u64;
