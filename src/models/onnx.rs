@@ -243,6 +243,11 @@ impl OnnxModel {
         let fail = |reason: String| OnnxError::Load { path: path.to_path_buf(), reason };
         let session = Session::builder(environment)
             .map_err(|e| fail(error_chain(&e)))?
+            // ONNX Runtime's worker threads spin between the operators of a run (faster runs), and by
+            // default go on spinning after it: on a 2-core machine that held a core from the semantic
+            // cache's scan right after an embedding (docs/performance.md). Stop them when a run ends.
+            .with_config_entry("session.force_spinning_stop", "1")
+            .map_err(|e| fail(error_chain(&e)))?
             .commit_from_file(path)
             .map_err(|e| fail(error_chain(&e)))?;
         let inputs = session.inputs().iter().map(TensorInfo::from_outlet).collect();

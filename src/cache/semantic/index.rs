@@ -2,10 +2,10 @@
 //! group, bounded by a most-entries limit that drops the oldest first.
 //!
 //! A vector is stored under its request's response key, with the text it embeds (the guards compare
-//! texts). A group's vectors lie in one contiguous `f32` array, beside 8-bit codes of the same vectors
-//! ([`quantized`]): a search is one pass over the codes of that group alone (other groups are never read),
-//! which skips the rows that provably cannot reach the threshold, and the exact `f32` dot product (cosine
-//! similarity, the vectors being unit length) of the others. docs/semantic-cache.md says why brute force
+//! texts). A group's vectors lie in one contiguous `f32` array, beside 4-bit and 8-bit codes of the same
+//! vectors ([`quantized`]): a search is one pass over the codes of that group alone (other groups are never
+//! read), which skips the rows that provably cannot reach the threshold, and the exact `f32` dot product
+//! (cosine similarity, the vectors being unit length) of the others. docs/semantic-cache.md says why brute force
 //! rather than an approximate index.
 
 use std::collections::{HashMap, VecDeque};
@@ -26,7 +26,7 @@ pub struct Candidate {
     pub similarity: f32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Group {
     keys: Vec<String>,
     texts: Vec<String>,
@@ -149,7 +149,13 @@ impl Index {
             return None;
         }
         self.remove(key);
-        let g = self.groups.entry(group).or_default();
+        let dims = self.dims;
+        let g = self.groups.entry(group).or_insert_with(|| Group {
+            keys: Vec::new(),
+            texts: Vec::new(),
+            vectors: Vec::new(),
+            codes: quantized::Rows::new(dims),
+        });
         let at = g.keys.len();
         g.keys.push(key.to_string());
         g.texts.push(text.to_string());
@@ -186,7 +192,7 @@ impl Index {
             }
         }
         g.vectors.truncate(last * self.dims);
-        g.codes.swap_remove(at, self.dims);
+        g.codes.swap_remove(at);
         if g.keys.is_empty() {
             self.groups.remove(&group);
         }
@@ -206,12 +212,12 @@ impl Index {
         let Some(g) = self.groups.get(group).filter(|_| query.len() == self.dims) else { return Vec::new() };
         let dot = dot_fn();
         let mut found: Vec<(usize, f32)> = Vec::new();
-        g.codes.may_reach(&QueryCodes::new(query), threshold, |at| {
+        for at in g.codes.candidates(&QueryCodes::new(query), threshold) {
             let similarity = dot(&g.vectors[at * self.dims..(at + 1) * self.dims], query);
             if similarity >= threshold {
                 found.push((at, similarity));
             }
-        });
+        }
         found.sort_by(|a, b| b.1.total_cmp(&a.1));
         found
             .into_iter()

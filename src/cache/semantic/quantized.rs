@@ -1,39 +1,90 @@
-//! A first pass over 8-bit copies of the index's vectors that can skip a row only when it provably cannot
-//! reach the threshold, so that the exact `f32` dot product runs on a handful of rows instead of all.
+//! First passes over 1-bit and 4-bit copies of the index's vectors that skip a row only when it provably
+//! cannot reach the threshold, so that the exact `f32` dot product runs on a handful of rows instead of all.
 //!
-//! Each stored unit vector `x` is kept as `i8` codes `q` with one scale `s = max|x| / 127` (`x̃ = s·q`) and
-//! the length of what that loses, `‖x − x̃‖`, rounded up. A query `y` is coded the same way in `i16`
-//! (`ỹ = t·p`, `t = max|y| / 32767`). The first pass computes `ỹ·x̃ = s·t·(p·q)` with an exact integer dot
-//! product, and
+//! Each stored unit vector `x` is kept twice more, each copy `x̃` with the length of what it loses,
+//! `‖x − x̃‖`, rounded up: as its signs `σ` scaled by `a = mean|x|` (`x̃ = a·σ`, 48 bytes at MiniLM's 384
+//! dimensions), and as 4-bit codes `q` in `[-7, 7]` with one scale `s = max|x| / 7` (`x̃ = s·q`, 192 bytes;
+//! the `f32` row is 1,536). A query `y` is coded in `i8` (`ỹ = t·p`, `t = max|y| / 127`). A pass computes
+//! `ỹ·x̃` from an exact integer sum ([`kernels`]), and
 //!
 //! ```text
 //! |y·x − ỹ·x̃| = |y·(x − x̃) + (y − ỹ)·x̃| ≤ ‖y‖·‖x − x̃‖ + ‖y − ỹ‖·(‖x‖ + ‖x − x̃‖)
 //! ```
 //!
 //! bounds how far the estimate can be from the true similarity; [`SLACK`] covers the `f32` rounding of both
-//! the estimate and the exact dot product the rows are then rescored with. A row whose estimate plus its
-//! bound is below the threshold is skipped; every other row is rescored exactly, so a search finds exactly
-//! the rows a full `f32` scan finds, with the same similarities (tested against one).
+//! the estimate and the exact dot product the rows are then rescored with. A row whose sign estimate plus
+//! its bound (about 0.6 for a 384-wide vector) is below the threshold is skipped; a row that passes is
+//! checked again on its 4-bit codes (a bound of about 0.13), and every row that passes both is rescored
+//! exactly, so a search finds exactly the rows a full `f32` scan finds, with the same similarities (tested
+//! against one). The sign pass runs only on CPUs with AVX-512BW, where summing the query's codes under a
+//! row's sign bits is a masked byte sum; elsewhere the scan starts at the 4-bit codes. From
+//! [`PARALLEL_ROWS`] rows on, the scan runs on two threads, each over half the rows.
+
+mod kernels;
+
+use std::ops::Range;
+
+use kernels::{
+    Kernels, nibble_lanes, nibble_offset, nibble_row_bytes, pack_nibbles, pack_signs, set_sum_lanes,
+    sign_row_words,
+};
 
 /// Added to every row's bound: the `f32` rounding of the estimate and of the exact dot product (a few
 /// units of 1e-5 for 384 dimensions), with a wide margin.
 const SLACK: f32 = 1e-3;
 
-/// Stored rows: codes, scales and error terms, one row per vector.
-#[derive(Debug, Default)]
-pub struct Rows {
-    codes: Vec<i8>,
-    scales: Vec<f32>,
+/// From this many rows on, the scan runs in two halves on rayon's threads (below, waking a thread costs
+/// more than it saves).
+pub const PARALLEL_ROWS: usize = 32_768;
+
+/// A row's terms at one level of coding.
+#[derive(Clone, Copy, Debug)]
+struct Terms {
+    scale: f32,
     /// `‖x − x̃‖`, rounded up.
-    errors: Vec<f32>,
+    error: f32,
     /// `‖x‖ + ‖x − x̃‖` (which bounds `‖x̃‖`), rounded up.
-    reaches: Vec<f32>,
+    reach: f32,
 }
 
-/// A query coded for [`Rows::may_reach`].
+impl Terms {
+    fn new(scale: f32, error: f32, length: f32) -> Self {
+        Self { scale, error, reach: round_up(f64::from(length) + f64::from(error)) }
+    }
+
+    /// True when a row with these terms whose codes give `dot` against the query's may reach `threshold`.
+    #[inline(always)]
+    fn may_reach(&self, dot: i64, query: &QueryCodes, threshold: f32) -> bool {
+        let estimate = dot as f32 * self.scale * query.scale;
+        let bound = query.norm * self.error + query.error * self.reach + SLACK;
+        // A NaN (which no finite row gives) passes the row rather than skipping it.
+        (estimate + bound).partial_cmp(&threshold) != Some(std::cmp::Ordering::Less)
+    }
+}
+
+/// Stored rows: each vector's sign bits and 4-bit codes with their terms, one row per vector.
+#[derive(Debug)]
+pub struct Rows {
+    dims: usize,
+    /// [`sign_row_words`] words a row.
+    signs: Vec<u64>,
+    sign_terms: Vec<Terms>,
+    /// [`nibble_row_bytes`] bytes a row.
+    nibbles: Vec<u8>,
+    nibble_terms: Vec<Terms>,
+}
+
+/// A query coded for [`Rows::candidates`].
 #[derive(Debug)]
 pub struct QueryCodes {
-    codes: Vec<i16>,
+    /// `i8` codes, padded with zeros to the packed rows' width.
+    codes: Vec<i8>,
+    /// The codes + 128, for the sign pass.
+    biased: Vec<u8>,
+    /// `Σ codes`.
+    sum: i64,
+    /// [`nibble_offset`] of `codes`.
+    offset: i64,
     scale: f32,
     /// `‖y‖`, rounded up.
     norm: f32,
@@ -42,54 +93,200 @@ pub struct QueryCodes {
 }
 
 impl QueryCodes {
-    /// `query` coded in `i16`.
+    /// `query` coded in `i8`.
     pub fn new(query: &[f32]) -> Self {
-        let (codes, scale, error) = code(query, i16::MAX);
         let norm = norm(query.iter().map(|x| f64::from(*x)));
-        Self { codes, scale, norm, error }
+        let (mut codes, scale, error) = code(query, i8::MAX);
+        codes.resize(2 * nibble_row_bytes(query.len()), 0);
+        let biased = codes.iter().map(|c| (i16::from(*c) + 128) as u8).collect();
+        let sum = codes.iter().map(|c| i64::from(*c)).sum();
+        let offset = nibble_offset(&codes);
+        Self { codes, biased, sum, offset, scale, norm, error }
     }
 }
 
 impl Rows {
-    /// Appends the codes of `vector`.
+    /// No rows, of `dims`-wide vectors.
+    pub fn new(dims: usize) -> Self {
+        Self {
+            dims,
+            signs: Vec::new(),
+            sign_terms: Vec::new(),
+            nibbles: Vec::new(),
+            nibble_terms: Vec::new(),
+        }
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.nibble_terms.len()
+    }
+
+    /// True when no rows are held.
+    pub fn is_empty(&self) -> bool {
+        self.nibble_terms.is_empty()
+    }
+
+    /// Appends the codes of `vector` (`dims` wide).
     pub fn push(&mut self, vector: &[f32]) {
-        let (codes, scale, error) = code(vector, i8::MAX);
-        self.codes.extend(codes);
-        self.scales.push(scale);
-        self.errors.push(error);
-        self.reaches.push(norm(vector.iter().map(|x| f64::from(*x))) + error);
+        debug_assert_eq!(vector.len(), self.dims);
+        let length = norm(vector.iter().map(|x| f64::from(*x)));
+        pack_signs(vector, &mut self.signs);
+        let (scale, error) = sign_code(vector);
+        self.sign_terms.push(Terms::new(scale, error, length));
+        let (codes, scale, error) = code(vector, 7i8);
+        pack_nibbles(&codes, &mut self.nibbles);
+        self.nibble_terms.push(Terms::new(scale, error, length));
     }
 
-    /// Moves the last row into row `at` and drops the last (as `Vec::swap_remove` does), `dims` wide.
-    pub fn swap_remove(&mut self, at: usize, dims: usize) {
-        let last = self.scales.len() - 1;
+    /// Moves the last row into row `at` and drops the last (as `Vec::swap_remove` does).
+    pub fn swap_remove(&mut self, at: usize) {
+        let last = self.len() - 1;
+        let (words, bytes) = (sign_row_words(self.dims), nibble_row_bytes(self.dims));
         if at != last {
-            self.codes.copy_within(last * dims..(last + 1) * dims, at * dims);
+            self.signs.copy_within(last * words..(last + 1) * words, at * words);
+            self.nibbles.copy_within(last * bytes..(last + 1) * bytes, at * bytes);
         }
-        self.codes.truncate(last * dims);
-        self.scales.swap_remove(at);
-        self.errors.swap_remove(at);
-        self.reaches.swap_remove(at);
+        self.signs.truncate(last * words);
+        self.nibbles.truncate(last * bytes);
+        self.sign_terms.swap_remove(at);
+        self.nibble_terms.swap_remove(at);
     }
 
-    /// Calls `rescore(row)` for every row whose similarity to the query may reach `threshold` (a superset
-    /// of the rows that do; see the module comment).
-    pub fn may_reach(&self, query: &QueryCodes, threshold: f32, mut rescore: impl FnMut(usize)) {
-        let dims = query.codes.len();
-        if dims == 0 {
-            return;
+    /// The rows whose similarity to the query may reach `threshold` (a superset of the rows that do; see the
+    /// module comment), in row order.
+    pub fn candidates(&self, query: &QueryCodes, threshold: f32) -> Vec<usize> {
+        let parts = if self.len() >= PARALLEL_ROWS { 2 } else { 1 };
+        self.candidates_with(query, threshold, parts, Kernels::detect())
+    }
+
+    /// [`candidates`](Self::candidates) with the rows cut into `parts` (1 or 2) scanned at once with
+    /// `kernels`.
+    fn candidates_with(
+        &self,
+        query: &QueryCodes,
+        threshold: f32,
+        parts: usize,
+        kernels: Kernels,
+    ) -> Vec<usize> {
+        let rows = self.len();
+        if self.dims == 0 || query.codes.len() != 2 * nibble_row_bytes(self.dims) {
+            return Vec::new();
         }
-        let dot = dot_fn();
-        let terms = self.scales.iter().zip(&self.errors).zip(&self.reaches);
-        for (row, (codes, ((scale, error), reach))) in self.codes.chunks_exact(dims).zip(terms).enumerate() {
-            let estimate = dot(codes, &query.codes) as f32 * scale * query.scale;
-            let bound = query.norm * error + query.error * reach + SLACK;
-            // A NaN (which no finite row gives) rescores the row rather than skipping it.
-            if (estimate + bound).partial_cmp(&threshold) != Some(std::cmp::Ordering::Less) {
-                rescore(row);
+        if parts < 2 {
+            return self.scan(query, threshold, 0..rows, kernels);
+        }
+        let middle = rows / 2;
+        let (mut first, second) = rayon::join(
+            || self.scan(query, threshold, 0..middle, kernels),
+            || self.scan(query, threshold, middle..rows, kernels),
+        );
+        first.extend(second);
+        first
+    }
+
+    /// [`scan_with`](Self::scan_with) `rows` compiled for `kernels`.
+    fn scan(&self, query: &QueryCodes, threshold: f32, rows: Range<usize>, kernels: Kernels) -> Vec<usize> {
+        match kernels {
+            // SAFETY: `Kernels::detect` found AVX-512BW, AVX2 and POPCNT on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512 => unsafe { self.scan_avx512(query, threshold, rows) },
+            // SAFETY: `Kernels::detect` found AVX2 on this CPU.
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => unsafe { self.scan_avx2(query, threshold, rows) },
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernels::Avx512 | Kernels::Avx2 => {
+                self.scan(query, threshold, rows, Kernels::Portable { signs: false })
+            }
+            Kernels::Portable { signs } => self.scan_with(
+                query,
+                threshold,
+                rows,
+                signs,
+                |bits| set_sum_lanes(bits, &query.biased),
+                |codes| nibble_lanes(codes, &query.codes),
+            ),
+        }
+    }
+
+    /// [`scan_with`](Self::scan_with) in AVX-512 and AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,avx512f,avx512bw,popcnt")]
+    unsafe fn scan_avx512(&self, query: &QueryCodes, threshold: f32, rows: Range<usize>) -> Vec<usize> {
+        self.scan_with(
+            query,
+            threshold,
+            rows,
+            true,
+            // SAFETY: this function is compiled with AVX-512F, AVX-512BW and POPCNT.
+            |bits| unsafe { kernels::set_sum_avx512(bits, &query.biased) },
+            // SAFETY: this function is compiled with AVX2.
+            |codes| unsafe { kernels::nibble_avx2(codes, &query.codes) },
+        )
+    }
+
+    /// [`scan_with`](Self::scan_with) in AVX2, without the sign pass.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn scan_avx2(&self, query: &QueryCodes, threshold: f32, rows: Range<usize>) -> Vec<usize> {
+        self.scan_with(
+            query,
+            threshold,
+            rows,
+            false,
+            |bits| set_sum_lanes(bits, &query.biased),
+            // SAFETY: this function is compiled with AVX2.
+            |codes| unsafe { kernels::nibble_avx2(codes, &query.codes) },
+        )
+    }
+
+    /// The sign pass (when `signs`; `set_sum` sums the query's codes under a row's set sign bits) and the
+    /// 4-bit pass (`nibble_dot`, the product with the codes as stored) over `rows`.
+    #[inline(always)]
+    fn scan_with(
+        &self,
+        query: &QueryCodes,
+        threshold: f32,
+        rows: Range<usize>,
+        signs: bool,
+        set_sum: impl Fn(&[u64]) -> i64,
+        nibble_dot: impl Fn(&[u8]) -> i64,
+    ) -> Vec<usize> {
+        let (words, bytes) = (sign_row_words(self.dims), nibble_row_bytes(self.dims));
+        let mut found = Vec::new();
+        for row in rows {
+            if signs {
+                // Σ p·σ = Σ p under the set bits − Σ p under the clear ones.
+                let dot = 2 * set_sum(&self.signs[row * words..(row + 1) * words]) - query.sum;
+                if !self.sign_terms[row].may_reach(dot, query, threshold) {
+                    continue;
+                }
+            }
+            let dot = nibble_dot(&self.nibbles[row * bytes..(row + 1) * bytes]) - query.offset;
+            if self.nibble_terms[row].may_reach(dot, query, threshold) {
+                found.push(row);
             }
         }
+        found
     }
+}
+
+/// The scale `a = mean|x|` of `x`'s sign code (`x̃ = a·σ`, `σ = ±1`, `+1` for `x ≥ 0`) and `‖x − x̃‖`
+/// rounded up. A vector of no length or not finite gets the largest error there is (always passed).
+fn sign_code(x: &[f32]) -> (f32, f32) {
+    let total: f64 = x.iter().map(|v| f64::from(v.abs())).sum();
+    if total == 0.0 || !total.is_finite() {
+        return (0.0, f32::MAX);
+    }
+    let scale = (total / x.len() as f64) as f32;
+    let lost = x
+        .iter()
+        .map(|v| {
+            let sign = if *v >= 0.0 { 1.0 } else { -1.0 };
+            (f64::from(*v) - f64::from(scale) * sign).powi(2)
+        })
+        .sum::<f64>();
+    (scale, round_up(lost.sqrt()))
 }
 
 /// `x` as integer codes in `[-max, max]` with their scale, and `‖x − scale·codes‖` rounded up.
@@ -126,109 +323,131 @@ fn round_up(v: f64) -> f32 {
     if f64::from(f) < v { f.next_up() } else { f }
 }
 
-/// [`dot_lanes`] for this CPU: with AVX2 where the CPU has it (the same integer sums either way).
-fn dot_fn() -> fn(&[i8], &[i16]) -> i64 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        return |a, b| {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { dot_avx2(a, b) }
-        };
-    }
-    dot_lanes
-}
-
-/// [`dot_lanes`] in AVX2 registers: 16 codes widened to `i16`, multiplied by 16 query codes and added in
-/// pairs into 8 `i32` lanes (`vpmaddwd`), blocks of 256 elements summed in `i64` (a lane adds at most 32
-/// products of at most 127 × 32767 in a block, under 2^28); the same integer result.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dot_avx2(a: &[i8], b: &[i16]) -> i64 {
-    use std::arch::x86_64::*;
-    let n = a.len().min(b.len());
-    let whole = n - n % 16;
-    let mut total = 0i64;
-    let mut at = 0;
-    while at < whole {
-        let end = (at + 256).min(whole);
-        let mut acc = _mm256_setzero_si256();
-        while at < end {
-            // SAFETY: `at + 16 <= whole <= a.len(), b.len()`: 16 bytes of `a` and 32 of `b` are in bounds;
-            // unaligned loads.
-            let (x, y) = unsafe {
-                (_mm_loadu_si128(a.as_ptr().add(at).cast()), _mm256_loadu_si256(b.as_ptr().add(at).cast()))
-            };
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_cvtepi8_epi16(x), y));
-            at += 16;
-        }
-        let mut lanes = [0i32; 8];
-        // SAFETY: `lanes` is 32 bytes; unaligned store.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
-        total += lanes.iter().map(|l| i64::from(*l)).sum::<i64>();
-    }
-    total + dot_lanes(&a[whole..n], &b[whole..n])
-}
-
-/// The exact integer dot product of `a` and `b` (over the shorter), in 16 `i32` lanes per block of 256
-/// elements (a lane adds at most 16 products of at most 127 × 32767, under 2^27), blocks added in `i64`.
-#[inline(always)]
-fn dot_lanes(a: &[i8], b: &[i16]) -> i64 {
-    let mut total = 0i64;
-    for (a, b) in a.chunks(256).zip(b.chunks(256)) {
-        let mut lanes = [0i32; 16];
-        let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
-        let tail: i32 =
-            a16.remainder().iter().zip(b16.remainder()).map(|(x, y)| i32::from(*x) * i32::from(*y)).sum();
-        for (x, y) in a16.zip(b16) {
-            for ((lane, x), y) in lanes.iter_mut().zip(x).zip(y) {
-                *lane += i32::from(*x) * i32::from(*y);
-            }
-        }
-        total += i64::from(lanes.iter().sum::<i32>()) + i64::from(tail);
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_integer_dot_product_is_exact_at_the_extremes() {
-        let a = vec![i8::MAX; 1000];
-        let b = vec![i16::MAX; 1000];
-        assert_eq!(dot_lanes(&a, &b), 1000 * 127 * 32767, "past i32::MAX, still exact");
-        assert_eq!(dot_fn()(&a, &b), dot_lanes(&a, &b));
-        let a: Vec<i8> = (0..385).map(|i| (i % 255 - 127) as i8).collect();
-        let b: Vec<i16> = (0..385).map(|i| (i * 97 % 65535 - 32767) as i16).collect();
-        let plain: i64 = a.iter().zip(&b).map(|(x, y)| i64::from(*x) * i64::from(*y)).sum();
-        assert_eq!(dot_fn()(&a, &b), plain);
+    fn spread(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 37 + seed * 11) % 101) as f32 / 700.0 - 50.0 / 700.0).collect()
     }
 
     #[test]
     fn the_error_bound_holds_for_each_coded_vector() {
-        let x: Vec<f32> = (0..384).map(|i| ((i * 37 % 101) as f32 - 50.0) / 700.0).collect();
-        let (codes, scale, error) = code(&x, i8::MAX);
-        let lost: f64 = x
+        let x = spread(384, 0);
+        for (max, within) in [(7i8, 0.3f32), (i8::MAX, 0.02)] {
+            let (codes, scale, error) = code(&x, max);
+            let lost: f64 = x
+                .iter()
+                .zip(&codes)
+                .map(|(v, c)| (f64::from(*v) - f64::from(scale) * f64::from(*c)).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(f64::from(error) >= lost && f64::from(error) < lost * 1.0001 + 1e-12);
+            let length = norm(x.iter().map(|v| f64::from(*v)));
+            assert!(
+                error < within * length,
+                "{error}: codes of ±{max} keep a 384-wide vector within {within}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sign_code_bound_holds() {
+        let x = spread(384, 3);
+        let (scale, error) = sign_code(&x);
+        let lost = x
             .iter()
-            .zip(&codes)
-            .map(|(v, c)| (f64::from(*v) - f64::from(scale) * f64::from(*c)).powi(2))
+            .map(|v| (f64::from(*v) - f64::from(scale) * if *v >= 0.0 { 1.0 } else { -1.0 }).powi(2))
             .sum::<f64>()
             .sqrt();
         assert!(f64::from(error) >= lost && f64::from(error) < lost * 1.0001 + 1e-12);
-        assert!(error < 0.02, "{error}: 8 bits keep a 384-wide unit-ish vector within 2%");
+        assert_eq!(sign_code(&[0.0; 8]), (0.0, f32::MAX), "no length: always passed");
+    }
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let mut v = v.to_vec();
+        crate::cache::semantic::index::normalize(&mut v);
+        v
+    }
+
+    /// Every way of scanning (one part or two, with the sign pass or without) keeps every row that reaches
+    /// the threshold.
+    fn scans_agree(vectors: &[Vec<f32>], removed: usize, query: &[f32], threshold: f32) {
+        let dims = query.len();
+        let mut rows = Rows::new(dims);
+        vectors.iter().for_each(|v| rows.push(v));
+        let mut kept = vectors.to_vec();
+        kept.swap_remove(removed);
+        rows.swap_remove(removed);
+        let reach: Vec<usize> = (0..kept.len())
+            .filter(|&r| crate::cache::semantic::index::dot(&kept[r], query) >= threshold)
+            .collect();
+        let coded = QueryCodes::new(query);
+        for parts in [1, 2] {
+            let all =
+                [Kernels::Portable { signs: false }, Kernels::Portable { signs: true }, Kernels::detect()];
+            for kernels in all {
+                let found = rows.candidates_with(&coded, threshold, parts, kernels);
+                assert!(found.windows(2).all(|w| w[0] < w[1]), "in row order");
+                let kept_rows: Vec<usize> = found
+                    .into_iter()
+                    .filter(|&r| crate::cache::semantic::index::dot(&kept[r], query) >= threshold)
+                    .collect();
+                assert_eq!(kept_rows, reach, "{parts} part(s), {kernels:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_scan_keeps_what_reaches_the_threshold() {
+        let vectors: Vec<Vec<f32>> = (0..301).map(|i| unit(&spread(100, i))).collect();
+        for pick in [0, 150, 299] {
+            for threshold in [-1.0, 0.0, 0.5, 0.99] {
+                scans_agree(&vectors, 7, &vectors[pick], threshold);
+            }
+        }
     }
 
     proptest::proptest! {
-        /// The dispatched product (AVX2 where the CPU has it) is the exact one, at every length.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// At MiniLM's width, with thresholds exactly at (and a hair either side of) a stored row's
+        /// similarity, no scan loses a row that reaches it.
         #[test]
-        fn the_dispatched_integer_dot_product_is_exact(
-            pairs in proptest::collection::vec((proptest::num::i8::ANY, proptest::num::i16::ANY), 0..800)
+        fn no_scan_loses_a_row(
+            seeds in proptest::collection::vec(proptest::collection::vec(-1.0f32..1.0, 384), 2..30),
+            noise in proptest::collection::vec(-1.0f32..1.0, 384),
+            noise_scale in 0.0f32..0.5,
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            removed in proptest::prelude::any::<proptest::sample::Index>(),
+            nudge in proptest::prop_oneof![
+                proptest::strategy::Just(0.0f32),
+                proptest::strategy::Just(1e-6),
+                proptest::strategy::Just(-1e-6),
+                -0.05f32..0.05
+            ],
         ) {
-            let (a, b): (Vec<i8>, Vec<i16>) = pairs.into_iter().unzip();
-            let a: Vec<i8> = a.into_iter().map(|x| x.max(-i8::MAX)).collect();
-            let exact: i64 = a.iter().zip(&b).map(|(x, y)| i64::from(*x) * i64::from(*y)).sum();
-            proptest::prop_assert_eq!(dot_fn()(&a, &b), exact);
+            let vectors: Vec<Vec<f32>> = seeds.iter().map(|v| unit(v)).collect();
+            let near = pick.get(&vectors);
+            let query = unit(&near.iter().zip(&noise).map(|(x, n)| x + n * noise_scale).collect::<Vec<f32>>());
+            let threshold = crate::cache::semantic::index::dot(near, &query) + nudge;
+            scans_agree(&vectors, removed.index(vectors.len()), &query, threshold);
+        }
+
+        /// The same at a few dimensions, where a coding error can line up with the query and come close to
+        /// its bound (a bound 30% too tight fails here).
+        #[test]
+        fn no_scan_loses_a_row_at_a_few_dimensions(
+            dims in 1usize..6,
+            seeds in proptest::collection::vec(proptest::collection::vec(-1.0f32..1.0, 6), 2..60),
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            other in proptest::prelude::any::<proptest::sample::Index>(),
+            removed in proptest::prelude::any::<proptest::sample::Index>(),
+            nudge in proptest::prop_oneof![proptest::strategy::Just(0.0f32), -0.01f32..0.01],
+        ) {
+            let vectors: Vec<Vec<f32>> = seeds.iter().map(|v| unit(&v[..dims])).collect();
+            let query = &vectors[pick.index(vectors.len())];
+            let threshold = crate::cache::semantic::index::dot(&vectors[other.index(vectors.len())], query) + nudge;
+            scans_agree(&vectors, removed.index(vectors.len()), query, threshold);
         }
     }
 }
