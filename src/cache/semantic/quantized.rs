@@ -62,13 +62,34 @@ impl Terms {
     }
 }
 
+/// Each row's sign bits and terms, the terms one array each (the AVX-512 pass reads them 8 rows at a time).
+#[derive(Debug, Default)]
+struct SignRows {
+    /// [`sign_row_words`] words a row.
+    bits: Vec<u64>,
+    scales: Vec<f32>,
+    /// `‖x − x̃‖`, rounded up.
+    errors: Vec<f32>,
+    /// `‖x‖ + ‖x − x̃‖`, rounded up.
+    reaches: Vec<f32>,
+    /// How many bits of the row are set.
+    ones: Vec<u32>,
+}
+
+impl SignRows {
+    /// [`Terms::may_reach`] for row `row`, whose bits give `dot` against the query's codes.
+    #[inline(always)]
+    fn may_reach(&self, row: usize, dot: i64, query: &QueryCodes, threshold: f32) -> bool {
+        let terms = Terms { scale: self.scales[row], error: self.errors[row], reach: self.reaches[row] };
+        terms.may_reach(dot, query, threshold)
+    }
+}
+
 /// Stored rows: each vector's sign bits and 4-bit codes with their terms, one row per vector.
 #[derive(Debug)]
 pub struct Rows {
     dims: usize,
-    /// [`sign_row_words`] words a row.
-    signs: Vec<u64>,
-    sign_terms: Vec<Terms>,
+    signs: SignRows,
     /// [`nibble_row_bytes`] bytes a row.
     nibbles: Vec<u8>,
     nibble_terms: Vec<Terms>,
@@ -108,13 +129,7 @@ impl QueryCodes {
 impl Rows {
     /// No rows, of `dims`-wide vectors.
     pub fn new(dims: usize) -> Self {
-        Self {
-            dims,
-            signs: Vec::new(),
-            sign_terms: Vec::new(),
-            nibbles: Vec::new(),
-            nibble_terms: Vec::new(),
-        }
+        Self { dims, signs: SignRows::default(), nibbles: Vec::new(), nibble_terms: Vec::new() }
     }
 
     /// Rows held.
@@ -131,9 +146,14 @@ impl Rows {
     pub fn push(&mut self, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dims);
         let length = norm(vector.iter().map(|x| f64::from(*x)));
-        pack_signs(vector, &mut self.signs);
+        let words = self.signs.bits.len();
+        pack_signs(vector, &mut self.signs.bits);
+        self.signs.ones.push(self.signs.bits[words..].iter().map(|w| w.count_ones()).sum());
         let (scale, error) = sign_code(vector);
-        self.sign_terms.push(Terms::new(scale, error, length));
+        let terms = Terms::new(scale, error, length);
+        self.signs.scales.push(terms.scale);
+        self.signs.errors.push(terms.error);
+        self.signs.reaches.push(terms.reach);
         let (codes, scale, error) = code(vector, 7i8);
         pack_nibbles(&codes, &mut self.nibbles);
         self.nibble_terms.push(Terms::new(scale, error, length));
@@ -144,12 +164,15 @@ impl Rows {
         let last = self.len() - 1;
         let (words, bytes) = (sign_row_words(self.dims), nibble_row_bytes(self.dims));
         if at != last {
-            self.signs.copy_within(last * words..(last + 1) * words, at * words);
+            self.signs.bits.copy_within(last * words..(last + 1) * words, at * words);
             self.nibbles.copy_within(last * bytes..(last + 1) * bytes, at * bytes);
         }
-        self.signs.truncate(last * words);
+        self.signs.bits.truncate(last * words);
         self.nibbles.truncate(last * bytes);
-        self.sign_terms.swap_remove(at);
+        self.signs.scales.swap_remove(at);
+        self.signs.errors.swap_remove(at);
+        self.signs.reaches.swap_remove(at);
+        self.signs.ones.swap_remove(at);
         self.nibble_terms.swap_remove(at);
     }
 
@@ -188,7 +211,7 @@ impl Rows {
     /// [`scan_with`](Self::scan_with) `rows` compiled for `kernels`.
     fn scan(&self, query: &QueryCodes, threshold: f32, rows: Range<usize>, kernels: Kernels) -> Vec<usize> {
         match kernels {
-            // SAFETY: `Kernels::detect` found AVX-512BW, AVX2 and POPCNT on this CPU.
+            // SAFETY: `Kernels::detect` found AVX-512F/BW/DQ/VL, AVX2 and POPCNT on this CPU.
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx512 => unsafe { self.scan_avx512(query, threshold, rows) },
             // SAFETY: `Kernels::detect` found AVX2 on this CPU.
@@ -209,20 +232,59 @@ impl Rows {
         }
     }
 
-    /// [`scan_with`](Self::scan_with) in AVX-512 and AVX2.
+    /// [`scan_with`](Self::scan_with) in AVX-512 and AVX2, the sign pass 8 rows at a time
+    /// ([`kernels::sign_block_avx512`]: the same arithmetic, in registers).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,avx512f,avx512bw,popcnt")]
+    #[target_feature(enable = "avx2,avx512f,avx512bw,avx512dq,avx512vl,popcnt")]
     unsafe fn scan_avx512(&self, query: &QueryCodes, threshold: f32, rows: Range<usize>) -> Vec<usize> {
-        self.scan_with(
+        let (words, bytes) = (sign_row_words(self.dims), nibble_row_bytes(self.dims));
+        // SAFETY: this function is compiled with AVX2.
+        let nibble_dot = |codes: &[u8]| unsafe { kernels::nibble_avx2(codes, &query.codes) };
+        let blocks = rows.start..rows.end - rows.len() % 8;
+        let mut found = Vec::new();
+        for first in blocks.clone().step_by(8) {
+            let block = first..first + 8;
+            let signs = &self.signs;
+            // SAFETY: this function is compiled with AVX-512F/BW/DQ/VL; every slice is 8 rows long.
+            let mut passed = unsafe {
+                kernels::sign_block_avx512(
+                    &signs.bits[first * words..(first + 8) * words],
+                    &query.biased,
+                    kernels::SignBlock {
+                        ones: &signs.ones[block.clone()],
+                        scales: &signs.scales[block.clone()],
+                        errors: &signs.errors[block.clone()],
+                        reaches: &signs.reaches[block],
+                    },
+                    kernels::SignQuery {
+                        sum: query.sum,
+                        scale: query.scale,
+                        norm: query.norm,
+                        error: query.error,
+                        slack: SLACK,
+                        threshold,
+                    },
+                )
+            };
+            while passed != 0 {
+                let row = first + passed.trailing_zeros() as usize;
+                passed &= passed - 1;
+                let dot = nibble_dot(&self.nibbles[row * bytes..(row + 1) * bytes]) - query.offset;
+                if self.nibble_terms[row].may_reach(dot, query, threshold) {
+                    found.push(row);
+                }
+            }
+        }
+        found.extend(self.scan_with(
             query,
             threshold,
-            rows,
+            blocks.end..rows.end,
             true,
             // SAFETY: this function is compiled with AVX-512F, AVX-512BW and POPCNT.
             |bits| unsafe { kernels::set_sum_avx512(bits, &query.biased) },
-            // SAFETY: this function is compiled with AVX2.
-            |codes| unsafe { kernels::nibble_avx2(codes, &query.codes) },
-        )
+            nibble_dot,
+        ));
+        found
     }
 
     /// [`scan_with`](Self::scan_with) in AVX2, without the sign pass.
@@ -257,8 +319,8 @@ impl Rows {
         for row in rows {
             if signs {
                 // Σ p·σ = Σ p under the set bits − Σ p under the clear ones.
-                let dot = 2 * set_sum(&self.signs[row * words..(row + 1) * words]) - query.sum;
-                if !self.sign_terms[row].may_reach(dot, query, threshold) {
+                let dot = 2 * set_sum(&self.signs.bits[row * words..(row + 1) * words]) - query.sum;
+                if !self.signs.may_reach(row, dot, query, threshold) {
                     continue;
                 }
             }
@@ -406,6 +468,65 @@ mod tests {
                 scans_agree(&vectors, 7, &vectors[pick], threshold);
             }
         }
+    }
+
+    /// The AVX-512 block of 8 rows decides each row as the one-row test does (where the CPU has AVX-512).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_sign_block_decides_as_each_row_does() {
+        if Kernels::detect() != Kernels::Avx512 {
+            return;
+        }
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+        unsafe fn block(rows: &Rows, first: usize, query: &QueryCodes, threshold: f32) -> u8 {
+            let (words, range, signs) = (sign_row_words(rows.dims), first..first + 8, &rows.signs);
+            let sign_rows = kernels::SignBlock {
+                ones: &signs.ones[range.clone()],
+                scales: &signs.scales[range.clone()],
+                errors: &signs.errors[range.clone()],
+                reaches: &signs.reaches[range],
+            };
+            let terms = kernels::SignQuery {
+                sum: query.sum,
+                scale: query.scale,
+                norm: query.norm,
+                error: query.error,
+                slack: SLACK,
+                threshold,
+            };
+            // SAFETY: compiled with AVX-512F/BW/DQ/VL; the slices are 8 rows long.
+            unsafe {
+                kernels::sign_block_avx512(
+                    &signs.bits[first * words..(first + 8) * words],
+                    &query.biased,
+                    sign_rows,
+                    terms,
+                )
+            }
+        }
+        let mut rows = Rows::new(130);
+        let vectors: Vec<Vec<f32>> = (0..64).map(|i| unit(&spread(130, i * 7 + 1))).collect();
+        vectors.iter().for_each(|v| rows.push(v));
+        let words = sign_row_words(130);
+        let (mut passed, mut skipped) = (0, 0);
+        for pick in [0, 9, 33] {
+            let query = QueryCodes::new(&vectors[pick]);
+            for threshold in [-1.0, 0.0, 0.2, 0.4, 0.6, 0.8, 1.0, f32::NAN] {
+                for first in (0..64).step_by(8) {
+                    // SAFETY: the CPU has AVX-512F/BW/DQ/VL (detected above).
+                    let mask = unsafe { block(&rows, first, &query, threshold) };
+                    for r in 0..8 {
+                        let row = first + r;
+                        let sum =
+                            set_sum_lanes(&rows.signs.bits[row * words..(row + 1) * words], &query.biased);
+                        let one = rows.signs.may_reach(row, 2 * sum - query.sum, &query, threshold);
+                        assert_eq!(mask >> r & 1 == 1, one, "row {row}, threshold {threshold}");
+                        if one { passed += 1 } else { skipped += 1 }
+                    }
+                }
+            }
+        }
+        assert!(passed > 0 && skipped > 0, "both outcomes tested: {passed} passed, {skipped} skipped");
     }
 
     proptest::proptest! {

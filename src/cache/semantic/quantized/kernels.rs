@@ -6,8 +6,8 @@
 /// Which instructions a scan uses, as this CPU allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernels {
-    /// The sign pass ([`set_sum_avx512`]) and the 4-bit pass ([`nibble_avx2`]): AVX-512BW (and AVX2,
-    /// POPCNT).
+    /// The sign pass ([`sign_block_avx512`], [`set_sum_avx512`]) and the 4-bit pass ([`nibble_avx2`]):
+    /// AVX-512F/BW/DQ/VL, AVX2 and POPCNT.
     Avx512,
     /// The 4-bit pass in AVX2; no sign pass (summing under sign bits without AVX-512's byte masks costs
     /// more than reading the 4-bit codes).
@@ -22,6 +22,8 @@ impl Kernels {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
                 && std::arch::is_x86_feature_detected!("avx2")
                 && std::arch::is_x86_feature_detected!("popcnt")
             {
@@ -139,6 +141,88 @@ pub unsafe fn nibble_avx2(row: &[u8], query: &[i8]) -> i64 {
     // SAFETY: `lanes` is 32 bytes; unaligned store; AVX2 as above.
     unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), acc) };
     lanes.iter().map(|l| i64::from(*l)).sum::<i64>()
+}
+
+/// Eight rows' terms for [`sign_block_avx512`] (each slice 8 long).
+pub struct SignBlock<'a> {
+    /// Set bits of each row.
+    pub ones: &'a [u32],
+    pub scales: &'a [f32],
+    pub errors: &'a [f32],
+    pub reaches: &'a [f32],
+}
+
+/// The query's terms for [`sign_block_avx512`].
+pub struct SignQuery {
+    /// `Σ codes`.
+    pub sum: i64,
+    pub scale: f32,
+    pub norm: f32,
+    pub error: f32,
+    pub slack: f32,
+    pub threshold: f32,
+}
+
+/// The sign pass on 8 rows (`bits`: 8 rows of sign words) in AVX-512 registers: bit `r` of the result is set
+/// when row `r` may reach the threshold. Per row, the masked byte sums of [`set_sum_avx512`]; the 8 rows'
+/// lanes are added across in a tree into one register of 8 sums, `Σ p·σ = 2 · (sum − 128 · ones) − Σ p`
+/// (exact in `i64`, then in `f32` below 2^24), and the test of `Terms::may_reach` runs on the 8 at once with
+/// the same `f32` operations in the same order (so the same outcome; a NaN passes).
+///
+/// # Safety
+/// Only from a function compiled with AVX-512F, AVX-512BW, AVX-512DQ and AVX-512VL enabled (on a CPU that
+/// has them).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub unsafe fn sign_block_avx512(bits: &[u64], query: &[u8], rows: SignBlock<'_>, terms: SignQuery) -> u8 {
+    use std::arch::x86_64::*;
+    let words = bits.len() / 8;
+    assert!(bits.len() == 8 * words && query.len() >= 64 * words, "8 rows, 64 query codes a word");
+    assert!(
+        rows.ones.len() == 8 && rows.scales.len() == 8 && rows.errors.len() == 8 && rows.reaches.len() == 8
+    );
+    // SAFETY (each intrinsic below): the caller runs with AVX-512F/BW/DQ/VL enabled; every load is of 8
+    // elements of a slice asserted 8 long, or of 64 query bytes within `query` (asserted above).
+    unsafe {
+        let zero = _mm512_setzero_si512();
+        let mut sums = [zero; 8];
+        for (row, sum) in sums.iter_mut().enumerate() {
+            for w in 0..words {
+                let codes = _mm512_loadu_si512(query.as_ptr().add(64 * w).cast());
+                let masked = _mm512_maskz_mov_epi8(bits[row * words + w], codes);
+                *sum = _mm512_add_epi64(*sum, _mm512_sad_epu8(masked, zero));
+            }
+        }
+        // Add across: pairs of rows within 128-bit lanes, then 128-bit lanes across registers.
+        let pair = |a: __m512i, b: __m512i| {
+            _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b))
+        };
+        let (s01, s23, s45, s67) =
+            (pair(sums[0], sums[1]), pair(sums[2], sums[3]), pair(sums[4], sums[5]), pair(sums[6], sums[7]));
+        let quad = |a: __m512i, b: __m512i| {
+            _mm512_add_epi64(
+                _mm512_shuffle_i64x2::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_i64x2::<0b11_01_11_01>(a, b),
+            )
+        };
+        let (s0123, s4567) = (quad(s01, s23), quad(s45, s67));
+        let totals = quad(s0123, s4567);
+        let ones = _mm512_cvtepu32_epi64(_mm256_loadu_si256(rows.ones.as_ptr().cast()));
+        let set = _mm512_sub_epi64(totals, _mm512_slli_epi64::<7>(ones));
+        let dots = _mm512_sub_epi64(_mm512_slli_epi64::<1>(set), _mm512_set1_epi64(terms.sum));
+        let estimate = _mm256_mul_ps(
+            _mm256_mul_ps(_mm512_cvtepi64_ps(dots), _mm256_loadu_ps(rows.scales.as_ptr())),
+            _mm256_set1_ps(terms.scale),
+        );
+        let bound = _mm256_add_ps(
+            _mm256_add_ps(
+                _mm256_mul_ps(_mm256_set1_ps(terms.norm), _mm256_loadu_ps(rows.errors.as_ptr())),
+                _mm256_mul_ps(_mm256_set1_ps(terms.error), _mm256_loadu_ps(rows.reaches.as_ptr())),
+            ),
+            _mm256_set1_ps(terms.slack),
+        );
+        _mm256_cmp_ps_mask::<_CMP_NLT_UQ>(_mm256_add_ps(estimate, bound), _mm256_set1_ps(terms.threshold))
+    }
 }
 
 /// [`set_sum_lanes`] in AVX-512 registers: per word, the 64 query bytes at its set bits (`vmovdqu8` under
