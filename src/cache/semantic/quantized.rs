@@ -237,35 +237,14 @@ impl Rows {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,avx512f,avx512bw,avx512dq,avx512vl,popcnt")]
     unsafe fn scan_avx512(&self, query: &QueryCodes, threshold: f32, rows: Range<usize>) -> Vec<usize> {
-        let (words, bytes) = (sign_row_words(self.dims), nibble_row_bytes(self.dims));
+        let bytes = nibble_row_bytes(self.dims);
         // SAFETY: this function is compiled with AVX2.
         let nibble_dot = |codes: &[u8]| unsafe { kernels::nibble_avx2(codes, &query.codes) };
         let blocks = rows.start..rows.end - rows.len() % 8;
         let mut found = Vec::new();
         for first in blocks.clone().step_by(8) {
-            let block = first..first + 8;
-            let signs = &self.signs;
-            // SAFETY: this function is compiled with AVX-512F/BW/DQ/VL; every slice is 8 rows long.
-            let mut passed = unsafe {
-                kernels::sign_block_avx512(
-                    &signs.bits[first * words..(first + 8) * words],
-                    &query.biased,
-                    kernels::SignBlock {
-                        ones: &signs.ones[block.clone()],
-                        scales: &signs.scales[block.clone()],
-                        errors: &signs.errors[block.clone()],
-                        reaches: &signs.reaches[block],
-                    },
-                    kernels::SignQuery {
-                        sum: query.sum,
-                        scale: query.scale,
-                        norm: query.norm,
-                        error: query.error,
-                        slack: SLACK,
-                        threshold,
-                    },
-                )
-            };
+            // SAFETY: this function is compiled with AVX-512F/BW/DQ/VL; `first + 8 <= rows.end <= self.len()`.
+            let mut passed = unsafe { self.sign_block(first, query, threshold) };
             while passed != 0 {
                 let row = first + passed.trailing_zeros() as usize;
                 passed &= passed - 1;
@@ -285,6 +264,40 @@ impl Rows {
             nibble_dot,
         ));
         found
+    }
+
+    /// [`kernels::sign_block_avx512`] on rows `first..first + 8`: bit `r` set when row `first + r` may reach
+    /// `threshold` by its sign bits.
+    ///
+    /// # Safety
+    /// Only from a function compiled with AVX-512F, AVX-512BW, AVX-512DQ and AVX-512VL enabled.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn sign_block(&self, first: usize, query: &QueryCodes, threshold: f32) -> u8 {
+        let (words, block, signs) = (sign_row_words(self.dims), first..first + 8, &self.signs);
+        let rows = kernels::SignBlock {
+            ones: &signs.ones[block.clone()],
+            scales: &signs.scales[block.clone()],
+            errors: &signs.errors[block.clone()],
+            reaches: &signs.reaches[block],
+        };
+        let terms = kernels::SignQuery {
+            sum: query.sum,
+            scale: query.scale,
+            norm: query.norm,
+            error: query.error,
+            slack: SLACK,
+            threshold,
+        };
+        // SAFETY: the caller runs with AVX-512F/BW/DQ/VL; the slices are 8 rows long.
+        unsafe {
+            kernels::sign_block_avx512(
+                &signs.bits[first * words..(first + 8) * words],
+                &query.biased,
+                rows,
+                terms,
+            )
+        }
     }
 
     /// [`scan_with`](Self::scan_with) in AVX2, without the sign pass.

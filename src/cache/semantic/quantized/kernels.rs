@@ -144,6 +144,7 @@ pub unsafe fn nibble_avx2(row: &[u8], query: &[i8]) -> i64 {
 }
 
 /// Eight rows' terms for [`sign_block_avx512`] (each slice 8 long).
+#[cfg(target_arch = "x86_64")]
 pub struct SignBlock<'a> {
     /// Set bits of each row.
     pub ones: &'a [u32],
@@ -153,6 +154,7 @@ pub struct SignBlock<'a> {
 }
 
 /// The query's terms for [`sign_block_avx512`].
+#[cfg(target_arch = "x86_64")]
 pub struct SignQuery {
     /// `Σ codes`.
     pub sum: i64,

@@ -88,30 +88,8 @@ fn the_sign_block_decides_as_each_row_does() {
     }
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
     unsafe fn block(rows: &Rows, first: usize, query: &QueryCodes, threshold: f32) -> u8 {
-        let (words, range, signs) = (sign_row_words(rows.dims), first..first + 8, &rows.signs);
-        let sign_rows = kernels::SignBlock {
-            ones: &signs.ones[range.clone()],
-            scales: &signs.scales[range.clone()],
-            errors: &signs.errors[range.clone()],
-            reaches: &signs.reaches[range],
-        };
-        let terms = kernels::SignQuery {
-            sum: query.sum,
-            scale: query.scale,
-            norm: query.norm,
-            error: query.error,
-            slack: SLACK,
-            threshold,
-        };
-        // SAFETY: compiled with AVX-512F/BW/DQ/VL; the slices are 8 rows long.
-        unsafe {
-            kernels::sign_block_avx512(
-                &signs.bits[first * words..(first + 8) * words],
-                &query.biased,
-                sign_rows,
-                terms,
-            )
-        }
+        // SAFETY: compiled with AVX-512F/BW/DQ/VL; `first + 8 <= rows.len()` below.
+        unsafe { rows.sign_block(first, query, threshold) }
     }
     let mut rows = Rows::new(130);
     let vectors: Vec<Vec<f32>> = (0..64).map(|i| unit(&spread(130, i * 7 + 1))).collect();
