@@ -16,9 +16,9 @@
 //! its bound (about 0.6 for a 384-wide vector) is below the threshold is skipped; a row that passes is
 //! checked again on its 4-bit codes (a bound of about 0.13), and every row that passes both is rescored
 //! exactly, so a search finds exactly the rows a full `f32` scan finds, with the same similarities (tested
-//! against one). The sign pass runs only on CPUs with AVX-512BW, where summing the query's codes under a
-//! row's sign bits is a masked byte sum; elsewhere the scan starts at the 4-bit codes. From
-//! [`PARALLEL_ROWS`] rows on, the scan runs on two threads, each over half the rows.
+//! against one). The sign pass runs only on CPUs with AVX-512 (F, BW, DQ, VL), where summing the query's
+//! codes under a row's sign bits is a masked byte sum, 8 rows at a time; elsewhere the scan starts at the
+//! 4-bit codes. From [`PARALLEL_ROWS`] rows on, the scan runs on two threads, each over half the rows.
 
 mod kernels;
 
