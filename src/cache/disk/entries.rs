@@ -23,7 +23,7 @@ use hashbrown::hash_table::Entry;
 use super::index::{EntrySlot, Loc, Map};
 use super::names::Names;
 use crate::cache::clock::Expiry;
-use crate::cache::record::BlobRef;
+use crate::cache::record::{BlobRef, Header};
 
 /// Longest key packed from hex, in packed bytes.
 const PACK_MAX: usize = 64;
@@ -75,6 +75,21 @@ pub struct Meta {
     pub raw_len: u32,
     pub stored_len: u32,
     pub payload_len: u64,
+}
+
+impl Meta {
+    /// The fields of the record with header `h` found at `loc`.
+    pub fn of(h: &Header, loc: Loc) -> Self {
+        Self {
+            loc,
+            seq: h.seq,
+            created_ms: h.created_ms,
+            expires: Expiry::from_ms(h.expires_ms),
+            raw_len: h.raw_len,
+            stored_len: h.value_len,
+            payload_len: h.payload_len,
+        }
+    }
 }
 
 /// What [`Entries::upsert`] did.
@@ -414,7 +429,7 @@ impl<'a> EntryRef<'a> {
 
     /// An owned copy of what the index keeps about it.
     pub fn to_slot(self) -> EntrySlot {
-        EntrySlot {
+        let meta = Meta {
             loc: self.loc(),
             seq: self.seq(),
             created_ms: self.created_ms(),
@@ -422,8 +437,7 @@ impl<'a> EntryRef<'a> {
             raw_len: self.raw_len(),
             stored_len: self.stored_len(),
             payload_len: self.payload_len(),
-            name: self.name().into(),
-            refs: self.refs().into(),
-        }
+        };
+        EntrySlot::new(meta, self.name().into(), self.refs().into())
     }
 }

@@ -75,6 +75,12 @@ pub struct EntrySlot {
 }
 
 impl EntrySlot {
+    /// The view of an entry with these header fields, `name` and chunk `refs`.
+    pub fn new(meta: Meta, name: Box<str>, refs: Box<[BlobRef]>) -> Self {
+        let Meta { loc, seq, created_ms, expires, raw_len, stored_len, payload_len } = meta;
+        Self { loc, seq, created_ms, expires, raw_len, stored_len, payload_len, name, refs }
+    }
+
     /// Decoded size of the whole value.
     pub fn logical_len(&self) -> u64 {
         self.raw_len as u64 + self.payload_len
@@ -157,15 +163,7 @@ impl Index {
                 if tombstone.is_some_and(|(seq, _)| seq > h.seq) {
                     return;
                 }
-                let meta = Meta {
-                    loc,
-                    seq: h.seq,
-                    created_ms: h.created_ms,
-                    expires: Expiry::from_ms(h.expires_ms),
-                    raw_len: h.raw_len,
-                    stored_len: h.value_len,
-                    payload_len: h.payload_len,
-                };
+                let meta = Meta::of(h, loc);
                 let id = match self.entries.upsert(h.kind, key, meta, name, refs) {
                     Upsert::Older => return,
                     Upsert::Inserted(id) => id,

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
 
+use super::entries::Meta;
 use super::index::{BLOB_KIND, BlobSlot, EntryKey, EntrySlot, Index, Loc, SegmentUsage};
-use crate::cache::clock::Expiry;
 use crate::cache::record::{BlobRef, Header, RecordType};
 
 /// The index as it was: every entry an owned key and slot in a hash map.
@@ -51,17 +51,8 @@ impl Model {
                 for r in &refs {
                     self.blobs.entry(*r).or_default().refcount += 1;
                 }
-                let slot = EntrySlot {
-                    loc,
-                    seq: h.seq,
-                    created_ms: h.created_ms,
-                    expires: Expiry::from_ms(h.expires_ms),
-                    raw_len: h.raw_len,
-                    stored_len: h.value_len,
-                    payload_len: h.payload_len,
-                    name: String::from_utf8_lossy(name).into(),
-                    refs: refs.into(),
-                };
+                let slot =
+                    EntrySlot::new(Meta::of(h, loc), String::from_utf8_lossy(name).into(), refs.into());
                 self.entries.insert(entry_key, slot);
                 *self.live(loc.segment) += loc.len as u64;
             }
