@@ -2,11 +2,11 @@
 //! group, bounded by a most-entries limit that drops the oldest first.
 //!
 //! A vector is stored under its request's response key, with the text it embeds (the guards compare
-//! texts). A group's vectors lie in one contiguous `f32` array, beside 4-bit and 8-bit codes of the same
-//! vectors ([`quantized`]): a search is one pass over the codes of that group alone (other groups are never
+//! texts). A group's vectors lie in one contiguous `f32` array, beside sign bits and 4-bit codes of the same
+//! vectors ([`quantized`]): a search is one pass over the copies of that group alone (other groups are never
 //! read), which skips the rows that provably cannot reach the threshold, and the exact `f32` dot product
-//! (cosine similarity, the vectors being unit length) of the others. docs/semantic-cache.md says why brute force
-//! rather than an approximate index.
+//! (cosine similarity, the vectors being unit length) of the others. docs/semantic-cache.md says why brute
+//! force rather than an approximate index.
 
 use std::collections::{HashMap, VecDeque};
 

@@ -5,7 +5,7 @@
 //! - [`calibrate`]: a similarity threshold measured on labelled pairs (`inferno cache semantic calibrate`);
 //! - [`scope`]: which stored requests a request may be answered from, and the text compared;
 //! - [`index`]: the vectors in memory, searched by brute force within one scope group;
-//! - [`quantized`]: the 8-bit first pass of a search, which skips only rows that cannot match;
+//! - [`quantized`]: the sign-bit and 4-bit first passes of a search, which skip only rows that cannot match;
 //! - [`record`]: a vector as stored in the cache (kind `semantic`);
 //! - [`lookup`]: a server's semantic cache: load, lookup, store, forget;
 //! - [`counters`]: what it counts;

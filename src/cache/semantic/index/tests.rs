@@ -148,7 +148,7 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
-    /// The 8-bit first pass never loses a row: at MiniLM's width, with thresholds set exactly at (and a hair
+    /// The first passes never lose a row: at MiniLM's width, with thresholds set exactly at (and a hair
     /// either side of) a stored row's similarity, a search finds what a full `f32` scan finds, to the bit.
     #[test]
     fn the_quantized_first_pass_finds_what_a_full_scan_finds(
